@@ -1,0 +1,109 @@
+#include "support/multiproc.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <thread>
+
+#include "rdmacoll/error.h"
+#include "rdmacoll/settings.h"
+
+extern char** environ;
+
+namespace rdmacoll::testing {
+
+std::string current_test_name() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  return info ? std::string(info->test_suite_name()) + "." + info->name() : "unknown";
+}
+
+bool require_rdma_device() {
+  const char* v = std::getenv("REQUIRE_RDMA_DEVICE");
+  return v != nullptr && std::string(v) == "1";
+}
+
+bootstrap::Deadline RankGroup::deadline() const { return bootstrap::default_deadline(); }
+
+RankGroup::RankGroup(int world_size) {
+  if (auto info = bootstrap::detect_launch()) {
+    external_ = true;
+    if (info->world_size != world_size)
+      throw ConfigError("this test needs " + std::to_string(world_size) + " ranks, but the launcher says " +
+                        std::to_string(info->world_size));
+    // Each test gets its own store port so that back-to-back tests cannot cross; ranks this
+    // class spawned itself were already given the exact port.
+    if (std::getenv("RANKGROUP_EXACT_PORT") == nullptr)
+      info->port = static_cast<uint16_t>(info->port + std::hash<std::string>{}(current_test_name()) % 2000);
+    world_ = bootstrap::connect_world(*info, bootstrap::default_deadline());
+    return;
+  }
+  bootstrap::LaunchInfo info;
+  info.rank = 0;
+  info.world_size = world_size;
+  info.host = "127.0.0.1";
+  info.source = "test RankGroup";
+  world_.info = info;
+  world_.server = std::make_unique<bootstrap::TcpStoreServer>("127.0.0.1", 0);
+  uint16_t port = world_.server->port();
+  std::string exe = "/proc/self/exe";
+  std::string filter = "--gtest_filter=" + current_test_name();
+  for (int r = 1; r < world_size; ++r) {
+    std::vector<std::string> env_s;
+    for (char** e = environ; *e; ++e) env_s.emplace_back(*e);
+    env_s.push_back("RDMACOLL_RANK=" + std::to_string(r));
+    env_s.push_back("RDMACOLL_WORLD_SIZE=" + std::to_string(world_size));
+    env_s.push_back("RDMACOLL_ADDR=127.0.0.1:" + std::to_string(port));
+    env_s.push_back("RANKGROUP_EXACT_PORT=1");
+    std::vector<char*> envp;
+    for (auto& s : env_s) envp.push_back(s.data());
+    envp.push_back(nullptr);
+    char* argv[] = {exe.data(), filter.data(), nullptr};
+    pid_t pid = 0;
+    int rc = posix_spawn(&pid, exe.c_str(), nullptr, nullptr, argv, envp.data());
+    if (rc != 0) throw Error("posix_spawn of rank " + std::to_string(r) + " failed: " + std::strerror(rc));
+    children_.push_back(pid);
+  }
+  world_.store = std::make_unique<bootstrap::TcpStore>("127.0.0.1", port, bootstrap::default_deadline());
+}
+
+void RankGroup::join() {
+  bootstrap::barrier(*world_.store, "join/" + current_test_name(), rank(), world_size(), deadline());
+  auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (size_t i = 0; i < children_.size(); ++i) {
+    int status = 0;
+    pid_t got = 0;
+    while ((got = waitpid(children_[i], &status, WNOHANG)) == 0 && std::chrono::steady_clock::now() < limit)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (got == 0) {
+      kill(children_[i], SIGKILL);
+      waitpid(children_[i], &status, 0);
+      ADD_FAILURE() << "rank " << i + 1 << " did not exit within 30 s after the final barrier; killed it";
+    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      ADD_FAILURE() << "rank " << i + 1 << " failed: "
+                    << (WIFEXITED(status) ? "exit status " + std::to_string(WEXITSTATUS(status))
+                                          : "killed by signal " + std::to_string(WTERMSIG(status)))
+                    << " (its output is above)";
+    }
+    children_[i] = -1;
+  }
+  children_.clear();
+}
+
+RankGroup::~RankGroup() {
+  // A test that failed before join(): do not leave ranks behind.
+  for (pid_t pid : children_) {
+    if (pid <= 0) continue;
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+  }
+}
+
+}  // namespace rdmacoll::testing

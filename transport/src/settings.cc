@@ -1,0 +1,148 @@
+#include "rdmacoll/settings.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <iomanip>
+#include <ostream>
+#include <stdexcept>
+
+#include "rdmacoll/error.h"
+
+extern char** environ;
+
+namespace rdmacoll::settings {
+namespace {
+
+// The one place where settings are declared. Keep README.md's settings table in step
+// (tests/transport/settings_test.cc checks that every name here appears in README.md).
+constexpr Spec kSpecs[] = {
+    {"RDMACOLL_LOG_LEVEL", Type::String, "WARN",
+     "Log level: NONE, ERROR, WARN, INFO, DEBUG or TRACE."},
+    {"RDMACOLL_LOG_SUBSYS", Type::String, "ALL",
+     "Subsystems to log, comma-separated: INIT,NET,UCX,BOOT,COLL,TRAIN or ALL; ^ excludes (^UCX)."},
+    {"RDMACOLL_RANK", Type::Int, "", "This process's rank (also read: OMPI_COMM_WORLD_RANK, SLURM_PROCID, RANK)."},
+    {"RDMACOLL_WORLD_SIZE", Type::Int, "",
+     "Number of ranks (also read: OMPI_COMM_WORLD_SIZE, SLURM_NTASKS, WORLD_SIZE)."},
+    {"RDMACOLL_ADDR", Type::String, "",
+     "Rendezvous address HOST:PORT served by rank 0 (also read: MASTER_ADDR/MASTER_PORT, Slurm's first node)."},
+    {"RDMACOLL_TIMEOUT", Type::Seconds, "60",
+     "Deadline for any wait (rendezvous, connection, completion); the error names the missing ranks."},
+    {"RDMACOLL_IB_DEVICE", Type::String, "",
+     "RDMA device and port as NAME[:PORT] (e.g. mlx5_0:1, rxe0); default: first device with an active port."},
+    {"RDMACOLL_IB_GID_INDEX", Type::Int, "",
+     "GID index to use; default: the RoCEv2 IPv4-mapped GID, else RoCEv2, else index 0."},
+    {"RDMACOLL_IB_TIMEOUT", Type::Int, "14",
+     "RC local ACK timeout exponent: 4.096us * 2^N per try (14 = 67 ms)."},
+    {"RDMACOLL_IB_RETRY_CNT", Type::Int, "7", "RC transport retry count (0-7) before a retry-exceeded error."},
+};
+
+const Spec& find(std::string_view name) {
+  for (const Spec& s : kSpecs)
+    if (s.name == name) return s;
+  throw std::logic_error("rdmacoll: setting " + std::string(name) + " is not declared in settings.cc");
+}
+
+std::string_view type_name(Type t) {
+  switch (t) {
+    case Type::String: return "string";
+    case Type::Int: return "int";
+    case Type::Bool: return "bool";
+    case Type::Seconds: return "seconds";
+  }
+  return "?";
+}
+
+std::string effective(const Spec& s) {
+  auto v = raw(s.name);
+  return v ? *v : std::string(s.default_value);
+}
+
+[[noreturn]] void bad(std::string_view name, std::string_view value, std::string_view expected) {
+  throw ConfigError(std::string(name) + "='" + std::string(value) + "' is not " + std::string(expected) +
+                    "; fix or unset it (rdmacoll-info --settings lists every setting)");
+}
+
+}  // namespace
+
+std::span<const Spec> all() { return kSpecs; }
+
+std::optional<std::string> raw(std::string_view name) {
+  const Spec& s = find(name);
+  const char* v = std::getenv(std::string(s.name).c_str());
+  if (v == nullptr || *v == '\0') return std::nullopt;
+  return std::string(v);
+}
+
+int64_t parse_int(std::string_view name, std::string_view value) {
+  std::string v(value);
+  errno = 0;
+  char* end = nullptr;
+  long long x = std::strtoll(v.c_str(), &end, 0);
+  if (v.empty() || errno != 0 || end == nullptr || *end != '\0') bad(name, value, "an integer");
+  return x;
+}
+
+bool parse_bool(std::string_view name, std::string_view value) {
+  if (value == "1" || value == "true" || value == "yes" || value == "on") return true;
+  if (value == "0" || value == "false" || value == "no" || value == "off") return false;
+  bad(name, value, "a boolean (1/0, true/false, yes/no, on/off)");
+}
+
+double parse_seconds(std::string_view name, std::string_view value) {
+  std::string v(value);
+  char* end = nullptr;
+  errno = 0;
+  double x = std::strtod(v.c_str(), &end);
+  if (v.empty() || errno != 0 || end == v.c_str() || !std::isfinite(x) || x < 0)
+    bad(name, value, "a duration (e.g. 30, 2.5, 500ms, 2m)");
+  std::string_view unit(end);
+  if (unit.empty() || unit == "s") return x;
+  if (unit == "ms") return x / 1000.0;
+  if (unit == "m") return x * 60.0;
+  bad(name, value, "a duration (e.g. 30, 2.5, 500ms, 2m)");
+}
+
+std::string get_string(std::string_view name) { return effective(find(name)); }
+
+std::optional<int64_t> get_int(std::string_view name) {
+  const Spec& s = find(name);
+  std::string v = effective(s);
+  if (v.empty()) return std::nullopt;
+  return parse_int(s.name, v);
+}
+
+bool get_bool(std::string_view name) {
+  const Spec& s = find(name);
+  return parse_bool(s.name, effective(s));
+}
+
+double get_seconds(std::string_view name) {
+  const Spec& s = find(name);
+  return parse_seconds(s.name, effective(s));
+}
+
+std::string unknown_in_environment() {
+  std::string out;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    std::string_view kv(*e);
+    if (!kv.starts_with("RDMACOLL_")) continue;
+    std::string_view name = kv.substr(0, kv.find('='));
+    bool known = false;
+    for (const Spec& s : kSpecs) known = known || s.name == name;
+    if (!known) out += (out.empty() ? "" : " ") + std::string(name);
+  }
+  return out;
+}
+
+void print(std::ostream& out) {
+  for (const Spec& s : kSpecs) {
+    auto v = raw(s.name);
+    std::string shown = v ? *v : (s.default_value.empty() ? "(auto)" : std::string(s.default_value));
+    out << std::left << std::setw(24) << s.name << ' ' << std::setw(8) << type_name(s.type) << ' '
+        << std::setw(16) << shown << ' ' << std::setw(8) << (v ? "env" : "default") << ' ' << s.doc
+        << '\n';
+  }
+}
+
+}  // namespace rdmacoll::settings
