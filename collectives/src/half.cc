@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define RDMACOLL_HAVE_X86_F16C 1
 #else
@@ -23,9 +24,27 @@ void from_float_portable(const float* src, Float16* dst, std::size_t count) noex
 
 #if RDMACOLL_HAVE_X86_F16C
 
-// __builtin_cpu_supports reads a table the runtime fills once at start-up, so it is cheap
-// enough to ask on every call and we keep no state of our own.
-bool have_f16c() noexcept { return __builtin_cpu_supports("f16c") != 0; }
+// F16C needs the CPU feature bit and, being VEX-encoded, an OS that saves the YMM registers
+// (OSXSAVE set and XCR0 enabling SSE and AVX state). Asked directly because
+// __builtin_cpu_supports("f16c") is GCC-only.
+namespace {
+bool detect_f16c() noexcept {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0) return false;
+  constexpr unsigned kOsxsave = 1u << 27, kAvx = 1u << 28, kF16c = 1u << 29;
+  if ((ecx & (kOsxsave | kAvx | kF16c)) != (kOsxsave | kAvx | kF16c)) return false;
+  unsigned xcr0_lo = 0, xcr0_hi = 0;
+  __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  return (xcr0_lo & 0x6u) == 0x6u;
+}
+}  // namespace
+
+// CPUID traps to the hypervisor in a VM (microseconds), too slow to ask per reduction, so the
+// answer is computed once. It is a fact about the machine, not state.
+bool have_f16c() noexcept {
+  static const bool has = detect_f16c();
+  return has;
+}
 
 // The function-level target attribute lets this file be compiled for baseline x86-64 and
 // still use VCVTPH2PS/VCVTPS2PH where the CPU has them. A partial last vector goes through a

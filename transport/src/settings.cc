@@ -35,6 +35,12 @@ constexpr Spec kSpecs[] = {
     {"RDMACOLL_IB_TIMEOUT", Type::Int, "14",
      "RC local ACK timeout exponent: 4.096us * 2^N per try (14 = 67 ms)."},
     {"RDMACOLL_IB_RETRY_CNT", Type::Int, "7", "RC transport retry count (0-7) before a retry-exceeded error."},
+    // Read by the scripts (install-deps.sh, tests/guest/rdmacoll-guest), declared here so
+    // there is one list and rdmacoll-info does not flag them as typos.
+    {"RDMACOLL_KERNEL_DIR", Type::String, "/var/cache/rdmacoll/kernel",
+     "Scripts: where install-deps.sh unpacks Debian's kernel for the soft-RoCE guest."},
+    {"RDMACOLL_GUEST_DIR", Type::String, "/var/tmp/rdmacoll-guest",
+     "Scripts: the guest harness's cache (initramfs) and job files."},
 };
 
 const Spec& find(std::string_view name) {
