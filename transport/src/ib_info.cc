@@ -4,6 +4,7 @@
 #include <infiniband/verbs.h>
 #include <net/if.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -37,25 +38,44 @@ std::string guid_string(uint64_t be_guid) {
   return buf;
 }
 
-std::vector<GidEntry> query_gids(ibv_context* ctx, int port, int table_len) {
-  std::vector<ibv_gid_entry> entries(static_cast<size_t>(table_len) * 2 + 16);
+GidEntry to_gid(const ibv_gid_entry& e) {
+  GidEntry g;
+  g.index = static_cast<int>(e.gid_index);
+  g.type = e.gid_type == IBV_GID_TYPE_ROCE_V2   ? GidType::RoCEv2
+           : e.gid_type == IBV_GID_TYPE_ROCE_V1 ? GidType::RoCEv1
+                                                : GidType::IB;
+  std::memcpy(g.raw.data(), e.gid.raw, 16);
+  char ifname[IF_NAMESIZE] = {};
+  if (e.ndev_ifindex != 0 && if_indextoname(e.ndev_ifindex, ifname) != nullptr) g.netdev = ifname;
+  return g;
+}
+
+// Fills every port's GID list. One ibv_query_gid_table call, sized to exactly the sum of the
+// ports' table lengths: the 6.1 kernel refuses (EINVAL) a larger array. Should the table call
+// fail anyway, fall back to one ibv_query_gid_ex per index (ENODATA marks an empty entry).
+void query_gids(ibv_context* ctx, std::vector<PortInfo>& ports, const std::vector<int>& table_lens) {
+  size_t total = 0;
+  for (int len : table_lens) total += static_cast<size_t>(len);
+  std::vector<ibv_gid_entry> entries(std::max<size_t>(total, 1));
   ssize_t n = ibv_query_gid_table(ctx, entries.data(), entries.size(), 0);
-  if (n < 0) verbs::fail(std::string("ibv_query_gid_table(") + ctx->device->name + ")", static_cast<int>(-n));
-  std::vector<GidEntry> out;
-  for (ssize_t i = 0; i < n; ++i) {
-    const ibv_gid_entry& e = entries[static_cast<size_t>(i)];
-    if (static_cast<int>(e.port_num) != port) continue;
-    GidEntry g;
-    g.index = static_cast<int>(e.gid_index);
-    g.type = e.gid_type == IBV_GID_TYPE_ROCE_V2   ? GidType::RoCEv2
-             : e.gid_type == IBV_GID_TYPE_ROCE_V1 ? GidType::RoCEv1
-                                                  : GidType::IB;
-    std::memcpy(g.raw.data(), e.gid.raw, 16);
-    char ifname[IF_NAMESIZE] = {};
-    if (e.ndev_ifindex != 0 && if_indextoname(e.ndev_ifindex, ifname) != nullptr) g.netdev = ifname;
-    out.push_back(g);
+  if (n >= 0) {
+    for (ssize_t i = 0; i < n; ++i) {
+      const ibv_gid_entry& e = entries[static_cast<size_t>(i)];
+      for (PortInfo& p : ports)
+        if (p.port == static_cast<int>(e.port_num)) p.gids.push_back(to_gid(e));
+    }
+    return;
   }
-  return out;
+  for (size_t k = 0; k < ports.size(); ++k) {
+    for (int i = 0; i < table_lens[k]; ++i) {
+      ibv_gid_entry e{};
+      int rc = ibv_query_gid_ex(ctx, static_cast<uint32_t>(ports[k].port), static_cast<uint32_t>(i), &e, 0);
+      if (rc == ENODATA || (rc < 0 && errno == ENODATA)) continue;
+      verbs::check_rc(rc, std::string("ibv_query_gid_ex(") + ctx->device->name + ", port " +
+                              std::to_string(ports[k].port) + ", index " + std::to_string(i) + ")");
+      ports[k].gids.push_back(to_gid(e));
+    }
+  }
 }
 
 std::string list_names(const std::vector<DeviceInfo>& devices) {
@@ -121,6 +141,7 @@ std::vector<DeviceInfo> list_devices() {
     d.max_sge = attr.max_sge;
     d.max_cqe = attr.max_cqe;
     d.max_mr_size = attr.max_mr_size;
+    std::vector<int> table_lens;
     for (int port = 1; port <= attr.phys_port_cnt; ++port) {
       ibv_port_attr pa{};
       verbs::check_rc(ibv_query_port(ctx.get(), static_cast<uint8_t>(port), &pa),
@@ -133,9 +154,10 @@ std::vector<DeviceInfo> list_devices() {
       p.active_mtu = verbs::mtu_bytes(pa.active_mtu);
       p.max_mtu = verbs::mtu_bytes(pa.max_mtu);
       p.lid = pa.lid;
-      p.gids = query_gids(ctx.get(), port, pa.gid_tbl_len);
       d.ports.push_back(std::move(p));
+      table_lens.push_back(pa.gid_tbl_len);
     }
+    query_gids(ctx.get(), d.ports, table_lens);
     out.push_back(std::move(d));
   }
   return out;
