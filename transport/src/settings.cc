@@ -28,6 +28,10 @@ constexpr Spec kSpecs[] = {
      "Rendezvous address HOST:PORT served by rank 0 (also read: MASTER_ADDR/MASTER_PORT, Slurm's first node)."},
     {"RDMACOLL_TIMEOUT", Type::Seconds, "60",
      "Deadline for any wait (rendezvous, connection, completion); the error names the missing ranks."},
+    {"RDMACOLL_TRANSPORT", Type::String, "ucx", "Transport backend: verbs or ucx."},
+    {"RDMACOLL_PROGRESS", Type::String, "adaptive",
+     "How waits get completions: poll (spin), block (sleep on the completion channel / ucp_worker_wait), adaptive."},
+    {"RDMACOLL_SPIN_US", Type::Int, "50", "Adaptive progress: microseconds to spin without events before sleeping."},
     {"RDMACOLL_IB_DEVICE", Type::String, "",
      "RDMA device and port as NAME[:PORT] (e.g. mlx5_0:1, rxe0); default: first device with an active port."},
     {"RDMACOLL_IB_GID_INDEX", Type::Int, "",
@@ -35,6 +39,11 @@ constexpr Spec kSpecs[] = {
     {"RDMACOLL_IB_TIMEOUT", Type::Int, "14",
      "RC local ACK timeout exponent: 4.096us * 2^N per try (14 = 67 ms)."},
     {"RDMACOLL_IB_RETRY_CNT", Type::Int, "7", "RC transport retry count (0-7) before a retry-exceeded error."},
+    {"RDMACOLL_IB_EAGER", Type::Int, "8192",
+     "Verbs: tagged messages up to this many bytes are copied through bounce buffers; larger ones use RDMA READ."},
+    {"RDMACOLL_IB_CHUNK", Type::Int, "262144", "Verbs: largest single work request, in bytes (large transfers are split)."},
+    {"RDMACOLL_IB_MAX_INFLIGHT", Type::Int, "2097152",
+     "Verbs: bytes in flight per queue pair; more waits (soft-RoCE drops packets under deep queues)."},
     // Read by the scripts (install-deps.sh, tests/guest/rdmacoll-guest), declared here so
     // there is one list and rdmacoll-info does not flag them as typos.
     {"RDMACOLL_KERNEL_DIR", Type::String, "/var/cache/rdmacoll/kernel",

@@ -1,0 +1,172 @@
+// The transport interface: how a rank moves registered memory to its peers. The collectives
+// run on it unchanged over libibverbs or UCX; no verbs or UCX type appears here.
+//
+//   auto world = bootstrap::connect_world(*bootstrap::detect_launch(), bootstrap::default_deadline());
+//   auto t = transport::Transport::create(world);            // full mesh, all peers connected
+//   Request r = t->send(peer, /*tag=*/7, buf, len);           // two-sided, tagged
+//   r.wait();                                                 // or r.test() in a loop
+//
+//   Memory win = t->register_memory(p, n, transport::kRemoteWrite);   // cached
+//   std::vector<uint8_t> desc = t->pack_window(win);         // send desc to the peers
+//   RemoteWindow dst = t->unpack_window(peer, desc_from_peer);
+//   t->write(peer, src, len, dst, offset, /*imm=*/42).wait(); // zero-copy RDMA WRITE (+ notify)
+//   uint32_t imm = t->notification(peer).wait_value();        // the peer's side
+//
+// Threading: a Transport and its Requests are used from one thread at a time (the backends'
+// own helper threads, such as the verbs async-event thread, never touch user state).
+// Progress is explicit: Request::test()/wait() drive it; nothing moves between calls.
+// Lifetime: a Transport must outlive its Requests and Memory handles.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "rdmacoll/bootstrap/launch.h"
+#include "rdmacoll/bootstrap/store.h"
+
+namespace rdmacoll::transport {
+
+using bootstrap::Deadline;
+
+enum class Backend { Verbs, Ucx };
+std::string_view to_string(Backend b);
+Backend parse_backend(std::string_view s);  // "verbs" | "ucx"; ConfigError otherwise
+
+// How a waiting caller gets completions: spin on the completion queue (lowest latency, burns a
+// core), sleep on the completion channel / ucp_worker_wait (frees the core), or spin for a
+// short while and then sleep (the default; behaves when ranks outnumber cores).
+enum class ProgressMode { Poll, Block, Adaptive };
+std::string_view to_string(ProgressMode m);
+ProgressMode parse_progress_mode(std::string_view s);  // "poll" | "block" | "adaptive"
+
+// Access a registration grants to peers. Local access is always granted.
+enum Access : unsigned { kLocalOnly = 0, kRemoteWrite = 1u << 0, kRemoteRead = 1u << 1 };
+
+struct Options {
+  Backend backend = Backend::Ucx;
+  ProgressMode progress = ProgressMode::Adaptive;
+  double adaptive_spin_us = 50;  // Adaptive: how long to spin before sleeping
+  // RDMACOLL_TRANSPORT, RDMACOLL_PROGRESS, RDMACOLL_SPIN_US.
+  static Options from_settings();
+};
+
+// A registered range of memory (shared: copies refer to the same registration). Obtained from
+// Transport::register_memory, which caches: registering the same range again is free.
+class Memory {
+ public:
+  struct Impl;
+  Memory() = default;
+  explicit Memory(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+  void* addr() const;
+  size_t length() const;
+  unsigned access() const;
+  explicit operator bool() const { return impl_ != nullptr; }
+  const std::shared_ptr<Impl>& impl() const { return impl_; }
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+// A peer's registered window that this rank may write into (from unpack_window).
+class RemoteWindow {
+ public:
+  struct Impl;
+  RemoteWindow() = default;
+  explicit RemoteWindow(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+  int rank() const;
+  uint64_t addr() const;
+  size_t length() const;
+  const std::shared_ptr<Impl>& impl() const { return impl_; }
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+// An operation in flight. test() progresses the transport once and says whether the operation
+// is complete; wait() progresses until it is, or throws TimeoutError at the deadline naming the
+// operation and the peer. A failed operation rethrows its error (TransportError with the
+// completion status, the opcode and the peer rank) from test() or wait().
+class Request {
+ public:
+  struct State;
+  Request() = default;
+  explicit Request(std::shared_ptr<State> s) : s_(std::move(s)) {}
+  bool test();
+  void wait(Deadline deadline);
+  void wait();  // deadline from RDMACOLL_TIMEOUT
+  // For notification(): waits, then returns the immediate value.
+  uint32_t wait_value(Deadline deadline);
+  uint32_t wait_value();
+  size_t bytes() const;  // bytes received (recv) or moved (send, write)
+  bool valid() const { return s_ != nullptr; }
+
+ private:
+  std::shared_ptr<State> s_;
+};
+
+// Bytes this rank put on the wire to / took off the wire from one peer (payload and protocol
+// headers alike), counted by the transport itself.
+struct PeerCounters {
+  uint64_t bytes_sent = 0, bytes_received = 0;
+  uint64_t messages_sent = 0, messages_received = 0;
+};
+
+struct CacheStats {
+  uint64_t hits = 0, misses = 0, invalidations = 0;
+  size_t entries = 0;
+};
+
+class Transport {
+ public:
+  // Connects to every other rank of `world` and returns once all connections are up. The
+  // store is used only here (connection data in a versioned binary format).
+  static std::unique_ptr<Transport> create(bootstrap::World& world, const Options& options = Options::from_settings());
+  virtual ~Transport() = default;
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  const Options& options() const { return options_; }
+  // One line for headers and logs: backend, device/port/GID or UCX transports, MTU, inline size.
+  virtual std::string describe() const = 0;
+
+  // Registration (cached; the cache drops entries whose memory was freed or remapped).
+  virtual Memory register_memory(void* addr, size_t length, unsigned access = kLocalOnly) = 0;
+  virtual CacheStats cache_stats() const = 0;
+
+  // Tagged two-sided messages. A receive matches the oldest message from `peer` with `tag`;
+  // its buffer must be at least as long as the message (shorter is an error naming both sizes).
+  virtual Request send(int peer, uint64_t tag, const void* buf, size_t length) = 0;
+  virtual Request recv(int peer, uint64_t tag, void* buf, size_t length) = 0;
+
+  // One-sided. A window is memory registered with kRemoteWrite; its description goes to the
+  // peers however the caller likes (the collectives exchange it once at setup).
+  virtual std::vector<uint8_t> pack_window(const Memory& window) = 0;
+  virtual RemoteWindow unpack_window(int peer, std::span<const uint8_t> packed) = 0;
+  // Zero-copy write of [src, src+length) to dst.addr()+offset. With `imm`, the peer's
+  // notification(rank()) completes with that value once the data has landed.
+  virtual Request write(int peer, const void* src, size_t length, const RemoteWindow& dst, size_t offset,
+                        std::optional<uint32_t> imm = std::nullopt) = 0;
+  // Completes when the next write-with-immediate from `peer` has landed.
+  virtual Request notification(int peer) = 0;
+
+  // Progress once without blocking; returns true if anything happened.
+  virtual bool progress() = 0;
+  // Sleeps until the backend has an event or the deadline passes (Block/Adaptive modes).
+  virtual void wait_for_event(Deadline deadline) = 0;
+
+  virtual PeerCounters counters(int peer) const = 0;
+
+ protected:
+  Transport(int rank, int size, Options options) : rank_(rank), size_(size), options_(options) {}
+
+ private:
+  int rank_, size_;
+  Options options_;
+};
+
+}  // namespace rdmacoll::transport

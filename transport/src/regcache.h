@@ -1,0 +1,52 @@
+// Private: the registration cache every backend uses. Registering memory is expensive (the
+// kernel pins pages), so a range registered once is reused: a lookup covered by an existing
+// entry with enough access rights is a hit and costs a map lookup.
+//
+// Entries must not outlive the memory they describe: when a range is freed or remapped, the
+// pinned pages the old registration holds are no longer the ones at that address. The cache
+// therefore listens for the process's memory events (see invalidate_range below and
+// regcache.cc for how they are caught) and drops every entry overlapping a released range.
+// A Memory handle the caller still holds keeps its registration alive; it is only the cache
+// that forgets it.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "rdmacoll/transport/transport.h"
+#include "transport_impl.h"
+
+namespace rdmacoll::transport {
+
+class RegCache {
+ public:
+  // Registers [addr, addr+length) with `access`; called on a miss.
+  using Register = std::function<std::shared_ptr<Memory::Impl>(void* addr, size_t length, unsigned access)>;
+
+  explicit RegCache(Register reg);
+  ~RegCache();
+  RegCache(const RegCache&) = delete;
+  RegCache& operator=(const RegCache&) = delete;
+
+  // A hit when an entry covers the range with at least `access`; otherwise registers the range
+  // (page-aligned outwards) and caches it.
+  Memory get(void* addr, size_t length, unsigned access);
+  // Drops entries overlapping [addr, addr+length).
+  void invalidate(const void* addr, size_t length);
+  CacheStats stats() const;
+
+ private:
+  Register register_;
+  mutable std::mutex mu_;
+  std::map<uintptr_t, std::shared_ptr<Memory::Impl>> entries_;  // keyed by start address
+  CacheStats stats_;
+};
+
+// Tells every live RegCache that [addr, addr+length) was released or remapped. Called by the
+// memory-event hooks; callable by users who manage memory in ways the hooks cannot see.
+void invalidate_range(const void* addr, size_t length);
+
+}  // namespace rdmacoll::transport

@@ -1,0 +1,118 @@
+#include <stdexcept>
+
+#include "rdmacoll/error.h"
+#include "rdmacoll/settings.h"
+#include "transport_impl.h"
+
+namespace rdmacoll::transport {
+
+std::string_view to_string(Backend b) { return b == Backend::Verbs ? "verbs" : "ucx"; }
+
+Backend parse_backend(std::string_view s) {
+  if (s == "verbs") return Backend::Verbs;
+  if (s == "ucx") return Backend::Ucx;
+  throw ConfigError("unknown transport '" + std::string(s) + "'; expected verbs or ucx");
+}
+
+std::string_view to_string(ProgressMode m) {
+  switch (m) {
+    case ProgressMode::Poll: return "poll";
+    case ProgressMode::Block: return "block";
+    case ProgressMode::Adaptive: return "adaptive";
+  }
+  return "?";
+}
+
+ProgressMode parse_progress_mode(std::string_view s) {
+  if (s == "poll") return ProgressMode::Poll;
+  if (s == "block") return ProgressMode::Block;
+  if (s == "adaptive") return ProgressMode::Adaptive;
+  throw ConfigError("unknown progress mode '" + std::string(s) + "'; expected poll, block or adaptive");
+}
+
+Options Options::from_settings() {
+  Options o;
+  o.backend = parse_backend(settings::get_string("RDMACOLL_TRANSPORT"));
+  o.progress = parse_progress_mode(settings::get_string("RDMACOLL_PROGRESS"));
+  o.adaptive_spin_us = static_cast<double>(*settings::get_int("RDMACOLL_SPIN_US"));
+  return o;
+}
+
+std::unique_ptr<Transport> Transport::create(bootstrap::World& world, const Options& options) {
+  if (!world.store) throw ConfigError("Transport::create needs a connected world (bootstrap::connect_world)");
+  return options.backend == Backend::Verbs ? make_verbs_transport(world, options) : make_ucx_transport(world, options);
+}
+
+void* Memory::addr() const { return impl_ ? impl_->addr : nullptr; }
+size_t Memory::length() const { return impl_ ? impl_->length : 0; }
+unsigned Memory::access() const { return impl_ ? impl_->access : 0; }
+int RemoteWindow::rank() const { return impl_ ? impl_->rank : -1; }
+uint64_t RemoteWindow::addr() const { return impl_ ? impl_->addr : 0; }
+size_t RemoteWindow::length() const { return impl_ ? impl_->length : 0; }
+
+void check_window_range(const RemoteWindow& dst, size_t offset, size_t length) {
+  if (!dst.impl()) throw std::invalid_argument("write to an empty RemoteWindow (use unpack_window)");
+  if (offset > dst.length() || length > dst.length() - offset)
+    throw std::out_of_range("write of " + std::to_string(length) + " bytes at offset " + std::to_string(offset) +
+                            " overruns rank " + std::to_string(dst.rank()) + "'s window of " +
+                            std::to_string(dst.length()) + " bytes");
+}
+
+void check_peer(const Transport& t, int peer, const char* op) {
+  if (peer < 0 || peer >= t.size())
+    throw std::invalid_argument(std::string(op) + ": peer rank " + std::to_string(peer) + " is not in [0, " +
+                                std::to_string(t.size()) + ")");
+}
+
+// ---- Request -------------------------------------------------------------------------------
+
+namespace {
+void finish(const std::shared_ptr<Request::State>& s) {
+  if (s->status == Request::State::Status::Failed) std::rethrow_exception(s->error);
+}
+}  // namespace
+
+bool Request::test() {
+  if (!s_) throw std::logic_error("test() on an empty Request");
+  if (s_->pending()) s_->transport->progress();
+  finish(s_);
+  return !s_->pending();
+}
+
+void Request::wait(Deadline deadline) {
+  if (!s_) throw std::logic_error("wait() on an empty Request");
+  Transport& t = *s_->transport;
+  const Options& o = t.options();
+  auto spin_until = bootstrap::Clock::now() + std::chrono::duration_cast<bootstrap::Clock::duration>(
+                                                  std::chrono::duration<double, std::micro>(o.adaptive_spin_us));
+  while (s_->pending()) {
+    bool active = t.progress();
+    if (!s_->pending()) break;
+    auto now = bootstrap::Clock::now();
+    if (now >= deadline)
+      throw TimeoutError("rank " + std::to_string(t.rank()) + ": " + s_->what +
+                         " did not complete before the deadline; peer rank " + std::to_string(s_->peer) +
+                         " did not answer (is it alive? RDMACOLL_TIMEOUT sets the wait)");
+    if (active) {
+      spin_until = now + std::chrono::duration_cast<bootstrap::Clock::duration>(
+                             std::chrono::duration<double, std::micro>(o.adaptive_spin_us));
+      continue;
+    }
+    if (o.progress == ProgressMode::Block || (o.progress == ProgressMode::Adaptive && now >= spin_until))
+      t.wait_for_event(std::min(deadline, now + std::chrono::milliseconds(100)));
+  }
+  finish(s_);
+}
+
+void Request::wait() { wait(bootstrap::default_deadline()); }
+
+uint32_t Request::wait_value(Deadline deadline) {
+  wait(deadline);
+  return s_->imm;
+}
+
+uint32_t Request::wait_value() { return wait_value(bootstrap::default_deadline()); }
+
+size_t Request::bytes() const { return s_ ? s_->bytes : 0; }
+
+}  // namespace rdmacoll::transport

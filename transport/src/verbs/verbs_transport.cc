@@ -1,0 +1,684 @@
+#include "verbs/verbs_transport.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "rdmacoll/error.h"
+#include "rdmacoll/log.h"
+#include "rdmacoll/settings.h"
+#include "wire.h"
+
+namespace rdmacoll::transport {
+namespace {
+
+enum MsgType : uint8_t { kEager = 1, kRts = 2, kFin = 3 };
+enum WireType : uint16_t { kConnectMsg = 0x10, kWindowMsg = 0x11 };
+constexpr size_t kRecvSlotsPerPeer = 64;
+constexpr uint64_t kRecvBit = uint64_t{1} << 63;
+using Hdr = VerbsTransport::Header;
+
+size_t setting_bytes(const char* name, size_t lo, size_t hi) {
+  int64_t v = *settings::get_int(name);
+  if (v < static_cast<int64_t>(lo) || v > static_cast<int64_t>(hi))
+    throw ConfigError(std::string(name) + "=" + std::to_string(v) + " is outside [" + std::to_string(lo) + ", " +
+                      std::to_string(hi) + "]");
+  return static_cast<size_t>(v);
+}
+
+int access_flags(unsigned access) {
+  int f = IBV_ACCESS_LOCAL_WRITE;
+  if (access & kRemoteWrite) f |= IBV_ACCESS_REMOTE_WRITE;
+  if (access & kRemoteRead) f |= IBV_ACCESS_REMOTE_READ;
+  return f;
+}
+
+struct VerbsMemory : Memory::Impl {
+  verbs::MrPtr mr;
+};
+
+struct VerbsWindow : RemoteWindow::Impl {
+  uint32_t rkey = 0;
+};
+
+std::string peer_str(int peer) { return "peer rank " + std::to_string(peer); }
+
+}  // namespace
+
+std::unique_ptr<Transport> make_verbs_transport(bootstrap::World& world, const Options& options) {
+  return std::make_unique<VerbsTransport>(world, options);
+}
+
+VerbsTransport::VerbsTransport(bootstrap::World& world, const Options& options)
+    : Transport(world.info.rank, world.info.world_size, options) {
+  auto devices = ib::list_devices();
+  sel_ = ib::select_from_settings(devices);
+  for (const auto& d : devices)
+    if (d.name == sel_.device)
+      for (const auto& p : d.ports)
+        if (p.port == sel_.port) port_ = p;
+  eager_limit_ = setting_bytes("RDMACOLL_IB_EAGER", 64, 1 << 20);
+  chunk_ = setting_bytes("RDMACOLL_IB_CHUNK", 4096, size_t{1} << 30);
+  max_inflight_ = std::max(chunk_, setting_bytes("RDMACOLL_IB_MAX_INFLIGHT", 4096, size_t{1} << 34));
+  ib_timeout_ = static_cast<int>(setting_bytes("RDMACOLL_IB_TIMEOUT", 0, 31));
+  ib_retry_ = static_cast<int>(setting_bytes("RDMACOLL_IB_RETRY_CNT", 0, 7));
+  slot_size_ = sizeof(Header) + eager_limit_;
+  recv_slots_per_peer_ = kRecvSlotsPerPeer;
+
+  ctx_ = verbs::open_device(sel_.device);
+  pd_ = verbs::alloc_pd(ctx_);
+  channel_ = verbs::create_comp_channel(ctx_);
+  fcntl(channel_->fd, F_SETFL, fcntl(channel_->fd, F_GETFL) | O_NONBLOCK);
+  const size_t n = static_cast<size_t>(size());
+  caps_.max_send_wr = 128;
+  caps_.max_recv_wr = static_cast<uint32_t>(recv_slots_per_peer_);
+  caps_.max_inline_data = 128;
+  cq_ = verbs::create_cq(ctx_, static_cast<int>(n * (caps_.max_send_wr + recv_slots_per_peer_) + 16), channel_);
+  cache_ = std::make_unique<RegCache>([pd = pd_](void* addr, size_t length, unsigned access) {
+    auto m = std::make_shared<VerbsMemory>();
+    m->addr = addr;
+    m->length = length;
+    m->access = access;
+    m->mr = verbs::reg_mr(pd, addr, length, access_flags(access));
+    return m;
+  });
+  // Receive slots: kRecvSlotsPerPeer per peer; send slots: one per possible send WR.
+  recv_pool_.resize(n * recv_slots_per_peer_ * slot_size_);
+  send_pool_.resize(n * caps_.max_send_wr * slot_size_);
+  recv_mr_ = verbs::reg_mr(pd_, recv_pool_.data(), recv_pool_.size(), IBV_ACCESS_LOCAL_WRITE);
+  send_mr_ = verbs::reg_mr(pd_, send_pool_.data(), send_pool_.size(), 0);
+  for (size_t i = n * caps_.max_send_wr; i-- > 0;) free_send_slots_.push_back(i);
+  peers_.resize(n);
+
+  if (pipe2(async_wake_, O_CLOEXEC) != 0) throw TransportError("pipe2 failed: " + std::string(std::strerror(errno)));
+  fcntl(ctx_->async_fd, F_SETFL, fcntl(ctx_->async_fd, F_GETFL) | O_NONBLOCK);
+  async_thread_ = std::thread([this] {
+    for (;;) {
+      pollfd fds[2] = {{ctx_->async_fd, POLLIN, 0}, {async_wake_[0], POLLIN, 0}};
+      if (poll(fds, 2, -1) < 0 && errno != EINTR) return;
+      if (fds[1].revents) return;
+      ibv_async_event ev{};
+      while (ibv_get_async_event(ctx_.get(), &ev) == 0) {
+        std::string what = ibv_event_type_str(ev.event_type);
+        bool fatal = ev.event_type == IBV_EVENT_QP_FATAL || ev.event_type == IBV_EVENT_QP_REQ_ERR ||
+                     ev.event_type == IBV_EVENT_QP_ACCESS_ERR || ev.event_type == IBV_EVENT_PORT_ERR ||
+                     ev.event_type == IBV_EVENT_DEVICE_FATAL || ev.event_type == IBV_EVENT_CQ_ERR;
+        uint32_t qpn = (ev.event_type == IBV_EVENT_QP_FATAL || ev.event_type == IBV_EVENT_QP_REQ_ERR ||
+                        ev.event_type == IBV_EVENT_QP_ACCESS_ERR || ev.event_type == IBV_EVENT_QP_LAST_WQE_REACHED)
+                           ? ev.element.qp->qp_num
+                           : 0;
+        ibv_ack_async_event(&ev);
+        RDMACOLL_LOG(Warn, kNet, "async event on %s: %s%s", sel_.device.c_str(), what.c_str(),
+                     qpn ? (" (qpn " + std::to_string(qpn) + ")").c_str() : "");
+        if (fatal) {
+          std::lock_guard lock(async_mu_);
+          async_errors_.push_back(what + (qpn ? ":" + std::to_string(qpn) : std::string()));
+          async_pending_ = true;
+        }
+      }
+    }
+  });
+  connect(world);
+}
+
+VerbsTransport::~VerbsTransport() {
+  char c = 1;
+  if (::write(async_wake_[1], &c, 1) != 1) RDMACOLL_WARN(kNet, "cannot wake the async-event thread");
+  if (async_thread_.joinable()) async_thread_.join();
+  ::close(async_wake_[0]);
+  ::close(async_wake_[1]);
+  if (unacked_cq_events_) ibv_ack_cq_events(cq_.get(), unacked_cq_events_);
+  // QPs go first (members are destroyed in reverse order, but peers_ holds the QPs and is
+  // declared after the pools: clear it explicitly so no work request outlives its buffers).
+  peers_.clear();
+}
+
+std::string VerbsTransport::describe() const {
+  std::string gid;
+  for (const auto& g : port_.gids)
+    if (g.index == sel_.gid_index) gid = std::string(ib::to_string(g.type)) + (g.ipv4_mapped() ? " " + g.ipv4() : "");
+  return "verbs " + sel_.device + ":" + std::to_string(sel_.port) + " gid " + std::to_string(sel_.gid_index) + " (" +
+         gid + "), RC, mtu " + std::to_string(port_.active_mtu) + ", inline " +
+         std::to_string(caps_.max_inline_data) + ", eager " + std::to_string(eager_limit_) + ", " +
+         std::string(to_string(options().progress)) + " progress";
+}
+
+// ---- connection setup ----------------------------------------------------------------------
+
+void VerbsTransport::connect(bootstrap::World& world) {
+  const int me = rank(), n = size();
+  ibv_mtu mtu = verbs::mtu_enum(port_.active_mtu);
+  std::array<uint8_t, 16> gid{};
+  for (const auto& g : port_.gids)
+    if (g.index == sel_.gid_index) gid = g.raw;
+  wire::Writer w;
+  w.header(kConnectMsg).u32(static_cast<uint32_t>(sizeof(Header))).u16(port_.lid).u8(static_cast<uint8_t>(mtu));
+  w.raw(gid.data(), 16).u32(static_cast<uint32_t>(n));
+  for (int p = 0; p < n; ++p) {
+    Peer& peer = peers_[static_cast<size_t>(p)];
+    if (p != me) {
+      verbs::QpCaps caps = caps_;
+      peer.qp = verbs::create_rc_qp(pd_, cq_, cq_, caps);
+      caps_.max_inline_data = std::min(caps_.max_inline_data, caps.max_inline_data);
+      verbs::qp_to_init(peer.qp.get(), sel_.port, IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ);
+      qpn_to_peer_[peer.qp->qp_num] = p;
+      for (size_t s = 0; s < recv_slots_per_peer_; ++s) post_recv_slot(p, s);
+    }
+    uint32_t psn = static_cast<uint32_t>((me * 7919 + p * 104729 + 1) & 0xffffff);
+    w.u32(peer.qp ? peer.qp->qp_num : 0).u32(psn);
+  }
+  auto all = bootstrap::all_gather(*world.store, "verbs/connect", me, n, w.data(), bootstrap::default_deadline());
+  for (int p = 0; p < n; ++p) {
+    if (p == me) continue;
+    wire::Reader r(all[static_cast<size_t>(p)], "verbs connection data from rank " + std::to_string(p));
+    if (r.header() != kConnectMsg) throw ProtocolError("rank " + std::to_string(p) + " sent no verbs connection data");
+    if (r.u32() != sizeof(Header))
+      throw ProtocolError("rank " + std::to_string(p) + " runs an incompatible rdmacoll build (message header size)");
+    verbs::RcEndpoint ep;
+    ep.lid = r.u16();
+    ep.mtu = r.u8();
+    r.raw(ep.gid.data(), 16);
+    if (r.u32() != static_cast<uint32_t>(n)) throw ProtocolError("rank " + std::to_string(p) + " has another world size");
+    for (int q = 0; q < n; ++q) {
+      uint32_t qpn = r.u32(), psn = r.u32();
+      if (q == me) ep.qpn = qpn, ep.psn = psn;
+    }
+    r.expect_end();
+    Peer& peer = peers_[static_cast<size_t>(p)];
+    verbs::qp_to_rtr(peer.qp.get(), ep, sel_.port, sel_.gid_index, mtu, port_.link_layer == "Ethernet", p);
+    uint32_t my_psn = static_cast<uint32_t>((me * 7919 + p * 104729 + 1) & 0xffffff);
+    verbs::qp_to_rts(peer.qp.get(), my_psn, ib_timeout_, ib_retry_);
+  }
+  // Nobody may send before every QP is at least in RTR.
+  bootstrap::barrier(*world.store, "verbs/connected", me, n, bootstrap::default_deadline());
+  RDMACOLL_INFO(kNet, "rank %d connected to %d peers: %s", me, n - 1, describe().c_str());
+}
+
+void VerbsTransport::post_recv_slot(int peer, size_t slot) {
+  size_t index = static_cast<size_t>(peer) * recv_slots_per_peer_ + slot;
+  ibv_sge sge{reinterpret_cast<uintptr_t>(recv_pool_.data() + index * slot_size_), static_cast<uint32_t>(slot_size_),
+              recv_mr_->lkey};
+  ibv_recv_wr wr{}, *bad = nullptr;
+  wr.wr_id = kRecvBit | index;
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  verbs::check_rc(ibv_post_recv(peers_[static_cast<size_t>(peer)].qp.get(), &wr, &bad),
+                  "ibv_post_recv(" + peer_str(peer) + ")");
+}
+
+// ---- posting with back-pressure ----------------------------------------------------------
+
+uint64_t VerbsTransport::wr_id(Wr w) {
+  uint64_t id = next_wr_++;
+  wrs_.emplace(id, std::move(w));
+  return id;
+}
+
+void VerbsTransport::enqueue(int peer, PendingWr w) {
+  peers_[static_cast<size_t>(peer)].pending.push_back(std::move(w));
+  drain(peer);
+}
+
+void VerbsTransport::drain(int p) {
+  Peer& peer = peers_[static_cast<size_t>(p)];
+  while (!peer.pending.empty() && !peer.failed) {
+    PendingWr& w = peer.pending.front();
+    size_t bytes = w.opcode == IBV_WR_SEND ? sizeof(Header) + w.length : w.length;
+    // Bounds: WRs in the send queue, and bytes in flight (an idle QP always takes one WR).
+    if (peer.wr_in_flight + 1 >= caps_.max_send_wr) break;
+    if (peer.wr_in_flight > 0 && peer.bytes_in_flight + bytes > max_inflight_) break;
+    ibv_sge sge{};
+    ibv_send_wr wr{}, *bad = nullptr;
+    wr.sg_list = &sge;
+    wr.num_sge = 1;
+    wr.opcode = w.opcode;
+    wr.send_flags = IBV_SEND_SIGNALED;
+    Wr rec = w.wr;
+    rec.bytes = bytes;
+    if (w.opcode == IBV_WR_SEND) {
+      size_t slot = free_send_slots_.back();
+      free_send_slots_.pop_back();
+      uint8_t* buf = send_pool_.data() + slot * slot_size_;
+      std::memcpy(buf, &w.hdr, sizeof(Header));
+      if (w.length) std::memcpy(buf + sizeof(Header), w.payload, w.length);
+      sge = {reinterpret_cast<uintptr_t>(buf), static_cast<uint32_t>(bytes), send_mr_->lkey};
+      if (bytes <= caps_.max_inline_data) wr.send_flags |= IBV_SEND_INLINE;
+      rec.slot = slot;
+    } else {
+      sge = {w.local_addr, w.length, w.lkey};
+      wr.num_sge = w.length ? 1 : 0;  // a zero-length write still carries its immediate
+      wr.wr.rdma.remote_addr = w.remote_addr;
+      wr.wr.rdma.rkey = w.rkey;
+      if (w.imm) wr.imm_data = htonl(*w.imm);
+    }
+    wr.wr_id = wr_id(rec);
+    int rc = ibv_post_send(peer.qp.get(), &wr, &bad);
+    if (rc != 0) {
+      if (w.opcode == IBV_WR_SEND) free_send_slots_.push_back(rec.slot);
+      wrs_.erase(wr.wr_id);
+      fail_peer(p, std::make_exception_ptr(TransportError(
+                       "ibv_post_send(" + peer_str(p) + ") failed: " + std::strerror(rc > 0 ? rc : errno))));
+      return;
+    }
+    peer.wr_in_flight++;
+    peer.bytes_in_flight += bytes;
+    peer.pending.pop_front();
+  }
+}
+
+void VerbsTransport::queue_send(int peer, const Header& hdr, const void* payload, size_t length,
+                                std::shared_ptr<Op> op) {
+  PendingWr w;
+  w.opcode = IBV_WR_SEND;
+  w.hdr = hdr;
+  w.payload = payload;
+  w.length = static_cast<uint32_t>(length);
+  w.wr = Wr{WrKind::SendSlot, peer, std::move(op)};
+  enqueue(peer, std::move(w));
+}
+
+std::shared_ptr<Request::State> VerbsTransport::failed_now(int peer, std::string what) {
+  auto s = make_state(this, peer, std::move(what));
+  s->fail(peers_[static_cast<size_t>(peer)].failed);
+  return s;
+}
+
+// ---- operations ------------------------------------------------------------------------------
+
+Memory VerbsTransport::register_memory(void* addr, size_t length, unsigned access) {
+  return cache_->get(addr, length, access);
+}
+
+Request VerbsTransport::send(int peer, uint64_t tag, const void* buf, size_t length) {
+  check_peer(*this, peer, "send");
+  if (buf == nullptr && length > 0) throw std::invalid_argument("send: null buffer with length " + std::to_string(length));
+  std::string what = "send of " + std::to_string(length) + " bytes to rank " + std::to_string(peer) + " (tag " +
+                     std::to_string(tag) + ")";
+  if (peers_[static_cast<size_t>(peer)].failed) return Request(failed_now(peer, what));
+  auto op = std::make_shared<Op>();
+  op->req = make_state(this, peer, std::move(what));
+  op->bytes = length;
+  Header hdr{};
+  hdr.tag = tag;
+  hdr.length = length;
+  if (peer == rank()) {
+    hdr.type = kEager;
+    deliver_local(peer, hdr, buf);
+    op->req->complete(length);
+  } else if (length <= eager_limit_) {
+    hdr.type = kEager;
+    op->remaining = 1;
+    queue_send(peer, hdr, buf, length, op);
+  } else {
+    // Rendezvous: the receiver reads straight from this buffer, then answers FIN.
+    op->pinned = cache_->get(const_cast<void*>(buf), length, kRemoteRead);
+    hdr.type = kRts;
+    hdr.addr = reinterpret_cast<uintptr_t>(buf);
+    hdr.rkey = static_cast<VerbsMemory&>(*op->pinned.impl()).mr->rkey;
+    hdr.id = next_id_++;
+    rendezvous_sends_[hdr.id] = op;
+    queue_send(peer, hdr, nullptr, 0, nullptr);
+  }
+  return Request(op->req);
+}
+
+Request VerbsTransport::recv(int peer, uint64_t tag, void* buf, size_t length) {
+  check_peer(*this, peer, "recv");
+  if (buf == nullptr && length > 0) throw std::invalid_argument("recv: null buffer with length " + std::to_string(length));
+  std::string what = "receive of up to " + std::to_string(length) + " bytes from rank " + std::to_string(peer) +
+                     " (tag " + std::to_string(tag) + ")";
+  Peer& p = peers_[static_cast<size_t>(peer)];
+  auto req = make_state(this, peer, std::move(what));
+  for (auto it = p.unexpected.begin(); it != p.unexpected.end(); ++it) {
+    if (it->hdr.tag != tag) continue;
+    Unexpected u = std::move(*it);
+    p.unexpected.erase(it);
+    if (u.hdr.type == kRts) {
+      start_read(peer, u.hdr, buf, length, req);
+    } else if (u.hdr.length > length) {
+      req->fail(TransportError(req->what + ": the message from rank " + std::to_string(peer) + " has " +
+                               std::to_string(u.hdr.length) + " bytes, more than the buffer's " +
+                               std::to_string(length)));
+    } else {
+      if (u.hdr.length) std::memcpy(buf, u.payload.data(), u.hdr.length);
+      req->complete(u.hdr.length);
+    }
+    return Request(req);
+  }
+  if (p.failed) return Request(failed_now(peer, req->what));
+  p.posted.push_back({tag, buf, length, req});
+  return Request(req);
+}
+
+std::vector<uint8_t> VerbsTransport::pack_window(const Memory& window) {
+  if (!window || !(window.access() & kRemoteWrite))
+    throw std::invalid_argument("pack_window: the memory must be registered with kRemoteWrite");
+  wire::Writer w;
+  w.header(kWindowMsg).u64(reinterpret_cast<uintptr_t>(window.addr())).u64(window.length());
+  w.u32(static_cast<VerbsMemory&>(*window.impl()).mr->rkey);
+  return std::move(w.data());
+}
+
+RemoteWindow VerbsTransport::unpack_window(int peer, std::span<const uint8_t> packed) {
+  check_peer(*this, peer, "unpack_window");
+  wire::Reader r(packed, "window description from rank " + std::to_string(peer));
+  if (r.header() != kWindowMsg) throw ProtocolError("not a verbs window description (rank " + std::to_string(peer) + ")");
+  auto win = std::make_shared<VerbsWindow>();
+  win->rank = peer;
+  win->addr = r.u64();
+  win->length = r.u64();
+  win->rkey = r.u32();
+  r.expect_end();
+  return RemoteWindow(win);
+}
+
+Request VerbsTransport::write(int peer, const void* src, size_t length, const RemoteWindow& dst, size_t offset,
+                              std::optional<uint32_t> imm) {
+  check_peer(*this, peer, "write");
+  check_window_range(dst, offset, length);
+  if (dst.rank() != peer)
+    throw std::invalid_argument("write to rank " + std::to_string(peer) + " with rank " + std::to_string(dst.rank()) +
+                                "'s window");
+  if (src == nullptr && length > 0) throw std::invalid_argument("write: null source with length " + std::to_string(length));
+  std::string what = "write of " + std::to_string(length) + " bytes to rank " + std::to_string(peer) +
+                     (imm ? " with immediate " + std::to_string(*imm) : std::string());
+  if (peers_[static_cast<size_t>(peer)].failed) return Request(failed_now(peer, what));
+  auto op = std::make_shared<Op>();
+  op->req = make_state(this, peer, std::move(what));
+  op->bytes = length;
+  if (peer == rank()) {
+    if (length) std::memmove(reinterpret_cast<void*>(dst.addr() + offset), src, length);
+    if (imm) {
+      Peer& me = peers_[static_cast<size_t>(peer)];
+      if (!me.notify_waiters.empty()) {
+        auto w = me.notify_waiters.front();
+        me.notify_waiters.pop_front();
+        w->imm = *imm;
+        w->complete(0);
+      } else {
+        me.notifications.push_back(*imm);
+      }
+    }
+    op->req->complete(length);
+    return Request(op->req);
+  }
+  const auto& win = static_cast<const VerbsWindow&>(*dst.impl());
+  if (length > 0) op->pinned = cache_->get(const_cast<void*>(src), length, kLocalOnly);
+  uint32_t lkey = length ? static_cast<VerbsMemory&>(*op->pinned.impl()).mr->lkey : 0;
+  size_t chunks = length == 0 ? 1 : (length + chunk_ - 1) / chunk_;
+  op->remaining = chunks;
+  for (size_t c = 0; c < chunks; ++c) {
+    size_t off = c * chunk_;
+    size_t len = std::min(chunk_, length - off);
+    PendingWr w;
+    bool last = c + 1 == chunks;
+    w.opcode = last && imm ? IBV_WR_RDMA_WRITE_WITH_IMM : IBV_WR_RDMA_WRITE;
+    w.local_addr = reinterpret_cast<uintptr_t>(src) + off;
+    w.lkey = lkey;
+    w.length = static_cast<uint32_t>(len);
+    w.remote_addr = dst.addr() + offset + off;
+    w.rkey = win.rkey;
+    if (last) w.imm = imm;
+    w.wr = Wr{WrKind::Write, peer, op};
+    enqueue(peer, std::move(w));
+  }
+  return Request(op->req);
+}
+
+Request VerbsTransport::notification(int peer) {
+  check_peer(*this, peer, "notification");
+  Peer& p = peers_[static_cast<size_t>(peer)];
+  auto req = make_state(this, peer, "notification from rank " + std::to_string(peer));
+  if (!p.notifications.empty()) {
+    req->imm = p.notifications.front();
+    p.notifications.pop_front();
+    req->complete(0);
+  } else if (p.failed) {
+    req->fail(p.failed);
+  } else {
+    p.notify_waiters.push_back(req);
+  }
+  return Request(req);
+}
+
+// ---- receive side --------------------------------------------------------------------------
+
+void VerbsTransport::deliver_local(int peer, const Header& hdr, const void* payload) {
+  const auto* bytes = static_cast<const uint8_t*>(payload);
+  on_message(peer, hdr, bytes, hdr.length);
+}
+
+void VerbsTransport::on_message(int peer, const Header& hdr, const uint8_t* payload, size_t length) {
+  Peer& p = peers_[static_cast<size_t>(peer)];
+  if (hdr.type == kFin) {
+    auto it = rendezvous_sends_.find(hdr.id);
+    if (it == rendezvous_sends_.end()) {
+      RDMACOLL_WARN(kNet, "FIN for unknown send %llu from rank %d", static_cast<unsigned long long>(hdr.id), peer);
+      return;
+    }
+    auto op = it->second;
+    rendezvous_sends_.erase(it);
+    if (hdr.status != 0)
+      op->req->fail(TransportError(op->req->what + ": rank " + std::to_string(peer) +
+                                   "'s receive buffer is shorter than the message"));
+    else
+      op->req->complete(op->bytes);
+    return;
+  }
+  for (auto it = p.posted.begin(); it != p.posted.end(); ++it) {
+    if (it->tag != hdr.tag) continue;
+    PostedRecv r = std::move(*it);
+    p.posted.erase(it);
+    if (hdr.type == kRts) {
+      start_read(peer, hdr, r.buf, r.length, r.req);
+    } else if (hdr.length > r.length) {
+      r.req->fail(TransportError(r.req->what + ": the message from rank " + std::to_string(peer) + " has " +
+                                 std::to_string(hdr.length) + " bytes, more than the buffer's " +
+                                 std::to_string(r.length)));
+    } else {
+      if (length) std::memcpy(r.buf, payload, length);
+      r.req->complete(length);
+    }
+    return;
+  }
+  Unexpected u{hdr, {}};
+  if (hdr.type == kEager) u.payload.assign(payload, payload + length);
+  p.unexpected.push_back(std::move(u));
+}
+
+void VerbsTransport::start_read(int peer, const Header& rts, void* buf, size_t buf_len,
+                                std::shared_ptr<Request::State> req) {
+  auto op = std::make_shared<Op>();
+  op->req = std::move(req);
+  op->rendezvous_recv = true;
+  op->sender_id = rts.id;
+  op->bytes = rts.length;
+  if (rts.length > buf_len) {
+    // Tell the sender, so its send fails too instead of waiting for a FIN forever.
+    op->req->fail(TransportError(op->req->what + ": the message from rank " + std::to_string(peer) + " has " +
+                                 std::to_string(rts.length) + " bytes, more than the buffer's " + std::to_string(buf_len)));
+    Header fin{};
+    fin.type = kFin;
+    fin.status = 1;
+    fin.id = rts.id;
+    queue_send(peer, fin, nullptr, 0, nullptr);
+    return;
+  }
+  op->pinned = cache_->get(buf, rts.length, kLocalOnly);
+  uint32_t lkey = static_cast<VerbsMemory&>(*op->pinned.impl()).mr->lkey;
+  size_t chunks = (rts.length + chunk_ - 1) / chunk_;
+  op->remaining = chunks;
+  for (size_t c = 0; c < chunks; ++c) {
+    size_t off = c * chunk_;
+    PendingWr w;
+    w.opcode = IBV_WR_RDMA_READ;
+    w.local_addr = reinterpret_cast<uintptr_t>(buf) + off;
+    w.lkey = lkey;
+    w.length = static_cast<uint32_t>(std::min(chunk_, rts.length - off));
+    w.remote_addr = rts.addr + off;
+    w.rkey = rts.rkey;
+    w.wr = Wr{WrKind::Read, peer, op};
+    enqueue(peer, std::move(w));
+  }
+}
+
+// ---- completions -----------------------------------------------------------------------------
+
+int VerbsTransport::peer_of_qp(uint32_t qpn) const {
+  auto it = qpn_to_peer_.find(qpn);
+  return it == qpn_to_peer_.end() ? -1 : it->second;
+}
+
+bool VerbsTransport::progress() {
+  if (async_pending_.load(std::memory_order_relaxed)) check_async_events();
+  ibv_wc wcs[32];
+  int n = ibv_poll_cq(cq_.get(), 32, wcs);
+  if (n < 0) throw TransportError("ibv_poll_cq(" + sel_.device + ") failed: " + std::to_string(n));
+  for (int i = 0; i < n; ++i) on_completion(wcs[i]);
+  return n > 0;
+}
+
+void VerbsTransport::on_completion(const ibv_wc& wc) {
+  int peer = peer_of_qp(wc.qp_num);
+  if (wc.wr_id & kRecvBit) {
+    size_t index = wc.wr_id & ~kRecvBit;
+    if (peer < 0) return;
+    Peer& p = peers_[static_cast<size_t>(peer)];
+    if (wc.status != IBV_WC_SUCCESS) {
+      fail_peer(peer, std::make_exception_ptr(TransportError(
+                          std::string("receive completion error from rank ") + std::to_string(peer) + ": " +
+                          ibv_wc_status_str(wc.status) + " (opcode " + verbs::opcode_name(wc.opcode) +
+                          ", vendor_err " + std::to_string(wc.vendor_err) + ")")));
+      return;
+    }
+    p.counters.bytes_received += wc.byte_len;
+    p.counters.messages_received++;
+    if (wc.opcode == IBV_WC_RECV_RDMA_WITH_IMM) {
+      uint32_t imm = ntohl(wc.imm_data);
+      if (!p.notify_waiters.empty()) {
+        auto w = p.notify_waiters.front();
+        p.notify_waiters.pop_front();
+        w->imm = imm;
+        w->complete(0);
+      } else {
+        p.notifications.push_back(imm);
+      }
+    } else {
+      const uint8_t* slot = recv_pool_.data() + index * slot_size_;
+      Header hdr;
+      std::memcpy(&hdr, slot, sizeof hdr);
+      size_t payload = wc.byte_len - sizeof(Header);
+      if (wc.byte_len < sizeof(Header) || (hdr.type == kEager && payload != hdr.length)) {
+        fail_peer(peer, std::make_exception_ptr(ProtocolError("malformed message from rank " + std::to_string(peer))));
+        return;
+      }
+      on_message(peer, hdr, slot + sizeof(Header), payload);
+    }
+    post_recv_slot(peer, index % recv_slots_per_peer_);
+    return;
+  }
+  auto it = wrs_.find(wc.wr_id);
+  if (it == wrs_.end()) return;
+  Wr w = std::move(it->second);
+  wrs_.erase(it);
+  Peer& p = peers_[static_cast<size_t>(w.peer)];
+  p.wr_in_flight--;
+  p.bytes_in_flight -= w.bytes;
+  if (w.kind == WrKind::SendSlot) free_send_slots_.push_back(w.slot);
+  if (wc.status != IBV_WC_SUCCESS) {
+    auto e = std::make_exception_ptr(TransportError(
+        std::string("completion error: ") + ibv_wc_status_str(wc.status) + ", opcode " +
+        (w.kind == WrKind::Write ? "RDMA_WRITE" : w.kind == WrKind::Read ? "RDMA_READ" : "SEND") + ", peer rank " +
+        std::to_string(w.peer) + ", vendor_err " + std::to_string(wc.vendor_err) +
+        (wc.status == IBV_WC_RETRY_EXC_ERR ? " (the peer stopped answering: dead, or the link is down)" : "")));
+    if (w.op && w.op->req->pending()) w.op->req->fail(e);
+    fail_peer(w.peer, e);
+    return;
+  }
+  if (w.kind == WrKind::Read) {
+    p.counters.bytes_received += w.bytes;
+  } else {
+    p.counters.bytes_sent += w.bytes;
+    p.counters.messages_sent++;
+  }
+  if (w.op && --w.op->remaining == 0 && w.op->req->pending()) {
+    if (w.op->rendezvous_recv) {
+      Header fin{};
+      fin.type = kFin;
+      fin.id = w.op->sender_id;
+      queue_send(w.peer, fin, nullptr, 0, nullptr);
+    }
+    w.op->req->complete(w.op->bytes);
+  }
+  drain(w.peer);
+}
+
+void VerbsTransport::fail_peer(int peer, std::exception_ptr e) {
+  Peer& p = peers_[static_cast<size_t>(peer)];
+  if (p.failed) return;
+  p.failed = e;
+  RDMACOLL_LOG(Error, kNet, "rank %d: connection to rank %d failed", rank(), peer);
+  for (auto& r : p.posted) r.req->fail(e);
+  p.posted.clear();
+  for (auto& w : p.notify_waiters) w->fail(e);
+  p.notify_waiters.clear();
+  for (auto& w : p.pending)
+    if (w.wr.op && w.wr.op->req->pending()) w.wr.op->req->fail(e);
+  p.pending.clear();
+  for (auto it = rendezvous_sends_.begin(); it != rendezvous_sends_.end();) {
+    if (it->second->req->peer == peer) {
+      it->second->req->fail(e);
+      it = rendezvous_sends_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void VerbsTransport::check_async_events() {
+  std::vector<std::string> errs;
+  {
+    std::lock_guard lock(async_mu_);
+    errs.swap(async_errors_);
+    async_pending_ = false;
+  }
+  for (const auto& e : errs) {
+    auto colon = e.find(':');
+    std::string event = e.substr(0, colon);
+    if (colon != std::string::npos) {
+      int peer = peer_of_qp(static_cast<uint32_t>(std::stoul(e.substr(colon + 1))));
+      if (peer >= 0)
+        fail_peer(peer, std::make_exception_ptr(TransportError("async event " + event + " on the queue pair to rank " +
+                                                              std::to_string(peer))));
+    } else {
+      auto ex = std::make_exception_ptr(TransportError("async event " + event + " on " + sel_.device + ":" +
+                                                        std::to_string(sel_.port) + " (port down or device failed)"));
+      for (int p = 0; p < size(); ++p)
+        if (p != rank()) fail_peer(p, ex);
+    }
+  }
+}
+
+void VerbsTransport::wait_for_event(Deadline deadline) {
+  // Arm, then poll once more: a completion that arrived before arming raises no event.
+  verbs::check_rc(ibv_req_notify_cq(cq_.get(), 0), "ibv_req_notify_cq");
+  if (progress()) return;
+  int ms = static_cast<int>(std::max<long long>(
+      0, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - bootstrap::Clock::now()).count()));
+  pollfd fd{channel_->fd, POLLIN, 0};
+  if (poll(&fd, 1, ms) > 0) {
+    ibv_cq* cq = nullptr;
+    void* ctx = nullptr;
+    while (ibv_get_cq_event(channel_.get(), &cq, &ctx) == 0) ++unacked_cq_events_;
+    if (unacked_cq_events_ >= 64) {
+      ibv_ack_cq_events(cq_.get(), unacked_cq_events_);
+      unacked_cq_events_ = 0;
+    }
+  }
+}
+
+}  // namespace rdmacoll::transport

@@ -1,0 +1,164 @@
+// Private: the libibverbs backend of Transport.
+//
+// One RC queue pair per peer, all sharing one completion queue (and one completion channel for
+// the Block/Adaptive progress modes). Protocols on each QP:
+//
+//   tagged message <= eager limit   SEND [hdr EAGER tag len | payload]      (copied once on each side)
+//   tagged message >  eager limit   SEND [hdr RTS tag len addr rkey id] -> receiver RDMA READs the
+//                                   sender's buffer straight into its own, then SEND [hdr FIN id]
+//                                   (zero-copy rendezvous; the send completes on FIN)
+//   write(..., imm)                 RDMA WRITE chunks, the last one WRITE_WITH_IMM
+//
+// The send queue is bounded twice: in work requests (the QP's max_send_wr) and in bytes in
+// flight per QP (RDMACOLL_IB_MAX_INFLIGHT), because soft-RoCE drops packets when a sender keeps
+// many large requests outstanding and RC then waits for retransmit timeouts. Work beyond either
+// bound waits in a per-peer queue and is posted as completions free room (back-pressure).
+#pragma once
+
+#include <atomic>
+#include <deque>
+#include <map>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "regcache.h"
+#include "transport_impl.h"
+#include "verbs/verbs.h"
+
+namespace rdmacoll::transport {
+
+class VerbsTransport final : public Transport {
+ public:
+  VerbsTransport(bootstrap::World& world, const Options& options);
+  ~VerbsTransport() override;
+
+  std::string describe() const override;
+  Memory register_memory(void* addr, size_t length, unsigned access) override;
+  CacheStats cache_stats() const override { return cache_->stats(); }
+  Request send(int peer, uint64_t tag, const void* buf, size_t length) override;
+  Request recv(int peer, uint64_t tag, void* buf, size_t length) override;
+  std::vector<uint8_t> pack_window(const Memory& window) override;
+  RemoteWindow unpack_window(int peer, std::span<const uint8_t> packed) override;
+  Request write(int peer, const void* src, size_t length, const RemoteWindow& dst, size_t offset,
+                std::optional<uint32_t> imm) override;
+  Request notification(int peer) override;
+  bool progress() override;
+  void wait_for_event(Deadline deadline) override;
+  PeerCounters counters(int peer) const override { return peers_[static_cast<size_t>(peer)].counters; }
+
+  // Wire header of every SEND on the QPs (same build on both sides: checked at connect time).
+  struct Header {
+    uint8_t type;  // Eager, Rts, Fin
+    uint8_t status;  // Fin: 0 ok, 1 receiver's buffer too short
+    uint16_t reserved;
+    uint32_t rkey;  // Rts
+    uint64_t tag;
+    uint64_t length;
+    uint64_t addr;  // Rts: sender's buffer
+    uint64_t id;    // Rts/Fin: sender's operation id
+  };
+
+ private:
+  enum class WrKind : uint8_t { SendSlot, Write, Read, Recv };
+  // An operation that may span several work requests (chunks).
+  struct Op {
+    std::shared_ptr<Request::State> req;
+    size_t remaining = 0;  // work requests not yet completed
+    size_t bytes = 0;
+    // A rendezvous receive: after the READs, tell the sender (FIN) and complete.
+    bool rendezvous_recv = false;
+    uint64_t sender_id = 0;
+    uint8_t fin_status = 0;
+    Memory pinned;  // keeps the user buffer's registration alive while in flight
+  };
+  struct Wr {
+    WrKind kind;
+    int peer;
+    std::shared_ptr<Op> op;
+    size_t slot = 0;   // send or receive slot
+    size_t bytes = 0;  // bytes in flight for this request
+  };
+  // A send work request waiting for room in the send queue. A SEND carries `hdr` plus
+  // `payload` (the caller's buffer, valid until the request completes), copied into a send
+  // slot only when posted; WRITE and READ move [local_addr, +length) directly.
+  struct PendingWr {
+    ibv_wr_opcode opcode;
+    Header hdr{};
+    const void* payload = nullptr;
+    uint64_t local_addr = 0;
+    uint32_t lkey = 0;
+    uint32_t length = 0;
+    uint64_t remote_addr = 0;
+    uint32_t rkey = 0;
+    std::optional<uint32_t> imm;
+    Wr wr;
+  };
+  struct PostedRecv {
+    uint64_t tag;
+    void* buf;
+    size_t length;
+    std::shared_ptr<Request::State> req;
+  };
+  struct Unexpected {
+    Header hdr;
+    std::vector<uint8_t> payload;  // eager only
+  };
+  struct Peer {
+    verbs::QpPtr qp;
+    std::deque<PendingWr> pending;
+    size_t wr_in_flight = 0, bytes_in_flight = 0;
+    std::deque<PostedRecv> posted;          // receives waiting for a message
+    std::deque<Unexpected> unexpected;      // messages waiting for a receive
+    std::deque<std::shared_ptr<Request::State>> notify_waiters;
+    std::deque<uint32_t> notifications;     // immediates that arrived first
+    std::exception_ptr failed;              // set once the QP is in error
+    PeerCounters counters;
+  };
+
+  void connect(bootstrap::World& world);
+  void post_recv_slot(int peer, size_t slot);
+  void enqueue(int peer, PendingWr w);
+  void drain(int peer);
+  // Queues a SEND of `hdr` followed by `length` bytes of `payload`.
+  void queue_send(int peer, const Header& hdr, const void* payload, size_t length, std::shared_ptr<Op> op);
+  void on_completion(const ibv_wc& wc);
+  void on_message(int peer, const Header& hdr, const uint8_t* payload, size_t length);
+  void start_read(int peer, const Header& rts, void* buf, size_t buf_len, std::shared_ptr<Request::State> req);
+  void deliver_local(int peer, const Header& hdr, const void* payload);
+  void fail_peer(int peer, std::exception_ptr e);
+  void check_async_events();
+  std::shared_ptr<Request::State> failed_now(int peer, std::string what);
+  int peer_of_qp(uint32_t qpn) const;
+  uint64_t wr_id(Wr w);
+
+  ib::Selection sel_;
+  ib::PortInfo port_;
+  verbs::ContextPtr ctx_;
+  verbs::PdPtr pd_;
+  verbs::ChannelPtr channel_;
+  verbs::CqPtr cq_;
+  std::unique_ptr<RegCache> cache_;
+  verbs::QpCaps caps_;
+  size_t slot_size_ = 0, eager_limit_ = 0, recv_slots_per_peer_ = 0;
+  size_t chunk_ = 0, max_inflight_ = 0;
+  int ib_timeout_ = 14, ib_retry_ = 7;
+  std::vector<uint8_t> recv_pool_, send_pool_;
+  verbs::MrPtr recv_mr_, send_mr_;
+  std::vector<size_t> free_send_slots_;
+  std::vector<Peer> peers_;
+  std::unordered_map<uint32_t, int> qpn_to_peer_;
+  std::map<uint64_t, std::shared_ptr<Op>> rendezvous_sends_;  // waiting for FIN, by id
+  uint64_t next_id_ = 1;
+  std::unordered_map<uint64_t, Wr> wrs_;
+  uint64_t next_wr_ = 1;
+  unsigned unacked_cq_events_ = 0;
+  // Async events: a thread drains ibv_get_async_event; progress() acts on what it recorded.
+  std::thread async_thread_;
+  int async_wake_[2] = {-1, -1};
+  std::mutex async_mu_;
+  std::vector<std::string> async_errors_;
+  std::atomic<bool> async_pending_{false};
+};
+
+}  // namespace rdmacoll::transport
