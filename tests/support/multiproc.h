@@ -28,6 +28,8 @@ class RankGroup {
   int world_size() const { return world_.info.world_size; }
   bool launched_externally() const { return external_; }
   bootstrap::Store& store() { return *world_.store; }
+  // The connected world, for Transport::create(group.world()).
+  bootstrap::World& world() { return world_; }
   // A deadline for the test's own waits (RDMACOLL_TIMEOUT).
   bootstrap::Deadline deadline() const;
 

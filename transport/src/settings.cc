@@ -32,6 +32,12 @@ constexpr Spec kSpecs[] = {
     {"RDMACOLL_PROGRESS", Type::String, "adaptive",
      "How waits get completions: poll (spin), block (sleep on the completion channel / ucp_worker_wait), adaptive."},
     {"RDMACOLL_SPIN_US", Type::Int, "50", "Adaptive progress: microseconds to spin without events before sleeping."},
+    {"RDMACOLL_UCX_WIREUP", Type::String, "auto",
+     "UCX: connect by worker address (address), through per-rank listeners (sockaddr, works on soft-RoCE), or auto "
+     "(sockaddr when UCX would use an rxe device: UCX_NET_DEVICES names rxe*, or it is unset and UCX_TLS allows rc)."},
+    {"RDMACOLL_UCX_LISTEN_ADDR", Type::String, "",
+     "UCX sockaddr wire-up: IPv4 address to listen on; default: the address of the interface behind UCX_NET_DEVICES "
+     "(rxe0:1 -> its netdev), else the source address of the route to RDMACOLL_ADDR's host."},
     {"RDMACOLL_IB_DEVICE", Type::String, "",
      "RDMA device and port as NAME[:PORT] (e.g. mlx5_0:1, rxe0); default: first device with an active port."},
     {"RDMACOLL_IB_GID_INDEX", Type::Int, "",
@@ -44,6 +50,8 @@ constexpr Spec kSpecs[] = {
     {"RDMACOLL_IB_CHUNK", Type::Int, "262144", "Verbs: largest single work request, in bytes (large transfers are split)."},
     {"RDMACOLL_IB_MAX_INFLIGHT", Type::Int, "2097152",
      "Verbs: bytes in flight per queue pair; more waits (soft-RoCE drops packets under deep queues)."},
+    {"RDMACOLL_MEMHOOKS", Type::Bool, "1",
+     "Watch free/munmap/... to drop stale registration-cache entries; 0 turns the hooks off (read at startup)."},
     // Read by the scripts (install-deps.sh, tests/guest/rdmacoll-guest), declared here so
     // there is one list and rdmacoll-info does not flag them as typos.
     {"RDMACOLL_KERNEL_DIR", Type::String, "/var/cache/rdmacoll/kernel",

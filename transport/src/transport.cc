@@ -43,8 +43,13 @@ std::unique_ptr<Transport> Transport::create(bootstrap::World& world, const Opti
   return options.backend == Backend::Verbs ? make_verbs_transport(world, options) : make_ucx_transport(world, options);
 }
 
-void* Memory::addr() const { return impl_ ? impl_->addr : nullptr; }
-size_t Memory::length() const { return impl_ ? impl_->length : 0; }
+Memory::Memory(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {
+  if (impl_) addr_ = impl_->addr, length_ = impl_->length;
+}
+
+Memory::Memory(std::shared_ptr<Impl> impl, void* addr, size_t length)
+    : impl_(std::move(impl)), addr_(addr), length_(length) {}
+
 unsigned Memory::access() const { return impl_ ? impl_->access : 0; }
 int RemoteWindow::rank() const { return impl_ ? impl_->rank : -1; }
 uint64_t RemoteWindow::addr() const { return impl_ ? impl_->addr : 0; }

@@ -1,5 +1,14 @@
 #include "ucx/ucx.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+
 #include "rdmacoll/error.h"
 #include "rdmacoll/log.h"
 
@@ -15,23 +24,31 @@ void check(ucs_status_t status, const std::string& call, const std::string& hint
   if (status != UCS_OK) fail(call, status, hint);
 }
 
-ContextPtr create_context() {
+ContextPtr create_context() { return create_context(UCP_FEATURE_TAG | UCP_FEATURE_RMA); }
+
+ContextPtr create_context(uint64_t features) {
   ucp_config_t* config = nullptr;
   check(ucp_config_read(nullptr, nullptr, &config), "ucp_config_read", "check the UCX_* environment variables");
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES;
-  params.features = UCP_FEATURE_TAG | UCP_FEATURE_RMA;
+  params.features = features;
   ucp_context_h ctx = nullptr;
   ucs_status_t st = ucp_init(&params, config, &ctx);
   ucp_config_release(config);
-  check(st, "ucp_init(TAG|RMA)", "UCX_TLS may name transports this host lacks; `ucx_info -d` lists them");
+  std::string call = "ucp_init(TAG|RMA";
+  if (features & UCP_FEATURE_WAKEUP) call += "|WAKEUP";
+  check(st, call + ")", "UCX_TLS may name transports this host lacks; `ucx_info -d` lists them");
   return ContextPtr(ctx, [](ucp_context_h c) { ucp_cleanup(c); });
 }
 
-WorkerPtr create_worker(const ContextPtr& ctx) {
+WorkerPtr create_worker(const ContextPtr& ctx, std::optional<uint64_t> client_id) {
   ucp_worker_params_t params{};
   params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
   params.thread_mode = UCS_THREAD_MODE_SINGLE;
+  if (client_id) {
+    params.field_mask |= UCP_WORKER_PARAM_FIELD_CLIENT_ID;
+    params.client_id = *client_id;
+  }
   ucp_worker_h w = nullptr;
   check(ucp_worker_create(ctx.get(), &params, &w), "ucp_worker_create");
   return WorkerPtr(w, [ctx](ucp_worker_h p) { ucp_worker_destroy(p); });
@@ -46,44 +63,169 @@ std::vector<uint8_t> worker_address(const WorkerPtr& worker) {
   return out;
 }
 
-Endpoint::Endpoint(WorkerPtr worker, const std::vector<uint8_t>& remote_address, int peer_rank)
-    : worker_(std::move(worker)), peer_(peer_rank) {
+namespace {
+ucp_ep_params_t address_params(const std::vector<uint8_t>& remote_address) {
   ucp_ep_params_t params{};
-  params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+  params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS;
   params.address = reinterpret_cast<const ucp_address_t*>(remote_address.data());
+  return params;
+}
+}  // namespace
+
+Endpoint::Endpoint(WorkerPtr worker, const std::vector<uint8_t>& remote_address, int peer_rank)
+    : Endpoint(std::move(worker), address_params(remote_address), peer_rank,
+               "check that UCX_TLS/UCX_NET_DEVICES leave a transport both ranks have (`ucx_info -d`); on "
+               "soft-RoCE, address-based wire-up needs UD, which times out on rxe, so connect through a "
+               "listener instead") {}
+
+Endpoint::Endpoint(WorkerPtr worker, ucp_ep_params_t params, int peer_rank, const std::string& hint,
+                   bool try_peer_errors)
+    : worker_(std::move(worker)), peer_(peer_rank) {
+  params.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
   // Peer failure handling makes a dead peer fail requests instead of hanging them. UCX 1.13's
-  // shared-memory transports cannot do it, so there we rely on our own deadlines alone.
-  params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+  // shared-memory transports cannot do it, so there we rely on our own deadlines alone. (Only
+  // an address-based endpoint can retry: a failed ucp_ep_create consumes a conn_request.)
+  const bool by_address = (params.field_mask & UCP_EP_PARAM_FIELD_REMOTE_ADDRESS) != 0;
+  params.err_mode = try_peer_errors || !by_address ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE;
+  peer_errors_ = params.err_mode == UCP_ERR_HANDLING_MODE_PEER;
   ucs_status_t st = ucp_ep_create(worker_.get(), &params, &ep_);
-  if (st == UCS_ERR_UNREACHABLE) {
+  if (st == UCS_ERR_UNREACHABLE && by_address && peer_errors_) {
     RDMACOLL_DEBUG(kUcx, "no transport to rank %d supports peer failure handling; connecting without it", peer_rank);
     params.err_mode = UCP_ERR_HANDLING_MODE_NONE;
+    peer_errors_ = false;
     st = ucp_ep_create(worker_.get(), &params, &ep_);
   }
-  check(st, "ucp_ep_create(peer rank " + std::to_string(peer_rank) + ")",
-        "check that UCX_TLS/UCX_NET_DEVICES leave a transport both ranks have (`ucx_info -d`); on soft-RoCE, "
-        "address-based wire-up needs UD, which times out on rxe, so connect through a listener instead");
+  if (st != UCS_OK) ep_ = nullptr;
+  check(st, "ucp_ep_create(peer rank " + std::to_string(peer_rank) + ")", hint);
 }
 
 Endpoint::~Endpoint() {
-  if (ep_ == nullptr) return;
-  // Flush first, so sends already posted are delivered; if that does not finish in time (the
-  // peer is gone), force the close. Destructors never throw.
-  for (uint32_t flags : {0u, static_cast<uint32_t>(UCP_EP_CLOSE_FLAG_FORCE)}) {
-    ucp_request_param_t param{};
-    param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-    param.flags = flags;
-    ucs_status_ptr_t sp = ucp_ep_close_nbx(ep_, &param);
-    if (sp == nullptr) return;
-    if (UCS_PTR_IS_ERR(sp)) continue;
-    auto deadline = bootstrap::deadline_in(flags == 0 ? 2.0 : 1.0);
-    while (ucp_request_check_status(sp) == UCS_INPROGRESS && bootstrap::Clock::now() < deadline)
-      ucp_worker_progress(worker_.get());
-    bool done = ucp_request_check_status(sp) != UCS_INPROGRESS;
-    ucp_request_free(sp);
-    if (done) return;
-    RDMACOLL_DEBUG(kUcx, "closing the endpoint to rank %d did not finish in time", peer_);
+  Endpoint* self = this;
+  close_all(worker_, {&self, 1}, 2.0);
+}
+
+ucs_status_ptr_t Endpoint::start_close(bool force) {
+  if (ep_ == nullptr) return nullptr;
+  ucp_request_param_t param{};
+  param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+  // UCX closes an endpoint once: a flush that never finishes cannot be followed by a force.
+  // Force is only allowed with peer error handling.
+  param.flags = force && peer_errors_ ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+  ucs_status_ptr_t sp = ucp_ep_close_nbx(ep_, &param);
+  ep_ = nullptr;
+  if (UCS_PTR_IS_ERR(sp)) {
+    RDMACOLL_DEBUG(kUcx, "closing the endpoint to rank %d: %s", peer_, ucs_status_string(UCS_PTR_STATUS(sp)));
+    return nullptr;
   }
+  return sp;
+}
+
+void close_all(const WorkerPtr& worker, std::span<Endpoint* const> endpoints, double seconds,
+               const std::vector<bool>& force) {
+  // Start every close first, so that peers closing towards each other all make progress.
+  std::vector<std::pair<ucs_status_ptr_t, int>> pending;
+  for (size_t i = 0; i < endpoints.size(); ++i) {
+    if (endpoints[i] == nullptr) continue;
+    ucs_status_ptr_t sp = endpoints[i]->start_close(i < force.size() && force[i]);
+    if (sp != nullptr) pending.emplace_back(sp, endpoints[i]->peer());
+  }
+  auto deadline = bootstrap::deadline_in(seconds);
+  auto busy = [&] {
+    for (const auto& [sp, peer] : pending)
+      if (ucp_request_check_status(sp) == UCS_INPROGRESS) return true;
+    return false;
+  };
+  while (busy() && bootstrap::Clock::now() < deadline) ucp_worker_progress(worker.get());
+  for (const auto& [sp, peer] : pending) {
+    // A flush that did not finish (the peer is gone, or not progressing): released here, the
+    // endpoint itself goes with the worker (ucp_worker_destroy discards what is left).
+    if (ucp_request_check_status(sp) == UCS_INPROGRESS)
+      RDMACOLL_DEBUG(kUcx, "closing the endpoint to rank %d did not finish within %.1f s; abandoned", peer, seconds);
+    ucp_request_free(sp);
+  }
+}
+
+Listener::Listener(WorkerPtr worker, const std::string& ip, uint16_t port, ucp_listener_conn_callback_t on_conn,
+                   void* arg)
+    : worker_(std::move(worker)), ip_(ip) {
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  if (inet_pton(AF_INET, ip.c_str(), &sa.sin_addr) != 1)
+    throw TransportError("UCX listener: '" + ip + "' is not an IPv4 address (set RDMACOLL_UCX_LISTEN_ADDR)");
+  ucp_listener_params_t params{};
+  params.field_mask = UCP_LISTENER_PARAM_FIELD_SOCK_ADDR | UCP_LISTENER_PARAM_FIELD_CONN_HANDLER;
+  params.sockaddr.addr = reinterpret_cast<const sockaddr*>(&sa);
+  params.sockaddr.addrlen = sizeof sa;
+  params.conn_handler.cb = on_conn;
+  params.conn_handler.arg = arg;
+  check(ucp_listener_create(worker_.get(), &params, &listener_),
+        "ucp_listener_create(" + ip + ":" + std::to_string(port) + ")",
+        "the address must belong to an interface of this host that a UCX connection manager can use (rdmacm "
+        "needs `modprobe rdma_ucm` and an RDMA device on that interface; tcp works on any); RDMACOLL_UCX_LISTEN_ADDR "
+        "picks it");
+  ucp_listener_attr_t attr{};
+  attr.field_mask = UCP_LISTENER_ATTR_FIELD_SOCKADDR;
+  ucs_status_t st = ucp_listener_query(listener_, &attr);
+  if (st != UCS_OK) {
+    ucp_listener_destroy(listener_);
+    fail("ucp_listener_query", st);
+  }
+  port_ = ntohs(reinterpret_cast<const sockaddr_in*>(&attr.sockaddr)->sin_port);
+}
+
+Listener::~Listener() {
+  if (listener_ != nullptr) ucp_listener_destroy(listener_);
+}
+
+void Listener::reject(ucp_conn_request_h request) const {
+  ucs_status_t st = ucp_listener_reject(listener_, request);
+  if (st != UCS_OK) RDMACOLL_WARN(kUcx, "ucp_listener_reject failed: %s", ucs_status_string(st));
+}
+
+std::string endpoint_transports(ucp_ep_h ep) {
+  char* text = nullptr;
+  size_t size = 0;
+  FILE* f = open_memstream(&text, &size);
+  if (f == nullptr) return "";
+  ucp_ep_print_info(ep, f);
+  std::fclose(f);
+  std::istringstream in(text ? std::string(text, size) : std::string());
+  std::free(text);
+  // Lines look like "#  lane[1]:  1:tcp/lo.0 md[1]  -> md[1]/tcp/sysdev[255] rma_bw#0 am am_bw#0 wireup".
+  std::string out, line;
+  while (std::getline(in, line)) {
+    auto lane = line.find("lane[");
+    if (lane == std::string::npos) continue;
+    std::istringstream words(line.substr(line.find(':', lane) + 1));
+    std::string resource, word;
+    std::vector<std::string> roles;
+    words >> resource;
+    if (resource == "cm") {  // "lane[2]: cm rdmacm": the connection manager of a client-server endpoint
+      words >> word;
+      out += (out.empty() ? "cm:" : " cm:") + word;
+      continue;
+    }
+    resource = resource.substr(resource.find(':') + 1);  // drop the resource index
+    if (auto dot = resource.rfind('.'); dot != std::string::npos) resource.erase(dot);  // and the path index
+    bool after_arrow = false;
+    while (words >> word) {
+      if (word == "->") {
+        after_arrow = true;
+        words >> word;  // the remote md
+        continue;
+      }
+      if (!after_arrow) continue;
+      word = word.substr(0, word.find('#'));
+      bool known = word == "am" || word == "rma" || word == "rma_bw" || word == "amo" || word == "tag";
+      if (known && std::find(roles.begin(), roles.end(), word) == roles.end()) roles.push_back(word);
+    }
+    if (resource.empty()) continue;
+    std::string joined;
+    for (const auto& r : roles) joined += (joined.empty() ? "" : ",") + r;
+    out += (out.empty() ? "" : " ") + resource + (joined.empty() ? "" : "(" + joined + ")");
+  }
+  return out;
 }
 
 void wait_nbx(const WorkerPtr& worker, ucs_status_ptr_t sp, bootstrap::Deadline deadline, const std::string& what) {

@@ -5,7 +5,10 @@
 
 #include <ucp/api/ucp.h>
 
+#include <cstdint>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -22,25 +25,75 @@ using WorkerPtr = std::shared_ptr<ucp_worker>;
 
 // A UCP context with the tag and RMA features. UCX reads UCX_TLS / UCX_NET_DEVICES itself.
 ContextPtr create_context();
-WorkerPtr create_worker(const ContextPtr& ctx);
+// The same with any UCP_FEATURE_* set (e.g. plus UCP_FEATURE_WAKEUP to sleep on the worker).
+ContextPtr create_context(uint64_t features);
+// A single-threaded worker. `client_id` is what a listener's conn_request reports for
+// endpoints this worker connects with UCP_EP_PARAMS_FLAGS_SEND_CLIENT_ID.
+WorkerPtr create_worker(const ContextPtr& ctx, std::optional<uint64_t> client_id = std::nullopt);
 // The worker's address, for peers to connect to.
 std::vector<uint8_t> worker_address(const WorkerPtr& worker);
 
-// An endpoint; closing it flushes (bounded by a deadline) and then forces.
+// An endpoint. Closing flushes it (bounded by a deadline; see close_all), or forces it once
+// its peer failed.
 class Endpoint {
  public:
   Endpoint(WorkerPtr worker, const std::vector<uint8_t>& remote_address, int peer_rank);
+  // From prepared parameters: one of REMOTE_ADDRESS, SOCK_ADDR or CONN_REQUEST, plus anything
+  // else the caller sets (error handler, flags). Peer error handling is requested; an
+  // address-based endpoint falls back to none where no transport supports it (shared memory).
+  // `hint` is appended to the error message when creation fails. With `try_peer_errors`
+  // false an address-based endpoint goes straight to no error handling (the caller already
+  // learned that the transports lack it; each failed attempt makes UCX log an error).
+  Endpoint(WorkerPtr worker, ucp_ep_params_t params, int peer_rank, const std::string& hint,
+           bool try_peer_errors = true);
   ~Endpoint();
   Endpoint(const Endpoint&) = delete;
   Endpoint& operator=(const Endpoint&) = delete;
   ucp_ep_h get() const { return ep_; }
   int peer() const { return peer_; }
+  // Starts closing (flush: posted operations complete first; force: discard them, only with
+  // peer error handling) and returns the request to wait for, or nullptr if already done.
+  // Afterwards get() is null. The destructor closes an endpoint still open (flush, up to 2 s).
+  ucs_status_ptr_t start_close(bool force);
+  // Whether peer failure handling is on (off only after the fallback above).
+  bool handles_peer_failure() const { return peer_errors_; }
 
  private:
   WorkerPtr worker_;
   ucp_ep_h ep_ = nullptr;
   int peer_;
+  bool peer_errors_ = true;
 };
+
+// Closes endpoints together: starts every close (force where `force[i]`), then progresses
+// until all finish or `seconds` pass; a close still running then is abandoned (released; the
+// endpoint is discarded with the worker). Null entries are skipped.
+void close_all(const WorkerPtr& worker, std::span<Endpoint* const> endpoints, double seconds,
+               const std::vector<bool>& force = {});
+
+// A listener for client-server connection establishment on ip:port (port 0 picks a free
+// one). Connection requests go to `on_conn(conn_request, arg)` from ucp_worker_progress.
+class Listener {
+ public:
+  Listener(WorkerPtr worker, const std::string& ip, uint16_t port, ucp_listener_conn_callback_t on_conn, void* arg);
+  ~Listener();
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
+  uint16_t port() const { return port_; }
+  const std::string& ip() const { return ip_; }
+  // Turns a connection request down (the client's endpoint then fails).
+  void reject(ucp_conn_request_h request) const;
+
+ private:
+  WorkerPtr worker_;
+  ucp_listener_h listener_ = nullptr;
+  std::string ip_;
+  uint16_t port_ = 0;
+};
+
+// The transports an endpoint's lanes use, e.g. "rc_verbs/rxe0:1 self/memory0" (parsed from
+// ucp_ep_print_info; empty if UCX prints something this parser does not understand).
+std::string endpoint_transports(ucp_ep_h ep);
 
 // Progresses `worker` until the *_nbx result `sp` completes or the deadline passes.
 // A NULL `sp` means it completed at once; an error pointer throws; a request is freed here.

@@ -122,15 +122,25 @@ VerbsTransport::VerbsTransport(bootstrap::World& world, const Options& options)
       }
     }
   });
-  connect(world);
+  try {
+    connect(world);
+  } catch (...) {
+    stop_async_thread();  // a constructor that throws runs no destructor
+    throw;
+  }
+}
+
+void VerbsTransport::stop_async_thread() noexcept {
+  if (!async_thread_.joinable()) return;
+  char c = 1;
+  if (::write(async_wake_[1], &c, 1) != 1) RDMACOLL_WARN(kNet, "cannot wake the async-event thread");
+  async_thread_.join();
+  ::close(async_wake_[0]);
+  ::close(async_wake_[1]);
 }
 
 VerbsTransport::~VerbsTransport() {
-  char c = 1;
-  if (::write(async_wake_[1], &c, 1) != 1) RDMACOLL_WARN(kNet, "cannot wake the async-event thread");
-  if (async_thread_.joinable()) async_thread_.join();
-  ::close(async_wake_[0]);
-  ::close(async_wake_[1]);
+  stop_async_thread();
   if (unacked_cq_events_) ibv_ack_cq_events(cq_.get(), unacked_cq_events_);
   // QPs go first (members are destroyed in reverse order, but peers_ holds the QPs and is
   // declared after the pools: clear it explicitly so no work request outlives its buffers).
@@ -462,6 +472,8 @@ void VerbsTransport::on_message(int peer, const Header& hdr, const uint8_t* payl
     }
     auto op = it->second;
     rendezvous_sends_.erase(it);
+    // The receiver read the data through this side's NIC: count it as sent.
+    if (hdr.status == 0) p.counters.bytes_sent += op->bytes;
     if (hdr.status != 0)
       op->req->fail(TransportError(op->req->what + ": rank " + std::to_string(peer) +
                                    "'s receive buffer is shorter than the message"));

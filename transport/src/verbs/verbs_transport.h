@@ -128,6 +128,7 @@ class VerbsTransport final : public Transport {
   void deliver_local(int peer, const Header& hdr, const void* payload);
   void fail_peer(int peer, std::exception_ptr e);
   void check_async_events();
+  void stop_async_thread() noexcept;
   std::shared_ptr<Request::State> failed_now(int peer, std::string what);
   int peer_of_qp(uint32_t qpn) const;
   uint64_t wr_id(Wr w);

@@ -57,19 +57,24 @@ struct Options {
 
 // A registered range of memory (shared: copies refer to the same registration). Obtained from
 // Transport::register_memory, which caches: registering the same range again is free.
+// addr()/length() are the range the caller asked for; the registration behind it (impl()) may
+// cover more (the cache registers whole pages and merges neighbours).
 class Memory {
  public:
   struct Impl;
   Memory() = default;
-  explicit Memory(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
-  void* addr() const;
-  size_t length() const;
+  explicit Memory(std::shared_ptr<Impl> impl);  // the whole registration
+  Memory(std::shared_ptr<Impl> impl, void* addr, size_t length);
+  void* addr() const { return addr_; }
+  size_t length() const { return length_; }
   unsigned access() const;
   explicit operator bool() const { return impl_ != nullptr; }
   const std::shared_ptr<Impl>& impl() const { return impl_; }
 
  private:
   std::shared_ptr<Impl> impl_;
+  void* addr_ = nullptr;
+  size_t length_ = 0;
 };
 
 // A peer's registered window that this rank may write into (from unpack_window).
