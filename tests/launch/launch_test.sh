@@ -121,6 +121,14 @@ mpirun)
   for r in 0 1 2 3; do
     expect_out out "^rank $r of 4 on .* \[launcher: Open MPI (OMPI_COMM_WORLD_RANK/SIZE)\]: rendezvous $addr, reached all 4 ranks\$"
   done
+  # Without RDMACOLL_ADDR: rank 0 publishes its address in a file named after the job.
+  mpirun --allow-run-as-root --oversubscribe -np 4 -x RDMACOLL_STORE_DIR="$tmp" rdmacoll-hello --expect 4 \
+    >"$tmp/out" 2>"$tmp/err"; rc=$?
+  expect_rc 0
+  for r in 0 1 2 3; do
+    expect_out out "^rank $r of 4 on .* \[launcher: Open MPI (OMPI_COMM_WORLD_RANK/SIZE)\]: rendezvous 127.0.0.1:[0-9]*, reached all 4 ranks\$"
+  done
+  ls "$tmp"/rdmacoll-ompi-*.addr >/dev/null 2>&1 && fail "rank 0 left its address file behind"
   ;;
 *)
   echo "unknown case '$case_'"; exit 1

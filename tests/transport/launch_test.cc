@@ -13,7 +13,8 @@ struct CleanLaunchEnv {
   ScopedEnv a{"RDMACOLL_RANK", nullptr}, b{"RDMACOLL_WORLD_SIZE", nullptr}, c{"RDMACOLL_ADDR", nullptr},
       d{"OMPI_COMM_WORLD_RANK", nullptr}, e{"OMPI_COMM_WORLD_SIZE", nullptr}, f{"SLURM_PROCID", nullptr},
       g{"SLURM_NTASKS", nullptr}, h{"SLURM_JOB_NODELIST", nullptr}, i{"RANK", nullptr}, j{"WORLD_SIZE", nullptr},
-      k{"MASTER_ADDR", nullptr}, l{"MASTER_PORT", nullptr};
+      k{"MASTER_ADDR", nullptr}, l{"MASTER_PORT", nullptr}, m{"OMPI_MCA_ess_base_jobid", nullptr},
+      n{"OMPI_COMM_WORLD_LOCAL_SIZE", nullptr};
 };
 
 TEST(Launch, NothingSetMeansNotLaunched) {
@@ -60,8 +61,16 @@ TEST(Launch, OpenMpiNeedsAnAddress) {
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("RDMACOLL_ADDR"), std::string::npos) << e.what();
   }
-  ScopedEnv a("RDMACOLL_ADDR", "127.0.0.1:5000");
-  EXPECT_EQ(detect_launch()->port, 5000);
+  {
+    ScopedEnv a("RDMACOLL_ADDR", "127.0.0.1:5000");
+    EXPECT_EQ(detect_launch()->port, 5000);
+  }
+  // Under mpirun (a job id is set), rank 0 publishes the address in a file named after the job.
+  ScopedEnv j("OMPI_MCA_ess_base_jobid", "4242"), l("OMPI_COMM_WORLD_LOCAL_SIZE", "2"), d("RDMACOLL_STORE_DIR", "/x");
+  auto info = detect_launch();
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->addr_file, "/x/rdmacoll-ompi-4242.addr");
+  EXPECT_EQ(info->host, "127.0.0.1");  // every rank is on this node
 }
 
 TEST(Launch, InconsistentValuesAreErrors) {

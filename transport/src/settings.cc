@@ -26,6 +26,8 @@ constexpr Spec kSpecs[] = {
      "Number of ranks (also read: OMPI_COMM_WORLD_SIZE, SLURM_NTASKS, WORLD_SIZE)."},
     {"RDMACOLL_ADDR", Type::String, "",
      "Rendezvous address HOST:PORT served by rank 0 (also read: MASTER_ADDR/MASTER_PORT, Slurm's first node)."},
+    {"RDMACOLL_STORE_DIR", Type::String, "/tmp",
+     "Open MPI without RDMACOLL_ADDR: where rank 0 publishes its address (must be shared across nodes)."},
     {"RDMACOLL_TIMEOUT", Type::Seconds, "60",
      "Deadline for any wait (rendezvous, connection, completion); the error names the missing ranks."},
     {"RDMACOLL_TRANSPORT", Type::String, "ucx", "Transport backend: verbs or ucx."},

@@ -1,6 +1,13 @@
 #include "rdmacoll/bootstrap/launch.h"
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <thread>
 
 #include "rdmacoll/error.h"
 #include "rdmacoll/log.h"
@@ -111,6 +118,13 @@ std::optional<LaunchInfo> detect_launch() {
     if (port) info.port = static_cast<uint16_t>(env_int("MASTER_PORT", *port));
   } else if (info.world_size == 1) {
     info.host = "127.0.0.1";
+  } else if (auto jobid = env("OMPI_MCA_ess_base_jobid"); jobid && info.source.starts_with("Open MPI")) {
+    // mpirun gives no address: rank 0 publishes one in a file named after the job.
+    info.addr_file = settings::get_string("RDMACOLL_STORE_DIR") + "/rdmacoll-ompi-" + *jobid + ".addr";
+    auto local = env("OMPI_COMM_WORLD_LOCAL_SIZE");
+    bool one_node = local && *local == *size;
+    info.host = one_node ? "127.0.0.1" : "";
+    info.port = 0;
   } else {
     throw ConfigError(info.source + " gives rank and size but no rendezvous address; set RDMACOLL_ADDR=HOST:PORT "
                       "to an address of the host running rank 0");
@@ -118,15 +132,65 @@ std::optional<LaunchInfo> detect_launch() {
   return info;
 }
 
+namespace {
+
+// This host's name as the other nodes resolve it: where rank 0 listens in a multi-node job
+// that gave no address.
+std::string own_host() {
+  char h[256] = {};
+  if (gethostname(h, sizeof h - 1) != 0) throw TransportError("gethostname failed");
+  return h;
+}
+
+void publish_addr(const std::string& file, const std::string& addr) {
+  std::string tmp = file + ".tmp." + std::to_string(getpid());
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << addr << "\n";
+    if (!out) throw TransportError("cannot write the rendezvous address file " + tmp + " (RDMACOLL_STORE_DIR)");
+  }
+  if (std::rename(tmp.c_str(), file.c_str()) != 0)
+    throw TransportError("cannot rename " + tmp + " to " + file + ": " + std::strerror(errno));
+}
+
+std::string read_addr(const std::string& file, Deadline deadline) {
+  auto backoff = std::chrono::milliseconds(2);
+  for (;;) {
+    std::ifstream in(file);
+    std::string line;
+    if (in && std::getline(in, line) && !line.empty()) return line;
+    if (Clock::now() >= deadline)
+      throw TimeoutError("rank 0 did not publish its rendezvous address in " + file +
+                         " before the deadline; is rank 0 running, and is RDMACOLL_STORE_DIR shared by all nodes? "
+                         "(or set RDMACOLL_ADDR=HOST:PORT)");
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(100));
+  }
+}
+
+}  // namespace
+
 World connect_world(const LaunchInfo& info, Deadline deadline) {
   World w;
   w.info = info;
   log::set_rank(info.rank);
-  if (info.rank == 0) w.server = std::make_unique<TcpStoreServer>(info.host, info.port);
-  uint16_t port = w.server ? w.server->port() : info.port;
-  w.store = std::make_unique<TcpStore>(info.host, port, deadline);
+  if (!info.addr_file.empty()) {
+    if (info.rank == 0) {
+      if (w.info.host.empty()) w.info.host = own_host();
+      w.server = std::make_unique<TcpStoreServer>(w.info.host, 0);
+      w.info.port = w.server->port();
+      publish_addr(info.addr_file, w.info.host + ":" + std::to_string(w.info.port));
+      w.cleanup = std::shared_ptr<void>(nullptr, [file = info.addr_file](void*) { std::remove(file.c_str()); });
+    } else {
+      std::tie(w.info.host, w.info.port) = parse_host_port(read_addr(info.addr_file, deadline), info.addr_file);
+    }
+  } else if (info.rank == 0) {
+    w.server = std::make_unique<TcpStoreServer>(info.host, info.port);
+  }
+  uint16_t port = w.server ? w.server->port() : w.info.port;
+  w.store = std::make_unique<TcpStore>(w.info.host, port, deadline);
   RDMACOLL_INFO(kBoot, "rank %d of %d connected to store %s:%u (from %s)", info.rank, info.world_size,
-                info.host.c_str(), port, info.source.c_str());
+                w.info.host.c_str(), port, info.source.c_str());
   return w;
 }
 

@@ -20,6 +20,10 @@ struct LaunchInfo {
   std::string host;  // rendezvous host (rank 0 serves the store there)
   uint16_t port = kDefaultPort;
   std::string source;  // which variables it came from, for messages
+  // When no address is given (Open MPI without RDMACOLL_ADDR): rank 0 serves on a free port and
+  // writes "HOST:PORT" to this file, which the other ranks read (RDMACOLL_STORE_DIR must be
+  // shared between the nodes of a multi-node job; /tmp is enough on one machine).
+  std::string addr_file;
 };
 
 // Reads, in order: RDMACOLL_RANK/RDMACOLL_WORLD_SIZE/RDMACOLL_ADDR; OMPI_COMM_WORLD_RANK/SIZE;
@@ -39,6 +43,7 @@ struct World {
   LaunchInfo info;
   std::unique_ptr<TcpStoreServer> server;  // rank 0 only
   std::unique_ptr<Store> store;
+  std::shared_ptr<void> cleanup;  // rank 0: removes info.addr_file
 };
 World connect_world(const LaunchInfo& info, Deadline deadline);
 
