@@ -302,6 +302,19 @@ TEST_P(UcxTransportMultiRank, ThreeRanksAllPairs) {
 INSTANTIATE_TEST_SUITE_P(Ucx, UcxTransportMultiRank, ::testing::ValuesIn(kVariants),
                          [](const auto& p) { return p.param.name; });
 
+TEST(UcxTransportWireup, RanksThatDisagreeGetAConfigError) {
+  ScopedEnv tls("UCX_TLS", "tcp,self"), nets("UCX_NET_DEVICES", "lo"), backend("RDMACOLL_TRANSPORT", "ucx");
+  RankGroup g(2);
+  ScopedEnv mode("RDMACOLL_UCX_WIREUP", g.rank() == 0 ? "address" : "sockaddr");
+  try {
+    auto t = Transport::create(g.world());
+    ADD_FAILURE() << "ranks wired up differently, yet the transport connected";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("RDMACOLL_UCX_WIREUP"), std::string::npos) << e.what();
+  }
+  g.join();
+}
+
 // ---- no network ----------------------------------------------------------------------------
 
 TEST(UcxTransportWireup, AutoPicksSockaddrOnlyForRxe) {

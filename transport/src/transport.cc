@@ -1,3 +1,5 @@
+#include <sched.h>
+
 #include <stdexcept>
 
 #include "rdmacoll/error.h"
@@ -105,6 +107,8 @@ void Request::wait(Deadline deadline) {
     }
     if (o.progress == ProgressMode::Block || (o.progress == ProgressMode::Adaptive && now >= spin_until))
       t.wait_for_event(std::min(deadline, now + std::chrono::milliseconds(100)));
+    else if (o.progress == ProgressMode::Adaptive)
+      sched_yield();  // while spinning, let a rank sharing this core run (ranks may outnumber cores)
   }
   finish(s_);
 }

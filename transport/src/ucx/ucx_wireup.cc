@@ -172,6 +172,20 @@ std::string choose_listen_ip(const bootstrap::World& world) {
   return "127.0.0.1";
 }
 
+// Every rank must wire up the same way; the message type published says how a rank does.
+void check_same_wireup(uint16_t type, uint16_t expected, int peer) {
+  if (type == expected) return;
+  if (type == kAddressMsg || type == kListenMsg) {
+    auto mode = [](uint16_t t) { return t == kAddressMsg ? "address" : "sockaddr"; };
+    throw ConfigError("rank " + std::to_string(peer) + " wires UCX up by " + mode(type) + ", this rank by " +
+                      mode(expected) +
+                      ": set the same RDMACOLL_UCX_WIREUP on every rank (auto follows UCX_TLS and UCX_NET_DEVICES, "
+                      "which must agree too)");
+  }
+  throw ProtocolError("rank " + std::to_string(peer) + " published no UCX connection data (message type " +
+                      std::to_string(type) + ")");
+}
+
 std::string rank_list(const std::vector<int>& ranks) {
   std::string s;
   for (int r : ranks) s += (s.empty() ? "" : ", ") + std::to_string(r);
@@ -219,7 +233,7 @@ void UcxTransport::connect(bootstrap::World& world) {
   auto deadline = bootstrap::default_deadline();
   // Every transport made on this store gets its own keys (a process may make several).
   int64_t generation = world.store->add("ucx/transports/" + std::to_string(me), 1);
-  std::string prefix = "ucx/" + std::to_string(generation) + "/" + std::string(to_string(wireup_));
+  std::string prefix = "ucx/" + std::to_string(generation);
   if (wireup_ == UcxWireup::Address)
     connect_by_address(world, prefix, deadline);
   else
@@ -249,8 +263,7 @@ void UcxTransport::connect_by_address(bootstrap::World& world, const std::string
   bool peer_errors = true;  // until an endpoint finds the transports lack it
   for (int p = 0; p < n; ++p) {
     wire::Reader r(all[static_cast<size_t>(p)], "UCX worker address of rank " + std::to_string(p));
-    if (r.header() != kAddressMsg)
-      throw ProtocolError("rank " + std::to_string(p) + " published no UCX worker address");
+    check_same_wireup(r.header(), kAddressMsg, p);
     uint32_t from = r.u32(), world_size = r.u32();
     auto span = r.bytes(1 << 20);
     r.expect_end();
@@ -285,8 +298,7 @@ void UcxTransport::connect_by_sockaddr(bootstrap::World& world, const std::strin
   std::vector<sockaddr_in> addrs(static_cast<size_t>(n));
   for (int p = 0; p < n; ++p) {
     wire::Reader r(all[static_cast<size_t>(p)], "UCX listener address of rank " + std::to_string(p));
-    if (r.header() != kListenMsg)
-      throw ProtocolError("rank " + std::to_string(p) + " published no UCX listener address");
+    check_same_wireup(r.header(), kListenMsg, p);
     uint32_t from = r.u32(), world_size = r.u32();
     std::string peer_ip = r.str(64);
     uint16_t port = r.u16();
