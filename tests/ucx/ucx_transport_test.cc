@@ -334,6 +334,17 @@ TEST(UcxTransportWireup, AutoPicksSockaddrOnlyForRxe) {
   EXPECT_THROW(choose_ucx_wireup("listener", nullopt, nullopt, none), ConfigError);
 }
 
+TEST(UcxTransportWireup, RdmaUseFollowsUcxVariables) {
+  using std::nullopt;
+  const std::vector<std::string> rxe = {"rxe0"}, none = {};
+  EXPECT_TRUE(ucx_uses_rdma(std::string("rc_verbs,self"), std::string("rxe0:1"), rxe));
+  EXPECT_FALSE(ucx_uses_rdma(std::string("tcp,self"), std::string("lo"), rxe));
+  EXPECT_TRUE(ucx_uses_rdma(nullopt, nullopt, rxe));
+  EXPECT_FALSE(ucx_uses_rdma(nullopt, nullopt, none));
+  EXPECT_FALSE(ucx_uses_rdma(std::string("sm,self"), nullopt, rxe));
+  EXPECT_TRUE(ucx_uses_rdma(std::string("ud_verbs"), nullopt, rxe));
+}
+
 TEST(UcxTransportTags, SourceRankAndInternalSpaceNeverCollide) {
   namespace tags = ucx::tags;
   EXPECT_EQ(tags::source_of(tags::user(5, 3)), 3);

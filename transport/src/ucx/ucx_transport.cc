@@ -90,6 +90,7 @@ UcxTransport::UcxTransport(bootstrap::World& world, const Options& options)
     : Transport(world.info.rank, world.info.world_size, options) {
   if (size() > tags::kMaxRanks)
     throw ConfigError("the UCX backend supports at most " + std::to_string(tags::kMaxRanks) + " ranks");
+  check_memlock();
   const bool wakeup = options.progress != ProgressMode::Poll;
   ctx_ = ucx::create_context(UCP_FEATURE_TAG | UCP_FEATURE_RMA | (wakeup ? UCP_FEATURE_WAKEUP : 0));
   // The client id tells a listener which rank is connecting (sockaddr wire-up).

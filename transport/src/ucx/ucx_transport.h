@@ -47,6 +47,18 @@ UcxWireup choose_ucx_wireup(std::string_view setting, const std::optional<std::s
                             const std::optional<std::string>& ucx_net_devices,
                             const std::vector<std::string>& rdma_devices);
 
+// Whether UCX would drive an RDMA device (and so pin memory for its own buffers):
+// UCX_NET_DEVICES names one of `rdma_devices`, or it is unset/"all" while RDMA devices exist and
+// UCX_TLS is unset/"all"/an exclusion list or names an InfiniBand transport (rc*, ud*, dc*, ib).
+bool ucx_uses_rdma(const std::optional<std::string>& ucx_tls, const std::optional<std::string>& ucx_net_devices,
+                   const std::vector<std::string>& rdma_devices);
+
+// UCX 1.13's RDMA transports pin tens of MiB of their own buffers per process, and when the
+// locked-memory limit stops them they retry forever inside ucp_worker_progress (seen on rxe:
+// 32 MiB hangs or aborts with three ranks, 64 MiB works). So below this limit, without
+// CAP_IPC_LOCK, creating the transport fails at once with a ulimit hint instead.
+constexpr uint64_t kUcxMinMemlock = uint64_t{64} << 20;
+
 class UcxTransport final : public Transport {
  public:
   UcxTransport(bootstrap::World& world, const Options& options);
@@ -80,6 +92,7 @@ class UcxTransport final : public Transport {
   };
 
   // Wire-up (ucx_wireup.cc).
+  void check_memlock() const;
   void connect(bootstrap::World& world);
   void connect_by_address(bootstrap::World& world, const std::string& prefix, bootstrap::Deadline deadline);
   void connect_by_sockaddr(bootstrap::World& world, const std::string& prefix, bootstrap::Deadline deadline);

@@ -24,6 +24,7 @@
 #include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -216,6 +217,37 @@ UcxWireup choose_ucx_wireup(std::string_view setting, const std::optional<std::s
                    t == "rc_mlx5" || t == "ib";
   if (rc_allowed && std::any_of(rdma_devices.begin(), rdma_devices.end(), is_rxe)) return UcxWireup::Sockaddr;
   return UcxWireup::Address;
+}
+
+bool ucx_uses_rdma(const std::optional<std::string>& ucx_tls, const std::optional<std::string>& ucx_net_devices,
+                   const std::vector<std::string>& rdma_devices) {
+  if (ucx_net_devices && *ucx_net_devices != "all") {
+    for (const auto& d : split(*ucx_net_devices, ','))
+      if (std::find(rdma_devices.begin(), rdma_devices.end(), device_and_port(d).first) != rdma_devices.end())
+        return true;
+    return false;
+  }
+  if (rdma_devices.empty()) return false;
+  if (!ucx_tls || ucx_tls->front() == '^') return true;
+  for (const auto& t : split(*ucx_tls, ','))
+    if (t == "all" || t == "ib" || t.rfind("rc", 0) == 0 || t.rfind("ud", 0) == 0 || t.rfind("dc", 0) == 0) return true;
+  return false;
+}
+
+void UcxTransport::check_memlock() const {
+  if (!ucx_uses_rdma(env("UCX_TLS"), env("UCX_NET_DEVICES"), rdma_devices())) return;
+  rlimit lim{};
+  if (getrlimit(RLIMIT_MEMLOCK, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY || lim.rlim_cur >= kUcxMinMemlock) return;
+  // CAP_IPC_LOCK (bit 14 of the effective set) lifts the limit, as it does for root.
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("CapEff:", 0) == 0 && (std::stoull(line.substr(7), nullptr, 16) >> 14 & 1)) return;
+  throw ConfigError("rank " + std::to_string(rank()) + ": the locked-memory limit is " +
+                    std::to_string(lim.rlim_cur >> 10) + " KiB (`ulimit -l`), but UCX's RDMA transports pin about " +
+                    std::to_string(kUcxMinMemlock >> 20) +
+                    " MiB of their own buffers per process and retry forever when they cannot; raise it: `ulimit -l "
+                    "unlimited`, memlock in /etc/security/limits.conf, LimitMEMLOCK= under systemd, --ulimit "
+                    "memlock=-1 for docker");
 }
 
 ucp_ep_params_t UcxTransport::ep_params(int peer) {
