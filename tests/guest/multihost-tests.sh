@@ -8,7 +8,8 @@ BUILD=$1 RESULTS=$2
 export RDMACOLL_RANK=$RXE_GUEST_INDEX RDMACOLL_WORLD_SIZE=$RXE_GUEST_COUNT
 export RDMACOLL_ADDR=${RXE_GUEST_ADDRS%% *}:29500 REQUIRE_RDMA_DEVICE=1
 rc=0
-for bin in "$BUILD"/tests/rdma/*_tests; do
+# The rdma-labelled binaries: device tests and the transport conformance suite.
+for bin in "$BUILD"/tests/rdma/*_tests "$BUILD"/tests/conformance/*_rdma; do
   [ -x "$bin" ] || continue
   name=$(basename "$bin")
   echo "rank $RDMACOLL_RANK: $name (rendezvous $RDMACOLL_ADDR)"

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "rdmacoll/error.h"
+#include "rdmacoll/settings.h"
 #include "rdmacoll/log.h"
 
 namespace rdmacoll::ucx {
@@ -26,8 +27,28 @@ void check(ucs_status_t status, const std::string& call, const std::string& hint
 
 ContextPtr create_context() { return create_context(UCP_FEATURE_TAG | UCP_FEATURE_RMA); }
 
+namespace {
+
+// RC over verbs with UCX's defaults waits 1 s for a lost packet's ACK and keeps any number of
+// RDMA READ bytes in flight. Soft-RoCE drops packets under deep queues, so a large transfer
+// then crawls from timeout to timeout. Apply rdmacoll's own RC settings (RDMACOLL_IB_TIMEOUT,
+// RDMACOLL_IB_RETRY_CNT, RDMACOLL_IB_MAX_INFLIGHT, RDMACOLL_IB_CHUNK) through UCX's environment
+// variables, never overriding one the user set. (ucp_config_modify does not reach transport
+// settings in UCX 1.13: it reports them as "invalid configurations".)
+void apply_rc_defaults() {
+  auto set = [](const char* name, const std::string& value) { setenv(name, value.c_str(), /*overwrite=*/0); };
+  double timeout_us = 4.096 * static_cast<double>(uint64_t{1} << *settings::get_int("RDMACOLL_IB_TIMEOUT"));
+  set("UCX_RC_VERBS_TIMEOUT", std::to_string(static_cast<long long>(timeout_us)) + "us");
+  set("UCX_RC_VERBS_RETRY_COUNT", std::to_string(*settings::get_int("RDMACOLL_IB_RETRY_CNT")));
+  set("UCX_RC_VERBS_TX_NUM_GET_BYTES", std::to_string(*settings::get_int("RDMACOLL_IB_MAX_INFLIGHT")));
+  set("UCX_RC_VERBS_MAX_GET_ZCOPY", std::to_string(*settings::get_int("RDMACOLL_IB_CHUNK")));
+}
+
+}  // namespace
+
 ContextPtr create_context(uint64_t features) {
   ucp_config_t* config = nullptr;
+  apply_rc_defaults();
   check(ucp_config_read(nullptr, nullptr, &config), "ucp_config_read", "check the UCX_* environment variables");
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES;

@@ -80,6 +80,9 @@ struct UcxTransport::Op {
   bool imm = false;
   uint8_t small[kNotificationBytes] = {};  // notification payload (send or receive)
   std::vector<uint8_t> payload;            // hello
+  // Still in flight when the transport went away: UCX may yet call back while it destroys the
+  // worker, so the record is leaked on purpose and its callbacks only free the UCX request.
+  bool detached = false;
 };
 
 std::unique_ptr<Transport> make_ucx_transport(bootstrap::World& world, const Options& options) {
@@ -153,7 +156,16 @@ void UcxTransport::shutdown() noexcept {
     for (void* r : pending) ucp_request_cancel(worker_.get(), r);
     auto limit = bootstrap::deadline_in(1.0);
     while (!ops_.empty() && bootstrap::Clock::now() < limit) ucp_worker_progress(worker_.get());
-    if (!ops_.empty()) RDMACOLL_WARN(kUcx, "rank %d: %zu operations still in flight at teardown", rank(), ops_.size());
+    if (!ops_.empty()) {
+      RDMACOLL_WARN(kUcx, "rank %d: %zu operations still in flight at teardown", rank(), ops_.size());
+      for (auto& [op, owned] : ops_) {
+        op->detached = true;
+        if (op->state->pending())
+          op->state->fail(TransportError(op->state->what + ": the transport was destroyed with it in flight"));
+        owned.release();  // see Op::detached
+      }
+      ops_.clear();
+    }
   } catch (const std::exception& e) {
     RDMACOLL_WARN(kUcx, "rank %d: UCX teardown: %s", rank(), e.what());
   }
@@ -208,6 +220,10 @@ Request UcxTransport::release(Op* op) {
 
 void UcxTransport::part_done(Part* part, void* request, ucs_status_t status) {
   Op* op = part->op;
+  if (op->detached) {  // the transport is gone or going: touch nothing but the request
+    if (request != nullptr) ucp_request_free(request);
+    return;
+  }
   part->done = true;
   part->request = nullptr;
   if (request != nullptr) {
@@ -312,11 +328,13 @@ Request UcxTransport::failed_now(int peer, std::string what) {
 
 void UcxTransport::on_send_done(void* request, ucs_status_t status, void* user_data) {
   auto* part = static_cast<Part*>(user_data);
+  if (part->op->detached) return (void)(request ? ucp_request_free(request) : void());
   part->op->transport->part_done(part, request, status);
 }
 
 void UcxTransport::on_recv_done(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info, void* user_data) {
   auto* part = static_cast<Part*>(user_data);
+  if (part->op->detached) return (void)(request ? ucp_request_free(request) : void());
   if (info != nullptr) part->op->info = *info;
   part->op->transport->part_done(part, request, status);
 }
