@@ -14,6 +14,7 @@
 #include "rdmacoll/transport/transport.h"
 #include "support/env.h"
 #include "support/multiproc.h"
+#include "support/pattern.h"
 #include "ucx/ucx_tags.h"
 
 namespace rdmacoll::transport {
@@ -60,16 +61,8 @@ class UcxTransportMultiRank : public ::testing::TestWithParam<Variant> {
   std::vector<std::unique_ptr<ScopedEnv>> env_;
 };
 
-uint8_t pattern(size_t i, size_t size, int from, int to) {
-  return static_cast<uint8_t>(
-      (i * 251 + size * 3 + static_cast<size_t>(from) * 17 + static_cast<size_t>(to) * 5 + (i >> 12)) & 0xff);
-}
-
-size_t count_wrong(const uint8_t* p, size_t size, int from, int to) {
-  size_t wrong = 0;
-  for (size_t i = 0; i < size; ++i) wrong += p[i] != pattern(i, size, from, to);
-  return wrong;
-}
+using rdmacoll::testing::count_wrong;
+using rdmacoll::testing::pattern;
 
 const std::vector<size_t> kSizes = {0, 1, 4095, 4096, (size_t{1} << 20) + 3, size_t{64} << 20};
 

@@ -57,12 +57,18 @@ int RemoteWindow::rank() const { return impl_ ? impl_->rank : -1; }
 uint64_t RemoteWindow::addr() const { return impl_ ? impl_->addr : 0; }
 size_t RemoteWindow::length() const { return impl_ ? impl_->length : 0; }
 
-void check_window_range(const RemoteWindow& dst, size_t offset, size_t length) {
+void check_write(const Transport& t, int peer, const void* src, size_t length, const RemoteWindow& dst,
+                 size_t offset) {
+  check_peer(t, peer, "write");
   if (!dst.impl()) throw std::invalid_argument("write to an empty RemoteWindow (use unpack_window)");
+  if (dst.rank() != peer)
+    throw std::invalid_argument("write to rank " + std::to_string(peer) + " with rank " + std::to_string(dst.rank()) +
+                                "'s window");
   if (offset > dst.length() || length > dst.length() - offset)
     throw std::out_of_range("write of " + std::to_string(length) + " bytes at offset " + std::to_string(offset) +
                             " overruns rank " + std::to_string(dst.rank()) + "'s window of " +
                             std::to_string(dst.length()) + " bytes");
+  if (src == nullptr && length > 0) throw std::invalid_argument("write: null source with length " + std::to_string(length));
 }
 
 void check_peer(const Transport& t, int peer, const char* op) {

@@ -55,8 +55,11 @@ struct RemoteWindow::Impl {
   virtual ~Impl() = default;
 };
 
-// Checks that [offset, offset+length) fits the window; throws std::out_of_range naming both.
-void check_window_range(const RemoteWindow& dst, size_t offset, size_t length);
+// The argument checks every backend's write() makes before anything moves: a valid peer, a
+// window of that peer, [offset, offset+length) inside it (std::out_of_range naming both), and a
+// source unless the length is 0 (std::invalid_argument).
+void check_write(const Transport& t, int peer, const void* src, size_t length, const RemoteWindow& dst,
+                 size_t offset);
 // Checks 0 <= peer < size and peer != self where required; throws std::invalid_argument.
 void check_peer(const Transport& t, int peer, const char* op);
 

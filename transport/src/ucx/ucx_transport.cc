@@ -507,15 +507,9 @@ RemoteWindow UcxTransport::unpack_window(int peer, std::span<const uint8_t> pack
 
 Request UcxTransport::write(int peer, const void* src, size_t length, const RemoteWindow& dst, size_t offset,
                             std::optional<uint32_t> imm) {
-  check_peer(*this, peer, "write");
-  check_window_range(dst, offset, length);
-  if (dst.rank() != peer)
-    throw std::invalid_argument("write to rank " + std::to_string(peer) + " with rank " + std::to_string(dst.rank()) +
-                                "'s window");
+  check_write(*this, peer, src, length, dst, offset);
   const auto* win = dynamic_cast<const UcxWindow*>(dst.impl().get());
   if (win == nullptr) throw std::invalid_argument("write: the window was not unpacked by this UCX transport");
-  if (src == nullptr && length > 0)
-    throw std::invalid_argument("write: null source with length " + std::to_string(length));
   std::string what = "write of " + std::to_string(length) + " bytes to rank " + std::to_string(peer) +
                      (imm ? " with immediate " + std::to_string(*imm) : std::string());
   Peer& p = peers_[static_cast<size_t>(peer)];

@@ -388,12 +388,7 @@ RemoteWindow VerbsTransport::unpack_window(int peer, std::span<const uint8_t> pa
 
 Request VerbsTransport::write(int peer, const void* src, size_t length, const RemoteWindow& dst, size_t offset,
                               std::optional<uint32_t> imm) {
-  check_peer(*this, peer, "write");
-  check_window_range(dst, offset, length);
-  if (dst.rank() != peer)
-    throw std::invalid_argument("write to rank " + std::to_string(peer) + " with rank " + std::to_string(dst.rank()) +
-                                "'s window");
-  if (src == nullptr && length > 0) throw std::invalid_argument("write: null source with length " + std::to_string(length));
+  check_write(*this, peer, src, length, dst, offset);
   std::string what = "write of " + std::to_string(length) + " bytes to rank " + std::to_string(peer) +
                      (imm ? " with immediate " + std::to_string(*imm) : std::string());
   if (peers_[static_cast<size_t>(peer)].failed) return Request(failed_now(peer, what));
@@ -416,7 +411,8 @@ Request VerbsTransport::write(int peer, const void* src, size_t length, const Re
     op->req->complete(length);
     return Request(op->req);
   }
-  const auto& win = static_cast<const VerbsWindow&>(*dst.impl());
+  const auto* win = dynamic_cast<const VerbsWindow*>(dst.impl().get());
+  if (win == nullptr) throw std::invalid_argument("write: the window was not unpacked by this verbs transport");
   if (length > 0) op->pinned = cache_->get(const_cast<void*>(src), length, kLocalOnly);
   uint32_t lkey = length ? static_cast<VerbsMemory&>(*op->pinned.impl()).mr->lkey : 0;
   size_t chunks = length == 0 ? 1 : (length + chunk_ - 1) / chunk_;
@@ -431,7 +427,7 @@ Request VerbsTransport::write(int peer, const void* src, size_t length, const Re
     w.lkey = lkey;
     w.length = static_cast<uint32_t>(len);
     w.remote_addr = dst.addr() + offset + off;
-    w.rkey = win.rkey;
+    w.rkey = win->rkey;
     if (last) w.imm = imm;
     w.wr = Wr{WrKind::Write, peer, op};
     enqueue(peer, std::move(w));
