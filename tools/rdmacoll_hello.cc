@@ -122,15 +122,8 @@ int main(int argc, char** argv) {
     }
     std::cout.flush();
 
-    // Rank 0 serves the store: it must not exit (and take the store with it) while another rank
-    // may still be waiting for the barrier's answer. So the others check out, and rank 0 waits.
-    if (rank != 0) {
-      store.set("hello/done/" + std::to_string(rank), std::string());
-    } else {
-      std::vector<std::string> keys;
-      for (int r = 1; r < n; ++r) keys.push_back("hello/done/" + std::to_string(r));
-      store.wait(keys, bs::default_deadline());
-    }
+    // Rank 0 serves the store: it must not exit while another rank may still need it.
+    bs::finalize(world, bs::default_deadline());
   } catch (const rdmacoll::Error& e) {
     // Name the rank, unless the message already starts with it (the store's timeouts do).
     std::string who = rank >= 0 ? "rank " + std::to_string(rank) + ": " : "";

@@ -74,7 +74,8 @@ RankGroup::RankGroup(int world_size) {
 }
 
 void RankGroup::join() {
-  bootstrap::barrier(*world_.store, "join/" + current_test_name(), rank(), world_size(), deadline());
+  // Rank 0 serves the store: it must outlive every other rank's last use of it.
+  bootstrap::finalize(world_, deadline());
   auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   for (size_t i = 0; i < children_.size(); ++i) {
     int status = 0;

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <fstream>
 #include <thread>
+#include <vector>
 
 #include "rdmacoll/error.h"
 #include "rdmacoll/log.h"
@@ -192,6 +193,18 @@ World connect_world(const LaunchInfo& info, Deadline deadline) {
   RDMACOLL_INFO(kBoot, "rank %d of %d connected to store %s:%u (from %s)", info.rank, info.world_size,
                 w.info.host.c_str(), port, info.source.c_str());
   return w;
+}
+
+void finalize(World& world, Deadline deadline) {
+  const int rank = world.info.rank, n = world.info.world_size;
+  barrier(*world.store, "finalize", rank, n, deadline);
+  if (rank != 0) {
+    world.store->set("finalize/done/" + std::to_string(rank), std::string());
+    return;
+  }
+  std::vector<std::string> keys;
+  for (int r = 1; r < n; ++r) keys.push_back("finalize/done/" + std::to_string(r));
+  world.store->wait(keys, deadline);
 }
 
 }  // namespace rdmacoll::bootstrap

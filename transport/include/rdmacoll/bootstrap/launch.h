@@ -47,4 +47,9 @@ struct World {
 };
 World connect_world(const LaunchInfo& info, Deadline deadline);
 
+// The last collective step of a job: a barrier, after which every other rank tells rank 0 it
+// will not use the store again, so rank 0 can shut the store down without cutting off a rank
+// still waiting for the barrier's answer. Call it on every rank before the World goes away.
+void finalize(World& world, Deadline deadline);
+
 }  // namespace rdmacoll::bootstrap
