@@ -4,8 +4,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace rdmacoll::testing {
+
+// The sizes every transfer test covers: empty, one byte, around a page, odd and large.
+inline const std::vector<size_t> kTransferSizes = {0, 1, 4095, 4096, (size_t{1} << 20) + 3, size_t{64} << 20};
 
 inline uint8_t pattern(size_t i, size_t size, int from, int to) {
   return static_cast<uint8_t>(

@@ -64,7 +64,7 @@ class UcxTransportMultiRank : public ::testing::TestWithParam<Variant> {
 using rdmacoll::testing::count_wrong;
 using rdmacoll::testing::pattern;
 
-const std::vector<size_t> kSizes = {0, 1, 4095, 4096, (size_t{1} << 20) + 3, size_t{64} << 20};
+const std::vector<size_t>& kSizes = rdmacoll::testing::kTransferSizes;
 
 TEST_P(UcxTransportMultiRank, TaggedEverySizeBothWays) {
   RankGroup g(2);
