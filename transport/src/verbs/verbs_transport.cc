@@ -47,6 +47,9 @@ struct VerbsWindow : RemoteWindow::Impl {
 
 std::string peer_str(int peer) { return "peer rank " + std::to_string(peer); }
 
+// The first packet sequence number of the QP from rank `from` to rank `to` (24 bits).
+uint32_t initial_psn(int from, int to) { return static_cast<uint32_t>((from * 7919 + to * 104729 + 1) & 0xffffff); }
+
 }  // namespace
 
 std::unique_ptr<Transport> make_verbs_transport(bootstrap::World& world, const Options& options) {
@@ -178,8 +181,7 @@ void VerbsTransport::connect(bootstrap::World& world) {
       qpn_to_peer_[peer.qp->qp_num] = p;
       for (size_t s = 0; s < recv_slots_per_peer_; ++s) post_recv_slot(p, s);
     }
-    uint32_t psn = static_cast<uint32_t>((me * 7919 + p * 104729 + 1) & 0xffffff);
-    w.u32(peer.qp ? peer.qp->qp_num : 0).u32(psn);
+    w.u32(peer.qp ? peer.qp->qp_num : 0).u32(initial_psn(me, p));
   }
   auto all = bootstrap::all_gather(*world.store, "verbs/connect", me, n, w.data(), bootstrap::default_deadline());
   for (int p = 0; p < n; ++p) {
@@ -200,8 +202,7 @@ void VerbsTransport::connect(bootstrap::World& world) {
     r.expect_end();
     Peer& peer = peers_[static_cast<size_t>(p)];
     verbs::qp_to_rtr(peer.qp.get(), ep, sel_.port, sel_.gid_index, mtu, port_.link_layer == "Ethernet", p);
-    uint32_t my_psn = static_cast<uint32_t>((me * 7919 + p * 104729 + 1) & 0xffffff);
-    verbs::qp_to_rts(peer.qp.get(), my_psn, ib_timeout_, ib_retry_);
+    verbs::qp_to_rts(peer.qp.get(), initial_psn(me, p), ib_timeout_, ib_retry_);
   }
   // Nobody may send before every QP is at least in RTR.
   bootstrap::barrier(*world.store, "verbs/connected", me, n, bootstrap::default_deadline());
@@ -317,7 +318,7 @@ Request VerbsTransport::send(int peer, uint64_t tag, const void* buf, size_t len
   hdr.length = length;
   if (peer == rank()) {
     hdr.type = kEager;
-    deliver_local(peer, hdr, buf);
+    on_message(peer, hdr, static_cast<const uint8_t*>(buf), length);
     op->req->complete(length);
   } else if (length <= eager_limit_) {
     hdr.type = kEager;
@@ -347,16 +348,7 @@ Request VerbsTransport::recv(int peer, uint64_t tag, void* buf, size_t length) {
     if (it->hdr.tag != tag) continue;
     Unexpected u = std::move(*it);
     p.unexpected.erase(it);
-    if (u.hdr.type == kRts) {
-      start_read(peer, u.hdr, buf, length, req);
-    } else if (u.hdr.length > length) {
-      req->fail(TransportError(req->what + ": the message from rank " + std::to_string(peer) + " has " +
-                               std::to_string(u.hdr.length) + " bytes, more than the buffer's " +
-                               std::to_string(length)));
-    } else {
-      if (u.hdr.length) std::memcpy(buf, u.payload.data(), u.hdr.length);
-      req->complete(u.hdr.length);
-    }
+    deliver(peer, u.hdr, u.payload.data(), u.payload.size(), buf, length, req);
     return Request(req);
   }
   if (p.failed) return Request(failed_now(peer, req->what));
@@ -397,17 +389,7 @@ Request VerbsTransport::write(int peer, const void* src, size_t length, const Re
   op->bytes = length;
   if (peer == rank()) {
     if (length) std::memmove(reinterpret_cast<void*>(dst.addr() + offset), src, length);
-    if (imm) {
-      Peer& me = peers_[static_cast<size_t>(peer)];
-      if (!me.notify_waiters.empty()) {
-        auto w = me.notify_waiters.front();
-        me.notify_waiters.pop_front();
-        w->imm = *imm;
-        w->complete(0);
-      } else {
-        me.notifications.push_back(*imm);
-      }
-    }
+    if (imm) notify(peer, *imm);
     op->req->complete(length);
     return Request(op->req);
   }
@@ -453,9 +435,33 @@ Request VerbsTransport::notification(int peer) {
 
 // ---- receive side --------------------------------------------------------------------------
 
-void VerbsTransport::deliver_local(int peer, const Header& hdr, const void* payload) {
-  const auto* bytes = static_cast<const uint8_t*>(payload);
-  on_message(peer, hdr, bytes, hdr.length);
+void VerbsTransport::truncated(Request::State& req, int peer, size_t message, size_t buffer) {
+  req.fail(TransportError(req.what + ": the message from rank " + std::to_string(peer) + " has " +
+                          std::to_string(message) + " bytes, more than the buffer's " + std::to_string(buffer)));
+}
+
+void VerbsTransport::deliver(int peer, const Header& hdr, const uint8_t* payload, size_t length, void* buf,
+                             size_t buf_len, const std::shared_ptr<Request::State>& req) {
+  if (hdr.type == kRts) {
+    start_read(peer, hdr, buf, buf_len, req);
+  } else if (hdr.length > buf_len) {
+    truncated(*req, peer, hdr.length, buf_len);
+  } else {
+    if (length) std::memcpy(buf, payload, length);
+    req->complete(length);
+  }
+}
+
+void VerbsTransport::notify(int peer, uint32_t imm) {
+  Peer& p = peers_[static_cast<size_t>(peer)];
+  if (p.notify_waiters.empty()) {
+    p.notifications.push_back(imm);
+    return;
+  }
+  auto w = p.notify_waiters.front();
+  p.notify_waiters.pop_front();
+  w->imm = imm;
+  w->complete(0);
 }
 
 void VerbsTransport::on_message(int peer, const Header& hdr, const uint8_t* payload, size_t length) {
@@ -481,16 +487,7 @@ void VerbsTransport::on_message(int peer, const Header& hdr, const uint8_t* payl
     if (it->tag != hdr.tag) continue;
     PostedRecv r = std::move(*it);
     p.posted.erase(it);
-    if (hdr.type == kRts) {
-      start_read(peer, hdr, r.buf, r.length, r.req);
-    } else if (hdr.length > r.length) {
-      r.req->fail(TransportError(r.req->what + ": the message from rank " + std::to_string(peer) + " has " +
-                                 std::to_string(hdr.length) + " bytes, more than the buffer's " +
-                                 std::to_string(r.length)));
-    } else {
-      if (length) std::memcpy(r.buf, payload, length);
-      r.req->complete(length);
-    }
+    deliver(peer, hdr, payload, length, r.buf, r.length, r.req);
     return;
   }
   Unexpected u{hdr, {}};
@@ -507,8 +504,7 @@ void VerbsTransport::start_read(int peer, const Header& rts, void* buf, size_t b
   op->bytes = rts.length;
   if (rts.length > buf_len) {
     // Tell the sender, so its send fails too instead of waiting for a FIN forever.
-    op->req->fail(TransportError(op->req->what + ": the message from rank " + std::to_string(peer) + " has " +
-                                 std::to_string(rts.length) + " bytes, more than the buffer's " + std::to_string(buf_len)));
+    truncated(*op->req, peer, rts.length, buf_len);
     Header fin{};
     fin.type = kFin;
     fin.status = 1;
@@ -566,15 +562,7 @@ void VerbsTransport::on_completion(const ibv_wc& wc) {
     p.counters.bytes_received += wc.byte_len;
     p.counters.messages_received++;
     if (wc.opcode == IBV_WC_RECV_RDMA_WITH_IMM) {
-      uint32_t imm = ntohl(wc.imm_data);
-      if (!p.notify_waiters.empty()) {
-        auto w = p.notify_waiters.front();
-        p.notify_waiters.pop_front();
-        w->imm = imm;
-        w->complete(0);
-      } else {
-        p.notifications.push_back(imm);
-      }
+      notify(peer, ntohl(wc.imm_data));
     } else {
       const uint8_t* slot = recv_pool_.data() + index * slot_size_;
       Header hdr;

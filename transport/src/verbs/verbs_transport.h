@@ -69,7 +69,6 @@ class VerbsTransport final : public Transport {
     // A rendezvous receive: after the READs, tell the sender (FIN) and complete.
     bool rendezvous_recv = false;
     uint64_t sender_id = 0;
-    uint8_t fin_status = 0;
     Memory pinned;  // keeps the user buffer's registration alive while in flight
   };
   struct Wr {
@@ -125,7 +124,12 @@ class VerbsTransport final : public Transport {
   void on_completion(const ibv_wc& wc);
   void on_message(int peer, const Header& hdr, const uint8_t* payload, size_t length);
   void start_read(int peer, const Header& rts, void* buf, size_t buf_len, std::shared_ptr<Request::State> req);
-  void deliver_local(int peer, const Header& hdr, const void* payload);
+  // Hands a matched message to its receive: copy (eager), READ (rendezvous) or truncation error.
+  void deliver(int peer, const Header& hdr, const uint8_t* payload, size_t length, void* buf, size_t buf_len,
+               const std::shared_ptr<Request::State>& req);
+  static void truncated(Request::State& req, int peer, size_t message, size_t buffer);
+  // Completes the oldest notification(peer) waiter with `imm`, or queues it.
+  void notify(int peer, uint32_t imm);
   void fail_peer(int peer, std::exception_ptr e);
   void check_async_events();
   void stop_async_thread() noexcept;
