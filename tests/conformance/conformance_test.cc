@@ -1,17 +1,23 @@
 // Transport conformance: every backend must move every byte of every size correctly, tagged
-// and one-sided, between processes; cache registrations; and fail with a clear, timely error
-// when a peer never shows up or memory cannot be pinned.
+// and one-sided (write and read), between processes; respect the access a window's owner
+// granted; describe itself; cache registrations; keep small operations free of needless heap
+// allocations; and fail with a clear, timely error when a peer never shows up or memory cannot
+// be pinned.
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <numeric>
 
 #include "rdmacoll/error.h"
 #include "rdmacoll/transport/ib_info.h"
 #include "rdmacoll/transport/transport.h"
+#include "heap_count.h"
 #include "support/env.h"
 #include "support/multiproc.h"
 #include "support/pattern.h"
@@ -29,13 +35,16 @@ struct Config {
   const char* ucx_tls;
   const char* ucx_devices;
   bool needs_rdma;
+  // What info().qp_type must name between two ranks (nullptr: any of several, e.g. shared memory).
+  const char* qp_type;
 };
 
 #if defined(CONFORMANCE_HOST)
-const Config kConfigs[] = {{"ucx_tcp", "ucx", "tcp,self", "lo", false}, {"ucx_shm", "ucx", "sm,self", nullptr, false}};
+const Config kConfigs[] = {{"ucx_tcp", "ucx", "tcp,self", "lo", false, "tcp"},
+                           {"ucx_shm", "ucx", "sm,self", nullptr, false, nullptr}};
 #else
-const Config kConfigs[] = {{"verbs", "verbs", nullptr, nullptr, true},
-                           {"ucx_rc_verbs", "ucx", "rc_verbs,self", "rxe0:1", true}};
+const Config kConfigs[] = {{"verbs", "verbs", nullptr, nullptr, true, "RC"},
+                           {"ucx_rc_verbs", "ucx", "rc_verbs,self", "rxe0:1", true, "rc_verbs"}};
 #endif
 
 bool have_rdma() {
@@ -69,6 +78,7 @@ class Conformance : public ::testing::TestWithParam<Config> {
 };
 
 using rdmacoll::testing::count_wrong;
+using rdmacoll::testing::fill_pattern;
 using rdmacoll::testing::pattern;
 
 const std::vector<size_t>& kSizes = rdmacoll::testing::kTransferSizes;
@@ -128,6 +138,236 @@ TEST_P(Conformance, MultiRankWriteWithImmediateEverySize) {
   // A write past the end of the window is refused before anything moves.
   EXPECT_THROW(t->write(peer, src.data(), 65, dst, window.size() - 64, std::nullopt), std::out_of_range);
   bootstrap::barrier(g.store(), "conf/win/done", me, 2, g.deadline());
+  t.reset();
+  g.join();
+}
+
+// Page-aligned memory of its own: the registration cache works in whole pages and merges
+// overlapping registrations (with their rights), so tests about rights need pages nobody shares.
+class Pages {
+ public:
+  explicit Pages(size_t n) : size_(n * 4096), p_(static_cast<uint8_t*>(std::aligned_alloc(4096, size_))) {
+    if (!p_) throw std::bad_alloc();
+  }
+  ~Pages() { std::free(p_); }
+  Pages(const Pages&) = delete;
+  Pages& operator=(const Pages&) = delete;
+  uint8_t* data() const { return p_; }
+  size_t size() const { return size_; }
+
+ private:
+  size_t size_;
+  uint8_t* p_;
+};
+
+// A tagged message each way. Where UCX has no RDMA (tcp) it emulates one-sided operations
+// with messages the target's worker must answer, so a rank whose own operations are done keeps
+// progressing here until the peer's are done too (a store barrier would not progress it).
+void handshake(Transport& t, int peer, uint64_t tag) {
+  uint8_t out = 1, in = 0;
+  Request r = t.recv(peer, tag, &in, 1);
+  t.send(peer, tag, &out, 1).wait();
+  r.wait();
+}
+
+TEST_P(Conformance, MultiRankReadEverySize) {
+  RankGroup g(2);
+  auto t = Transport::create(g.world());
+  const int me = g.rank(), peer = 1 - me;
+  std::vector<uint8_t> window(kSizes.back() + 64), dst(window.size() + 16);
+  Memory win = t->register_memory(window.data(), window.size(), kRemoteRead);
+  auto descs = bootstrap::all_gather(g.store(), "conf/read/win", me, 2, t->pack_window(win), g.deadline());
+  RemoteWindow src = t->unpack_window(peer, descs[static_cast<size_t>(peer)]);
+  EXPECT_EQ(src.length(), window.size());
+  EXPECT_TRUE(src.access() & kRemoteRead);
+  const PeerCounters before = t->counters(peer);
+  size_t total = 0;
+  for (size_t k = 0; k < kSizes.size(); ++k) {
+    const size_t size = kSizes[k], offset = 7;  // unaligned on purpose
+    fill_pattern(window.data() + offset, size, me, peer);  // what the peer reads
+    bootstrap::barrier(g.store(), "conf/read/filled/" + std::to_string(k), me, 2, g.deadline());
+    std::memset(dst.data(), 0xee, size + 16);
+    Request r = t->read(peer, dst.data(), size, src, offset);
+    r.wait();
+    total += size;
+    EXPECT_EQ(r.bytes(), size);
+    EXPECT_EQ(count_wrong(dst.data(), size, peer, me), 0u) << "size " << size << " over " << t->describe();
+    EXPECT_EQ(dst[size], 0xee) << "read past the requested length";
+    // The owner refills its window only once the reader is done with it.
+    handshake(*t, peer, 1000 + k);
+  }
+  // Reads at offsets across the whole window: unaligned, page-straddling, its last bytes, all of it.
+  const size_t w = window.size();
+  fill_pattern(window.data(), w, me, peer);
+  bootstrap::barrier(g.store(), "conf/read/whole", me, 2, g.deadline());
+  const std::pair<size_t, size_t> cases[] = {
+      {1, 100}, {4095, 8193}, {(size_t{1} << 20) + 5, (size_t{1} << 20) + 3}, {w - 3, 3}, {w - 1, 1}, {w, 0}, {0, w}};
+  for (auto [offset, length] : cases) {
+    std::memset(dst.data(), 0xee, length + 16);
+    t->read(peer, dst.data(), length, src, offset).wait();
+    total += length;
+    size_t wrong = 0;
+    for (size_t i = 0; i < length; ++i) wrong += dst[i] != pattern(offset + i, w, peer, me);
+    EXPECT_EQ(wrong, 0u) << "offset " << offset << ", length " << length << " over " << t->describe();
+    EXPECT_EQ(dst[length], 0xee) << "offset " << offset << ", length " << length << ": read past the requested length";
+  }
+  handshake(*t, peer, 2000);
+  // The bytes came off the wire from the peer.
+  EXPECT_GE(t->counters(peer).bytes_received - before.bytes_received, total);
+  // Past the end of the window, or no buffer: refused before anything moves.
+  try {
+    t->read(peer, dst.data(), 65, src, w - 64);
+    ADD_FAILURE() << "a read past the end of the window was accepted";
+  } catch (const std::out_of_range& e) {
+    EXPECT_NE(std::string(e.what()).find("65 bytes at offset " + std::to_string(w - 64)), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("window of " + std::to_string(w)), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(t->read(peer, dst.data(), 0, src, w + 1), std::out_of_range);
+  EXPECT_THROW(t->read(peer, nullptr, 8, src, 0), std::invalid_argument);
+  EXPECT_THROW(t->read(me, dst.data(), 8, src, 0), std::invalid_argument);  // the peer's window, not mine
+  bootstrap::barrier(g.store(), "conf/read/end", me, 2, g.deadline());
+  t.reset();
+  g.join();
+}
+
+// A window carries the access its owner granted: reading needs kRemoteRead, writing
+// kRemoteWrite, and using a window without it is refused before anything moves.
+TEST_P(Conformance, MultiRankOneSidedNeedsTheOwnersGrant) {
+  RankGroup g(2);
+  auto t = Transport::create(g.world());
+  const int me = g.rank(), peer = 1 - me;
+  Pages wbuf(2), rbuf(2), lbuf(1);
+  std::memset(wbuf.data(), 0x5a, wbuf.size());
+  std::memset(rbuf.data(), 0xa5, rbuf.size());
+  Memory write_only = t->register_memory(wbuf.data(), wbuf.size(), kRemoteWrite);
+  Memory read_only = t->register_memory(rbuf.data(), rbuf.size(), kRemoteRead);
+  EXPECT_THROW(t->pack_window(t->register_memory(lbuf.data(), lbuf.size(), kLocalOnly)), std::invalid_argument);
+  auto wd = bootstrap::all_gather(g.store(), "conf/grant/w", me, 2, t->pack_window(write_only), g.deadline());
+  auto rd = bootstrap::all_gather(g.store(), "conf/grant/r", me, 2, t->pack_window(read_only), g.deadline());
+  RemoteWindow ww = t->unpack_window(peer, wd[static_cast<size_t>(peer)]);
+  RemoteWindow rw = t->unpack_window(peer, rd[static_cast<size_t>(peer)]);
+  EXPECT_EQ(ww.access(), unsigned{kRemoteWrite});
+  EXPECT_EQ(rw.access(), unsigned{kRemoteRead});
+  const std::string peer_name = "rank " + std::to_string(peer);
+  std::vector<uint8_t> local(64, 0x11);
+  try {
+    t->read(peer, local.data(), local.size(), ww, 0);
+    ADD_FAILURE() << "reading a window registered without kRemoteRead was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find(peer_name), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("kRemoteRead"), std::string::npos) << e.what();
+  }
+  try {
+    t->write(peer, local.data(), local.size(), rw, 0);
+    ADD_FAILURE() << "writing a window registered without kRemoteWrite was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find(peer_name), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("kRemoteWrite"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(local, std::vector<uint8_t>(64, 0x11)) << "the refused read moved data";
+  // What is granted works. (The notification says the peer's write has landed here.)
+  t->read(peer, local.data(), local.size(), rw, 100).wait();
+  EXPECT_EQ(local, std::vector<uint8_t>(64, 0xa5));
+  Request landed = t->notification(peer);
+  t->write(peer, local.data(), local.size(), ww, 200, 7u).wait();
+  EXPECT_EQ(landed.wait_value(), 7u);
+  // The refused write left the peer's read-only window alone; the granted one landed.
+  EXPECT_EQ(std::count(rbuf.data(), rbuf.data() + rbuf.size(), 0xa5), static_cast<ptrdiff_t>(rbuf.size()));
+  EXPECT_EQ(std::count(wbuf.data() + 200, wbuf.data() + 264, 0xa5), 64);
+  bootstrap::barrier(g.store(), "conf/grant/end", me, 2, g.deadline());
+  t.reset();
+  g.join();
+}
+
+// info() names what the backend actually runs on, between two ranks.
+TEST_P(Conformance, MultiRankInfoDescribesTheBackend) {
+  RankGroup g(2);
+  auto t = Transport::create(g.world());
+  const Config& c = GetParam();
+  const TransportInfo i = t->info();
+  if (g.rank() == 0)
+    std::printf("[ %s ] device \"%s\" port %d gid_index %d gid \"%s\" mtu %d qp_type \"%s\" max_inline %zu "
+                "link_layer \"%s\"\n",
+                c.name.c_str(), i.device.c_str(), i.port, i.gid_index, i.gid.c_str(), i.mtu, i.qp_type.c_str(),
+                i.max_inline, i.link_layer.c_str());
+  EXPECT_EQ(i.backend, parse_backend(c.transport));
+  EXPECT_FALSE(i.device.empty());
+  EXPECT_FALSE(i.qp_type.empty());
+  if (c.qp_type) {
+    EXPECT_NE(i.qp_type.find(c.qp_type), std::string::npos) << i.qp_type;
+  }
+  EXPECT_EQ(i.qp_type.find("configured"), std::string::npos) << "UCX's lanes were not understood: " << t->describe();
+  if (i.backend == Backend::Verbs) {
+    auto sel = ib::select_from_settings(ib::list_devices());
+    EXPECT_EQ(i.device, sel.device);
+    EXPECT_EQ(i.port, sel.port);
+    EXPECT_EQ(i.gid_index, sel.gid_index);
+    EXPECT_EQ(i.gid.size(), 39u) << i.gid;  // eight groups of four hex digits
+    EXPECT_TRUE(i.mtu == 256 || i.mtu == 512 || i.mtu == 1024 || i.mtu == 2048 || i.mtu == 4096) << i.mtu;
+    EXPECT_GT(i.max_inline, 0u);
+    EXPECT_TRUE(i.link_layer == "Ethernet" || i.link_layer == "InfiniBand") << i.link_layer;
+    EXPECT_NE(t->describe().find(i.device + ":" + std::to_string(i.port)), std::string::npos) << t->describe();
+  } else {
+    // UCX picks GID and MTU itself and does not report them.
+    EXPECT_EQ(i.gid_index, -1);
+    EXPECT_EQ(i.gid, "");
+    EXPECT_EQ(i.mtu, 0);
+    EXPECT_EQ(i.max_inline, 0u);
+    if (!devices_.empty()) {
+      EXPECT_NE(i.device.find(devices_), std::string::npos) << i.device;
+    }
+    if (c.needs_rdma) {
+      EXPECT_GT(i.port, 0);
+      EXPECT_TRUE(i.link_layer == "Ethernet" || i.link_layer == "InfiniBand") << i.link_layer;
+    } else {
+      EXPECT_EQ(i.port, 0);
+      EXPECT_EQ(i.link_layer, "");
+    }
+    EXPECT_NE(t->describe().find(i.qp_type.substr(0, i.qp_type.find(','))), std::string::npos) << t->describe();
+  }
+  bootstrap::barrier(g.store(), "conf/info/done", g.rank(), 2, g.deadline());
+  t.reset();
+  g.join();
+}
+
+// Small operations are what latency benchmarks measure: posting one must not format strings
+// or allocate per work request. Counted in steady state: a round is a tagged send, its receive,
+// a write and a read of 8 bytes each; what is left is the request record (and the backend's
+// operation record). The buffers are pages of their own: the registration cache drops an entry
+// when any block sharing its pages is freed, so a small heap buffer would be registered afresh
+// for every operation (regcache.cc, "Small frees are conservative").
+TEST_P(Conformance, MultiRankSmallOperationsAllocateLittle) {
+  RankGroup g(2);
+  auto t = Transport::create(g.world());
+  const int me = g.rank(), peer = 1 - me;
+  Pages window(1), local(1);
+  Memory win = t->register_memory(window.data(), window.size(), kRemoteWrite | kRemoteRead);
+  auto descs = bootstrap::all_gather(g.store(), "conf/alloc/win", me, 2, t->pack_window(win), g.deadline());
+  RemoteWindow dst = t->unpack_window(peer, descs[static_cast<size_t>(peer)]);
+  uint8_t* buf = local.data();
+  auto round = [&] {
+    Request r = t->recv(peer, 3, buf, 8);
+    Request s = t->send(peer, 3, buf + 8, 8);
+    s.wait();
+    r.wait();
+    t->write(peer, buf + 16, 8, dst, 64 * static_cast<size_t>(me), std::nullopt).wait();
+    t->read(peer, buf + 24, 8, dst, 1024).wait();
+  };
+  for (int i = 0; i < 100; ++i) round();  // registrations cached, queues grown
+  const int kRounds = 2000;
+  const CacheStats cache_before = t->cache_stats();
+  const uint64_t before = rdmacoll::testing::heap_allocations();
+  for (int i = 0; i < kRounds; ++i) round();
+  const uint64_t after = rdmacoll::testing::heap_allocations();
+  handshake(*t, peer, 4);  // the peer's last read may still need this rank's worker (UCX tcp)
+  const double per_round = static_cast<double>(after - before) / kRounds;
+  std::printf("[ %s ] rank %d: %.2f heap allocations per round of 4 operations\n", GetParam().name.c_str(), me,
+              per_round);
+  // 2 per operation (the Request's state, the backend's record), 1-2 for the receive, slack for
+  // a message that arrives before its receive (copied once).
+  EXPECT_LE(per_round, 9.0);
+  EXPECT_EQ(t->cache_stats().misses, cache_before.misses) << "buffers registered again in steady state";
+  bootstrap::barrier(g.store(), "conf/alloc/done", me, 2, g.deadline());
   t.reset();
   g.join();
 }
@@ -233,6 +473,36 @@ TEST_P(Conformance, RegistrationCacheHitsAndInvalidation) {
   auto again = std::make_unique<std::vector<uint8_t>>(size_t{4} << 20);
   t->register_memory(again->data(), again->size(), kRemoteWrite);
   EXPECT_EQ(t->cache_stats().misses, mid.misses + 1) << (again->data() == old ? "same address" : "new address");
+}
+
+// Reading one's own window is a copy; the same checks apply.
+TEST_P(Conformance, ReadFromSelf) {
+  bootstrap::World world;
+  auto t = solo(world);
+  Pages window(3), dst(3), write_only(1);
+  fill_pattern(window.data(), window.size(), 0, 0);
+  Memory win = t->register_memory(window.data(), window.size(), kRemoteRead);
+  RemoteWindow self = t->unpack_window(0, t->pack_window(win));
+  EXPECT_EQ(self.rank(), 0);
+  EXPECT_EQ(self.access(), unsigned{kRemoteRead});
+  const size_t offset = 4097, length = 4096 + 3;
+  std::memset(dst.data(), 0xee, dst.size());
+  Request r = t->read(0, dst.data(), length, self, offset);
+  r.wait();
+  EXPECT_EQ(r.bytes(), length);
+  size_t wrong = 0;
+  for (size_t i = 0; i < length; ++i) wrong += dst.data()[i] != pattern(offset + i, window.size(), 0, 0);
+  EXPECT_EQ(wrong, 0u);
+  EXPECT_EQ(dst.data()[length], 0xee);
+  t->read(0, dst.data(), 0, self, window.size()).wait();  // empty, at the very end: fine
+  EXPECT_THROW(t->read(0, dst.data(), 6, self, window.size() - 5), std::out_of_range);
+  EXPECT_THROW(t->read(0, nullptr, 1, self, 0), std::invalid_argument);
+  EXPECT_THROW(t->read(1, dst.data(), 1, self, 0), std::invalid_argument);  // no rank 1 in this world
+  EXPECT_THROW(t->read(0, dst.data(), 1, RemoteWindow(), 0), std::invalid_argument);
+  Memory wo = t->register_memory(write_only.data(), write_only.size(), kRemoteWrite);
+  RemoteWindow wself = t->unpack_window(0, t->pack_window(wo));
+  EXPECT_THROW(t->read(0, dst.data(), 1, wself, 0), std::invalid_argument);
+  EXPECT_THROW(t->write(0, dst.data(), 1, self, 0), std::invalid_argument);
 }
 
 TEST_P(Conformance, PeerNeverStartedTimesOutNamingIt) {

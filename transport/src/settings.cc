@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <iomanip>
 #include <ostream>
 #include <stdexcept>
@@ -94,7 +95,13 @@ std::span<const Spec> all() { return kSpecs; }
 
 std::optional<std::string> raw(std::string_view name) {
   const Spec& s = find(name);
-  const char* v = std::getenv(std::string(s.name).c_str());
+  // Request::wait() reads RDMACOLL_TIMEOUT on every call: build the C string on the stack, not
+  // the heap (every declared name fits).
+  char cname[64];
+  if (s.name.size() >= sizeof cname) throw std::logic_error("rdmacoll: setting name " + std::string(s.name) + " too long");
+  std::memcpy(cname, s.name.data(), s.name.size());
+  cname[s.name.size()] = '\0';
+  const char* v = std::getenv(cname);
   if (v == nullptr || *v == '\0') return std::nullopt;
   return std::string(v);
 }

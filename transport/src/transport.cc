@@ -56,19 +56,68 @@ unsigned Memory::access() const { return impl_ ? impl_->access : 0; }
 int RemoteWindow::rank() const { return impl_ ? impl_->rank : -1; }
 uint64_t RemoteWindow::addr() const { return impl_ ? impl_->addr : 0; }
 size_t RemoteWindow::length() const { return impl_ ? impl_->length : 0; }
+unsigned RemoteWindow::access() const { return impl_ ? impl_->access : 0; }
+
+namespace {
+
+// What write() and read() check before anything moves; `local` is the source (write) or the
+// destination (read) in this process.
+void check_one_sided(const Transport& t, bool is_read, int peer, const void* local, size_t length,
+                     const RemoteWindow& w, size_t offset) {
+  const char* op = is_read ? "read" : "write";
+  const char* dir = is_read ? "from" : "to";
+  check_peer(t, peer, op);
+  if (!w.impl()) throw std::invalid_argument(std::string(op) + " " + dir + " an empty RemoteWindow (use unpack_window)");
+  if (w.rank() != peer)
+    throw std::invalid_argument(std::string(op) + " " + dir + " rank " + std::to_string(peer) + " with rank " +
+                                std::to_string(w.rank()) + "'s window");
+  const unsigned need = is_read ? kRemoteRead : kRemoteWrite;
+  if (!(w.access() & need)) {
+    const char* flag = is_read ? "kRemoteRead" : "kRemoteWrite";
+    throw std::invalid_argument(std::string(op) + " " + dir + " rank " + std::to_string(peer) +
+                                "'s window, which rank " + std::to_string(peer) + " registered without " + flag +
+                                " (register it with " + flag + " to allow this)");
+  }
+  if (offset > w.length() || length > w.length() - offset)
+    throw std::out_of_range(std::string(op) + " of " + std::to_string(length) + " bytes at offset " +
+                            std::to_string(offset) + " overruns rank " + std::to_string(w.rank()) + "'s window of " +
+                            std::to_string(w.length()) + " bytes");
+  if (local == nullptr && length > 0)
+    throw std::invalid_argument(std::string(op) + (is_read ? ": null destination" : ": null source") +
+                                " with length " + std::to_string(length));
+}
+
+}  // namespace
 
 void check_write(const Transport& t, int peer, const void* src, size_t length, const RemoteWindow& dst,
                  size_t offset) {
-  check_peer(t, peer, "write");
-  if (!dst.impl()) throw std::invalid_argument("write to an empty RemoteWindow (use unpack_window)");
-  if (dst.rank() != peer)
-    throw std::invalid_argument("write to rank " + std::to_string(peer) + " with rank " + std::to_string(dst.rank()) +
-                                "'s window");
-  if (offset > dst.length() || length > dst.length() - offset)
-    throw std::out_of_range("write of " + std::to_string(length) + " bytes at offset " + std::to_string(offset) +
-                            " overruns rank " + std::to_string(dst.rank()) + "'s window of " +
-                            std::to_string(dst.length()) + " bytes");
-  if (src == nullptr && length > 0) throw std::invalid_argument("write: null source with length " + std::to_string(length));
+  check_one_sided(t, /*is_read=*/false, peer, src, length, dst, offset);
+}
+
+void check_read(const Transport& t, int peer, const void* dst, size_t length, const RemoteWindow& src,
+                size_t offset) {
+  check_one_sided(t, /*is_read=*/true, peer, dst, length, src, offset);
+}
+
+void check_window(const Memory& window) {
+  if (!window || !(window.access() & (kRemoteWrite | kRemoteRead)))
+    throw std::invalid_argument("pack_window: the memory must be registered with kRemoteWrite and/or kRemoteRead");
+}
+
+std::string describe_op(const OpDesc& d, int peer) {
+  const std::string n = std::to_string(d.length), r = std::to_string(peer);
+  switch (d.kind) {
+    case OpDesc::Kind::Send: return "send of " + n + " bytes to rank " + r + " (tag " + std::to_string(d.tag) + ")";
+    case OpDesc::Kind::Recv:
+      return "receive of up to " + n + " bytes from rank " + r + " (tag " + std::to_string(d.tag) + ")";
+    case OpDesc::Kind::Write:
+      return "write of " + n + " bytes to rank " + r + (d.imm ? " with immediate " + std::to_string(*d.imm) : "");
+    case OpDesc::Kind::Read: return "read of " + n + " bytes from rank " + r;
+    case OpDesc::Kind::Notification: return "notification from rank " + r;
+    case OpDesc::Kind::HelloSend: return "wire-up hello to rank " + r;
+    case OpDesc::Kind::HelloRecv: return "wire-up hello from rank " + r;
+  }
+  return "operation with rank " + r;
 }
 
 void check_peer(const Transport& t, int peer, const char* op) {
@@ -103,7 +152,7 @@ void Request::wait(Deadline deadline) {
     if (!s_->pending()) break;
     auto now = bootstrap::Clock::now();
     if (now >= deadline)
-      throw TimeoutError("rank " + std::to_string(t.rank()) + ": " + s_->what +
+      throw TimeoutError("rank " + std::to_string(t.rank()) + ": " + s_->what() +
                          " did not complete before the deadline; peer rank " + std::to_string(s_->peer) +
                          " did not answer (is it alive? RDMACOLL_TIMEOUT sets the wait)");
     if (active) {

@@ -2,13 +2,34 @@
 // backends derive from, and the backend factories.
 #pragma once
 
+#include <cstdint>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "rdmacoll/transport/transport.h"
 
 namespace rdmacoll::transport {
+
+// What an operation is, kept as plain fields: the words ("send of 8 bytes to rank 1 (tag 7)")
+// are made only when a message needs them (a timeout, an error). Formatting at post time cost
+// several heap allocations per operation, which an 8-byte latency test pays on every message.
+struct OpDesc {
+  enum class Kind : uint8_t { Send, Recv, Write, Read, Notification, HelloSend, HelloRecv };
+  Kind kind = Kind::Send;
+  size_t length = 0;            // Recv: the buffer's size
+  uint64_t tag = 0;             // Send, Recv
+  std::optional<uint32_t> imm;  // Write
+
+  static OpDesc send(size_t length, uint64_t tag) { return {Kind::Send, length, tag, std::nullopt}; }
+  static OpDesc recv(size_t length, uint64_t tag) { return {Kind::Recv, length, tag, std::nullopt}; }
+  static OpDesc write(size_t length, std::optional<uint32_t> imm) { return {Kind::Write, length, 0, imm}; }
+  static OpDesc read(size_t length) { return {Kind::Read, length, 0, std::nullopt}; }
+  static OpDesc of(Kind kind) { return {kind, 0, 0, std::nullopt}; }
+};
+// "send of 1048579 bytes to rank 1 (tag 7)", "read of 8 bytes from rank 2", ...
+std::string describe_op(const OpDesc& d, int peer);
 
 struct Request::State {
   enum class Status { Pending, Done, Failed };
@@ -16,12 +37,14 @@ struct Request::State {
   Status status = Status::Pending;
   std::exception_ptr error;
   size_t bytes = 0;
-  uint32_t imm = 0;
+  uint32_t imm = 0;  // notification(): the value that arrived
   int peer = -1;
-  std::string what;  // "send of 1048579 bytes to rank 1 (tag 7)", for timeouts
+  OpDesc desc;
 
-  State(Transport* t, int p, std::string w) : transport(t), peer(p), what(std::move(w)) {}
+  State(Transport* t, int p, const OpDesc& d) : transport(t), peer(p), desc(d) {}
   virtual ~State() = default;
+  // For timeouts and errors; formats on every call.
+  std::string what() const { return describe_op(desc, peer); }
   bool pending() const { return status == Status::Pending; }
   void complete(size_t n) {
     bytes = n;
@@ -37,8 +60,8 @@ struct Request::State {
   }
 };
 
-inline std::shared_ptr<Request::State> make_state(Transport* t, int peer, std::string what) {
-  return std::make_shared<Request::State>(t, peer, std::move(what));
+inline std::shared_ptr<Request::State> make_state(Transport* t, int peer, const OpDesc& desc) {
+  return std::make_shared<Request::State>(t, peer, desc);
 }
 
 struct Memory::Impl {
@@ -52,14 +75,20 @@ struct RemoteWindow::Impl {
   int rank = -1;
   uint64_t addr = 0;
   size_t length = 0;
+  unsigned access = 0;  // what the owner granted: kRemoteWrite | kRemoteRead
   virtual ~Impl() = default;
 };
 
-// The argument checks every backend's write() makes before anything moves: a valid peer, a
-// window of that peer, [offset, offset+length) inside it (std::out_of_range naming both), and a
-// source unless the length is 0 (std::invalid_argument).
+// The argument checks every backend's write() and read() make before anything moves: a valid
+// peer, a window of that peer whose owner granted kRemoteWrite (write) or kRemoteRead (read)
+// (std::invalid_argument naming the peer), [offset, offset+length) inside it (std::out_of_range
+// naming both), and a local buffer unless the length is 0 (std::invalid_argument).
 void check_write(const Transport& t, int peer, const void* src, size_t length, const RemoteWindow& dst,
                  size_t offset);
+void check_read(const Transport& t, int peer, const void* dst, size_t length, const RemoteWindow& src,
+                size_t offset);
+// pack_window's check: a registration (non-empty) that grants some remote access.
+void check_window(const Memory& window);
 // Checks 0 <= peer < size and peer != self where required; throws std::invalid_argument.
 void check_peer(const Transport& t, int peer, const char* op);
 

@@ -15,7 +15,11 @@
 namespace rdmacoll::wire {
 
 constexpr uint32_t kMagic = 0x434d4452;  // "RDMC" in little-endian byte order
-constexpr uint16_t kVersion = 1;
+// Bumped whenever a message's layout changes; ranks of different versions refuse each other.
+//   1  first version
+//   2  window descriptions (verbs, UCX) carry the access the owner granted (u32 after the
+//      length); verbs connection data carries the QP's responder resources for RDMA READ (u8)
+constexpr uint16_t kVersion = 2;
 
 class Writer {
  public:

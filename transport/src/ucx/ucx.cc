@@ -204,31 +204,36 @@ void Listener::reject(ucp_conn_request_h request) const {
   if (st != UCS_OK) RDMACOLL_WARN(kUcx, "ucp_listener_reject failed: %s", ucs_status_string(st));
 }
 
-std::string endpoint_transports(ucp_ep_h ep) {
+std::vector<Lane> endpoint_lanes(ucp_ep_h ep) {
   char* text = nullptr;
   size_t size = 0;
   FILE* f = open_memstream(&text, &size);
-  if (f == nullptr) return "";
+  if (f == nullptr) return {};
   ucp_ep_print_info(ep, f);
   std::fclose(f);
   std::istringstream in(text ? std::string(text, size) : std::string());
   std::free(text);
   // Lines look like "#  lane[1]:  1:tcp/lo.0 md[1]  -> md[1]/tcp/sysdev[255] rma_bw#0 am am_bw#0 wireup".
-  std::string out, line;
+  std::vector<Lane> out;
+  std::string line;
   while (std::getline(in, line)) {
     auto lane = line.find("lane[");
     if (lane == std::string::npos) continue;
     std::istringstream words(line.substr(line.find(':', lane) + 1));
     std::string resource, word;
-    std::vector<std::string> roles;
     words >> resource;
     if (resource == "cm") {  // "lane[2]: cm rdmacm": the connection manager of a client-server endpoint
       words >> word;
-      out += (out.empty() ? "cm:" : " cm:") + word;
+      out.push_back({"cm", word, {}});
       continue;
     }
     resource = resource.substr(resource.find(':') + 1);  // drop the resource index
     if (auto dot = resource.rfind('.'); dot != std::string::npos) resource.erase(dot);  // and the path index
+    if (resource.empty()) continue;
+    Lane l;
+    auto slash = resource.find('/');
+    l.transport = resource.substr(0, slash);
+    if (slash != std::string::npos) l.device = resource.substr(slash + 1);
     bool after_arrow = false;
     while (words >> word) {
       if (word == "->") {
@@ -239,12 +244,24 @@ std::string endpoint_transports(ucp_ep_h ep) {
       if (!after_arrow) continue;
       word = word.substr(0, word.find('#'));
       bool known = word == "am" || word == "rma" || word == "rma_bw" || word == "amo" || word == "tag";
-      if (known && std::find(roles.begin(), roles.end(), word) == roles.end()) roles.push_back(word);
+      if (known && std::find(l.roles.begin(), l.roles.end(), word) == l.roles.end()) l.roles.push_back(word);
     }
-    if (resource.empty()) continue;
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+std::string to_string(const std::vector<Lane>& lanes) {
+  std::string out;
+  for (const Lane& l : lanes) {
+    if (!out.empty()) out += ' ';
+    if (l.transport == "cm") {
+      out += "cm:" + l.device;
+      continue;
+    }
     std::string joined;
-    for (const auto& r : roles) joined += (joined.empty() ? "" : ",") + r;
-    out += (out.empty() ? "" : " ") + resource + (joined.empty() ? "" : "(" + joined + ")");
+    for (const auto& r : l.roles) joined += (joined.empty() ? "" : ",") + r;
+    out += l.transport + (l.device.empty() ? "" : "/" + l.device) + (joined.empty() ? "" : "(" + joined + ")");
   }
   return out;
 }

@@ -91,9 +91,16 @@ class Listener {
   uint16_t port_ = 0;
 };
 
-// The transports an endpoint's lanes use, e.g. "rc_verbs/rxe0:1 self/memory0" (parsed from
-// ucp_ep_print_info; empty if UCX prints something this parser does not understand).
-std::string endpoint_transports(ucp_ep_h ep);
+// One lane of an endpoint, from ucp_ep_print_info: transport "rc_verbs", device "rxe0:1",
+// roles "am", "rma_bw", ...; a connection manager lane has transport "cm" (device "rdmacm").
+struct Lane {
+  std::string transport, device;
+  std::vector<std::string> roles;
+};
+// Empty if UCX prints something this parser does not understand.
+std::vector<Lane> endpoint_lanes(ucp_ep_h ep);
+// The lanes as text, e.g. "rc_verbs/rxe0:1(am,rma) cm:rdmacm".
+std::string to_string(const std::vector<Lane>& lanes);
 
 // Progresses `worker` until the *_nbx result `sp` completes or the deadline passes.
 // A NULL `sp` means it completed at once; an error pointer throws; a request is freed here.

@@ -47,7 +47,7 @@ struct UcxRegistration : Memory::Impl {
 
 ucp_mem_h memh_of(const Memory& registration) { return static_cast<const UcxRegistration&>(*registration.impl()).memh; }
 
-struct UcxWindow : RemoteWindow::Impl {
+struct UcxWindow : RemoteWindow::Impl {  // access: the owner's, from its description
   ucx::WorkerPtr worker;  // the rkey lives in the worker's memory: keep it alive
   ucp_rkey_h rkey = nullptr;
   ~UcxWindow() override { ucp_rkey_destroy(rkey); }
@@ -65,18 +65,19 @@ struct UcxTransport::Part {
 };
 
 struct UcxTransport::Op {
-  enum Kind { Send, Recv, Write, Notification, HelloSend, HelloRecv };
+  enum Kind { Send, Recv, Write, Read, Notification, HelloSend, HelloRecv };
   UcxTransport* transport = nullptr;
+  size_t index = 0;  // in ops_
   Kind kind = Send;
   int peer = -1;
   std::shared_ptr<Request::State> state;
-  size_t length = 0;    // send, write: bytes moved; recv: the buffer's size
+  size_t length = 0;    // send, write, read: bytes moved; recv: the buffer's size
   int outstanding = 1;  // parts not yet done, plus one while posting
   Part parts[2];        // write with immediate: the put and the notification
   int nparts = 0;
   ucp_tag_recv_info_t info{};  // receives: what arrived
   std::exception_ptr error;    // the first failure of any part
-  Memory pinned;               // write: keeps the source's registration alive
+  Memory pinned;               // write, read: keeps the local buffer's registration alive
   bool imm = false;
   uint8_t small[kNotificationBytes] = {};  // notification payload (send or receive)
   std::vector<uint8_t> payload;            // hello
@@ -150,7 +151,7 @@ void UcxTransport::shutdown() noexcept {
     // Receives still posted belong to the worker, not to an endpoint: cancel them, and let
     // their callbacks run so every UCX request is released before the worker goes.
     std::vector<void*> pending;
-    for (auto& [op, owned] : ops_)
+    for (const auto& op : ops_)
       for (const Part& part : op->parts)
         if (part.request != nullptr) pending.push_back(part.request);
     for (void* r : pending) ucp_request_cancel(worker_.get(), r);
@@ -158,11 +159,11 @@ void UcxTransport::shutdown() noexcept {
     while (!ops_.empty() && bootstrap::Clock::now() < limit) ucp_worker_progress(worker_.get());
     if (!ops_.empty()) {
       RDMACOLL_WARN(kUcx, "rank %d: %zu operations still in flight at teardown", rank(), ops_.size());
-      for (auto& [op, owned] : ops_) {
-        op->detached = true;
-        if (op->state->pending())
-          op->state->fail(TransportError(op->state->what + ": the transport was destroyed with it in flight"));
-        owned.release();  // see Op::detached
+      for (auto& owned : ops_) {
+        owned->detached = true;
+        if (owned->state->pending())
+          owned->state->fail(TransportError(owned->state->what() + ": the transport was destroyed with it in flight"));
+        (void)owned.release();  // see Op::detached
       }
       ops_.clear();
     }
@@ -184,14 +185,15 @@ PeerCounters UcxTransport::counters(int peer) const {
 // an Op whose parts all complete at once is finished there, and one with requests left is
 // finished by the last callback. finish() completes or fails the user's Request and counts.
 
-UcxTransport::Op* UcxTransport::new_op(int kind, int peer, std::string what) {
+UcxTransport::Op* UcxTransport::new_op(int kind, int peer, const OpDesc& desc) {
   auto owned = std::make_unique<Op>();
   Op* op = owned.get();
   op->transport = this;
   op->kind = static_cast<Op::Kind>(kind);
   op->peer = peer;
-  op->state = make_state(this, peer, std::move(what));
-  ops_.emplace(op, std::move(owned));
+  op->state = make_state(this, peer, desc);
+  op->index = ops_.size();
+  ops_.push_back(std::move(owned));
   return op;
 }
 
@@ -235,8 +237,12 @@ void UcxTransport::part_done(Part* part, void* request, ucs_status_t status) {
 }
 
 void UcxTransport::finish(Op* op) {
-  auto owned = std::move(ops_.at(op));
-  ops_.erase(op);
+  std::unique_ptr<Op> owned = std::move(ops_[op->index]);
+  if (op->index + 1 != ops_.size()) {
+    ops_[op->index] = std::move(ops_.back());
+    ops_[op->index]->index = op->index;
+  }
+  ops_.pop_back();
   Request::State& s = *op->state;
   if (op->error) {
     if (s.pending()) s.fail(op->error);
@@ -252,6 +258,11 @@ void UcxTransport::finish(Op* op) {
     case Op::Write:
       c.bytes_sent += op->length + (op->imm ? kNotificationBytes : 0);
       c.messages_sent++;
+      s.complete(op->length);
+      break;
+    case Op::Read:  // the data came off the wire from the peer
+      c.bytes_received += op->length;
+      c.messages_received++;
       s.complete(op->length);
       break;
     case Op::Recv:
@@ -295,7 +306,7 @@ void UcxTransport::finish(Op* op) {
 }
 
 std::exception_ptr UcxTransport::op_error(const Op& op, ucs_status_t status) const {
-  std::string msg = "rank " + std::to_string(rank()) + ": " + op.state->what + " failed: ";
+  std::string msg = "rank " + std::to_string(rank()) + ": " + op.state->what() + " failed: ";
   if (status == UCS_ERR_MESSAGE_TRUNCATED) {
     // UCX reports the sender's length in the receive info, where it knows it.
     msg += op.info.length > op.length
@@ -320,8 +331,8 @@ std::exception_ptr UcxTransport::op_error(const Op& op, ucs_status_t status) con
   return std::make_exception_ptr(TransportError(msg));
 }
 
-Request UcxTransport::failed_now(int peer, std::string what) {
-  auto s = make_state(this, peer, std::move(what));
+Request UcxTransport::failed_now(int peer, const OpDesc& desc) {
+  auto s = make_state(this, peer, desc);
   s->fail(peers_[static_cast<size_t>(peer)].failed);
   return Request(s);
 }
@@ -390,7 +401,7 @@ void UcxTransport::handle_failed_peers() {
     newly_failed_.pop_back();
     const Peer& p = peers_[static_cast<size_t>(peer)];
     std::vector<void*> cancel;
-    for (auto& [op, owned] : ops_) {
+    for (const auto& op : ops_) {
       const bool receive = op->kind == Op::Recv || op->kind == Op::Notification || op->kind == Op::HelloRecv;
       if (op->peer != peer || !receive) continue;
       if (!op->error) op->error = p.failed;
@@ -442,11 +453,10 @@ Request UcxTransport::send(int peer, uint64_t tag, const void* buf, size_t lengt
   if (buf == nullptr && length > 0)
     throw std::invalid_argument("send: null buffer with length " + std::to_string(length));
   const uint64_t ucp_tag = tags::user(tag, rank());
-  std::string what = "send of " + std::to_string(length) + " bytes to rank " + std::to_string(peer) + " (tag " +
-                     std::to_string(tag) + ")";
+  const OpDesc desc = OpDesc::send(length, tag);
   Peer& p = peers_[static_cast<size_t>(peer)];
-  if (p.failed) return failed_now(peer, std::move(what));
-  Op* op = new_op(Op::Send, peer, std::move(what));
+  if (p.failed) return failed_now(peer, desc);
+  Op* op = new_op(Op::Send, peer, desc);
   op->length = length;
   Part* part = begin_part(op);
   ucp_request_param_t param = send_param(part);
@@ -459,10 +469,9 @@ Request UcxTransport::recv(int peer, uint64_t tag, void* buf, size_t length) {
   if (buf == nullptr && length > 0)
     throw std::invalid_argument("recv: null buffer with length " + std::to_string(length));
   const uint64_t ucp_tag = tags::user(tag, peer);
-  std::string what = "receive of up to " + std::to_string(length) + " bytes from rank " + std::to_string(peer) +
-                     " (tag " + std::to_string(tag) + ")";
-  if (peers_[static_cast<size_t>(peer)].failed) return failed_now(peer, std::move(what));
-  Op* op = new_op(Op::Recv, peer, std::move(what));
+  const OpDesc desc = OpDesc::recv(length, tag);
+  if (peers_[static_cast<size_t>(peer)].failed) return failed_now(peer, desc);
+  Op* op = new_op(Op::Recv, peer, desc);
   op->length = length;
   Part* part = begin_part(op);
   ucp_request_param_t param = recv_param(part);
@@ -471,8 +480,7 @@ Request UcxTransport::recv(int peer, uint64_t tag, void* buf, size_t length) {
 }
 
 std::vector<uint8_t> UcxTransport::pack_window(const Memory& window) {
-  if (!window || !(window.access() & kRemoteWrite))
-    throw std::invalid_argument("pack_window: the memory must be registered with kRemoteWrite");
+  check_window(window);
   if (dynamic_cast<const UcxRegistration*>(window.impl().get()) == nullptr)
     throw std::invalid_argument("pack_window: the memory was not registered by this UCX transport");
   void* rkey = nullptr;
@@ -480,6 +488,7 @@ std::vector<uint8_t> UcxTransport::pack_window(const Memory& window) {
   ucx::check(ucp_rkey_pack(ctx_.get(), memh_of(window), &rkey, &rkey_size), "ucp_rkey_pack");
   wire::Writer w;
   w.header(kWindowMsg).u64(reinterpret_cast<uintptr_t>(window.addr())).u64(window.length());
+  w.u32(window.access() & (kRemoteWrite | kRemoteRead));
   w.bytes({static_cast<const uint8_t*>(rkey), rkey_size});
   ucp_rkey_buffer_release(rkey);
   return std::move(w.data());
@@ -495,6 +504,7 @@ RemoteWindow UcxTransport::unpack_window(int peer, std::span<const uint8_t> pack
   win->rank = peer;
   win->addr = r.u64();
   win->length = r.u64();
+  win->access = r.u32();
   auto rkey = r.bytes(1 << 20);
   r.expect_end();
   const Peer& p = peers_[static_cast<size_t>(peer)];
@@ -510,13 +520,12 @@ Request UcxTransport::write(int peer, const void* src, size_t length, const Remo
   check_write(*this, peer, src, length, dst, offset);
   const auto* win = dynamic_cast<const UcxWindow*>(dst.impl().get());
   if (win == nullptr) throw std::invalid_argument("write: the window was not unpacked by this UCX transport");
-  std::string what = "write of " + std::to_string(length) + " bytes to rank " + std::to_string(peer) +
-                     (imm ? " with immediate " + std::to_string(*imm) : std::string());
+  const OpDesc desc = OpDesc::write(length, imm);
   Peer& p = peers_[static_cast<size_t>(peer)];
-  if (p.failed) return failed_now(peer, std::move(what));
+  if (p.failed) return failed_now(peer, desc);
   // Registered through the cache, so the put is zero-copy and repeated writes are free.
   Memory pinned = cache_->get(const_cast<void*>(src), length, kLocalOnly);
-  Op* op = new_op(Op::Write, peer, std::move(what));
+  Op* op = new_op(Op::Write, peer, desc);
   op->length = length;
   op->imm = imm.has_value();
   op->pinned = std::move(pinned);
@@ -545,11 +554,39 @@ Request UcxTransport::write(int peer, const void* src, size_t length, const Remo
   return release(op);
 }
 
+Request UcxTransport::read(int peer, void* dst, size_t length, const RemoteWindow& src, size_t offset) {
+  check_read(*this, peer, dst, length, src, offset);
+  const auto* win = dynamic_cast<const UcxWindow*>(src.impl().get());
+  if (win == nullptr) throw std::invalid_argument("read: the window was not unpacked by this UCX transport");
+  const OpDesc desc = OpDesc::read(length);
+  Peer& p = peers_[static_cast<size_t>(peer)];
+  if (p.failed) return failed_now(peer, desc);
+  if (peer == rank()) {  // one's own window: a copy, as the verbs backend does
+    if (length) std::memmove(dst, reinterpret_cast<const void*>(src.addr() + offset), length);
+    auto s = make_state(this, peer, desc);
+    s->complete(length);
+    return Request(s);
+  }
+  // Registered through the cache, so the get lands zero-copy in the caller's buffer.
+  Memory pinned = cache_->get(dst, length, kLocalOnly);
+  Op* op = new_op(Op::Read, peer, desc);
+  op->length = length;
+  op->pinned = std::move(pinned);
+  if (length > 0) {
+    Part* part = begin_part(op);
+    ucp_request_param_t param = send_param(part);  // a get completes through the send callback type
+    param.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
+    param.memh = memh_of(op->pinned);
+    end_part(part, ucp_get_nbx(p.ep->get(), dst, length, src.addr() + offset, win->rkey, &param));
+  }
+  return release(op);
+}
+
 Request UcxTransport::notification(int peer) {
   check_peer(*this, peer, "notification");
-  std::string what = "notification from rank " + std::to_string(peer);
-  if (peers_[static_cast<size_t>(peer)].failed) return failed_now(peer, std::move(what));
-  Op* op = new_op(Op::Notification, peer, std::move(what));
+  const OpDesc desc = OpDesc::of(OpDesc::Kind::Notification);
+  if (peers_[static_cast<size_t>(peer)].failed) return failed_now(peer, desc);
+  Op* op = new_op(Op::Notification, peer, desc);
   op->length = kNotificationBytes;
   Part* part = begin_part(op);
   ucp_request_param_t param = recv_param(part);
@@ -560,7 +597,7 @@ Request UcxTransport::notification(int peer) {
 
 // Wire-up hellos: tagged messages on the internal tag space, carried by the same machinery.
 std::shared_ptr<Request::State> UcxTransport::post_hello_recv(int peer) {
-  Op* op = new_op(Op::HelloRecv, peer, "wire-up hello from rank " + std::to_string(peer));
+  Op* op = new_op(Op::HelloRecv, peer, OpDesc::of(OpDesc::Kind::HelloRecv));
   op->payload.resize(64);
   op->length = op->payload.size();
   Part* part = begin_part(op);
@@ -573,7 +610,7 @@ std::shared_ptr<Request::State> UcxTransport::post_hello_recv(int peer) {
 }
 
 std::shared_ptr<Request::State> UcxTransport::post_hello_send(int peer) {
-  Op* op = new_op(Op::HelloSend, peer, "wire-up hello to rank " + std::to_string(peer));
+  Op* op = new_op(Op::HelloSend, peer, OpDesc::of(OpDesc::Kind::HelloSend));
   wire::Writer w;
   w.header(kHelloMsg).u32(static_cast<uint32_t>(rank())).u32(static_cast<uint32_t>(size()));
   op->payload = std::move(w.data());

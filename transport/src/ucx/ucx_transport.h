@@ -8,6 +8,7 @@
 //   send / recv            ucp_tag_send_nbx / ucp_tag_recv_nbx, tag = [user tag | source rank]
 //                          (see ucx_tags.h: a receive matches exactly one peer)
 //   write                  ucp_put_nbx into the peer's window (rkey from pack/unpack_window)
+//   read                   ucp_get_nbx from the peer's window into the caller's buffer
 //   write with immediate   put, ucp_worker_fence, then a 12-byte tagged notification on the
 //                          internal tag space: the fence keeps it from overtaking the data
 //   notification(peer)     a tagged receive of that notification
@@ -25,7 +26,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "regcache.h"
@@ -64,6 +64,7 @@ class UcxTransport final : public Transport {
   UcxTransport(bootstrap::World& world, const Options& options);
   ~UcxTransport() override;
 
+  TransportInfo info() const override { return info_; }
   std::string describe() const override { return describe_; }
   Memory register_memory(void* addr, size_t length, unsigned access) override;
   CacheStats cache_stats() const override { return cache_->stats(); }
@@ -73,6 +74,7 @@ class UcxTransport final : public Transport {
   RemoteWindow unpack_window(int peer, std::span<const uint8_t> packed) override;
   Request write(int peer, const void* src, size_t length, const RemoteWindow& dst, size_t offset,
                 std::optional<uint32_t> imm) override;
+  Request read(int peer, void* dst, size_t length, const RemoteWindow& src, size_t offset) override;
   Request notification(int peer) override;
   bool progress() override;
   void wait_for_event(Deadline deadline) override;
@@ -105,13 +107,13 @@ class UcxTransport final : public Transport {
   void shutdown() noexcept;
 
   // Operations (ucx_transport.cc).
-  Op* new_op(int kind, int peer, std::string what);
+  Op* new_op(int kind, int peer, const OpDesc& desc);
   Part* begin_part(Op* op);
   void end_part(Part* part, ucs_status_ptr_t sp);
   void part_done(Part* part, void* request, ucs_status_t status);
   void finish(Op* op);
   Request release(Op* op);
-  Request failed_now(int peer, std::string what);
+  Request failed_now(int peer, const OpDesc& desc);
   std::shared_ptr<Request::State> post_hello_recv(int peer);
   std::shared_ptr<Request::State> post_hello_send(int peer);
   void handle_failed_peers();
@@ -134,9 +136,12 @@ class UcxTransport final : public Transport {
   std::vector<Peer> peers_;                        // sized once: callbacks hold &peers_[i]
   std::unique_ptr<ucx::Endpoint> self_accepted_;   // sockaddr: the server side of our own connection
   std::vector<int> newly_failed_;                  // peers whose receives still need failing
-  std::unordered_map<Op*, std::unique_ptr<Op>> ops_;
+  // Operations in flight; an Op knows its index here, so finishing one is a swap with the last
+  // (no allocation per operation, unlike a node-based map).
+  std::vector<std::unique_ptr<Op>> ops_;
   uint64_t events_ = 0;  // callbacks run: progress() reports them as activity
   bool closing_ = false;
+  TransportInfo info_;
   std::string describe_;
 };
 

@@ -193,6 +193,38 @@ std::string rank_list(const std::vector<int>& ranks) {
   return s;
 }
 
+// What the endpoint's lanes say UCX uses: transports and devices as UCX names them, and for an
+// RDMA device ("rxe0:1") its port and link layer from sysfs. UCX picks GID and MTU itself and
+// does not report them, so those stay unknown. Without lanes (UCX printed something the parser
+// does not understand), what was configured, marked as such.
+TransportInfo ucx_info(const std::vector<ucx::Lane>& lanes, const std::optional<std::string>& tls,
+                       const std::optional<std::string>& nets) {
+  TransportInfo info;
+  info.backend = Backend::Ucx;
+  auto add = [](std::string& list, const std::string& item) {
+    if (item.empty()) return;
+    for (const auto& have : split(list, ','))
+      if (have == item) return;
+    list += (list.empty() ? "" : ",") + item;
+  };
+  const auto ib = rdma_devices();
+  for (const auto& l : lanes) {
+    if (l.transport == "cm") continue;  // how the endpoint was connected, not what carries data
+    add(info.qp_type, l.transport);
+    add(info.device, l.device);
+    auto [dev, port] = device_and_port(l.device);
+    if (info.port == 0 && std::find(ib.begin(), ib.end(), dev) != ib.end()) {
+      info.port = port;
+      info.link_layer = read_line(std::filesystem::path(kSysIb) / dev / "ports" / std::to_string(port) / "link_layer");
+    }
+  }
+  if (info.qp_type.empty()) {
+    info.qp_type = "configured: UCX_TLS=" + tls.value_or("all");
+    info.device = "configured: UCX_NET_DEVICES=" + nets.value_or("all");
+  }
+  return info;
+}
+
 }  // namespace
 
 std::string_view to_string(UcxWireup w) { return w == UcxWireup::Address ? "address" : "sockaddr"; }
@@ -274,9 +306,10 @@ void UcxTransport::connect(bootstrap::World& world) {
   for (auto& p : peers_) p.counters = {};  // count the caller's traffic only
 
   const Peer& probe = peers_[static_cast<size_t>(n > 1 ? (me + 1) % n : me)];
-  std::string lanes = ucx::endpoint_transports(probe.ep->get());
+  auto lanes = ucx::endpoint_lanes(probe.ep->get());
   auto tls = env("UCX_TLS"), nets = env("UCX_NET_DEVICES");
-  describe_ = "ucx " + (lanes.empty() ? std::string("(transports unknown)") : lanes) + "; wireup " +
+  info_ = ucx_info(lanes, tls, nets);
+  describe_ = "ucx " + (lanes.empty() ? std::string("(transports unknown)") : ucx::to_string(lanes)) + "; wireup " +
               std::string(to_string(wireup_)) + (listener_ ? " via " + listener_->ip() : std::string()) +
               ", UCX_TLS=" + tls.value_or("(default)") + (nets ? ", UCX_NET_DEVICES=" + *nets : std::string()) +
               (probe.ep->handles_peer_failure() ? "" : ", no peer failure detection") + ", " +

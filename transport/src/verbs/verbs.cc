@@ -121,13 +121,13 @@ void qp_to_init(ibv_qp* qp, int port, int access) {
 }
 
 void qp_to_rtr(ibv_qp* qp, const RcEndpoint& remote, int port, int gid_index, ibv_mtu our_mtu, bool is_roce,
-               int peer_rank) {
+               int peer_rank, int max_dest_rd_atomic) {
   ibv_qp_attr a{};
   a.qp_state = IBV_QPS_RTR;
   a.path_mtu = std::min(our_mtu, static_cast<ibv_mtu>(remote.mtu));
   a.dest_qp_num = remote.qpn;
   a.rq_psn = remote.psn;
-  a.max_dest_rd_atomic = 16;
+  a.max_dest_rd_atomic = static_cast<uint8_t>(max_dest_rd_atomic);
   a.min_rnr_timer = 12;  // 0.64 ms
   a.ah_attr.port_num = static_cast<uint8_t>(port);
   a.ah_attr.dlid = remote.lid;
@@ -143,24 +143,25 @@ void qp_to_rtr(ibv_qp* qp, const RcEndpoint& remote, int port, int gid_index, ib
   check_rc(rc,
            "ibv_modify_qp(qpn=" + std::to_string(qp->qp_num) + ", RTR, peer rank " + std::to_string(peer_rank) +
                " qpn=" + std::to_string(remote.qpn) + ", gid_index=" + std::to_string(gid_index) +
-               ", path_mtu=" + std::to_string(mtu_bytes(a.path_mtu)) + ")",
+               ", path_mtu=" + std::to_string(mtu_bytes(a.path_mtu)) +
+               ", max_dest_rd_atomic=" + std::to_string(max_dest_rd_atomic) + ")",
            "check the GID index (RDMACOLL_IB_GID_INDEX; RoCEv2 needs a GID with an IP on an up interface) "
            "and that both sides use a compatible MTU");
 }
 
-void qp_to_rts(ibv_qp* qp, uint32_t psn, int timeout, int retry_cnt) {
+void qp_to_rts(ibv_qp* qp, uint32_t psn, int timeout, int retry_cnt, int max_rd_atomic) {
   ibv_qp_attr a{};
   a.qp_state = IBV_QPS_RTS;
   a.sq_psn = psn;
   a.timeout = static_cast<uint8_t>(timeout);
   a.retry_cnt = static_cast<uint8_t>(retry_cnt);
   a.rnr_retry = 7;  // infinite RNR retries: receivers post buffers late, never wrongly
-  a.max_rd_atomic = 16;
+  a.max_rd_atomic = static_cast<uint8_t>(max_rd_atomic);
   check_rc(ibv_modify_qp(qp, &a,
                          IBV_QP_STATE | IBV_QP_SQ_PSN | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY |
                              IBV_QP_MAX_QP_RD_ATOMIC),
            "ibv_modify_qp(qpn=" + std::to_string(qp->qp_num) + ", RTS, timeout=" + std::to_string(timeout) +
-               ", retry_cnt=" + std::to_string(retry_cnt) + ")",
+               ", retry_cnt=" + std::to_string(retry_cnt) + ", max_rd_atomic=" + std::to_string(max_rd_atomic) + ")",
            "RDMACOLL_IB_TIMEOUT must be 0-31 and RDMACOLL_IB_RETRY_CNT 0-7");
 }
 

@@ -56,10 +56,14 @@ struct RcEndpoint {
 // The RC state machine, each step with the explicit attribute mask the spec requires.
 void qp_to_init(ibv_qp* qp, int port, int access);
 // RTR needs the peer's endpoint. The path MTU is the smaller of ours and the peer's.
+// `max_dest_rd_atomic`: RDMA READs the peer may have in flight against this QP (responder
+// resources; at most the device's max_qp_rd_atom).
 void qp_to_rtr(ibv_qp* qp, const RcEndpoint& remote, int port, int gid_index, ibv_mtu our_mtu,
-               bool is_roce, int peer_rank);
+               bool is_roce, int peer_rank, int max_dest_rd_atomic = 16);
 // RTS: `timeout` is the ACK timeout exponent (4.096 us * 2^timeout), `retry_cnt` 0..7.
-void qp_to_rts(ibv_qp* qp, uint32_t psn, int timeout, int retry_cnt);
+// `max_rd_atomic`: RDMA READs this QP keeps in flight (at most the device's
+// max_qp_init_rd_atom and the peer's max_dest_rd_atomic).
+void qp_to_rts(ibv_qp* qp, uint32_t psn, int timeout, int retry_cnt, int max_rd_atomic = 16);
 
 ibv_mtu mtu_enum(int bytes);
 int mtu_bytes(ibv_mtu mtu);

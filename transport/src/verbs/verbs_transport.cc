@@ -45,6 +45,10 @@ struct VerbsWindow : RemoteWindow::Impl {
   uint32_t rkey = 0;
 };
 
+// The most RDMA READs a QP keeps in flight, as initiator and as responder: the device's limits,
+// capped at what rdmacoll always asked for.
+constexpr int kMaxRdAtomic = 16;
+
 std::string peer_str(int peer) { return "peer rank " + std::to_string(peer); }
 
 // The first packet sequence number of the QP from rank `from` to rank `to` (24 bits).
@@ -73,6 +77,16 @@ VerbsTransport::VerbsTransport(bootstrap::World& world, const Options& options)
   recv_slots_per_peer_ = kRecvSlotsPerPeer;
 
   ctx_ = verbs::open_device(sel_.device);
+  ibv_device_attr dev{};
+  verbs::check_rc(ibv_query_device(ctx_.get(), &dev), "ibv_query_device(" + sel_.device + ")");
+  // RDMA READ (rendezvous receives, read()) needs initiator and responder resources on every QP.
+  max_rd_atomic_ = std::min(dev.max_qp_init_rd_atom, kMaxRdAtomic);
+  max_dest_rd_atomic_ = std::min(dev.max_qp_rd_atom, kMaxRdAtomic);
+  if (max_rd_atomic_ < 1 || max_dest_rd_atomic_ < 1)
+    throw DeviceError(sel_.device + " allows no RDMA READ on a queue pair (max_qp_init_rd_atom " +
+                      std::to_string(dev.max_qp_init_rd_atom) + ", max_qp_rd_atom " +
+                      std::to_string(dev.max_qp_rd_atom) + "); rdmacoll's verbs backend needs it: use another "
+                      "device (RDMACOLL_IB_DEVICE) or RDMACOLL_TRANSPORT=ucx");
   pd_ = verbs::alloc_pd(ctx_);
   channel_ = verbs::create_comp_channel(ctx_);
   fcntl(channel_->fd, F_SETFL, fcntl(channel_->fd, F_GETFL) | O_NONBLOCK);
@@ -95,6 +109,8 @@ VerbsTransport::VerbsTransport(bootstrap::World& world, const Options& options)
   recv_mr_ = verbs::reg_mr(pd_, recv_pool_.data(), recv_pool_.size(), IBV_ACCESS_LOCAL_WRITE);
   send_mr_ = verbs::reg_mr(pd_, send_pool_.data(), send_pool_.size(), 0);
   for (size_t i = n * caps_.max_send_wr; i-- > 0;) free_send_slots_.push_back(i);
+  wrs_.reserve(n * caps_.max_send_wr);
+  free_wrs_.reserve(n * caps_.max_send_wr);
   peers_.resize(n);
 
   if (pipe2(async_wake_, O_CLOEXEC) != 0) throw TransportError("pipe2 failed: " + std::string(std::strerror(errno)));
@@ -150,14 +166,29 @@ VerbsTransport::~VerbsTransport() {
   peers_.clear();
 }
 
+TransportInfo VerbsTransport::info() const {
+  TransportInfo i;
+  i.backend = Backend::Verbs;
+  i.device = sel_.device;
+  i.port = sel_.port;
+  i.gid_index = sel_.gid_index;
+  for (const auto& g : port_.gids)
+    if (g.index == sel_.gid_index) i.gid = g.to_string();
+  i.mtu = port_.active_mtu;
+  i.qp_type = "RC";
+  i.max_inline = caps_.max_inline_data;
+  i.link_layer = port_.link_layer;
+  return i;
+}
+
 std::string VerbsTransport::describe() const {
+  TransportInfo i = info();
   std::string gid;
   for (const auto& g : port_.gids)
     if (g.index == sel_.gid_index) gid = std::string(ib::to_string(g.type)) + (g.ipv4_mapped() ? " " + g.ipv4() : "");
-  return "verbs " + sel_.device + ":" + std::to_string(sel_.port) + " gid " + std::to_string(sel_.gid_index) + " (" +
-         gid + "), RC, mtu " + std::to_string(port_.active_mtu) + ", inline " +
-         std::to_string(caps_.max_inline_data) + ", eager " + std::to_string(eager_limit_) + ", " +
-         std::string(to_string(options().progress)) + " progress";
+  return "verbs " + i.device + ":" + std::to_string(i.port) + " gid " + std::to_string(i.gid_index) + " (" + gid +
+         "), " + i.qp_type + ", mtu " + std::to_string(i.mtu) + ", inline " + std::to_string(i.max_inline) +
+         ", eager " + std::to_string(eager_limit_) + ", " + std::string(to_string(options().progress)) + " progress";
 }
 
 // ---- connection setup ----------------------------------------------------------------------
@@ -170,6 +201,7 @@ void VerbsTransport::connect(bootstrap::World& world) {
     if (g.index == sel_.gid_index) gid = g.raw;
   wire::Writer w;
   w.header(kConnectMsg).u32(static_cast<uint32_t>(sizeof(Header))).u16(port_.lid).u8(static_cast<uint8_t>(mtu));
+  w.u8(static_cast<uint8_t>(max_dest_rd_atomic_));
   w.raw(gid.data(), 16).u32(static_cast<uint32_t>(n));
   for (int p = 0; p < n; ++p) {
     Peer& peer = peers_[static_cast<size_t>(p)];
@@ -193,6 +225,10 @@ void VerbsTransport::connect(bootstrap::World& world) {
     verbs::RcEndpoint ep;
     ep.lid = r.u16();
     ep.mtu = r.u8();
+    // Our QP may keep no more READs in flight than the peer's QP accepts as responder.
+    const int peer_dest_rd_atomic = r.u8();
+    if (peer_dest_rd_atomic < 1)
+      throw ProtocolError("rank " + std::to_string(p) + " accepts no RDMA READ on its queue pairs");
     r.raw(ep.gid.data(), 16);
     if (r.u32() != static_cast<uint32_t>(n)) throw ProtocolError("rank " + std::to_string(p) + " has another world size");
     for (int q = 0; q < n; ++q) {
@@ -201,8 +237,10 @@ void VerbsTransport::connect(bootstrap::World& world) {
     }
     r.expect_end();
     Peer& peer = peers_[static_cast<size_t>(p)];
-    verbs::qp_to_rtr(peer.qp.get(), ep, sel_.port, sel_.gid_index, mtu, port_.link_layer == "Ethernet", p);
-    verbs::qp_to_rts(peer.qp.get(), initial_psn(me, p), ib_timeout_, ib_retry_);
+    verbs::qp_to_rtr(peer.qp.get(), ep, sel_.port, sel_.gid_index, mtu, port_.link_layer == "Ethernet", p,
+                     max_dest_rd_atomic_);
+    verbs::qp_to_rts(peer.qp.get(), initial_psn(me, p), ib_timeout_, ib_retry_,
+                     std::min(max_rd_atomic_, peer_dest_rd_atomic));
   }
   // Nobody may send before every QP is at least in RTR.
   bootstrap::barrier(*world.store, "verbs/connected", me, n, bootstrap::default_deadline());
@@ -217,67 +255,119 @@ void VerbsTransport::post_recv_slot(int peer, size_t slot) {
   wr.wr_id = kRecvBit | index;
   wr.sg_list = &sge;
   wr.num_sge = 1;
-  verbs::check_rc(ibv_post_recv(peers_[static_cast<size_t>(peer)].qp.get(), &wr, &bad),
-                  "ibv_post_recv(" + peer_str(peer) + ")");
+  // Runs for every message received: the error text is made only on failure.
+  if (int rc = ibv_post_recv(peers_[static_cast<size_t>(peer)].qp.get(), &wr, &bad); rc != 0)
+    verbs::check_rc(rc, "ibv_post_recv(" + peer_str(peer) + ")");
 }
 
 // ---- posting with back-pressure ----------------------------------------------------------
 
-uint64_t VerbsTransport::wr_id(Wr w) {
-  uint64_t id = next_wr_++;
-  wrs_.emplace(id, std::move(w));
+uint64_t VerbsTransport::wr_id(Wr&& w) {
+  uint64_t id;
+  if (free_wrs_.empty()) {
+    id = wrs_.size();
+    wrs_.push_back(std::move(w));
+  } else {
+    id = free_wrs_.back();
+    free_wrs_.pop_back();
+    wrs_[id] = std::move(w);
+  }
   return id;
 }
 
-void VerbsTransport::enqueue(int peer, PendingWr w) {
-  peers_[static_cast<size_t>(peer)].pending.push_back(std::move(w));
-  drain(peer);
+VerbsTransport::Wr VerbsTransport::take_wr(uint64_t id) {
+  if (id >= wrs_.size() || wrs_[id].peer < 0) return Wr{};
+  Wr w = std::move(wrs_[id]);
+  wrs_[id] = Wr{};
+  free_wrs_.push_back(id);
+  return w;
+}
+
+void VerbsTransport::enqueue(int p, PendingWr&& w) {
+  Peer& peer = peers_[static_cast<size_t>(p)];
+  // The common case posts at once, without a trip through the queue (a deque allocates and
+  // frees a block every few requests that pass through it).
+  if (peer.pending.empty() && !peer.failed && try_post(p, w)) return;
+  peer.pending.push_back(std::move(w));
 }
 
 void VerbsTransport::drain(int p) {
   Peer& peer = peers_[static_cast<size_t>(p)];
   while (!peer.pending.empty() && !peer.failed) {
-    PendingWr& w = peer.pending.front();
-    size_t bytes = w.opcode == IBV_WR_SEND ? sizeof(Header) + w.length : w.length;
-    // Bounds: WRs in the send queue, and bytes in flight (an idle QP always takes one WR).
-    if (peer.wr_in_flight + 1 >= caps_.max_send_wr) break;
-    if (peer.wr_in_flight > 0 && peer.bytes_in_flight + bytes > max_inflight_) break;
-    ibv_sge sge{};
-    ibv_send_wr wr{}, *bad = nullptr;
-    wr.sg_list = &sge;
-    wr.num_sge = 1;
-    wr.opcode = w.opcode;
-    wr.send_flags = IBV_SEND_SIGNALED;
-    Wr rec = w.wr;
-    rec.bytes = bytes;
-    if (w.opcode == IBV_WR_SEND) {
-      size_t slot = free_send_slots_.back();
-      free_send_slots_.pop_back();
-      uint8_t* buf = send_pool_.data() + slot * slot_size_;
-      std::memcpy(buf, &w.hdr, sizeof(Header));
-      if (w.length) std::memcpy(buf + sizeof(Header), w.payload, w.length);
-      sge = {reinterpret_cast<uintptr_t>(buf), static_cast<uint32_t>(bytes), send_mr_->lkey};
-      if (bytes <= caps_.max_inline_data) wr.send_flags |= IBV_SEND_INLINE;
-      rec.slot = slot;
-    } else {
-      sge = {w.local_addr, w.length, w.lkey};
-      wr.num_sge = w.length ? 1 : 0;  // a zero-length write still carries its immediate
-      wr.wr.rdma.remote_addr = w.remote_addr;
-      wr.wr.rdma.rkey = w.rkey;
-      if (w.imm) wr.imm_data = htonl(*w.imm);
-    }
-    wr.wr_id = wr_id(rec);
-    int rc = ibv_post_send(peer.qp.get(), &wr, &bad);
-    if (rc != 0) {
-      if (w.opcode == IBV_WR_SEND) free_send_slots_.push_back(rec.slot);
-      wrs_.erase(wr.wr_id);
-      fail_peer(p, std::make_exception_ptr(TransportError(
-                       "ibv_post_send(" + peer_str(p) + ") failed: " + std::strerror(rc > 0 ? rc : errno))));
-      return;
-    }
-    peer.wr_in_flight++;
-    peer.bytes_in_flight += bytes;
+    if (!try_post(p, peer.pending.front())) break;
+    if (peer.failed) return;  // the post failed, and fail_peer emptied the queue
     peer.pending.pop_front();
+  }
+}
+
+bool VerbsTransport::try_post(int p, PendingWr& w) {
+  Peer& peer = peers_[static_cast<size_t>(p)];
+  size_t bytes = w.opcode == IBV_WR_SEND ? sizeof(Header) + w.length : w.length;
+  // Bounds: WRs in the send queue, and bytes in flight (an idle QP always takes one WR).
+  if (peer.wr_in_flight + 1 >= caps_.max_send_wr) return false;
+  if (peer.wr_in_flight > 0 && peer.bytes_in_flight + bytes > max_inflight_) return false;
+  ibv_sge sge{};
+  ibv_send_wr wr{}, *bad = nullptr;
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  wr.opcode = w.opcode;
+  wr.send_flags = IBV_SEND_SIGNALED;
+  Wr rec = std::move(w.wr);
+  rec.bytes = bytes;
+  if (w.opcode == IBV_WR_SEND) {
+    size_t slot = free_send_slots_.back();
+    free_send_slots_.pop_back();
+    uint8_t* buf = send_pool_.data() + slot * slot_size_;
+    std::memcpy(buf, &w.hdr, sizeof(Header));
+    if (w.length) std::memcpy(buf + sizeof(Header), w.payload, w.length);
+    sge = {reinterpret_cast<uintptr_t>(buf), static_cast<uint32_t>(bytes), send_mr_->lkey};
+    if (bytes <= caps_.max_inline_data) wr.send_flags |= IBV_SEND_INLINE;
+    rec.slot = slot;
+  } else {
+    sge = {w.local_addr, w.length, w.lkey};
+    wr.num_sge = w.length ? 1 : 0;  // a zero-length write still carries its immediate
+    wr.wr.rdma.remote_addr = w.remote_addr;
+    wr.wr.rdma.rkey = w.rkey;
+    if (w.imm) wr.imm_data = htonl(*w.imm);
+  }
+  wr.wr_id = wr_id(std::move(rec));
+  int rc = ibv_post_send(peer.qp.get(), &wr, &bad);
+  if (rc != 0) {
+    Wr failed = take_wr(wr.wr_id);
+    if (w.opcode == IBV_WR_SEND) free_send_slots_.push_back(failed.slot);
+    auto e = std::make_exception_ptr(
+        TransportError("ibv_post_send(" + peer_str(p) + ") failed: " + std::strerror(rc > 0 ? rc : errno)));
+    if (failed.op && failed.op->req->pending()) failed.op->req->fail(e);
+    fail_peer(p, e);
+    return true;
+  }
+  peer.wr_in_flight++;
+  peer.bytes_in_flight += bytes;
+  return true;
+}
+
+void VerbsTransport::post_rdma(int peer, const std::shared_ptr<Op>& op, WrKind kind, uintptr_t local, uint32_t lkey,
+                               size_t length, uint64_t remote, uint32_t rkey, std::optional<uint32_t> imm) {
+  // Chunks of at most chunk_ bytes (RDMACOLL_IB_CHUNK), so the in-flight bounds can pace them;
+  // a zero-length write is one work request (it may carry an immediate).
+  size_t chunks = length == 0 ? 1 : (length + chunk_ - 1) / chunk_;
+  op->remaining = chunks;
+  for (size_t c = 0; c < chunks; ++c) {
+    size_t off = c * chunk_;
+    bool last = c + 1 == chunks;
+    PendingWr w;
+    if (kind == WrKind::Read)
+      w.opcode = IBV_WR_RDMA_READ;
+    else
+      w.opcode = last && imm ? IBV_WR_RDMA_WRITE_WITH_IMM : IBV_WR_RDMA_WRITE;
+    w.local_addr = local + off;
+    w.lkey = lkey;
+    w.length = static_cast<uint32_t>(std::min(chunk_, length - off));
+    w.remote_addr = remote + off;
+    w.rkey = rkey;
+    if (last && kind == WrKind::Write) w.imm = imm;
+    w.wr = Wr{kind, peer, op};
+    enqueue(peer, std::move(w));
   }
 }
 
@@ -292,8 +382,8 @@ void VerbsTransport::queue_send(int peer, const Header& hdr, const void* payload
   enqueue(peer, std::move(w));
 }
 
-std::shared_ptr<Request::State> VerbsTransport::failed_now(int peer, std::string what) {
-  auto s = make_state(this, peer, std::move(what));
+std::shared_ptr<Request::State> VerbsTransport::failed_now(int peer, const OpDesc& desc) {
+  auto s = make_state(this, peer, desc);
   s->fail(peers_[static_cast<size_t>(peer)].failed);
   return s;
 }
@@ -307,11 +397,10 @@ Memory VerbsTransport::register_memory(void* addr, size_t length, unsigned acces
 Request VerbsTransport::send(int peer, uint64_t tag, const void* buf, size_t length) {
   check_peer(*this, peer, "send");
   if (buf == nullptr && length > 0) throw std::invalid_argument("send: null buffer with length " + std::to_string(length));
-  std::string what = "send of " + std::to_string(length) + " bytes to rank " + std::to_string(peer) + " (tag " +
-                     std::to_string(tag) + ")";
-  if (peers_[static_cast<size_t>(peer)].failed) return Request(failed_now(peer, what));
+  const OpDesc desc = OpDesc::send(length, tag);
+  if (peers_[static_cast<size_t>(peer)].failed) return Request(failed_now(peer, desc));
   auto op = std::make_shared<Op>();
-  op->req = make_state(this, peer, std::move(what));
+  op->req = make_state(this, peer, desc);
   op->bytes = length;
   Header hdr{};
   hdr.tag = tag;
@@ -340,10 +429,8 @@ Request VerbsTransport::send(int peer, uint64_t tag, const void* buf, size_t len
 Request VerbsTransport::recv(int peer, uint64_t tag, void* buf, size_t length) {
   check_peer(*this, peer, "recv");
   if (buf == nullptr && length > 0) throw std::invalid_argument("recv: null buffer with length " + std::to_string(length));
-  std::string what = "receive of up to " + std::to_string(length) + " bytes from rank " + std::to_string(peer) +
-                     " (tag " + std::to_string(tag) + ")";
   Peer& p = peers_[static_cast<size_t>(peer)];
-  auto req = make_state(this, peer, std::move(what));
+  auto req = make_state(this, peer, OpDesc::recv(length, tag));
   for (auto it = p.unexpected.begin(); it != p.unexpected.end(); ++it) {
     if (it->hdr.tag != tag) continue;
     Unexpected u = std::move(*it);
@@ -351,17 +438,18 @@ Request VerbsTransport::recv(int peer, uint64_t tag, void* buf, size_t length) {
     deliver(peer, u.hdr, u.payload.data(), u.payload.size(), buf, length, req);
     return Request(req);
   }
-  if (p.failed) return Request(failed_now(peer, req->what));
+  if (p.failed) return Request(failed_now(peer, req->desc));
   p.posted.push_back({tag, buf, length, req});
   return Request(req);
 }
 
 std::vector<uint8_t> VerbsTransport::pack_window(const Memory& window) {
-  if (!window || !(window.access() & kRemoteWrite))
-    throw std::invalid_argument("pack_window: the memory must be registered with kRemoteWrite");
+  check_window(window);
+  const auto* mem = dynamic_cast<const VerbsMemory*>(window.impl().get());
+  if (mem == nullptr) throw std::invalid_argument("pack_window: the memory was not registered by this verbs transport");
   wire::Writer w;
   w.header(kWindowMsg).u64(reinterpret_cast<uintptr_t>(window.addr())).u64(window.length());
-  w.u32(static_cast<VerbsMemory&>(*window.impl()).mr->rkey);
+  w.u32(window.access() & (kRemoteWrite | kRemoteRead)).u32(mem->mr->rkey);
   return std::move(w.data());
 }
 
@@ -373,6 +461,7 @@ RemoteWindow VerbsTransport::unpack_window(int peer, std::span<const uint8_t> pa
   win->rank = peer;
   win->addr = r.u64();
   win->length = r.u64();
+  win->access = r.u32();
   win->rkey = r.u32();
   r.expect_end();
   return RemoteWindow(win);
@@ -381,11 +470,10 @@ RemoteWindow VerbsTransport::unpack_window(int peer, std::span<const uint8_t> pa
 Request VerbsTransport::write(int peer, const void* src, size_t length, const RemoteWindow& dst, size_t offset,
                               std::optional<uint32_t> imm) {
   check_write(*this, peer, src, length, dst, offset);
-  std::string what = "write of " + std::to_string(length) + " bytes to rank " + std::to_string(peer) +
-                     (imm ? " with immediate " + std::to_string(*imm) : std::string());
-  if (peers_[static_cast<size_t>(peer)].failed) return Request(failed_now(peer, what));
+  const OpDesc desc = OpDesc::write(length, imm);
+  if (peers_[static_cast<size_t>(peer)].failed) return Request(failed_now(peer, desc));
   auto op = std::make_shared<Op>();
-  op->req = make_state(this, peer, std::move(what));
+  op->req = make_state(this, peer, desc);
   op->bytes = length;
   if (peer == rank()) {
     if (length) std::memmove(reinterpret_cast<void*>(dst.addr() + offset), src, length);
@@ -397,30 +485,41 @@ Request VerbsTransport::write(int peer, const void* src, size_t length, const Re
   if (win == nullptr) throw std::invalid_argument("write: the window was not unpacked by this verbs transport");
   if (length > 0) op->pinned = cache_->get(const_cast<void*>(src), length, kLocalOnly);
   uint32_t lkey = length ? static_cast<VerbsMemory&>(*op->pinned.impl()).mr->lkey : 0;
-  size_t chunks = length == 0 ? 1 : (length + chunk_ - 1) / chunk_;
-  op->remaining = chunks;
-  for (size_t c = 0; c < chunks; ++c) {
-    size_t off = c * chunk_;
-    size_t len = std::min(chunk_, length - off);
-    PendingWr w;
-    bool last = c + 1 == chunks;
-    w.opcode = last && imm ? IBV_WR_RDMA_WRITE_WITH_IMM : IBV_WR_RDMA_WRITE;
-    w.local_addr = reinterpret_cast<uintptr_t>(src) + off;
-    w.lkey = lkey;
-    w.length = static_cast<uint32_t>(len);
-    w.remote_addr = dst.addr() + offset + off;
-    w.rkey = win->rkey;
-    if (last) w.imm = imm;
-    w.wr = Wr{WrKind::Write, peer, op};
-    enqueue(peer, std::move(w));
+  post_rdma(peer, op, WrKind::Write, reinterpret_cast<uintptr_t>(src), lkey, length, dst.addr() + offset, win->rkey,
+            imm);
+  return Request(op->req);
+}
+
+Request VerbsTransport::read(int peer, void* dst, size_t length, const RemoteWindow& src, size_t offset) {
+  check_read(*this, peer, dst, length, src, offset);
+  const OpDesc desc = OpDesc::read(length);
+  if (peers_[static_cast<size_t>(peer)].failed) return Request(failed_now(peer, desc));
+  auto op = std::make_shared<Op>();
+  op->req = make_state(this, peer, desc);
+  op->bytes = length;
+  if (peer == rank()) {
+    if (length) std::memmove(dst, reinterpret_cast<const void*>(src.addr() + offset), length);
+    op->req->complete(length);
+    return Request(op->req);
   }
+  const auto* win = dynamic_cast<const VerbsWindow*>(src.impl().get());
+  if (win == nullptr) throw std::invalid_argument("read: the window was not unpacked by this verbs transport");
+  if (length == 0) {  // nothing to move, nothing to ask the peer
+    op->req->complete(0);
+    return Request(op->req);
+  }
+  // The READ lands in the caller's buffer directly: registered (cached) like write's source.
+  op->pinned = cache_->get(dst, length, kLocalOnly);
+  uint32_t lkey = static_cast<VerbsMemory&>(*op->pinned.impl()).mr->lkey;
+  post_rdma(peer, op, WrKind::Read, reinterpret_cast<uintptr_t>(dst), lkey, length, src.addr() + offset, win->rkey,
+            std::nullopt);
   return Request(op->req);
 }
 
 Request VerbsTransport::notification(int peer) {
   check_peer(*this, peer, "notification");
   Peer& p = peers_[static_cast<size_t>(peer)];
-  auto req = make_state(this, peer, "notification from rank " + std::to_string(peer));
+  auto req = make_state(this, peer, OpDesc::of(OpDesc::Kind::Notification));
   if (!p.notifications.empty()) {
     req->imm = p.notifications.front();
     p.notifications.pop_front();
@@ -436,7 +535,7 @@ Request VerbsTransport::notification(int peer) {
 // ---- receive side --------------------------------------------------------------------------
 
 void VerbsTransport::truncated(Request::State& req, int peer, size_t message, size_t buffer) {
-  req.fail(TransportError(req.what + ": the message from rank " + std::to_string(peer) + " has " +
+  req.fail(TransportError(req.what() + ": the message from rank " + std::to_string(peer) + " has " +
                           std::to_string(message) + " bytes, more than the buffer's " + std::to_string(buffer)));
 }
 
@@ -477,7 +576,7 @@ void VerbsTransport::on_message(int peer, const Header& hdr, const uint8_t* payl
     // The receiver read the data through this side's NIC: count it as sent.
     if (hdr.status == 0) p.counters.bytes_sent += op->bytes;
     if (hdr.status != 0)
-      op->req->fail(TransportError(op->req->what + ": rank " + std::to_string(peer) +
+      op->req->fail(TransportError(op->req->what() + ": rank " + std::to_string(peer) +
                                    "'s receive buffer is shorter than the message"));
     else
       op->req->complete(op->bytes);
@@ -514,20 +613,8 @@ void VerbsTransport::start_read(int peer, const Header& rts, void* buf, size_t b
   }
   op->pinned = cache_->get(buf, rts.length, kLocalOnly);
   uint32_t lkey = static_cast<VerbsMemory&>(*op->pinned.impl()).mr->lkey;
-  size_t chunks = (rts.length + chunk_ - 1) / chunk_;
-  op->remaining = chunks;
-  for (size_t c = 0; c < chunks; ++c) {
-    size_t off = c * chunk_;
-    PendingWr w;
-    w.opcode = IBV_WR_RDMA_READ;
-    w.local_addr = reinterpret_cast<uintptr_t>(buf) + off;
-    w.lkey = lkey;
-    w.length = static_cast<uint32_t>(std::min(chunk_, rts.length - off));
-    w.remote_addr = rts.addr + off;
-    w.rkey = rts.rkey;
-    w.wr = Wr{WrKind::Read, peer, op};
-    enqueue(peer, std::move(w));
-  }
+  post_rdma(peer, op, WrKind::Read, reinterpret_cast<uintptr_t>(buf), lkey, rts.length, rts.addr, rts.rkey,
+            std::nullopt);
 }
 
 // ---- completions -----------------------------------------------------------------------------
@@ -577,10 +664,8 @@ void VerbsTransport::on_completion(const ibv_wc& wc) {
     post_recv_slot(peer, index % recv_slots_per_peer_);
     return;
   }
-  auto it = wrs_.find(wc.wr_id);
-  if (it == wrs_.end()) return;
-  Wr w = std::move(it->second);
-  wrs_.erase(it);
+  Wr w = take_wr(wc.wr_id);
+  if (w.peer < 0) return;
   Peer& p = peers_[static_cast<size_t>(w.peer)];
   p.wr_in_flight--;
   p.bytes_in_flight -= w.bytes;
@@ -602,6 +687,7 @@ void VerbsTransport::on_completion(const ibv_wc& wc) {
     p.counters.messages_sent++;
   }
   if (w.op && --w.op->remaining == 0 && w.op->req->pending()) {
+    if (w.kind == WrKind::Read && !w.op->rendezvous_recv) p.counters.messages_received++;  // a read()
     if (w.op->rendezvous_recv) {
       Header fin{};
       fin.type = kFin;
@@ -661,7 +747,7 @@ void VerbsTransport::check_async_events() {
 
 void VerbsTransport::wait_for_event(Deadline deadline) {
   // Arm, then poll once more: a completion that arrived before arming raises no event.
-  verbs::check_rc(ibv_req_notify_cq(cq_.get(), 0), "ibv_req_notify_cq");
+  if (int rc = ibv_req_notify_cq(cq_.get(), 0); rc != 0) verbs::check_rc(rc, "ibv_req_notify_cq");
   if (progress()) return;
   int ms = static_cast<int>(std::max<long long>(
       0, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - bootstrap::Clock::now()).count()));

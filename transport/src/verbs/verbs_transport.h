@@ -8,6 +8,8 @@
 //                                   sender's buffer straight into its own, then SEND [hdr FIN id]
 //                                   (zero-copy rendezvous; the send completes on FIN)
 //   write(..., imm)                 RDMA WRITE chunks, the last one WRITE_WITH_IMM
+//   read(...)                       RDMA READ chunks into the caller's buffer (the peer's CPU
+//                                   takes no part)
 //
 // The send queue is bounded twice: in work requests (the QP's max_send_wr) and in bytes in
 // flight per QP (RDMACOLL_IB_MAX_INFLIGHT), because soft-RoCE drops packets when a sender keeps
@@ -33,6 +35,7 @@ class VerbsTransport final : public Transport {
   VerbsTransport(bootstrap::World& world, const Options& options);
   ~VerbsTransport() override;
 
+  TransportInfo info() const override;
   std::string describe() const override;
   Memory register_memory(void* addr, size_t length, unsigned access) override;
   CacheStats cache_stats() const override { return cache_->stats(); }
@@ -42,6 +45,7 @@ class VerbsTransport final : public Transport {
   RemoteWindow unpack_window(int peer, std::span<const uint8_t> packed) override;
   Request write(int peer, const void* src, size_t length, const RemoteWindow& dst, size_t offset,
                 std::optional<uint32_t> imm) override;
+  Request read(int peer, void* dst, size_t length, const RemoteWindow& src, size_t offset) override;
   Request notification(int peer) override;
   bool progress() override;
   void wait_for_event(Deadline deadline) override;
@@ -72,8 +76,8 @@ class VerbsTransport final : public Transport {
     Memory pinned;  // keeps the user buffer's registration alive while in flight
   };
   struct Wr {
-    WrKind kind;
-    int peer;
+    WrKind kind = WrKind::SendSlot;
+    int peer = -1;
     std::shared_ptr<Op> op;
     size_t slot = 0;   // send or receive slot
     size_t bytes = 0;  // bytes in flight for this request
@@ -117,8 +121,15 @@ class VerbsTransport final : public Transport {
 
   void connect(bootstrap::World& world);
   void post_recv_slot(int peer, size_t slot);
-  void enqueue(int peer, PendingWr w);
+  // Posts `w` at once when nothing waits before it and the bounds allow, else queues it.
+  void enqueue(int peer, PendingWr&& w);
   void drain(int peer);
+  // Posts one work request if the bounds allow; false if it must wait. On a post failure
+  // the peer is failed (and true returned: `w` is consumed either way).
+  bool try_post(int peer, PendingWr& w);
+  // Queues RDMA WRITE or READ chunks of [local, local+length) <-> [remote, remote+length).
+  void post_rdma(int peer, const std::shared_ptr<Op>& op, WrKind kind, uintptr_t local, uint32_t lkey,
+                 size_t length, uint64_t remote, uint32_t rkey, std::optional<uint32_t> imm);
   // Queues a SEND of `hdr` followed by `length` bytes of `payload`.
   void queue_send(int peer, const Header& hdr, const void* payload, size_t length, std::shared_ptr<Op> op);
   void on_completion(const ibv_wc& wc);
@@ -133,9 +144,12 @@ class VerbsTransport final : public Transport {
   void fail_peer(int peer, std::exception_ptr e);
   void check_async_events();
   void stop_async_thread() noexcept;
-  std::shared_ptr<Request::State> failed_now(int peer, std::string what);
+  std::shared_ptr<Request::State> failed_now(int peer, const OpDesc& desc);
   int peer_of_qp(uint32_t qpn) const;
-  uint64_t wr_id(Wr w);
+  // Work request records live in wrs_, reused through a free list (no allocation per post):
+  // wr_id is the index.
+  uint64_t wr_id(Wr&& w);
+  Wr take_wr(uint64_t id);
 
   ib::Selection sel_;
   ib::PortInfo port_;
@@ -155,8 +169,9 @@ class VerbsTransport final : public Transport {
   std::unordered_map<uint32_t, int> qpn_to_peer_;
   std::map<uint64_t, std::shared_ptr<Op>> rendezvous_sends_;  // waiting for FIN, by id
   uint64_t next_id_ = 1;
-  std::unordered_map<uint64_t, Wr> wrs_;
-  uint64_t next_wr_ = 1;
+  std::vector<Wr> wrs_;          // by wr_id; a free record has no peer (peer < 0)
+  std::vector<uint64_t> free_wrs_;
+  int max_rd_atomic_ = 16, max_dest_rd_atomic_ = 16;  // READs in flight per QP (device limits)
   unsigned unacked_cq_events_ = 0;
   // Async events: a thread drains ibv_get_async_event; progress() acts on what it recorded.
   std::thread async_thread_;

@@ -11,6 +11,7 @@
 //   RemoteWindow dst = t->unpack_window(peer, desc_from_peer);
 //   t->write(peer, src, len, dst, offset, /*imm=*/42).wait(); // zero-copy RDMA WRITE (+ notify)
 //   uint32_t imm = t->notification(peer).wait_value();        // the peer's side
+//   t->read(peer, dst_buf, len, src_win, offset).wait();      // zero-copy RDMA READ (kRemoteRead window)
 //
 // Threading: a Transport and its Requests are used from one thread at a time (the backends'
 // own helper threads, such as the verbs async-event thread, never touch user state).
@@ -77,7 +78,9 @@ class Memory {
   size_t length_ = 0;
 };
 
-// A peer's registered window that this rank may write into (from unpack_window).
+// A peer's registered window that this rank may write into or read from (from unpack_window),
+// as far as the owner's registration allows: access() is what the owner granted (kRemoteWrite,
+// kRemoteRead or both).
 class RemoteWindow {
  public:
   struct Impl;
@@ -86,6 +89,7 @@ class RemoteWindow {
   int rank() const;
   uint64_t addr() const;
   size_t length() const;
+  unsigned access() const;
   const std::shared_ptr<Impl>& impl() const { return impl_; }
 
  private:
@@ -107,7 +111,7 @@ class Request {
   // For notification(): waits, then returns the immediate value.
   uint32_t wait_value(Deadline deadline);
   uint32_t wait_value();
-  size_t bytes() const;  // bytes received (recv) or moved (send, write)
+  size_t bytes() const;  // bytes received (recv) or moved (send, write, read)
   bool valid() const { return s_ != nullptr; }
 
  private:
@@ -126,6 +130,20 @@ struct CacheStats {
   size_t entries = 0;
 };
 
+// What a transport runs on, for tool headers and logs. Fields a backend cannot know are left
+// at their "n/a" values.
+struct TransportInfo {
+  Backend backend = Backend::Ucx;
+  std::string device;      // verbs: "rxe0"; UCX: the devices in use ("rxe0:1", "lo", "memory")
+  int port = 0;            // verbs port number (UCX: the port of an RDMA device it uses); 0 if n/a
+  int gid_index = -1;      // verbs GID index in use; -1 if n/a
+  std::string gid;         // text form ("fe80:0000:...:0001"); "" if n/a
+  int mtu = 0;             // active MTU in bytes (verbs); 0 if unknown (UCX)
+  std::string qp_type;     // "RC" for verbs; UCX: the transports used ("rc_verbs", "tcp", "sysv,cma")
+  size_t max_inline = 0;   // inline bytes (verbs); 0 if unknown (UCX)
+  std::string link_layer;  // "Ethernet" / "InfiniBand" / "" (n/a, e.g. UCX over tcp or shared memory)
+};
+
 class Transport {
  public:
   // Connects to every other rank of `world` and returns once all connections are up. The
@@ -136,7 +154,9 @@ class Transport {
   int rank() const { return rank_; }
   int size() const { return size_; }
   const Options& options() const { return options_; }
-  // One line for headers and logs: backend, device/port/GID or UCX transports, MTU, inline size.
+  // The device, port, GID, MTU and transports in use, as fields.
+  virtual TransportInfo info() const = 0;
+  // One line for headers and logs: info() plus backend settings (eager size, wire-up, progress).
   virtual std::string describe() const = 0;
 
   // Registration (cached; the cache drops entries whose memory was freed or remapped).
@@ -148,14 +168,23 @@ class Transport {
   virtual Request send(int peer, uint64_t tag, const void* buf, size_t length) = 0;
   virtual Request recv(int peer, uint64_t tag, void* buf, size_t length) = 0;
 
-  // One-sided. A window is memory registered with kRemoteWrite; its description goes to the
-  // peers however the caller likes (the collectives exchange it once at setup).
+  // One-sided. A window is memory registered with kRemoteWrite and/or kRemoteRead; its
+  // description (which carries that access) goes to the peers however the caller likes (the
+  // collectives exchange it once at setup). On RDMA (verbs, UCX rc_verbs) and UCX shared
+  // memory the peer's CPU takes no part; UCX over tcp emulates one-sided operations with
+  // messages the peer's worker answers, so there the peer must be progressing its transport
+  // (waiting on any request) until they complete.
   virtual std::vector<uint8_t> pack_window(const Memory& window) = 0;
   virtual RemoteWindow unpack_window(int peer, std::span<const uint8_t> packed) = 0;
-  // Zero-copy write of [src, src+length) to dst.addr()+offset. With `imm`, the peer's
-  // notification(rank()) completes with that value once the data has landed.
+  // Zero-copy write of [src, src+length) to dst.addr()+offset. The peer must have registered the
+  // window with kRemoteWrite. With `imm`, the peer's notification(rank()) completes with that
+  // value once the data has landed.
   virtual Request write(int peer, const void* src, size_t length, const RemoteWindow& dst, size_t offset,
                         std::optional<uint32_t> imm = std::nullopt) = 0;
+  // Zero-copy read of src.addr()+offset .. +length on `peer` into [dst, dst+length). The peer must have
+  // registered the window with kRemoteRead (reading a window without it is an error before anything moves).
+  // The peer is not notified.
+  virtual Request read(int peer, void* dst, size_t length, const RemoteWindow& src, size_t offset) = 0;
   // Completes when the next write-with-immediate from `peer` has landed.
   virtual Request notification(int peer) = 0;
 
