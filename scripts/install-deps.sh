@@ -26,6 +26,8 @@ PACKAGES=(
   openmpi-bin libopenmpi-dev
   # math, tests, compression
   libeigen3-dev googletest libgtest-dev libgmock-dev zlib1g-dev
+  # test and benchmark scripts (JSON checks, output parsing)
+  python3
   # soft-RoCE guest (kernel is unpacked separately, see below)
   qemu-system-x86 busybox-static kmod iproute2 cpio xz-utils gzip util-linux procps
   # training data

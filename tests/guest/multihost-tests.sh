@@ -15,4 +15,34 @@ for bin in "$BUILD"/tests/rdma/*_tests "$BUILD"/tests/conformance/*_rdma; do
   echo "rank $RDMACOLL_RANK: $name (rendezvous $RDMACOLL_ADDR)"
   timeout 600 "$bin" --gtest_filter='*MultiRank*' --gtest_output="xml:$RESULTS/guest2-$name-rank$RDMACOLL_RANK.xml" || rc=1
 done
+
+# The tools across the link, as users run them under a launcher: rdmacoll-bw and rdmacoll-lat over
+# verbs and over UCX rc_verbs, every byte checked. Each case is one rank's half of the pair.
+xml_cases=""
+tool_case() {  # NAME PORT COMMAND...
+  local name=$1 port=$2; shift 2
+  local t0 out status
+  t0=$(date +%s.%N)
+  out=$(RDMACOLL_ADDR=${RXE_GUEST_ADDRS%% *}:$port timeout 300 "$@" 2>&1); status=$?
+  local t
+  t=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
+  echo "rank $RDMACOLL_RANK: $name: exit $status"
+  echo "$out" | tail -12 | sed "s/^/  /"
+  xml_cases+="<testcase name=\"$name\" classname=\"tools.MultiRank\" time=\"$t\">"
+  [ $status = 0 ] || { xml_cases+="<failure message=\"exit status $status\"><![CDATA[${out//]]>/]] >}]]></failure>"; rc=1; }
+  xml_cases+="</testcase>"$'\n'
+}
+T=$BUILD/tools
+tool_case bw_verbs_write 29611 "$T/rdmacoll-bw" --transport verbs -d "$RXE_DEVICE" -b 8 -e 1M -f 32 -n 100 -t 8 --check
+tool_case bw_verbs_read 29612 "$T/rdmacoll-bw" --transport verbs -d "$RXE_DEVICE" --op read -s 64K -n 100 -t 8 --check
+tool_case lat_verbs_write 29613 "$T/rdmacoll-lat" --transport verbs -d "$RXE_DEVICE" -b 8 -e 64K -f 32 -n 200 --check
+tool_case lat_verbs_send 29614 "$T/rdmacoll-lat" --transport verbs -d "$RXE_DEVICE" --op send -s 8 -n 200 --check
+tool_case bw_ucx_write 29615 env UCX_TLS=rc_verbs,self "$T/rdmacoll-bw" --transport ucx -d "$RXE_DEVICE" -s 64K -n 100 -t 8 --check
+tool_case lat_ucx_write_imm 29616 env UCX_TLS=rc_verbs,self "$T/rdmacoll-lat" --transport ucx -d "$RXE_DEVICE" --op write_imm -s 8 -n 200 --check
+{
+  echo '<?xml version="1.0" encoding="UTF-8"?>'
+  echo "<testsuites><testsuite name=\"tools-rank$RDMACOLL_RANK\">"
+  printf '%s' "$xml_cases"
+  echo '</testsuite></testsuites>'
+} >"$RESULTS/guest2-tools-rank$RDMACOLL_RANK.xml"
 exit $rc

@@ -11,6 +11,7 @@
 
 #include "rdmacoll/error.h"
 #include "rdmacoll/settings.h"
+#include "rdmacoll/transport/ib_info.h"
 #include "rdmacoll/log.h"
 
 namespace rdmacoll::ucx {
@@ -35,7 +36,21 @@ namespace {
 // RDMACOLL_IB_RETRY_CNT, RDMACOLL_IB_MAX_INFLIGHT, RDMACOLL_IB_CHUNK) through UCX's environment
 // variables, never overriding one the user set. (ucp_config_modify does not reach transport
 // settings in UCX 1.13: it reports them as "invalid configurations".)
+//
+// Only where rc_verbs can be chosen at all (an RDMA device exists and UCX_TLS allows rc):
+// elsewhere UCX would print "unused env variables" for them, on stdout, at every start.
+bool rc_verbs_possible() {
+  if (const char* tls = std::getenv("UCX_TLS"); tls != nullptr && *tls != '\0') {
+    std::string_view t(tls);
+    bool allows = t == "all" || t.starts_with('^') || t.find("rc") != std::string_view::npos ||
+                  t.find("ib") != std::string_view::npos;
+    if (!allows) return false;
+  }
+  return !ib::list_devices().empty();
+}
+
 void apply_rc_defaults() {
+  if (!rc_verbs_possible()) return;
   auto set = [](const char* name, const std::string& value) { setenv(name, value.c_str(), /*overwrite=*/0); };
   double timeout_us = 4.096 * static_cast<double>(uint64_t{1} << *settings::get_int("RDMACOLL_IB_TIMEOUT"));
   set("UCX_RC_VERBS_TIMEOUT", std::to_string(static_cast<long long>(timeout_us)) + "us");

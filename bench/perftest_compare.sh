@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# rdmacoll-bw / rdmacoll-lat against perftest (ib_write_bw, ib_write_lat, ib_send_lat) and
+# ucx_perftest, in the same runs, alternating theirs and ours size by size:
+#   1. this host, UCX over TCP loopback: ucx_perftest's UCP tests against our UCX path;
+#   2. one soft-RoCE guest, processes sharing rxe0: verbs (perftest) and UCX rc_verbs (ucx_perftest, UCT level);
+#   3. two guests over their virtual link, the same again.
+# Prints each measurement and the ratio ours/theirs (bandwidth: higher is better; latency:
+# lower is better) at 8 B, 4 KiB, 64 KiB and 1 MiB.
+# usage: bench/perftest_compare.sh [BUILD_DIR] [--quick]   (writes bench/results/perftest_compare.txt)
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=$ROOT/build QUICK=
+for a in "$@"; do case $a in --quick) QUICK=quick ;; *) BUILD=$(cd "$a" && pwd) ;; esac; done
+OUT=$ROOT/bench/results/perftest_compare.txt
+HARNESS=$ROOT/tests/guest/rdmacoll-guest
+SIZES="8 4096 65536 1048576"
+raw=$(mktemp /var/tmp/perftest_compare.XXXXXX)
+trap 'rm -f "$raw"' EXIT
+
+# ---- 1. host: UCX over TCP loopback ----------------------------------------------------------
+host_pair() {  # METRIC SIZE WHO FIELD CMD...   (server: CMD -p PORT; client: CMD -p PORT 127.0.0.1)
+  local metric=$1 size=$2 who=$3 field=$4; shift 4
+  local port=$((21000 + RANDOM % 20000)) out
+  "$@" -p $port >/dev/null 2>&1 &
+  local spid=$!
+  sleep 0.5
+  out=$("$@" -p $port 127.0.0.1 2>&1)
+  wait $spid
+  local row; row=$(awk -v s="$size" '$1 == s && NF >= 5 { print; exit }' <<<"$out")
+  echo "M $metric $size $who $(awk -v f="$field" '{ print $f }' <<<"${row:-FAILED}")"
+}
+host_ucx_perftest() {  # METRIC SIZE TEST ITERS
+  local port=$((21000 + RANDOM % 20000)) out
+  ucx_perftest -p $port >/dev/null 2>&1 &
+  local spid=$!
+  sleep 0.5
+  out=$(ucx_perftest 127.0.0.1 -p $port -t "$3" -s "$2" -n "$4" 2>&1)
+  wait $spid
+  local final; final=$(grep '^Final:' <<<"$out" | head -1)
+  case $1 in *bw*) f=6 ;; *) f=3 ;; esac
+  echo "M $1 $2 theirs $(awk -v f=$f '{ print $f }' <<<"${final:-x FAILED x x x FAILED}")"
+}
+host_part() {
+  export UCX_TLS=tcp,self UCX_NET_DEVICES=lo RDMACOLL_TIMEOUT=60
+  local scale=1; [ -n "$QUICK" ] && scale=10
+  for s in $SIZES; do
+    n=$((20000 / scale)); [ "$s" -ge 65536 ] && n=$((2000 / scale))
+    host_ucx_perftest host_tcp_put_bw "$s" ucp_put_bw "$n"
+    host_pair host_tcp_put_bw "$s" ours 4 "$BUILD/tools/rdmacoll-bw" --transport ucx -s "$s" -n "$n" -t 16
+    host_ucx_perftest host_tcp_tag_bw "$s" ucp_tag_bw "$n"
+    host_pair host_tcp_tag_bw "$s" ours 4 "$BUILD/tools/rdmacoll-bw" --transport ucx --op send -s "$s" -n "$n" -t 16
+  done
+  for s in $SIZES; do
+    n=$((20000 / scale)); [ "$s" -ge 65536 ] && n=$((2000 / scale))
+    host_ucx_perftest host_tcp_put_lat "$s" ucp_put_lat "$n"
+    host_pair host_tcp_put_lat "$s" ours 5 "$BUILD/tools/rdmacoll-lat" --transport ucx -s "$s" -n "$n"
+    host_ucx_perftest host_tcp_tag_lat "$s" ucp_tag_lat "$n"
+    host_pair host_tcp_tag_lat "$s" ours 5 "$BUILD/tools/rdmacoll-lat" --transport ucx --op send -s "$s" -n "$n"
+  done
+}
+
+# ---- report -----------------------------------------------------------------------------------
+table() {  # PREFIX TITLE: the measurements of one stage (lines "M metric size who value")
+  local prefix=$1 title=$2
+  echo
+  echo "## $title"
+  awk -v pre="$prefix" '
+    $1 == "M" && index($2, pre) == 1 { key = $2 " " $3; if (!(key in seen)) { seen[key] = 1; order[++n] = key }
+                                      v[key, $4] = $5 }
+    END {
+      printf "%-22s %9s %14s %14s %8s\n", "metric", "bytes", "theirs", "rdmacoll", "ratio"
+      for (i = 1; i <= n; i++) {
+        split(order[i], k, " "); t = v[order[i], "theirs"]; o = v[order[i], "ours"]
+        unit = (k[1] ~ /_lat$/) ? "usec typical" : "MiB/s average"
+        r = (t + 0 > 0 && o + 0 > 0) ? sprintf("%.3f", o / t) : "n/a"
+        printf "%-22s %9s %14s %14s %8s   (%s)\n", substr(k[1], length(pre) + 1), k[2], t, o, r, unit
+      }
+    }' "$raw"
+}
+
+{
+  echo "# bench/perftest_compare.sh${QUICK:+ --quick} on $(hostname), $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+  echo "# ratio = rdmacoll / theirs: bandwidth (MiB/s average, 2^20 bytes as perftest) higher is better,"
+  echo "# latency (typical = median, usec, half round trip for ping-pong as perftest/ucx_perftest) lower is better."
+  echo "# Guests run under TCG (software CPU emulation): compare ratios within a run, not absolute numbers."
+} >"$OUT"
+
+host_part | tee -a "$raw"
+table host_tcp_ "host, UCX over TCP loopback (ucx_perftest UCP vs rdmacoll --transport ucx, UCX_TLS=tcp)" >>"$OUT"
+
+"$HARNESS" --guests 1 --timeout 2400 -- bash "$ROOT/bench/perftest_guest.sh" "$BUILD" $QUICK 2>&1 |
+  sed 's/^/[guest] /' | tee /dev/stderr | sed -n 's/^\[guest\] \(M .*\)/\1/p' | sed 's/^M /M g1_/' >>"$raw"
+table g1_verbs_ "one guest, rxe0 shared (perftest vs rdmacoll --transport verbs, -t 16)" >>"$OUT"
+table g1_ucx_ "one guest, rxe0 shared (ucx_perftest UCT rc_verbs vs rdmacoll --transport ucx, UCX_TLS=rc_verbs)" >>"$OUT"
+
+"$HARNESS" --guests 2 --timeout 2400 -- bash "$ROOT/bench/perftest_guest.sh" "$BUILD" $QUICK 2>&1 |
+  tee /dev/stderr | sed -n 's/^\[guest2\] \(M .*\)/\1/p' | sed 's/^M /M g2_/' >>"$raw"
+table g2_verbs_ "two guests over their UDP link (perftest vs rdmacoll --transport verbs, -t 16)" >>"$OUT"
+table g2_ucx_ "two guests over their UDP link (ucx_perftest UCT rc_verbs vs rdmacoll --transport ucx)" >>"$OUT"
+
+echo >>"$OUT"
+echo "(command: bench/perftest_compare.sh${QUICK:+ --quick}; written to bench/results/perftest_compare.txt)" >>"$OUT"
+cat "$OUT"

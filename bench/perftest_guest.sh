@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Inside the soft-RoCE guest(s) (run by bench/perftest_compare.sh through tests/guest/rdmacoll-guest):
+# for each size, perftest / ucx_perftest and then rdmacoll-bw / rdmacoll-lat with the same flags,
+# on the same rxe device, alternating. Prints one line per measurement on the measuring side:
+#   M <metric> <size> <theirs|ours> <value>
+# One guest: server and client both run here (rxe0 loops back). Two guests: guest 1 serves,
+# guest 2 is the client (the server's address is guest 1's).
+# usage: perftest_guest.sh BUILD_DIR [quick]
+set -uo pipefail
+BUILD=$1 QUICK=${2:-}
+DEV=${RXE_DEVICE:-rxe0} GID=1
+COUNT=${RXE_GUEST_COUNT:-1} INDEX=${RXE_GUEST_INDEX:-0}
+SERVER_ADDR=127.0.0.1
+[ "$COUNT" = 2 ] && SERVER_ADDR=${RXE_GUEST_ADDRS%% *}
+BW=$BUILD/tools/rdmacoll-bw LAT=$BUILD/tools/rdmacoll-lat
+SIZES="8 4096 65536 1048576"
+PORT=18600
+export RDMACOLL_TIMEOUT=60
+mkdir -p /dev/shm 2>/dev/null; mountpoint -q /dev/shm || mount -t tmpfs shm /dev/shm 2>/dev/null
+
+# Iterations per size: enough for a stable median under TCG, few enough to finish in minutes.
+iters() {  # KIND SIZE
+  local k=$1 s=$2 scale=1
+  [ "$COUNT" = 2 ] && scale=4  # the guests' UDP link is slower still
+  [ -n "$QUICK" ] && scale=$((scale * 5))
+  case $k:$s in
+    bw:8|bw:4096) echo $((5000 / scale)) ;;
+    bw:65536) echo $((1000 / scale)) ;;
+    bw:*) echo $((200 / scale)) ;;
+    lat:*) echo $((2000 / scale)) ;;
+  esac
+}
+
+# run_pair METRIC SIZE WHO FIELD SERVER_CMD... -- CLIENT_ARGS...: the client is SERVER_CMD plus
+# CLIENT_ARGS plus the server's address; FIELD is the column of the result row to report.
+run_pair() {
+  local metric=$1 size=$2 who=$3 field=$4; shift 4
+  local server=() client_extra=()
+  while [ "$1" != -- ]; do server+=("$1"); shift; done; shift
+  client_extra=("$@")
+  PORT=$((PORT + 1))
+  local out=/run/bench.out
+  if [ "$COUNT" = 1 ] || [ "$INDEX" = 0 ]; then
+    timeout 300 "${server[@]}" -p $PORT >/run/bench.server 2>&1 &
+    local spid=$!
+  fi
+  if [ "$COUNT" = 1 ] || [ "$INDEX" = 1 ]; then
+    local ok=0
+    for _ in $(seq 1 40); do  # perftest clients do not retry: wait for the server to listen
+      sleep 0.5
+      if timeout 300 "${server[@]}" "${client_extra[@]}" -p $PORT "$SERVER_ADDR" >$out 2>&1; then ok=1; break; fi
+      grep -qiE "couldn't connect|unable to|connection refused|failed to connect|Connection refused" $out || break
+    done
+    local row
+    row=$(awk -v s="$size" '$1 == s && NF >= 5 { print; exit }' $out)
+    if [ $ok = 1 ] && [ -n "$row" ]; then
+      echo "M $metric $size $who $(awk -v f="$field" '{ print $f }' <<<"$row")"
+    else
+      echo "M $metric $size $who FAILED"; sed 's/^/    | /' $out | tail -15
+    fi
+  fi
+  [ -n "${spid:-}" ] && { wait $spid || true; }
+  return 0
+}
+
+# ucx_perftest at the UCT level (its UCP level needs UD, which fails on rxe: SOFTROCE.md).
+run_ucx_perftest() {  # METRIC SIZE TEST LAYOUT ITERS
+  local metric=$1 size=$2 test=$3 layout=$4 n=$5
+  PORT=$((PORT + 1))
+  local out=/run/bench.out
+  if [ "$COUNT" = 1 ] || [ "$INDEX" = 0 ]; then
+    timeout 300 ucx_perftest -p $PORT >/run/bench.server 2>&1 &
+    local spid=$!
+  fi
+  if [ "$COUNT" = 1 ] || [ "$INDEX" = 1 ]; then
+    local ok=0
+    for _ in $(seq 1 40); do
+      sleep 0.5
+      if timeout 300 ucx_perftest "$SERVER_ADDR" -p $PORT -t "$test" -x rc_verbs -d "$DEV:1" -D "$layout" -s "$size" \
+           -n "$n" >$out 2>&1; then ok=1; break; fi
+      grep -qiE "connect|refused" $out || break
+    done
+    local final
+    final=$(grep '^Final:' $out | head -1)
+    if [ $ok = 1 ] && [ -n "$final" ]; then
+      # Final: iters typical average overall bw_average bw_overall rate_average rate_overall
+      case $metric in
+        *bw*) echo "M $metric $size theirs $(awk '{ print $6 }' <<<"$final")" ;;
+        *) echo "M $metric $size theirs $(awk '{ print $3 }' <<<"$final")" ;;
+      esac
+    else
+      echo "M $metric $size theirs FAILED"; sed 's/^/    | /' $out | tail -15
+    fi
+  fi
+  [ -n "${spid:-}" ] && { wait $spid || true; }
+  return 0
+}
+
+P=(-d "$DEV" -x $GID -F)
+V=(--transport verbs -d "$DEV" -x $GID)
+for s in $SIZES; do
+  n=$(iters bw "$s")
+  run_pair verbs_write_bw "$s" theirs 4 ib_write_bw "${P[@]}" -s "$s" -n "$n" -t 16 -- 
+  run_pair verbs_write_bw "$s" ours 4 "$BW" "${V[@]}" -s "$s" -n "$n" -t 16 --
+done
+for s in $SIZES; do
+  n=$(iters lat "$s")
+  run_pair verbs_write_lat "$s" theirs 5 ib_write_lat "${P[@]}" -s "$s" -n "$n" --
+  run_pair verbs_write_lat "$s" ours 5 "$LAT" "${V[@]}" -s "$s" -n "$n" --
+  run_pair verbs_send_lat "$s" theirs 5 ib_send_lat "${P[@]}" -s "$s" -n "$n" --
+  run_pair verbs_send_lat "$s" ours 5 "$LAT" "${V[@]}" --op send -s "$s" -n "$n" --
+done
+
+# UCX: rc_verbs on the same device. Theirs at the UCT level, ours through UCP.
+export UCX_TLS=rc_verbs,self UCX_NET_DEVICES=$DEV:1
+U=(--transport ucx -d "$DEV")
+for s in $SIZES; do
+  n=$(iters bw "$s")
+  layout=bcopy; [ "$s" -ge 65536 ] && layout=zcopy
+  run_ucx_perftest ucx_put_bw "$s" put_bw $layout "$n"
+  run_pair ucx_put_bw "$s" ours 4 "$BW" "${U[@]}" -s "$s" -n "$n" -t 16 --
+done
+for s in $SIZES; do
+  n=$(iters lat "$s")
+  layout=short; [ "$s" -gt 64 ] && layout=bcopy; [ "$s" -ge 65536 ] && layout=zcopy
+  run_ucx_perftest ucx_put_lat "$s" put_lat $layout "$n"
+  run_pair ucx_put_lat "$s" ours 5 "$LAT" "${U[@]}" -s "$s" -n "$n" --
+done

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# rdmacoll-bw and rdmacoll-lat as users run them: real processes, real exit codes, the table and
+# the JSON checked. On the host over UCX (tcp/shared memory); in the soft-RoCE guest over verbs
+# and over UCX on rc_verbs.
+# usage: perf_tools_test.sh CASE BUILD_DIR TRANSPORT [rdma]
+#   CASE: usage | launched | server-client | unreachable | mismatch | odd-ranks | missing-device
+#   TRANSPORT: ucx | verbs
+#   rdma: run on this host's RDMA device (skip without one, fail if REQUIRE_RDMA_DEVICE=1)
+# Exit 0 pass, 1 fail, 77 skip.
+set -u
+case_=$1 build=$2 transport=$3 on_rdma=${4:-}
+here=$(cd "$(dirname "$0")" && pwd)
+bw=$build/tools/rdmacoll-bw lat=$build/tools/rdmacoll-lat run=$build/tools/rdmacoll-run
+unset RDMACOLL_RANK RDMACOLL_WORLD_SIZE RDMACOLL_ADDR OMPI_COMM_WORLD_RANK OMPI_COMM_WORLD_SIZE \
+      SLURM_PROCID SLURM_NTASKS RANK WORLD_SIZE
+export RDMACOLL_TIMEOUT=${RDMACOLL_TIMEOUT:-30}
+tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/perftools.XXXXXX") || exit 1
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
+
+fail() { echo "FAIL: $*"; for f in "$tmp"/*; do [ -f "$f" ] && { echo "--- $(basename "$f")"; head -c 6000 "$f"; }; done; exit 1; }
+expect_rc() { [ "$rc" = "$1" ] || fail "exit status $rc, expected $1 ($2)"; }
+expect_in() { grep -q -e "$2" "$tmp/$1" || fail "no line matching '$2' in $1"; }
+
+if [ "$on_rdma" = rdma ] && ! "$build/tools/rdmacoll-info" --select >/dev/null 2>&1; then
+  [ "${REQUIRE_RDMA_DEVICE:-0}" = 1 ] && { echo "FAIL: no RDMA device, but REQUIRE_RDMA_DEVICE=1"; exit 1; }
+  echo "SKIP: no RDMA device on this host; runs in the soft-RoCE guest"; exit 77
+fi
+
+# Transport flags: the device under test. In the guest UCX is pinned to rc_verbs on the rxe device.
+flags=(--transport "$transport")
+if [ "$on_rdma" = rdma ]; then
+  dev=${RXE_DEVICE:-$("$build/tools/rdmacoll-info" --select 2>/dev/null | sed -n 's/^selected: \([^:]*\):.*/\1/p')}
+  [ -n "$dev" ] && flags+=(-d "$dev")
+  [ "$transport" = ucx ] && export UCX_TLS=rc_verbs,self
+fi
+port() { echo $((20000 + (RANDOM + $$) % 30000)); }
+
+case $case_ in
+usage)
+  for tool in "$bw" "$lat"; do
+    "$tool" --help >"$tmp/out" 2>"$tmp/err"; rc=$?; expect_rc 0 "--help"
+    expect_in out "^usage: rdmacoll-"
+    for bad in "--bogus" "-s" "-s 12Q" "-n 0" "-n x" "--op jump" "--transport tcp" "-s 0" "-a -s 8" \
+               "-b 64 -e 8" "host1 host2" "--progress fast" "--timeout -1"; do
+      # shellcheck disable=SC2086
+      "$tool" $bad >"$tmp/out" 2>"$tmp/err"; rc=$?; expect_rc 2 "$tool $bad"
+      expect_in err "^usage: rdmacoll-"
+    done
+  done
+  "$lat" -t 4 >"$tmp/out" 2>"$tmp/err"; rc=$?; expect_rc 2 "lat -t"
+  expect_in err "applies to rdmacoll-bw only"
+  "$bw" -s 12Q >"$tmp/out" 2>"$tmp/err"; rc=$?; expect_in err "'12Q' is not a size in bytes"
+  ;;
+launched)
+  # Every operation of both tools, two ranks under rdmacoll-run, data checked: bw as a table and
+  # lat as JSON for each operation, then the other way round for one.
+  for op in write write_imm send read; do
+    "$run" -n 2 --no-prefix -- "$bw" "${flags[@]}" --op $op -b 8 -e 1M -f 128 -n 200 -t 16 --check \
+      >"$tmp/out" 2>"$tmp/err"; rc=$?; expect_rc 0 "bw $op"
+    expect_in out "^ #bytes  *#iterations  *BW peak\[MiB/sec\]  *BW average\[MiB/sec\]  *MsgRate\[Mpps\]"
+    expect_in out "Transport *: $transport"
+    for s in 8 1024 131072; do expect_in out "^ $s  *200  *[0-9.]*  *[0-9.]*  *[0-9.]*   data ok$"; done
+    "$run" -n 2 --no-prefix -- "$lat" "${flags[@]}" --op $op -b 2 -e 64K -f 32 -n 100 -w 10 --check --json \
+      >"$tmp/json" 2>"$tmp/err"; rc=$?; expect_rc 0 "lat $op --json"
+    python3 "$here/check_perf_json.py" lat "$tmp/json" 2,64,2048,65536 >"$tmp/verdict" || fail "$(cat "$tmp/verdict")"
+  done
+  "$run" -n 2 --no-prefix -- "$lat" "${flags[@]}" -b 2 -e 64K -f 32 -n 100 -w 10 --check >"$tmp/out" 2>"$tmp/err"; rc=$?
+  expect_rc 0 "lat table"
+  expect_in out "^ #bytes  *#iterations  *t_min\[usec\]  *t_max\[usec\]  *t_typical\[usec\]  *t_avg\[usec\]  *t_stdev\[usec\]  *99% percentile\[usec\]  *99.9% percentile\[usec\]"
+  for s in 2 64 2048 65536; do expect_in out "^ $s  *100  *[0-9.]* .*  data ok$"; done
+  # Four ranks make two pairs, measured at once (bw as JSON).
+  "$run" -n 4 --no-prefix -- "$bw" "${flags[@]}" -b 8 -e 64K -f 8 -n 100 -t 8 --check --json >"$tmp/json" 2>"$tmp/err"; rc=$?
+  expect_rc 0 "bw 4 ranks"
+  python3 "$here/check_perf_json.py" bw "$tmp/json" 8,64,512,4096,32768 >"$tmp/verdict" || fail "$(cat "$tmp/verdict")"
+  grep -q '"pairs": 2' "$tmp/json" || fail "4 ranks should make 2 pairs"
+  ;;
+server-client)
+  # perftest style: the server waits, the client names it; the client's flags rule.
+  for tool in "$bw" "$lat"; do
+    p=$(port)
+    "$tool" "${flags[@]}" -p "$p" --bind 127.0.0.1 >"$tmp/server" 2>"$tmp/server.err" &
+    spid=$!
+    "$tool" "${flags[@]}" -p "$p" -s 4K -n 100 --check 127.0.0.1 >"$tmp/client" 2>"$tmp/client.err"; rc=$?
+    expect_rc 0 "client of $tool"
+    wait $spid; rc=$?; expect_rc 0 "server of $tool"
+    expect_in server "Waiting for client to connect"
+    for f in server client; do
+      expect_in $f "^ 4096  *100 .*data ok$"
+      expect_in $f "Mode *: $f"
+    done
+  done
+  ;;
+unreachable)
+  p=$(port)
+  start=$(date +%s)
+  "$bw" "${flags[@]}" -p "$p" --timeout 3 127.0.0.1 >"$tmp/out" 2>"$tmp/err"; rc=$?
+  expect_rc 1 "unreachable server"
+  expect_in err "could not connect to the rendezvous store at 127.0.0.1:$p"
+  [ $(($(date +%s) - start)) -lt 15 ] || fail "took too long to give up"
+  # A server nobody connects to gives up as well, naming where it listened.
+  "$lat" "${flags[@]}" -p "$p" --bind 127.0.0.1 --timeout 2 >"$tmp/out" 2>"$tmp/err"; rc=$?
+  expect_rc 1 "server without client"
+  expect_in err "no client connected to 127.0.0.1:$p within 2 s"
+  ;;
+mismatch)
+  p=$(port)
+  "$bw" "${flags[@]}" -p "$p" --bind 127.0.0.1 -n 300 >"$tmp/server" 2>"$tmp/server.err" &
+  spid=$!
+  "$bw" "${flags[@]}" -p "$p" -n 200 127.0.0.1 >"$tmp/client" 2>"$tmp/client.err"; rc=$?
+  expect_rc 1 "client with other -n"
+  wait $spid; rc=$?; expect_rc 1 "server with other -n"
+  expect_in server.err "the server was started with iters=300 but the client asked for iters=200"
+  expect_in client.err "the server was started with iters=300 but the client asked for iters=200"
+  # Launched ranks with different flags: every rank names the difference.
+  "$run" -n 2 -- sh -c 'exec "$0" "$@" -n $((100 + RDMACOLL_RANK))' "$lat" "${flags[@]}" \
+    >"$tmp/out" 2>"$tmp/err"; rc=$?
+  expect_rc 1 "launched ranks with different -n"
+  expect_in err "iters=100 on rank 0 but iters=101 on rank 1"
+  ;;
+odd-ranks)
+  "$run" -n 3 -- "$bw" "${flags[@]}" -n 10 >"$tmp/out" 2>"$tmp/err"; rc=$?
+  expect_rc 1 "3 ranks"
+  expect_in err "the world size must be even"
+  ;;
+missing-device)
+  "$run" -n 2 -- "$bw" --transport verbs -d nosuchdev0 -n 10 >"$tmp/out" 2>"$tmp/err"; rc=$?
+  expect_rc 1 "missing device"
+  expect_in err "nosuchdev0"
+  if [ "$on_rdma" = rdma ]; then expect_in err "$dev"; fi  # lists what exists
+  ;;
+*) echo "unknown case $case_"; exit 2 ;;
+esac
+echo PASS

@@ -1,0 +1,29 @@
+// The main() both tools share: parse the flags, set up the session, measure each size, let the
+// printer report, and turn failures into exit codes (0 ok, 1 error or wrong data, 2 usage).
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include "options.h"
+#include "session.h"
+
+namespace rdmacoll::perf {
+
+// Measures one size on this rank and returns its record: the count of wrong bytes it saw
+// (--check), then the tool's data (empty on a passive rank).
+using Measure = std::function<std::vector<double>(Session&, size_t bytes)>;
+
+int run(Tool tool, int argc, char** argv, const Measure& measure);
+
+// Completes a request: spins on test() in poll mode (as perftest does), otherwise wait() lets
+// the progress mode decide.
+void complete(Session& s, transport::Request& r, Deadline deadline, const char* what);
+
+inline double seconds(Clock::time_point t) { return std::chrono::duration<double>(t.time_since_epoch()).count(); }
+
+// Seeds of the data patterns: one per size and direction (active to passive, and back).
+inline uint64_t seed_forward(size_t bytes) { return 2 * bytes + 1; }
+inline uint64_t seed_backward(size_t bytes) { return 2 * bytes + 2; }
+
+}  // namespace rdmacoll::perf
