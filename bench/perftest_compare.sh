@@ -15,30 +15,44 @@ OUT=$ROOT/bench/results/perftest_compare.txt
 HARNESS=$ROOT/tests/guest/rdmacoll-guest
 SIZES="8 4096 65536 1048576"
 raw=$(mktemp /var/tmp/perftest_compare.XXXXXX)
-trap 'rm -f "$raw"' EXIT
+trap 'rm -f "$raw" "$raw.client"' EXIT
 
 # ---- 1. host: UCX over TCP loopback ----------------------------------------------------------
+# client_retry OUT CMD...: perftest-style clients give up at once when the server is not
+# listening yet; retry for a while.
+client_retry() {
+  local out=$1; shift
+  for _ in $(seq 1 20); do
+    sleep 0.3
+    timeout 300 "$@" >"$out" 2>&1 && return 0
+    grep -qiE "usage|invalid" "$out" && return 1
+    grep -qiE "connect|refused|unreachable" "$out" || return 1
+  done
+  return 1
+}
+reap() {  # a server whose client gave up would wait forever
+  for _ in $(seq 1 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill "$1" 2>/dev/null; wait "$1" 2>/dev/null
+}
 host_pair() {  # METRIC SIZE WHO FIELD CMD...   (server: CMD -p PORT; client: CMD -p PORT 127.0.0.1)
   local metric=$1 size=$2 who=$3 field=$4; shift 4
-  local port=$((21000 + RANDOM % 20000)) out
-  "$@" -p $port >/dev/null 2>&1 &
+  local port=$((21000 + RANDOM % 20000)) out=$raw.client
+  timeout 300 "$@" -p $port >/dev/null 2>&1 &
   local spid=$!
-  sleep 0.5
-  out=$("$@" -p $port 127.0.0.1 2>&1)
-  wait $spid
-  local row; row=$(awk -v s="$size" '$1 == s && NF >= 5 { print; exit }' <<<"$out")
-  echo "M $metric $size $who $(awk -v f="$field" '{ print $f }' <<<"${row:-FAILED}")"
+  client_retry "$out" "$@" -p $port 127.0.0.1
+  reap $spid
+  local row; row=$(awk -v s="$size" '$1 == s && NF >= 5 { print; exit }' "$out")
+  echo "M $metric $size $who $(awk -v f="$field" '{ print $f }' <<<"${row:-FAILED FAILED FAILED FAILED FAILED}")"
 }
 host_ucx_perftest() {  # METRIC SIZE TEST ITERS
-  local port=$((21000 + RANDOM % 20000)) out
-  ucx_perftest -p $port >/dev/null 2>&1 &
+  local port=$((21000 + RANDOM % 20000)) out=$raw.client f
+  timeout 300 ucx_perftest -p $port >/dev/null 2>&1 &
   local spid=$!
-  sleep 0.5
-  out=$(ucx_perftest 127.0.0.1 -p $port -t "$3" -s "$2" -n "$4" 2>&1)
-  wait $spid
-  local final; final=$(grep '^Final:' <<<"$out" | head -1)
+  client_retry "$out" ucx_perftest 127.0.0.1 -p $port -t "$3" -s "$2" -n "$4"
+  reap $spid
+  local final; final=$(grep '^Final:' "$out" | head -1)
   case $1 in *bw*) f=6 ;; *) f=3 ;; esac
-  echo "M $1 $2 theirs $(awk -v f=$f '{ print $f }' <<<"${final:-x FAILED x x x FAILED}")"
+  echo "M $1 $2 theirs $(awk -v f=$f '{ print $f }' <<<"${final:-FAILED FAILED FAILED FAILED FAILED FAILED}")"
 }
 host_part() {
   export UCX_TLS=tcp,self UCX_NET_DEVICES=lo RDMACOLL_TIMEOUT=60
@@ -47,14 +61,14 @@ host_part() {
     n=$((20000 / scale)); [ "$s" -ge 65536 ] && n=$((2000 / scale))
     host_ucx_perftest host_tcp_put_bw "$s" ucp_put_bw "$n"
     host_pair host_tcp_put_bw "$s" ours 4 "$BUILD/tools/rdmacoll-bw" --transport ucx -s "$s" -n "$n" -t 16
-    host_ucx_perftest host_tcp_tag_bw "$s" ucp_tag_bw "$n"
+    host_ucx_perftest host_tcp_tag_bw "$s" tag_bw "$n"
     host_pair host_tcp_tag_bw "$s" ours 4 "$BUILD/tools/rdmacoll-bw" --transport ucx --op send -s "$s" -n "$n" -t 16
   done
   for s in $SIZES; do
     n=$((20000 / scale)); [ "$s" -ge 65536 ] && n=$((2000 / scale))
     host_ucx_perftest host_tcp_put_lat "$s" ucp_put_lat "$n"
     host_pair host_tcp_put_lat "$s" ours 5 "$BUILD/tools/rdmacoll-lat" --transport ucx -s "$s" -n "$n"
-    host_ucx_perftest host_tcp_tag_lat "$s" ucp_tag_lat "$n"
+    host_ucx_perftest host_tcp_tag_lat "$s" tag_lat "$n"
     host_pair host_tcp_tag_lat "$s" ours 5 "$BUILD/tools/rdmacoll-lat" --transport ucx --op send -s "$s" -n "$n"
   done
 }

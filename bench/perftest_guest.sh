@@ -31,6 +31,17 @@ iters() {  # KIND SIZE
   esac
 }
 
+# A server whose client gave up would wait forever: give it a few seconds after its client.
+reap_server() {
+  [ -n "$1" ] || return 0
+  if [ "$COUNT" = 1 ]; then
+    for _ in $(seq 1 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+    kill "$1" 2>/dev/null
+  fi
+  wait "$1" 2>/dev/null
+  return 0
+}
+
 # run_pair METRIC SIZE WHO FIELD SERVER_CMD... -- CLIENT_ARGS...: the client is SERVER_CMD plus
 # CLIENT_ARGS plus the server's address; FIELD is the column of the result row to report.
 run_pair() {
@@ -41,7 +52,7 @@ run_pair() {
   PORT=$((PORT + 1))
   local out=/run/bench.out
   if [ "$COUNT" = 1 ] || [ "$INDEX" = 0 ]; then
-    timeout 300 "${server[@]}" -p $PORT >/run/bench.server 2>&1 &
+    timeout 200 "${server[@]}" -p $PORT >/run/bench.server 2>&1 &
     local spid=$!
   fi
   if [ "$COUNT" = 1 ] || [ "$INDEX" = 1 ]; then
@@ -49,6 +60,7 @@ run_pair() {
     for _ in $(seq 1 40); do  # perftest clients do not retry: wait for the server to listen
       sleep 0.5
       if timeout 300 "${server[@]}" "${client_extra[@]}" -p $PORT "$SERVER_ADDR" >$out 2>&1; then ok=1; break; fi
+      grep -qiE "usage|invalid" $out && break
       grep -qiE "couldn't connect|unable to|connection refused|failed to connect|Connection refused" $out || break
     done
     local row
@@ -59,7 +71,7 @@ run_pair() {
       echo "M $metric $size $who FAILED"; sed 's/^/    | /' $out | tail -15
     fi
   fi
-  [ -n "${spid:-}" ] && { wait $spid || true; }
+  reap_server "${spid:-}"
   return 0
 }
 
@@ -69,7 +81,7 @@ run_ucx_perftest() {  # METRIC SIZE TEST LAYOUT ITERS
   PORT=$((PORT + 1))
   local out=/run/bench.out
   if [ "$COUNT" = 1 ] || [ "$INDEX" = 0 ]; then
-    timeout 300 ucx_perftest -p $PORT >/run/bench.server 2>&1 &
+    timeout 200 ucx_perftest -p $PORT >/run/bench.server 2>&1 &
     local spid=$!
   fi
   if [ "$COUNT" = 1 ] || [ "$INDEX" = 1 ]; then
@@ -78,6 +90,7 @@ run_ucx_perftest() {  # METRIC SIZE TEST LAYOUT ITERS
       sleep 0.5
       if timeout 300 ucx_perftest "$SERVER_ADDR" -p $PORT -t "$test" -x rc_verbs -d "$DEV:1" -D "$layout" -s "$size" \
            -n "$n" >$out 2>&1; then ok=1; break; fi
+      grep -qiE "usage|invalid" $out && break
       grep -qiE "connect|refused" $out || break
     done
     local final
@@ -92,7 +105,7 @@ run_ucx_perftest() {  # METRIC SIZE TEST LAYOUT ITERS
       echo "M $metric $size theirs FAILED"; sed 's/^/    | /' $out | tail -15
     fi
   fi
-  [ -n "${spid:-}" ] && { wait $spid || true; }
+  reap_server "${spid:-}"
   return 0
 }
 

@@ -177,6 +177,7 @@ Options parse(Tool tool, const std::vector<std::string>& args) {
     } else if (n == "progress") {
       try {
         o.progress = transport::parse_progress_mode(value);
+        o.progress_given = true;
       } catch (const ConfigError&) {
         throw UsageError("--progress '" + value + "' is not one of poll, block, adaptive");
       }

@@ -36,6 +36,7 @@ struct Options {
   Op op = Op::Write;
   transport::Backend backend = transport::Backend::Ucx;
   transport::ProgressMode progress = transport::ProgressMode::Poll;
+  bool progress_given = false;  // --progress on the command line (else the tools choose)
   std::string server;         // client mode: the server's host ("" = server or launched mode)
   std::string bind = "0.0.0.0";  // server mode: where to listen
   uint16_t port = 18515;         // perftest's default port

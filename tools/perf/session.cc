@@ -180,6 +180,10 @@ Session::Session(Options options) : o_(std::move(options)) {
   apply_device_flags(o_);
   transport::Options topt = transport::Options::from_settings();
   topt.backend = o_.backend;
+  // The passive side of a one-sided bandwidth test has nothing to do until the end: it sleeps
+  // (as perftest's does) rather than spin on a core the measurement needs.
+  if (!o_.progress_given && !active_ && o_.tool == Tool::Bw && (o_.op == Op::Write || o_.op == Op::Read))
+    o_.progress = transport::ProgressMode::Block;
   topt.progress = o_.progress;
   t_ = transport::Transport::create(world_, topt);
 
@@ -222,9 +226,17 @@ void Session::done() {
   }
   // The active side sends "alive" every quarter of the timeout while it measures; each one
   // restarts this wait, so a long measurement does not time out but a dead partner does.
+  // It sleeps meanwhile where the backend can (verbs: on the completion channel): a passive
+  // rank spinning would take a core from the measurement, as perftest's passive side does not.
   for (;;) {
     uint8_t b = 0;
-    t_->recv(partner_, kTagDone, &b, 1).wait(deadline());
+    transport::Request r = t_->recv(partner_, kTagDone, &b, 1);
+    Deadline dl = deadline();
+    while (!r.test()) {
+      auto now = Clock::now();
+      if (now >= dl) r.wait(dl);  // throws the transport's timeout, naming the partner
+      t_->wait_for_event(std::min(dl, now + std::chrono::milliseconds(100)));
+    }
     if (b == 1) return;
   }
 }
