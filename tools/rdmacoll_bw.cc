@@ -37,23 +37,22 @@ std::vector<double> active(Session& s, size_t bytes) {
   s.ready();
 
   const size_t total = o.warmup + o.iters, depth = o.tx_depth;
-  std::vector<double> posted(o.iters), completed(o.iters);
+  const Timer& tm = s.timer();
+  std::vector<uint64_t> posted(o.iters), completed(o.iters);
   std::vector<Request> ring(depth);
+  LoopDeadline dl(s);
   size_t next = 0, done = 0;
   while (done < total) {
     while (next < total && next - done < depth) {
-      if (next >= o.warmup) posted[next - o.warmup] = seconds(Clock::now());
+      if (next >= o.warmup) posted[next - o.warmup] = tm.now();
       ring[next % depth] = post(s, bytes, next);
       ++next;
     }
-    auto start = Clock::now();
-    complete(s, ring[done % depth], start + std::chrono::duration_cast<Clock::duration>(
-                                                std::chrono::duration<double>(s.timeout_seconds())),
-             "the bandwidth loop");
-    auto now = Clock::now();
-    if (done >= o.warmup) completed[done - o.warmup] = seconds(now);
+    complete(s, ring[done % depth], dl.get(), "the bandwidth loop");
+    uint64_t now = tm.now();
+    if (done >= o.warmup) completed[done - o.warmup] = now;
     ++done;
-    s.keepalive(now);
+    dl.tick(now);
   }
   // Writes complete locally before they are visible remotely on some transports (UCX puts); a
   // zero-length write with an immediate is ordered after them and tells the partner they landed.
@@ -63,7 +62,12 @@ std::vector<double> active(Session& s, size_t bytes) {
   }
   s.done();
   uint64_t wrong = o.check && o.op == Op::Read ? count_wrong(s.local(), bytes, seed_forward(bytes)) : 0;
-  BwResult r = bw_result(bytes, posted, completed, depth);
+  std::vector<double> posted_s(o.iters), completed_s(o.iters);
+  for (size_t i = 0; i < o.iters; ++i) {
+    posted_s[i] = tm.seconds(posted[i] - posted[0]);
+    completed_s[i] = tm.seconds(completed[i] - posted[0]);
+  }
+  BwResult r = bw_result(bytes, posted_s, completed_s, depth);
   return {static_cast<double>(wrong), static_cast<double>(bytes), static_cast<double>(r.iters), r.peak_Bps,
           r.avg_Bps, r.msg_rate};
 }
@@ -80,10 +84,12 @@ std::vector<double> passive(Session& s, size_t bytes) {
     for (; posted < std::min(total, o.tx_depth); ++posted) recvs.push_back(t.recv(s.partner(), kTagData, s.window(), bytes));
   s.ready();
 
+  LoopDeadline dl(s);
   if (o.op == Op::Send) {
     for (size_t i = 0; i < total; ++i) {
       Request& r = recvs[i % recvs.size()];
-      complete(s, r, s.deadline(), "receiving the partner's messages");
+      complete(s, r, dl.get(), "receiving the partner's messages");
+      dl.tick(s.timer().now());
       if (posted < total) {
         r = t.recv(s.partner(), kTagData, s.window(), bytes);
         ++posted;
@@ -92,7 +98,8 @@ std::vector<double> passive(Session& s, size_t bytes) {
   } else if (o.op == Op::WriteImm) {
     for (size_t i = 0; i < total; ++i) {
       Request n = t.notification(s.partner());
-      complete(s, n, s.deadline(), "waiting for the partner's writes");
+      complete(s, n, dl.get(), "waiting for the partner's writes");
+      dl.tick(s.timer().now());
     }
   }
   s.done();  // keeps waiting while the partner says it is alive

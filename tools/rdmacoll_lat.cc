@@ -28,10 +28,6 @@ void await_marker(Session& s, size_t bytes, size_t i, Deadline deadline) {
   spin(s.transport(), [&] { return *last == want; }, deadline, "the latency ping-pong", s.partner());
 }
 
-Deadline in_timeout(Session& s, Clock::time_point now) {
-  return now + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s.timeout_seconds()));
-}
-
 std::vector<double> measure(Session& s, size_t bytes) {
   const Options& o = s.options();
   auto& t = s.transport();
@@ -43,6 +39,8 @@ std::vector<double> measure(Session& s, size_t bytes) {
   if (o.op == Op::Read && !act) fill(s.window(), bytes, seed_forward(bytes));
   else std::memset(s.window(), 0, bytes);
 
+  const Timer& tm = s.timer();
+  LoopDeadline dl(s);
   std::vector<double> record{0};
   record.reserve(o.iters + 1);
   Request rr;
@@ -52,12 +50,12 @@ std::vector<double> measure(Session& s, size_t bytes) {
   if (o.op == Op::Read) {
     if (act) {
       for (size_t i = 0; i < total; ++i) {
-        auto t0 = Clock::now();
+        uint64_t t0 = tm.now();
         Request r = t.read(peer, s.local(), bytes, s.partner_window(), 0);
-        complete(s, r, in_timeout(s, t0), "a read");
-        auto t1 = Clock::now();
-        if (i >= o.warmup) record.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
-        s.keepalive(t1);
+        complete(s, r, dl.get(), "a read");
+        uint64_t t1 = tm.now();
+        if (i >= o.warmup) record.push_back(tm.micros(t1 - t0));
+        dl.tick(t1);
       }
     }
     s.done();
@@ -66,44 +64,44 @@ std::vector<double> measure(Session& s, size_t bytes) {
   }
 
   for (size_t i = 0; i < total; ++i) {
-    auto t0 = Clock::now();
-    Deadline dl = in_timeout(s, t0);
+    uint64_t t0 = tm.now();
+    dl.tick(t0);
     if (act) {
       // ping, then wait for the pong
       Request w;
       if (o.op == Op::Write) {
         s.local()[bytes - 1] = marker(i);
         w = t.write(peer, s.local(), bytes, s.partner_window(), 0);
-        await_marker(s, bytes, i, dl);
+        await_marker(s, bytes, i, dl.get());
       } else if (o.op == Op::WriteImm) {
         w = t.write(peer, s.local(), bytes, s.partner_window(), 0, static_cast<uint32_t>(i));
         Request n = t.notification(peer);
-        complete(s, n, dl, "the latency ping-pong");
+        complete(s, n, dl.get(), "the latency ping-pong");
       } else {
         w = t.send(peer, kTagData, s.local(), bytes);
-        complete(s, rr, dl, "the latency ping-pong");
+        complete(s, rr, dl.get(), "the latency ping-pong");
       }
-      complete(s, w, dl, "the latency ping-pong");
-      auto t1 = Clock::now();
+      complete(s, w, dl.get(), "the latency ping-pong");
+      uint64_t t1 = tm.now();
       if (o.op == Op::Send && i + 1 < total) rr = t.recv(peer, kTagData, s.window(), bytes);
-      if (i >= o.warmup) record.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count() / 2);
+      if (i >= o.warmup) record.push_back(tm.micros(t1 - t0) / 2);
     } else {
       // wait for the ping, then pong
       Request w;
       if (o.op == Op::Write) {
-        await_marker(s, bytes, i, dl);
+        await_marker(s, bytes, i, dl.get());
         s.local()[bytes - 1] = marker(i);
         w = t.write(peer, s.local(), bytes, s.partner_window(), 0);
       } else if (o.op == Op::WriteImm) {
         Request n = t.notification(peer);
-        complete(s, n, dl, "the latency ping-pong");
+        complete(s, n, dl.get(), "the latency ping-pong");
         w = t.write(peer, s.local(), bytes, s.partner_window(), 0, static_cast<uint32_t>(i));
       } else {
-        complete(s, rr, dl, "the latency ping-pong");
+        complete(s, rr, dl.get(), "the latency ping-pong");
         if (i + 1 < total) rr = t.recv(peer, kTagData, s.window(), bytes);
         w = t.send(peer, kTagData, s.local(), bytes);
       }
-      complete(s, w, dl, "the latency ping-pong");
+      complete(s, w, dl.get(), "the latency ping-pong");
     }
   }
   s.done();

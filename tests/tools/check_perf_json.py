@@ -39,6 +39,7 @@ def main():
     need(doc, "pairs", int, "top")
     need(doc, "iterations", int, "top")
     need(doc, "warmup", int, "top")
+    need(doc, "clock", str, "top")
     check = need(doc, "check", bool, "top")
     t = need(doc, "transport", dict, "top")
     if need(t, "backend", str, "transport") not in ("verbs", "ucx"):

@@ -152,10 +152,9 @@ void Report::begin() {
   field("Warm-up iters", std::to_string(o.warmup));
   if (!bw) field("Data check", o.check ? "on" : "off");
   out_ << "\n";
-  if (bw) {
-    field("Data check", o.check ? "on" : "off");
-    out_ << "\n";
-  }
+  if (bw) field("Data check", o.check ? "on" : "off");
+  field("Clock", or_na(info_.clock));
+  out_ << "\n";
   out_ << kRule << "\n";
   if (bw) {
     const char* u = o.gbits ? "Gb/sec" : "MiB/sec";
@@ -224,6 +223,7 @@ void Report::end() {
        << ", \"gid\": " << json_quote(t.gid) << ", \"link_layer\": " << json_quote(t.link_layer)
        << ", \"mtu\": " << t.mtu << ", \"qp_type\": " << json_quote(t.qp_type) << ", \"max_inline\": " << t.max_inline
        << ", \"progress\": " << json_quote(transport::to_string(o.progress)) << "},\n"
+       << "  \"clock\": " << json_quote(info_.clock) << ",\n"
        << "  \"iterations\": " << o.iters << ",\n"
        << "  \"warmup\": " << o.warmup << ",\n";
   if (bw) out_ << "  \"tx_depth\": " << o.tx_depth << ",\n";

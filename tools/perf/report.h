@@ -44,6 +44,7 @@ struct RunInfo {
   std::string mode;  // "server" | "client" | "launched"
   int pairs = 1;
   int world_size = 2;
+  std::string clock;  // what the timestamps come from (Timer::source())
 };
 
 // Streams the table as rows arrive, or collects them and prints one JSON document at the end.

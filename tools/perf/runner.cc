@@ -92,7 +92,7 @@ int run(Tool tool, int argc, char** argv, const Measure& measure) {
     Session s(o);
     rank = s.rank();
     const Options& agreed = s.options();
-    RunInfo info{agreed, s.transport().info(), s.mode(), s.pairs(), s.world_size()};
+    RunInfo info{agreed, s.transport().info(), s.mode(), s.pairs(), s.world_size(), s.timer().source()};
     Report report(o.json ? static_cast<std::ostream&>(json) : std::cout, info);
     if (s.printer()) report.begin();
     uint64_t wrong = 0, own_wrong = 0;

@@ -203,6 +203,15 @@ int Session::world_size() const { return world_.info.world_size; }
 
 Deadline Session::deadline() const { return bs::deadline_in(timeout_); }
 
+LoopDeadline::LoopDeadline(Session& s) : s_(s), period_(s.timer().ticks(0.1)) { reset(s.timer().now()); }
+
+void LoopDeadline::reset(uint64_t now_ticks) {
+  last_ = now_ticks;
+  auto now = Clock::now();
+  dl_ = now + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s_.timeout_seconds()));
+  if (s_.active()) s_.keepalive(now);
+}
+
 void Session::ready() {
   uint8_t b = 1;
   if (active_) t_->recv(partner_, kTagReady, &b, 1).wait(deadline());

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "options.h"
+#include "timer.h"
 #include "rdmacoll/bootstrap/launch.h"
 #include "rdmacoll/transport/transport.h"
 
@@ -63,6 +64,7 @@ class Session {
   const transport::RemoteWindow& partner_window() const { return partner_window_; }
 
   Deadline deadline() const;  // now + the timeout
+  const Timer& timer() const { return timer_; }
   double timeout_seconds() const { return timeout_; }
 
   // One pair-wide handshake before timing a size: the passive side resets its buffers and
@@ -93,6 +95,7 @@ class Session {
   std::unique_ptr<Buffer> local_, window_;
   transport::Memory local_mem_, window_mem_;
   transport::RemoteWindow partner_window_;
+  Timer timer_;
   std::vector<transport::Request> alive_;
   Clock::time_point last_alive_ = Clock::now();
 };
@@ -101,6 +104,24 @@ class Session {
 // a stale buffer from an earlier size or the other direction does not pass the check.
 void fill(uint8_t* p, size_t n, uint64_t seed);
 uint64_t count_wrong(const uint8_t* p, size_t n, uint64_t seed);
+
+// The deadline of a measurement loop's waits. It reads the steady clock only once per 100 ms
+// of cycle-counter time (reading it can cost microseconds: see timer.h), and then also tells
+// the partner that this (active) rank is alive.
+class LoopDeadline {
+ public:
+  explicit LoopDeadline(Session& s);
+  Deadline get() const { return dl_; }
+  void tick(uint64_t now_ticks) {  // cheap: call it every iteration
+    if (now_ticks - last_ >= period_) reset(now_ticks);
+  }
+
+ private:
+  void reset(uint64_t now_ticks);
+  Session& s_;
+  uint64_t last_ = 0, period_ = 0;
+  Deadline dl_;
+};
 
 // Spins on `done()` driving the transport, until it is true or the deadline passes.
 template <class F>

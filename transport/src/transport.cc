@@ -145,25 +145,35 @@ void Request::wait(Deadline deadline) {
   if (!s_) throw std::logic_error("wait() on an empty Request");
   Transport& t = *s_->transport;
   const Options& o = t.options();
-  auto spin_until = bootstrap::Clock::now() + std::chrono::duration_cast<bootstrap::Clock::duration>(
-                                                  std::chrono::duration<double, std::micro>(o.adaptive_spin_us));
+  const auto spin = std::chrono::duration_cast<bootstrap::Clock::duration>(
+      std::chrono::duration<double, std::micro>(o.adaptive_spin_us));
+  // The clock is read once every kClockEvery idle turns, not every turn: clock_gettime can be
+  // a system call of microseconds (an emulated HPET in a TCG guest), which a polling wait
+  // would otherwise pay on every turn.
+  constexpr unsigned kClockEvery = 16;
+  auto spin_until = bootstrap::Clock::now() + spin;
+  bool restart_spin = false;
+  unsigned idle = 0;
   while (s_->pending()) {
     bool active = t.progress();
     if (!s_->pending()) break;
+    if (active) restart_spin = true;
+    if (o.progress != ProgressMode::Block && ++idle % kClockEvery != 0) {
+      if (o.progress == ProgressMode::Adaptive && !active)
+        sched_yield();  // while spinning, let a rank sharing this core run (ranks may outnumber cores)
+      continue;
+    }
     auto now = bootstrap::Clock::now();
     if (now >= deadline)
       throw TimeoutError("rank " + std::to_string(t.rank()) + ": " + s_->what() +
                          " did not complete before the deadline; peer rank " + std::to_string(s_->peer) +
                          " did not answer (is it alive? RDMACOLL_TIMEOUT sets the wait)");
-    if (active) {
-      spin_until = now + std::chrono::duration_cast<bootstrap::Clock::duration>(
-                             std::chrono::duration<double, std::micro>(o.adaptive_spin_us));
-      continue;
+    if (restart_spin) {
+      spin_until = now + spin;
+      restart_spin = false;
     }
-    if (o.progress == ProgressMode::Block || (o.progress == ProgressMode::Adaptive && now >= spin_until))
+    if (o.progress == ProgressMode::Block || (o.progress == ProgressMode::Adaptive && now >= spin_until && !active))
       t.wait_for_event(std::min(deadline, now + std::chrono::milliseconds(100)));
-    else if (o.progress == ProgressMode::Adaptive)
-      sched_yield();  // while spinning, let a rank sharing this core run (ranks may outnumber cores)
   }
   finish(s_);
 }
