@@ -33,7 +33,26 @@ if [ "$on_rdma" = rdma ]; then
   [ -n "$dev" ] && flags+=(-d "$dev")
   [ "$transport" = ucx ] && export UCX_TLS=rc_verbs,self
 fi
-port() { echo $((20000 + (RANDOM + $$) % 30000)); }
+# A port nobody listens on right now (the kernel's choice, released again; ports in the
+# ephemeral range can be taken meanwhile, so servers that find theirs in use are retried).
+port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# serve_and_connect SERVER_OUT CLIENT_OUT TOOL ARGS... -- SERVER_ARGS... -- CLIENT_ARGS...: runs a
+# server and its client on a fresh port; sets src (server) and rc (client) exit statuses.
+serve_and_connect() {
+  local sout=$1 cout=$2 tool=$3; shift 3
+  local common=() sargs=() cargs=()
+  while [ "$1" != -- ]; do common+=("$1"); shift; done; shift
+  while [ "$1" != -- ]; do sargs+=("$1"); shift; done; shift
+  cargs=("$@")
+  for _ in 1 2 3; do
+    p=$(port)
+    "$tool" "${common[@]}" -p "$p" --bind 127.0.0.1 "${sargs[@]}" >"$tmp/$sout" 2>"$tmp/$sout.err" &
+    local spid=$!
+    "$tool" "${common[@]}" -p "$p" "${cargs[@]}" 127.0.0.1 >"$tmp/$cout" 2>"$tmp/$cout.err"; rc=$?
+    wait $spid; src=$?
+    grep -q "Address already in use" "$tmp/$sout.err" || return 0
+  done
+}
 
 case $case_ in
 usage)
@@ -77,12 +96,9 @@ launched)
 server-client)
   # perftest style: the server waits, the client names it; the client's flags rule.
   for tool in "$bw" "$lat"; do
-    p=$(port)
-    "$tool" "${flags[@]}" -p "$p" --bind 127.0.0.1 >"$tmp/server" 2>"$tmp/server.err" &
-    spid=$!
-    "$tool" "${flags[@]}" -p "$p" -s 4K -n 100 --check 127.0.0.1 >"$tmp/client" 2>"$tmp/client.err"; rc=$?
+    serve_and_connect server client "$tool" "${flags[@]}" -- -- -s 4K -n 100 --check
     expect_rc 0 "client of $tool"
-    wait $spid; rc=$?; expect_rc 0 "server of $tool"
+    rc=$src; expect_rc 0 "server of $tool"
     expect_in server "Waiting for client to connect"
     for f in server client; do
       expect_in $f "^ 4096  *100 .*data ok$"
@@ -103,12 +119,9 @@ unreachable)
   expect_in err "no client connected to 127.0.0.1:$p within 2 s"
   ;;
 mismatch)
-  p=$(port)
-  "$bw" "${flags[@]}" -p "$p" --bind 127.0.0.1 -n 300 >"$tmp/server" 2>"$tmp/server.err" &
-  spid=$!
-  "$bw" "${flags[@]}" -p "$p" -n 200 127.0.0.1 >"$tmp/client" 2>"$tmp/client.err"; rc=$?
+  serve_and_connect server client "$bw" "${flags[@]}" -- -n 300 -- -n 200
   expect_rc 1 "client with other -n"
-  wait $spid; rc=$?; expect_rc 1 "server with other -n"
+  rc=$src; expect_rc 1 "server with other -n"
   expect_in server.err "the server was started with iters=300 but the client asked for iters=200"
   expect_in client.err "the server was started with iters=300 but the client asked for iters=200"
   # Launched ranks with different flags: every rank names the difference.
