@@ -55,6 +55,12 @@ constexpr Spec kSpecs[] = {
      "Verbs: bytes in flight per queue pair; more waits (soft-RoCE drops packets under deep queues)."},
     {"RDMACOLL_MEMHOOKS", Type::Bool, "1",
      "Watch free/munmap/... to drop stale registration-cache entries; 0 turns the hooks off (read at startup)."},
+    {"RDMACOLL_BUFFSIZE", Type::Int, "67108864",
+     "Collectives: bytes of registered scratch per communicator; larger calls run in segments that fit."},
+    {"RDMACOLL_ALGO", Type::String, "auto",
+     "Collectives: allreduce algorithm: auto (cost model), ring, tree (double binary tree) or halving_doubling."},
+    {"RDMACOLL_DETERMINISTIC", Type::Bool, "0",
+     "Collectives: 1 reduces every element in rank order on one rank: bitwise identical across runs and algorithms."},
     // Read by the scripts (install-deps.sh, tests/guest/rdmacoll-guest), declared here so
     // there is one list and rdmacoll-info does not flag them as typos.
     {"RDMACOLL_KERNEL_DIR", Type::String, "/var/cache/rdmacoll/kernel",

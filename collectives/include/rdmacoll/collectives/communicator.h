@@ -1,0 +1,133 @@
+// A communicator: a group of ranks that run collectives together over one transport.
+//
+//   auto world = bootstrap::connect_world(*bootstrap::detect_launch(), bootstrap::default_deadline());
+//   auto comm = collectives::Communicator::create(world);
+//   comm->allreduce(in, out, count, DataType::f32, ReduceOp::sum);            // blocking
+//   Work w = comm->allreduce_async(buf, buf, count, DataType::f32, ReduceOp::avg);  // in place
+//   ... w.test() ... w.wait();
+//
+// Buffers. Every call takes an input and an output of `count` elements each; in == out is the
+// in-place form. reduce_scatter leaves rank r's block (even_blocks: the first count % size
+// blocks one element longer) at that block's offset in `out`; allgather reads block r of `in`
+// on rank r and leaves every block in `out`; broadcast and reduce use `root`'s buffers.
+//
+// Memory. A communicator owns a fixed pool of registered scratch (RDMACOLL_BUFFSIZE bytes),
+// exchanged with every peer once at creation. Peers write into it with zero copy straight from
+// the user's buffer; a call larger than the pool runs in segments, so scratch never grows.
+//
+// Ordering. Every call gets the next sequence number; all ranks must issue the same calls in
+// the same order. Several calls may be in flight: they complete in order (a later one starts
+// when the one before it is done), each progressed by test()/wait() of any of their Works.
+//
+// Threading: one thread at a time per communicator, as for the transport. A Communicator must
+// outlive its Works.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "rdmacoll/bootstrap/launch.h"
+#include "rdmacoll/collectives/datatype.h"
+#include "rdmacoll/transport/transport.h"
+
+namespace rdmacoll::collectives {
+
+using bootstrap::Deadline;
+
+// Allreduce algorithms a caller can ask for; automatic picks one from the cost model.
+enum class AllreduceAlgorithm { automatic, ring, double_binary_tree, halving_doubling };
+// "auto", "ring", "tree", "halving_doubling" (also "double_binary_tree", "hd", "rabenseifner").
+AllreduceAlgorithm parse_allreduce_algorithm(std::string_view name);
+std::string_view to_string(AllreduceAlgorithm a) noexcept;
+
+class Communicator;
+struct Operation;
+
+// A collective in flight. test() progresses the communicator and says whether this call is
+// complete; wait() progresses until it is, or throws TimeoutError naming the collective, its
+// sequence number and the ranks it still waits for. An error is rethrown by test()/wait().
+class Work {
+ public:
+  Work() = default;
+  Work(Communicator* comm, std::shared_ptr<Operation> op) : comm_(comm), op_(std::move(op)) {}
+  bool test();
+  void wait(Deadline deadline);
+  void wait();  // deadline: the communicator's timeout (RDMACOLL_TIMEOUT) from now
+  uint64_t sequence() const;
+  bool valid() const { return op_ != nullptr; }
+
+ private:
+  Communicator* comm_ = nullptr;
+  std::shared_ptr<Operation> op_;
+};
+
+// Per-call choices; the defaults follow the communicator's settings.
+struct CallOptions {
+  std::optional<AllreduceAlgorithm> algorithm;  // allreduce only; default RDMACOLL_ALGO
+  std::optional<bool> deterministic;            // default RDMACOLL_DETERMINISTIC
+};
+
+class Communicator {
+ public:
+  struct Options {
+    transport::Options transport = transport::Options::from_settings();
+    size_t buffsize = 64u << 20;  // RDMACOLL_BUFFSIZE: scratch pool bytes
+    AllreduceAlgorithm algorithm = AllreduceAlgorithm::automatic;  // RDMACOLL_ALGO
+    bool deterministic = false;   // RDMACOLL_DETERMINISTIC: reproducible (ordered) reductions
+    double timeout_s = 60;        // RDMACOLL_TIMEOUT: a collective's deadline from its start
+    static Options from_settings();
+  };
+
+  // Collective over `world`: connects the transport and exchanges the scratch windows.
+  static std::unique_ptr<Communicator> create(bootstrap::World& world, const Options& options = Options::from_settings());
+  ~Communicator();
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+
+  int rank() const;
+  int size() const;
+  const Options& options() const;
+  transport::Transport& transport();
+  // The pool's size (fixed), and the most of it any run has used so far.
+  size_t scratch_bytes() const;
+  size_t peak_scratch_bytes() const;
+  // The sequence number the next call gets (calls are numbered from 0).
+  uint64_t next_sequence() const;
+
+  Work allreduce_async(const void* in, void* out, size_t count, DataType type, ReduceOp op, const CallOptions& o = {});
+  Work reduce_scatter_async(const void* in, void* out, size_t count, DataType type, ReduceOp op,
+                            const CallOptions& o = {});
+  Work allgather_async(const void* in, void* out, size_t count, DataType type);
+  Work broadcast_async(const void* in, void* out, size_t count, DataType type, int root);
+  Work reduce_async(const void* in, void* out, size_t count, DataType type, ReduceOp op, int root,
+                    const CallOptions& o = {});
+  Work barrier_async();
+
+  void allreduce(const void* in, void* out, size_t count, DataType type, ReduceOp op, const CallOptions& o = {}) {
+    allreduce_async(in, out, count, type, op, o).wait();
+  }
+  void reduce_scatter(const void* in, void* out, size_t count, DataType type, ReduceOp op, const CallOptions& o = {}) {
+    reduce_scatter_async(in, out, count, type, op, o).wait();
+  }
+  void allgather(const void* in, void* out, size_t count, DataType type) { allgather_async(in, out, count, type).wait(); }
+  void broadcast(const void* in, void* out, size_t count, DataType type, int root) {
+    broadcast_async(in, out, count, type, root).wait();
+  }
+  void reduce(const void* in, void* out, size_t count, DataType type, ReduceOp op, int root, const CallOptions& o = {}) {
+    reduce_async(in, out, count, type, op, root, o).wait();
+  }
+  void barrier() { barrier_async().wait(); }
+
+  struct Impl;
+
+ private:
+  friend class Work;
+  explicit Communicator(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace rdmacoll::collectives

@@ -1,0 +1,243 @@
+// The collective calls: pick the algorithm, cut the call into segments that fit the scratch
+// pool, and queue it as an Operation (communicator.cc runs it).
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+
+#include "exec/comm_impl.h"
+#include "rdmacoll/collectives/reduce.h"
+
+namespace rdmacoll::collectives {
+namespace {
+
+using schedules::Algorithm;
+using schedules::Block;
+
+Algorithm allreduce_algorithm(const Communicator::Options& o, const CallOptions& call, int n, size_t count,
+                              size_t es) {
+  AllreduceAlgorithm want = call.algorithm.value_or(o.algorithm);
+  Algorithm a = Algorithm::ring_allreduce;
+  switch (want) {
+    case AllreduceAlgorithm::ring: a = Algorithm::ring_allreduce; break;
+    case AllreduceAlgorithm::double_binary_tree: a = Algorithm::double_binary_tree_allreduce; break;
+    case AllreduceAlgorithm::halving_doubling: a = Algorithm::halving_doubling_allreduce; break;
+    case AllreduceAlgorithm::automatic: {
+      // The cost model's default parameters; measuring them per communicator is still to come.
+      double best = std::numeric_limits<double>::infinity();
+      for (Algorithm c : {Algorithm::ring_allreduce, Algorithm::double_binary_tree_allreduce,
+                          Algorithm::halving_doubling_allreduce}) {
+        const double s = schedules::estimate(c, n, count, es).seconds;
+        if (s < best) best = s, a = c;
+      }
+      break;
+    }
+  }
+  return call.deterministic.value_or(o.deterministic) ? schedules::reproducible(a) : a;
+}
+
+// Pipelining pays off where the cost model says so; only these collectives take pieces.
+size_t pieces_for(Algorithm a, int n, size_t count, size_t es) {
+  switch (schedules::collective_of(a)) {
+    case schedules::Collective::allreduce:
+    case schedules::Collective::broadcast:
+    case schedules::Collective::reduce: return std::max<size_t>(1, schedules::estimate(a, n, count, es).pieces);
+    default: return 1;
+  }
+}
+
+// The largest x in [1, hi] with fits(x) (fits is monotone: scratch never shrinks as counts
+// grow), or 0 if not even 1 fits.
+template <class F>
+size_t largest_fitting(size_t hi, F fits) {
+  if (hi == 0 || !fits(1)) return 0;
+  size_t lo = 1;
+  while (lo < hi) {
+    const size_t mid = lo + (hi - lo + 1) / 2;
+    if (fits(mid)) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+std::length_error pool_too_small(std::string_view what, size_t pool) {
+  return std::length_error(std::string(what) + ": RDMACOLL_BUFFSIZE (" + std::to_string(pool) +
+                           " bytes) is too small for even one element per segment");
+}
+
+}  // namespace
+
+// Allreduce, broadcast, reduce: contiguous segments of the buffer, each its own run.
+static void add_contiguous_runs(Communicator::Impl& c, Operation& op, Algorithm a, char* out, size_t count, int root) {
+  const int n = c.transport->size(), me = c.transport->rank();
+  const size_t es = dtype_size(op.type), pieces = pieces_for(a, n, count, es);
+  auto need = [&](size_t seg) {
+    return (schedules::scratch_elements(a, n, seg, std::min(pieces, seg)) + seg) * es;
+  };
+  const size_t seg = largest_fitting(count, [&](size_t s) { return need(s) <= c.pool.bytes; });
+  if (count > 0 && seg == 0) throw pool_too_small(op.name, c.pool.bytes);
+  for (size_t begin = 0; begin < count; begin += seg) {
+    const size_t len = std::min(seg, count - begin);
+    schedules::Spec spec{a, me, n, len, root, std::min(pieces, len)};
+    c.add_run(op, [spec] { return schedules::build(spec); }, {{0, out + begin * es, len}});
+  }
+}
+
+// Reduce-scatter and allgather keep block r on rank r: a segment is the same sub-range of
+// every block, laid out compactly in the schedule's user space.
+static void add_block_runs(Communicator::Impl& c, Operation& op, Algorithm a, char* out, size_t count) {
+  const int n = c.transport->size(), me = c.transport->rank();
+  const size_t es = dtype_size(op.type);
+  const std::vector<Block> blocks = schedules::even_blocks(count, static_cast<size_t>(n));
+  const size_t longest = blocks.empty() ? 0 : blocks.front().count;
+  auto need = [&](size_t len) {
+    const size_t total = len * static_cast<size_t>(n);
+    return (schedules::scratch_elements(a, n, total) + total) * es;
+  };
+  const size_t seg = largest_fitting(longest, [&](size_t s) { return need(s) <= c.pool.bytes; });
+  if (longest > 0 && seg == 0) throw pool_too_small(op.name, c.pool.bytes);
+  for (size_t begin = 0; begin < longest; begin += seg) {
+    const std::vector<Block> part = schedules::segment_blocks(blocks, begin, seg);
+    std::vector<Block> compact;
+    std::vector<exec::UserPiece> user;
+    size_t at = 0;
+    for (const Block& b : part) {
+      compact.push_back({at, b.count});
+      if (b.count > 0) user.push_back({at, out + b.offset * es, b.count});
+      at += b.count;
+    }
+    c.add_run(op, [a, me, n, compact] {
+      switch (a) {
+        case Algorithm::ring_reduce_scatter: return schedules::ring_reduce_scatter(me, n, compact);
+        case Algorithm::ordered_reduce_scatter: return schedules::ordered_reduce_scatter(me, n, compact);
+        case Algorithm::recursive_doubling_allgather: return schedules::recursive_doubling_allgather(me, n, compact);
+        default: return schedules::ring_allgather(me, n, compact);
+      }
+    }, std::move(user));
+  }
+}
+
+static std::shared_ptr<Operation> new_op(Communicator::Impl& c, std::string name, Algorithm a, DataType type,
+                                         ReduceOp op) {
+  dtype_size(type);  // validates the enum
+  auto o = std::make_shared<Operation>();
+  o->seq = c.next_seq++;
+  o->name = std::move(name);
+  o->algorithm = std::string(schedules::to_string(a));
+  o->type = type;
+  o->op = op;
+  return o;
+}
+
+static void check_buffers(std::string_view name, const void* in, const void* out, size_t count) {
+  if (count > 0 && (in == nullptr || out == nullptr))
+    throw std::invalid_argument(std::string(name) + ": null buffer with count " + std::to_string(count));
+}
+
+// out = in unless in place; done when the call starts, not when it is queued.
+static std::function<void()> copy_in(const void* in, void* out, size_t bytes) {
+  if (in == out || bytes == 0) return {};
+  return [in, out, bytes] { std::memcpy(out, in, bytes); };
+}
+
+Work Communicator::allreduce_async(const void* in, void* out, size_t count, DataType type, ReduceOp op,
+                                   const CallOptions& o) {
+  check_buffers("allreduce", in, out, count);
+  Impl& c = *impl_;
+  const int n = size();
+  const Algorithm a = allreduce_algorithm(c.options, o, n, count, dtype_size(type));
+  auto w = new_op(c, "allreduce", a, type, op);
+  const size_t es = dtype_size(type);
+  w->prologue = copy_in(in, out, count * es);
+  if (n > 1) add_contiguous_runs(c, *w, a, static_cast<char*>(out), count, 0);
+  if (op == ReduceOp::avg) w->epilogue = [type, out, count, n] { finalize_avg(type, out, count, static_cast<size_t>(n)); };
+  return c.submit(this, std::move(w));
+}
+
+Work Communicator::reduce_scatter_async(const void* in, void* out, size_t count, DataType type, ReduceOp op,
+                                        const CallOptions& o) {
+  check_buffers("reduce_scatter", in, out, count);
+  Impl& c = *impl_;
+  const int n = size(), me = rank();
+  const bool det = o.deterministic.value_or(c.options.deterministic);
+  const Algorithm a = det ? Algorithm::ordered_reduce_scatter : Algorithm::ring_reduce_scatter;
+  auto w = new_op(c, "reduce_scatter", a, type, op);
+  const size_t es = dtype_size(type);
+  w->prologue = copy_in(in, out, count * es);
+  if (n > 1) add_block_runs(c, *w, a, static_cast<char*>(out), count);
+  if (op == ReduceOp::avg) {
+    const Block b = schedules::even_blocks(count, static_cast<size_t>(n))[static_cast<size_t>(me)];
+    char* mine = static_cast<char*>(out) + b.offset * es;
+    w->epilogue = [type, mine, b, n] { finalize_avg(type, mine, b.count, static_cast<size_t>(n)); };
+  }
+  return c.submit(this, std::move(w));
+}
+
+Work Communicator::allgather_async(const void* in, void* out, size_t count, DataType type) {
+  check_buffers("allgather", in, out, count);
+  Impl& c = *impl_;
+  const int n = size(), me = rank();
+  const bool pow2 = (n & (n - 1)) == 0;
+  const size_t es = dtype_size(type);
+  // Recursive doubling has log n steps against the ring's n-1, for the same bytes.
+  const Algorithm a = pow2 && n > 2 ? Algorithm::recursive_doubling_allgather : Algorithm::ring_allgather;
+  auto w = new_op(c, "allgather", a, type, ReduceOp::sum);
+  const Block b = schedules::even_blocks(count, static_cast<size_t>(n))[static_cast<size_t>(me)];
+  w->prologue = copy_in(static_cast<const char*>(in) + b.offset * es, static_cast<char*>(out) + b.offset * es,
+                        b.count * es);
+  if (n > 1) add_block_runs(c, *w, a, static_cast<char*>(out), count);
+  return c.submit(this, std::move(w));
+}
+
+static void check_root(std::string_view name, int root, int n) {
+  if (root < 0 || root >= n)
+    throw std::invalid_argument(std::string(name) + ": root " + std::to_string(root) + " is not in [0, " +
+                                std::to_string(n) + ")");
+}
+
+Work Communicator::broadcast_async(const void* in, void* out, size_t count, DataType type, int root) {
+  Impl& c = *impl_;
+  const int n = size();
+  check_root("broadcast", root, n);
+  check_buffers("broadcast", rank() == root ? in : out, out, count);
+  const size_t es = dtype_size(type);
+  // The chain pipelines well for large messages; the binomial tree has fewer steps.
+  const Algorithm a =
+      schedules::estimate(Algorithm::chain_broadcast, n, count, es).seconds <
+              schedules::estimate(Algorithm::binomial_broadcast, n, count, es).seconds
+          ? Algorithm::chain_broadcast
+          : Algorithm::binomial_broadcast;
+  auto w = new_op(c, "broadcast", a, type, ReduceOp::sum);
+  if (rank() == root) w->prologue = copy_in(in, out, count * es);
+  if (n > 1) add_contiguous_runs(c, *w, a, static_cast<char*>(out), count, root);
+  return c.submit(this, std::move(w));
+}
+
+Work Communicator::reduce_async(const void* in, void* out, size_t count, DataType type, ReduceOp op, int root,
+                                const CallOptions& o) {
+  check_buffers("reduce", in, out, count);
+  Impl& c = *impl_;
+  const int n = size();
+  check_root("reduce", root, n);
+  const bool det = o.deterministic.value_or(c.options.deterministic);
+  const Algorithm a = det ? Algorithm::ordered_reduce : Algorithm::binomial_reduce;
+  auto w = new_op(c, "reduce", a, type, op);
+  const size_t es = dtype_size(type);
+  w->prologue = copy_in(in, out, count * es);
+  if (n > 1) add_contiguous_runs(c, *w, a, static_cast<char*>(out), count, root);
+  if (op == ReduceOp::avg && rank() == root)
+    w->epilogue = [type, out, count, n] { finalize_avg(type, out, count, static_cast<size_t>(n)); };
+  return c.submit(this, std::move(w));
+}
+
+Work Communicator::barrier_async() {
+  Impl& c = *impl_;
+  const int n = size(), me = rank();
+  auto w = new_op(c, "barrier", Algorithm::dissemination_barrier, DataType::u8, ReduceOp::sum);
+  // Zero-count transfers touch no scratch, so a barrier needs no fence; and it is one itself.
+  if (n > 1) w->plans.push_back({[me, n] { return schedules::dissemination_barrier(me, n); }, {}, true});
+  c.scratch_dirty = false;
+  return c.submit(this, std::move(w));
+}
+
+}  // namespace rdmacoll::collectives

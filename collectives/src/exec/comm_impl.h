@@ -1,0 +1,40 @@
+// The communicator's state, shared by its methods (communicator.cc), the call builders
+// (collectives.cc) and Work.
+#pragma once
+
+#include <cstdlib>
+#include <deque>
+#include <memory>
+
+#include "exec/operation.h"
+#include "rdmacoll/collectives/communicator.h"
+
+namespace rdmacoll::collectives {
+
+struct Communicator::Impl {
+  Options options;
+  // Declared first, freed last: a peer's write may land until the transport is gone.
+  std::unique_ptr<char, decltype(&std::free)> pool_memory{nullptr, &std::free};
+  // Outlives everything below (registrations, windows and requests refer to it).
+  std::unique_ptr<transport::Transport> transport;
+  transport::Memory pool_registration;
+  exec::Pool pool;
+
+  uint64_t next_seq = 0;
+  uint16_t next_run_tag = 0;
+  // A peer that has finished run k may start writing run k+1 into scratch this rank still
+  // reduces from; runs that follow a data run therefore start with a fence (a barrier run).
+  bool scratch_dirty = false;
+  std::size_t peak_scratch = 0;
+  std::deque<std::shared_ptr<Operation>> queue;
+  std::exception_ptr failed;  // the first error: every later call fails with it
+
+  // Appends a data run to `op`, with a fence before it where scratch may still be in use.
+  void add_run(Operation& op, std::function<schedules::Schedule()> build, std::vector<exec::UserPiece> user);
+  Work submit(Communicator* self, std::shared_ptr<Operation> op);
+  // Advances the queue head(s) without blocking; true once `op` is done.
+  bool progress(const Operation& op);
+  bool advance(Operation& op);
+};
+
+}  // namespace rdmacoll::collectives

@@ -1,0 +1,200 @@
+// Communicator creation, the operation queue and Work. The calls themselves: collectives.cc.
+#include <algorithm>
+#include <chrono>
+#include <stdexcept>
+#include <thread>
+
+#include "exec/comm_impl.h"
+#include "rdmacoll/error.h"
+#include "rdmacoll/log.h"
+#include "rdmacoll/settings.h"
+
+namespace rdmacoll::collectives {
+
+AllreduceAlgorithm parse_allreduce_algorithm(std::string_view name) {
+  if (name == "auto" || name.empty()) return AllreduceAlgorithm::automatic;
+  if (name == "ring") return AllreduceAlgorithm::ring;
+  if (name == "tree" || name == "double_binary_tree") return AllreduceAlgorithm::double_binary_tree;
+  if (name == "halving_doubling" || name == "hd" || name == "rabenseifner") return AllreduceAlgorithm::halving_doubling;
+  throw ConfigError("RDMACOLL_ALGO: unknown allreduce algorithm '" + std::string(name) +
+                    "' (accepted: auto, ring, tree, halving_doubling)");
+}
+
+std::string_view to_string(AllreduceAlgorithm a) noexcept {
+  switch (a) {
+    case AllreduceAlgorithm::automatic: return "auto";
+    case AllreduceAlgorithm::ring: return "ring";
+    case AllreduceAlgorithm::double_binary_tree: return "tree";
+    case AllreduceAlgorithm::halving_doubling: return "halving_doubling";
+  }
+  return "unknown";
+}
+
+Communicator::Options Communicator::Options::from_settings() {
+  Options o;
+  const int64_t buffsize = settings::get_int("RDMACOLL_BUFFSIZE").value_or(64 << 20);
+  if (buffsize < 4096) throw ConfigError("RDMACOLL_BUFFSIZE must be at least 4096 bytes, got " + std::to_string(buffsize));
+  o.buffsize = static_cast<size_t>(buffsize);
+  o.algorithm = parse_allreduce_algorithm(settings::get_string("RDMACOLL_ALGO"));
+  o.deterministic = settings::get_bool("RDMACOLL_DETERMINISTIC");
+  o.timeout_s = settings::get_seconds("RDMACOLL_TIMEOUT");
+  return o;
+}
+
+std::string Operation::describe() const {
+  std::string s = name + " #" + std::to_string(seq) + " (" + algorithm;
+  if (run) s += ", run " + std::to_string(current + 1) + " of " + std::to_string(plans.size()) + ": " + run->pending();
+  else if (!started) s += ", not started: queued behind an earlier call";
+  return s + ")";
+}
+
+Communicator::Communicator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Communicator::~Communicator() {
+  if (impl_ && !impl_->queue.empty())
+    RDMACOLL_WARN(kColl, "communicator destroyed with %zu collective(s) still in flight", impl_->queue.size());
+}
+
+// The pool descriptions go over the new transport itself, not the store: a transport is this
+// communicator's own, so its tags cannot meet another communicator's, while store keys would
+// need a name every rank agrees on.
+constexpr uint64_t kSetupTag = 0xC011'5E70;
+constexpr size_t kMaxWindowDescription = 64 << 10;
+
+std::unique_ptr<Communicator> Communicator::create(bootstrap::World& world, const Options& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  impl->transport = transport::Transport::create(world, options.transport);
+  transport::Transport& t = *impl->transport;
+  const size_t bytes = (options.buffsize + 4095) / 4096 * 4096;
+  impl->pool_memory.reset(static_cast<char*>(std::aligned_alloc(4096, bytes)));
+  if (!impl->pool_memory) throw std::bad_alloc();
+  impl->pool_registration = t.register_memory(impl->pool_memory.get(), bytes, transport::kRemoteWrite);
+  impl->pool.base = impl->pool_memory.get();
+  impl->pool.bytes = bytes;
+  const int me = t.rank(), n = t.size();
+  const std::vector<uint8_t> mine = t.pack_window(impl->pool_registration);
+  std::vector<std::vector<uint8_t>> theirs(static_cast<size_t>(n), std::vector<uint8_t>(kMaxWindowDescription));
+  std::vector<transport::Request> reqs;
+  for (int p = 0; p < n; ++p) {
+    if (p == me) continue;
+    reqs.push_back(t.recv(p, kSetupTag, theirs[static_cast<size_t>(p)].data(), kMaxWindowDescription));
+    reqs.push_back(t.send(p, kSetupTag, mine.data(), mine.size()));
+  }
+  const Deadline deadline = bootstrap::deadline_in(options.timeout_s);
+  for (auto& r : reqs) r.wait(deadline);
+  impl->pool.peers.resize(static_cast<size_t>(n));
+  for (int p = 0, k = 0; p < n; ++p) {
+    if (p == me) continue;
+    auto& d = theirs[static_cast<size_t>(p)];
+    d.resize(reqs[static_cast<size_t>(2 * k++)].bytes());
+    impl->pool.peers[static_cast<size_t>(p)] = t.unpack_window(p, d);
+  }
+  return std::unique_ptr<Communicator>(new Communicator(std::move(impl)));
+}
+
+int Communicator::rank() const { return impl_->transport->rank(); }
+int Communicator::size() const { return impl_->transport->size(); }
+const Communicator::Options& Communicator::options() const { return impl_->options; }
+transport::Transport& Communicator::transport() { return *impl_->transport; }
+size_t Communicator::scratch_bytes() const { return impl_->pool.bytes; }
+size_t Communicator::peak_scratch_bytes() const { return impl_->peak_scratch; }
+uint64_t Communicator::next_sequence() const { return impl_->next_seq; }
+
+void Communicator::Impl::add_run(Operation& op, std::function<schedules::Schedule()> build,
+                                 std::vector<exec::UserPiece> user) {
+  const int n = transport->size(), me = transport->rank();
+  if (n > 1 && scratch_dirty)
+    op.plans.push_back({[me, n] { return schedules::dissemination_barrier(me, n); }, {}, true});
+  op.plans.push_back({std::move(build), std::move(user), false});
+  scratch_dirty = true;
+}
+
+Work Communicator::Impl::submit(Communicator* self, std::shared_ptr<Operation> op) {
+  if (failed) op->error = failed, op->done = true;
+  else queue.push_back(op);
+  return Work(self, std::move(op));
+}
+
+bool Communicator::Impl::advance(Operation& op) {
+  if (!op.started) {
+    op.started = true;
+    if (op.prologue) op.prologue();
+  }
+  for (;;) {
+    if (!op.run) {
+      if (op.current == op.plans.size()) {
+        if (op.epilogue) op.epilogue();
+        return true;
+      }
+      const Operation::Plan& plan = op.plans[op.current];
+      const DataType type = plan.fence ? DataType::u8 : op.type;
+      op.run = std::make_unique<exec::Run>(*transport, pool, plan.build(), plan.user, type, op.op, next_run_tag++);
+      peak_scratch = std::max(peak_scratch, exec::pool_bytes(op.run->schedule(), type));
+      ++op.events;
+    }
+    const uint64_t before = op.run->events();
+    const bool finished = op.run->advance();
+    op.events += op.run->events() - before;
+    if (!finished) return false;
+    op.run.reset();
+    ++op.current;
+    ++op.events;
+  }
+}
+
+bool Communicator::Impl::progress(const Operation& target) {
+  while (!queue.empty() && !target.done) {
+    std::shared_ptr<Operation> head = queue.front();
+    try {
+      if (!advance(*head)) return false;
+    } catch (...) {
+      // The ranks are out of step now; fail this call and every later one with the cause.
+      failed = std::current_exception();
+      for (auto& op : queue) op->error = failed, op->done = true, op->run.reset();
+      queue.clear();
+      break;
+    }
+    head->done = true;
+    head->run.reset();
+    queue.pop_front();
+  }
+  return target.done;
+}
+
+bool Work::test() {
+  if (!op_) throw std::logic_error("Work::test on an empty Work");
+  const bool done = op_->done || comm_->impl_->progress(*op_);
+  if (done && op_->error) std::rethrow_exception(op_->error);
+  return done;
+}
+
+uint64_t Work::sequence() const { return op_ ? op_->seq : 0; }
+
+void Work::wait() { wait(bootstrap::deadline_in(comm_->impl_->options.timeout_s)); }
+
+void Work::wait(Deadline deadline) {
+  Communicator::Impl& c = *comm_->impl_;
+  transport::Transport& t = *c.transport;
+  const auto spin = std::chrono::duration<double, std::micro>(t.options().adaptive_spin_us);
+  auto last_change = bootstrap::Clock::now();
+  uint64_t seen = 0;
+  while (!test()) {
+    const auto now = bootstrap::Clock::now();
+    if (now >= deadline) {
+      const Operation& head = c.queue.empty() ? *op_ : *c.queue.front();
+      std::string msg = "rdmacoll: rank " + std::to_string(t.rank()) + ": " + (&head == op_.get() ? "" : "waiting for ") +
+                        head.describe() + " timed out";
+      if (&head != op_.get()) msg += "; " + op_->name + " #" + std::to_string(op_->seq) + " is queued behind it";
+      throw TimeoutError(msg);
+    }
+    const uint64_t ev = c.queue.empty() ? 0 : c.queue.front()->events;
+    if (ev != seen) seen = ev, last_change = now;
+    // Spin while things move; once they stop, let the transport sleep until it has an event
+    // (capped, so the deadline is checked): ranks may outnumber cores.
+    if (t.options().progress != transport::ProgressMode::Poll && now - last_change > spin)
+      t.wait_for_event(std::min(deadline, now + std::chrono::milliseconds(5)));
+  }
+}
+
+}  // namespace rdmacoll::collectives

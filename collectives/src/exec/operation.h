@@ -1,0 +1,45 @@
+// A collective call as the communicator runs it: a prologue (the out-of-place copy), a list of
+// runs (one schedule each: the segments, with fences between runs that reuse scratch), and an
+// epilogue (avg's division). Runs are built when they start, so a call's schedules are never
+// all in memory at once.
+#pragma once
+
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "exec/run.h"
+#include "rdmacoll/bootstrap/store.h"
+
+namespace rdmacoll::collectives {
+
+struct Operation {
+  struct Plan {
+    std::function<schedules::Schedule()> build;
+    std::vector<exec::UserPiece> user;
+    bool fence = false;  // a barrier run: no data
+  };
+
+  uint64_t seq = 0;
+  std::string name;       // "allreduce"
+  std::string algorithm;  // "ring_allreduce", for messages
+  DataType type = DataType::u8;
+  ReduceOp op = ReduceOp::sum;
+  std::function<void()> prologue, epilogue;
+  std::vector<Plan> plans;
+
+  // Progress state.
+  bool started = false, done = false;
+  std::size_t current = 0;
+  std::unique_ptr<exec::Run> run;
+  std::exception_ptr error;
+  uint64_t events = 0;  // bumped whenever something moved, for adaptive waiting
+
+  // "allreduce #12 (ring_allreduce, run 2 of 5: step 3/4, waiting for data from ranks 1, 2)"
+  std::string describe() const;
+};
+
+}  // namespace rdmacoll::collectives

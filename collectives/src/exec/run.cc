@@ -1,0 +1,196 @@
+#include "exec/run.h"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+
+#include "rdmacoll/collectives/reduce.h"
+#include "rdmacoll/error.h"
+
+namespace rdmacoll::collectives::exec {
+
+using schedules::Action;
+using schedules::Memory;
+using schedules::Place;
+using schedules::Transfer;
+
+std::size_t pool_bytes(const schedules::Schedule& s, DataType type) {
+  return (s.scratch + s.count) * dtype_size(type);
+}
+
+Run::Run(transport::Transport& t, const Pool& pool, schedules::Schedule schedule, std::vector<UserPiece> user,
+         DataType type, ReduceOp op, uint16_t tag)
+    : t_(t), pool_(pool), sched_(std::move(schedule)), user_(std::move(user)), type_(type), op_(op),
+      es_(dtype_size(type)), mirror_(sched_.scratch * es_), tag_(tag) {
+  if (pool_bytes(sched_, type_) > pool_.bytes)
+    throw std::length_error("collective run needs " + std::to_string(pool_bytes(sched_, type_)) +
+                            " scratch bytes, the pool has " + std::to_string(pool_.bytes));
+  std::sort(user_.begin(), user_.end(), [](const UserPiece& a, const UserPiece& b) { return a.sched < b.sched; });
+  for (const UserPiece& p : user_) bounds_.push_back(p.sched);
+  const auto n = static_cast<std::size_t>(t_.size());
+  expected_.resize(n), next_.resize(n), note_.resize(n), sent_count_.resize(n), recv_count_.resize(n);
+}
+
+char* Run::user(std::size_t offset) const {
+  auto it = std::upper_bound(user_.begin(), user_.end(), offset,
+                             [](std::size_t o, const UserPiece& p) { return o < p.sched; });
+  if (it == user_.begin()) throw std::logic_error("schedule offset " + std::to_string(offset) + " outside user memory");
+  --it;
+  return it->base + (offset - it->sched) * es_;
+}
+
+char* Run::at(Place p, std::size_t extra) const {
+  return p.memory == Memory::user ? user(p.offset + extra) : pool_.base + (p.offset + extra) * es_;
+}
+
+// Cut at every kChunkBytes and wherever a user range crosses from one piece to the next, so
+// each chunk is contiguous on both sides. Sender and receiver hold the same pieces, so they
+// cut alike.
+std::vector<Run::Chunk> Run::chunks_of(const Transfer& t) const {
+  const std::size_t step = std::max<std::size_t>(1, kChunkBytes / es_);
+  std::vector<std::size_t> cuts;
+  auto add_bounds = [&](Place p) {
+    if (p.memory != Memory::user) return;
+    for (std::size_t b : bounds_)
+      if (b > p.offset && b < p.offset + t.count) cuts.push_back(b - p.offset);
+  };
+  add_bounds(t.src);
+  add_bounds(t.dst);
+  for (std::size_t o = step; o < t.count; o += step) cuts.push_back(o);
+  std::sort(cuts.begin(), cuts.end());
+  cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+  std::vector<Chunk> out;
+  std::size_t begin = 0;
+  for (std::size_t c : cuts) out.push_back({begin, c - begin}), begin = c;
+  out.push_back({begin, t.count - begin});  // a zero-count transfer is one empty chunk: still delivered
+  return out;
+}
+
+std::size_t Run::landing_bytes(const Transfer& t, std::size_t offset) const {
+  if (t.action == Action::reduce) return (t.staging + offset) * es_;
+  if (t.dst.memory == Memory::user) return mirror_ + (t.dst.offset + offset) * es_;
+  return (t.dst.offset + offset) * es_;
+}
+
+void Run::start_step() {
+  const schedules::Step& s = sched_.steps[step_];
+  sends_.clear();
+  for (const Transfer& tr : s.sends) {
+    for (const Chunk& c : chunks_of(tr)) {
+      const auto to = static_cast<std::size_t>(tr.to);
+      const uint32_t imm = (uint32_t{tag_} << 16) | (sent_count_[to]++ & 0xffffu);
+      const char* src = c.count ? at(tr.src, c.offset) : pool_.base;
+      sends_.emplace_back(tr.to, t_.write(tr.to, src, c.count * es_, pool_.peers[to], landing_bytes(tr, c.offset), imm));
+    }
+  }
+  incoming_.assign(s.recvs.size(), {});
+  for (auto& e : expected_) e.clear();
+  std::fill(next_.begin(), next_.end(), 0);
+  for (std::size_t i = 0; i < s.recvs.size(); ++i) {
+    const Transfer& tr = s.recvs[i];
+    incoming_[i].chunks = chunks_of(tr);
+    for (std::size_t k = 0; k < incoming_[i].chunks.size(); ++k)
+      expected_[static_cast<std::size_t>(tr.from)].push_back({i, k});
+    // Reduces into the same elements apply in list order, so results do not vary between runs.
+    if (tr.action != Action::reduce) continue;
+    for (std::size_t j = 0; j < i; ++j) {
+      const Transfer& u = s.recvs[j];
+      if (u.action == Action::reduce && u.dst.memory == tr.dst.memory && u.dst.offset < tr.dst.offset + tr.count &&
+          tr.dst.offset < u.dst.offset + u.count)
+        incoming_[i].blockers.push_back(j);
+    }
+  }
+  started_ = true;
+}
+
+void Run::apply(const Transfer& tr, const Chunk& c) {
+  if (c.count == 0) return;
+  const char* landed = pool_.base + landing_bytes(tr, c.offset);
+  if (tr.action == Action::reduce) {
+    reduce_into(type_, op_, at(tr.dst, c.offset), landed, c.count);
+  } else if (tr.dst.memory == Memory::user) {
+    std::memcpy(at(tr.dst, c.offset), landed, c.count * es_);
+  }  // overwrite into scratch: it has landed where it belongs
+}
+
+void Run::apply_arrived() {
+  const schedules::Step& s = sched_.steps[step_];
+  for (std::size_t i = 0; i < incoming_.size(); ++i) {
+    Incoming& in = incoming_[i];
+    bool blocked = false;
+    for (std::size_t j : in.blockers) blocked |= incoming_[j].applied < incoming_[j].chunks.size();
+    if (blocked) continue;
+    while (in.applied < in.arrived) apply(s.recvs[i], in.chunks[in.applied++]);
+  }
+}
+
+bool Run::poll_step() {
+  for (std::size_t p = 0; p < expected_.size(); ++p) {
+    while (next_[p] < expected_[p].size()) {
+      if (!note_[p].valid()) note_[p] = t_.notification(static_cast<int>(p));
+      if (!note_[p].test()) break;
+      const uint32_t imm = note_[p].wait_value();
+      const uint32_t want = (uint32_t{tag_} << 16) | (recv_count_[p]++ & 0xffffu);
+      if (imm != want)
+        throw ProtocolError("collective: notification " + std::to_string(imm) + " from rank " + std::to_string(p) +
+                            " where " + std::to_string(want) +
+                            " was expected (run tag, chunk index): the ranks disagree on the sequence of calls");
+      note_[p] = transport::Request();
+      ++events_;
+      ++incoming_[expected_[p][next_[p]++].transfer].arrived;
+    }
+  }
+  apply_arrived();
+  events_ += std::erase_if(sends_, [](auto& s) { return s.second.test(); });
+  if (!sends_.empty()) return false;
+  return std::all_of(incoming_.begin(), incoming_.end(), [](const Incoming& in) { return in.applied == in.chunks.size(); });
+}
+
+void Run::run_locals() {
+  for (const schedules::Local& l : sched_.steps[step_].local) {
+    if (l.count == 0) continue;
+    // Locals may cross user pieces: go element range by element range within one piece.
+    for (std::size_t done = 0; done < l.count;) {
+      std::size_t n = l.count - done;
+      for (Place p : {l.src, l.dst}) {
+        if (p.memory != Memory::user) continue;
+        for (std::size_t b : bounds_)
+          if (b > p.offset + done && b < p.offset + done + n) n = b - (p.offset + done);
+      }
+      char* dst = at(l.dst, done);
+      const char* src = at(l.src, done);
+      if (l.action == Action::reduce) reduce_into(type_, op_, dst, src, n);
+      else std::memmove(dst, src, n * es_);
+      done += n;
+    }
+  }
+}
+
+bool Run::advance() {
+  while (step_ < sched_.steps.size()) {
+    if (!started_) start_step();
+    if (!poll_step()) return false;
+    run_locals();
+    ++step_;
+    started_ = false;
+  }
+  return true;
+}
+
+std::string Run::pending() const {
+  std::string from, to;
+  for (std::size_t p = 0; p < expected_.size(); ++p)
+    if (next_[p] < expected_[p].size()) from += (from.empty() ? "" : ", ") + std::to_string(p);
+  std::vector<int> peers;
+  for (const auto& s : sends_) peers.push_back(s.first);
+  std::sort(peers.begin(), peers.end());
+  peers.erase(std::unique(peers.begin(), peers.end()), peers.end());
+  for (int p : peers) to += (to.empty() ? "" : ", ") + std::to_string(p);
+  std::string out = "step " + std::to_string(step_ + 1) + "/" + std::to_string(sched_.steps.size());
+  if (!from.empty()) out += ", waiting for data from ranks " + from;
+  if (!to.empty()) out += ", writes to ranks " + to + " not complete";
+  if (from.empty() && to.empty()) out += ", reductions pending";
+  return out;
+}
+
+}  // namespace rdmacoll::collectives::exec

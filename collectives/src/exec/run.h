@@ -1,0 +1,118 @@
+// Runs one schedule (schedule.h) on a transport: the executor's inner loop.
+//
+// Data path. A sender writes each transfer straight from its buffer (user memory, registered
+// through the transport's cache, or its scratch pool) into the receiver's pool at landing(t),
+// with an immediate. The receiver learns of each arrival from notification(peer), which is
+// per peer and in order; that order is the pairing order of schedule.h (a step's transfers
+// between two ranks in list order), so the k-th notification from a peer in a run is the k-th
+// chunk this rank expects from it. The immediate carries the run's tag and that index, which
+// are checked: a mismatch means the ranks disagree on the call sequence.
+//
+// Pool layout of a run, identical on every rank (schedule scratch is rank-independent):
+//
+//   [ schedule scratch: sched.scratch elements | user mirror: sched.count elements ]
+//
+// Data for the user buffer (overwrite transfers) lands in the mirror at the same offset and is
+// copied into the user buffer on arrival: writing into user memory directly would need the
+// user's buffer registered and its key exchanged on every call. The mirror inherits the
+// schedule's one-sided safety, since it is addressed exactly like the user buffer.
+//
+// Pipelining. Every transfer is cut into chunks (kChunkBytes) posted at once; the receiver
+// reduces chunk k as soon as it lands, while chunk k+1 is on the wire.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "rdmacoll/collectives/datatype.h"
+#include "rdmacoll/transport/transport.h"
+#include "schedule.h"
+
+namespace rdmacoll::collectives::exec {
+
+// Transfers are cut into chunks of at most this many bytes: large enough that a write's fixed
+// cost is small against its payload, small enough that reducing one chunk overlaps the next.
+inline constexpr std::size_t kChunkBytes = 256u << 10;
+
+// Where the schedule's user offsets live: [sched, sched + count) is at `base`. One piece for a
+// contiguous segment; one per block for a segment of reduce-scatter or allgather.
+struct UserPiece {
+  std::size_t sched = 0;
+  char* base = nullptr;
+  std::size_t count = 0;
+};
+
+// The registered scratch pool and every peer's (exchanged once by the communicator).
+struct Pool {
+  char* base = nullptr;
+  std::size_t bytes = 0;
+  std::vector<transport::RemoteWindow> peers;  // indexed by rank; empty entry for this rank
+};
+
+// Pool bytes a schedule needs: its scratch plus the user mirror.
+std::size_t pool_bytes(const schedules::Schedule& s, DataType type);
+
+class Run {
+ public:
+  // `tag` (16 bits) goes into every immediate of this run, so runs that get out of step are
+  // caught. Throws std::length_error if the schedule does not fit the pool.
+  Run(transport::Transport& t, const Pool& pool, schedules::Schedule schedule, std::vector<UserPiece> user,
+      DataType type, ReduceOp op, uint16_t tag);
+  // Progresses without blocking; true once this rank's part is complete.
+  bool advance();
+  bool done() const { return step_ >= sched_.steps.size(); }
+  // What this rank still waits for: "step 2/5, waiting for data from ranks 1, 3".
+  std::string pending() const;
+  const schedules::Schedule& schedule() const { return sched_; }
+  // Counts arrivals and completions: waiters spin while it moves and sleep once it stops.
+  uint64_t events() const { return events_; }
+
+ private:
+  struct Chunk {
+    std::size_t offset, count;  // elements, relative to the transfer
+  };
+  struct Incoming {
+    std::vector<Chunk> chunks;
+    std::size_t arrived = 0, applied = 0;
+    std::vector<std::size_t> blockers;  // earlier reduces into the same elements: applied first
+  };
+  struct Expected {
+    std::size_t transfer, chunk;
+  };
+
+  void start_step();
+  bool poll_step();
+  void apply_arrived();
+  void run_locals();
+  std::vector<Chunk> chunks_of(const schedules::Transfer& t) const;
+  char* user(std::size_t offset) const;
+  char* at(schedules::Place p, std::size_t extra = 0) const;
+  std::size_t landing_bytes(const schedules::Transfer& t, std::size_t offset) const;
+  void apply(const schedules::Transfer& t, const Chunk& c);
+
+  transport::Transport& t_;
+  const Pool& pool_;
+  schedules::Schedule sched_;
+  std::vector<UserPiece> user_;
+  std::vector<std::size_t> bounds_;  // piece starts in schedule offsets, for chunk cuts
+  DataType type_;
+  ReduceOp op_;
+  std::size_t es_;
+  std::size_t mirror_;  // byte offset of the user mirror in the pool
+  uint16_t tag_;
+
+  std::size_t step_ = 0;
+  uint64_t events_ = 0;
+  bool started_ = false;
+  std::vector<std::pair<int, transport::Request>> sends_;
+  std::vector<Incoming> incoming_;                 // per recv transfer of the step
+  std::vector<std::vector<Expected>> expected_;    // per peer, in arrival order
+  std::vector<std::size_t> next_;                  // per peer: index into expected_
+  std::vector<transport::Request> note_;           // per peer: the notification being awaited
+  std::vector<uint32_t> sent_count_, recv_count_;  // per peer, across the run: immediates' index
+};
+
+}  // namespace rdmacoll::collectives::exec
