@@ -15,6 +15,14 @@ for bin in "$BUILD"/tests/rdma/*_tests "$BUILD"/tests/conformance/*_rdma; do
   echo "rank $RDMACOLL_RANK: $name (rendezvous $RDMACOLL_ADDR)"
   timeout 600 "$bin" --gtest_filter='*MultiRank*' --gtest_output="xml:$RESULTS/guest2-$name-rank$RDMACOLL_RANK.xml" || rc=1
 done
+# The collectives across the link: the communicator tests written for two ranks (the others
+# need more ranks than there are guests).
+bin="$BUILD/tests/collectives/collectives_communicator_rdma"
+if [ -x "$bin" ]; then
+  echo "rank $RDMACOLL_RANK: $(basename "$bin") (rendezvous $RDMACOLL_ADDR)"
+  timeout 600 "$bin" --gtest_filter='Verbs/Ranks.*/2ranks' \
+    --gtest_output="xml:$RESULTS/guest2-$(basename "$bin")-rank$RDMACOLL_RANK.xml" || rc=1
+fi
 
 # The tools across the link, as users run them under a launcher: rdmacoll-bw and rdmacoll-lat over
 # verbs and over UCX rc_verbs, every byte checked. Each case is one rank's half of the pair.

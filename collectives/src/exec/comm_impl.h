@@ -13,6 +13,11 @@ namespace rdmacoll::collectives {
 
 struct Communicator::Impl {
   Options options;
+  // The rendezvous this communicator was made from, kept for split(): the store belongs to the
+  // caller's World (or, for a sub-communicator, to own_world, over its parent's store).
+  bootstrap::Store* store = nullptr;
+  bootstrap::LaunchInfo launch;
+  std::unique_ptr<bootstrap::World> own_world;
   // Declared first, freed last: a peer's write may land until the transport is gone.
   std::unique_ptr<char, decltype(&std::free)> pool_memory{nullptr, &std::free};
   // Outlives everything below (registrations, windows and requests refer to it).

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "exec/comm_impl.h"
+#include "exec/prefix_store.h"
 #include "rdmacoll/error.h"
 #include "rdmacoll/log.h"
 #include "rdmacoll/settings.h"
@@ -64,6 +65,8 @@ constexpr size_t kMaxWindowDescription = 64 << 10;
 std::unique_ptr<Communicator> Communicator::create(bootstrap::World& world, const Options& options) {
   auto impl = std::make_unique<Impl>();
   impl->options = options;
+  impl->store = world.store.get();
+  impl->launch = world.info;
   impl->transport = transport::Transport::create(world, options.transport);
   transport::Transport& t = *impl->transport;
   const size_t bytes = (options.buffsize + 4095) / 4096 * 4096;
@@ -91,6 +94,36 @@ std::unique_ptr<Communicator> Communicator::create(bootstrap::World& world, cons
     impl->pool.peers[static_cast<size_t>(p)] = t.unpack_window(p, d);
   }
   return std::unique_ptr<Communicator>(new Communicator(std::move(impl)));
+}
+
+std::unique_ptr<Communicator> Communicator::split(int color, int key) {
+  const int n = size(), me = rank();
+  // Everyone's (color, key), through this communicator: block r of an allgather is rank r's.
+  std::vector<int64_t> all(2 * static_cast<size_t>(n));
+  all[2 * static_cast<size_t>(me)] = color;
+  all[2 * static_cast<size_t>(me) + 1] = key;
+  allgather(all.data(), all.data(), all.size(), DataType::i64);
+  // Every rank of this communicator splits it the same number of times, so this count, kept
+  // in the store per rank, names the split alike on all of them (as the UCX wire-up does).
+  const int64_t generation = impl_->store->add("rdmacoll/splits/" + std::to_string(me), 1);
+  if (color < 0) return nullptr;
+  std::vector<int> members;
+  for (int r = 0; r < n; ++r)
+    if (all[2 * static_cast<size_t>(r)] == color) members.push_back(r);
+  std::stable_sort(members.begin(), members.end(), [&](int a, int b) {
+    return all[2 * static_cast<size_t>(a) + 1] < all[2 * static_cast<size_t>(b) + 1];
+  });
+  auto world = std::make_unique<bootstrap::World>();
+  world->info = impl_->launch;
+  world->info.rank = static_cast<int>(std::find(members.begin(), members.end(), me) - members.begin());
+  world->info.world_size = static_cast<int>(members.size());
+  world->info.source = "split of " + impl_->launch.source;
+  world->store = std::make_unique<exec::PrefixStore>(
+      *impl_->store, "rdmacoll/split/" + std::to_string(generation) + "/" + std::to_string(color) + "/");
+  std::unique_ptr<Communicator> sub = create(*world, impl_->options);
+  sub->impl_->own_world = std::move(world);
+  sub->impl_->store = sub->impl_->own_world->store.get();
+  return sub;
 }
 
 int Communicator::rank() const { return impl_->transport->rank(); }

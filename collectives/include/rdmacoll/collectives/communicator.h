@@ -9,7 +9,11 @@
 // Buffers. Every call takes an input and an output of `count` elements each; in == out is the
 // in-place form. reduce_scatter leaves rank r's block (even_blocks: the first count % size
 // blocks one element longer) at that block's offset in `out`; allgather reads block r of `in`
-// on rank r and leaves every block in `out`; broadcast and reduce use `root`'s buffers.
+// on rank r and leaves every block in `out`; broadcast leaves root's `in` in every `out`
+// (other ranks may pass in = nullptr); reduce leaves the result in root's `out`. Every rank's
+// `out` serves as an accumulator, so it needs `count` elements everywhere, and what it holds
+// afterwards outside the result (other blocks, non-root ranks) is unspecified. avg divides by
+// size() once every contribution is in.
 //
 // Memory. A communicator owns a fixed pool of registered scratch (RDMACOLL_BUFFSIZE bytes),
 // exchanged with every peer once at creation. Peers write into it with zero copy straight from
@@ -83,6 +87,7 @@ class Communicator {
   };
 
   // Collective over `world`: connects the transport and exchanges the scratch windows.
+  // `world` must outlive the communicator and every communicator split from it.
   static std::unique_ptr<Communicator> create(bootstrap::World& world, const Options& options = Options::from_settings());
   ~Communicator();
   Communicator(const Communicator&) = delete;
@@ -121,6 +126,14 @@ class Communicator {
     reduce_async(in, out, count, type, op, root, o).wait();
   }
   void barrier() { barrier_async().wait(); }
+
+  // Collective: ranks that pass the same color >= 0 form a new communicator, ranked by (key,
+  // rank in this one); a negative color joins no group and gets nullptr. The sub-communicator
+  // has a transport and a scratch pool of its own (same options), wired up through this
+  // communicator's store under a key prefix unique to this split: the per-peer notification
+  // streams the executor relies on cannot be shared between communicators.
+  // This communicator's calls in flight complete first.
+  std::unique_ptr<Communicator> split(int color, int key);
 
   struct Impl;
 
