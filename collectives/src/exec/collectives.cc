@@ -65,10 +65,8 @@ std::length_error pool_too_small(std::string_view what, size_t pool) {
                            " bytes) is too small for even one element per segment");
 }
 
-}  // namespace
-
 // Allreduce, broadcast, reduce: contiguous segments of the buffer, each its own run.
-static void add_contiguous_runs(Communicator::Impl& c, Operation& op, Algorithm a, char* out, size_t count, int root) {
+void add_contiguous_runs(Communicator::Impl& c, Operation& op, Algorithm a, char* out, size_t count, int root) {
   const int n = c.transport->size(), me = c.transport->rank();
   const size_t es = dtype_size(op.type), pieces = pieces_for(a, n, count, es);
   auto need = [&](size_t seg) {
@@ -85,7 +83,7 @@ static void add_contiguous_runs(Communicator::Impl& c, Operation& op, Algorithm 
 
 // Reduce-scatter and allgather keep block r on rank r: a segment is the same sub-range of
 // every block, laid out compactly in the schedule's user space.
-static void add_block_runs(Communicator::Impl& c, Operation& op, Algorithm a, char* out, size_t count) {
+void add_block_runs(Communicator::Impl& c, Operation& op, Algorithm a, char* out, size_t count) {
   const int n = c.transport->size(), me = c.transport->rank();
   const size_t es = dtype_size(op.type);
   const std::vector<Block> blocks = schedules::even_blocks(count, static_cast<size_t>(n));
@@ -117,7 +115,7 @@ static void add_block_runs(Communicator::Impl& c, Operation& op, Algorithm a, ch
   }
 }
 
-static std::shared_ptr<Operation> new_op(Communicator::Impl& c, std::string name, Algorithm a, DataType type,
+std::shared_ptr<Operation> new_op(Communicator::Impl& c, std::string name, Algorithm a, DataType type,
                                          ReduceOp op) {
   dtype_size(type);  // validates the enum
   auto o = std::make_shared<Operation>();
@@ -129,16 +127,24 @@ static std::shared_ptr<Operation> new_op(Communicator::Impl& c, std::string name
   return o;
 }
 
-static void check_buffers(std::string_view name, const void* in, const void* out, size_t count) {
+void check_buffers(std::string_view name, const void* in, const void* out, size_t count) {
   if (count > 0 && (in == nullptr || out == nullptr))
     throw std::invalid_argument(std::string(name) + ": null buffer with count " + std::to_string(count));
 }
 
 // out = in unless in place; done when the call starts, not when it is queued.
-static std::function<void()> copy_in(const void* in, void* out, size_t bytes) {
+std::function<void()> copy_in(const void* in, void* out, size_t bytes) {
   if (in == out || bytes == 0) return {};
   return [in, out, bytes] { std::memcpy(out, in, bytes); };
 }
+
+void check_root(std::string_view name, int root, int n) {
+  if (root < 0 || root >= n)
+    throw std::invalid_argument(std::string(name) + ": root " + std::to_string(root) + " is not in [0, " +
+                                std::to_string(n) + ")");
+}
+
+}  // namespace
 
 Work Communicator::allreduce_async(const void* in, void* out, size_t count, DataType type, ReduceOp op,
                                    const CallOptions& o) {
@@ -187,12 +193,6 @@ Work Communicator::allgather_async(const void* in, void* out, size_t count, Data
                         b.count * es);
   if (n > 1) add_block_runs(c, *w, a, static_cast<char*>(out), count);
   return c.submit(this, std::move(w));
-}
-
-static void check_root(std::string_view name, int root, int n) {
-  if (root < 0 || root >= n)
-    throw std::invalid_argument(std::string(name) + ": root " + std::to_string(root) + " is not in [0, " +
-                                std::to_string(n) + ")");
 }
 
 Work Communicator::broadcast_async(const void* in, void* out, size_t count, DataType type, int root) {
