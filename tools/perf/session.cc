@@ -167,9 +167,8 @@ Session::Session(Options options) : o_(std::move(options)) {
     // The client's measurement flags rule; the server's explicit ones must match them.
     auto server = items(keys[0]), client = items(keys[1]);
     std::istringstream given(flags[0]);
-    std::string f;
-    while (given >> f) {
-      std::string k = f == "sizes" ? "sizes" : f;
+    std::string k;  // explicit flags are named as the key's items are
+    while (given >> k) {
       if (server[k] != client[k])
         throw ConfigError("the server was started with " + k + "=" + server[k] + " but the client asked for " + k +
                           "=" + client[k] + "; give the server the same flags, or none");
