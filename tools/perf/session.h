@@ -123,12 +123,9 @@ class LoopDeadline {
   Deadline dl_;
 };
 
-// Spins on `done()` driving the transport, until it is true or the deadline passes.
-template <class F>
-void spin(transport::Transport& t, F&& done, Deadline deadline, const char* what, int peer);
-
 [[noreturn]] void throw_spin_timeout(const transport::Transport& t, const char* what, int peer);
 
+// Spins on `done()` driving the transport, until it is true or the deadline passes.
 template <class F>
 void spin(transport::Transport& t, F&& done, Deadline deadline, const char* what, int peer) {
   for (uint32_t k = 1; !done(); ++k) {
