@@ -314,6 +314,42 @@ TEST(COMM_SUITE, MultiRankTimeoutNamesCollectiveAndMissingRank) {
   g.join();
 }
 
+// The cost model is measured at creation, without taking a sequence number from the caller,
+// and every rank holds the same values (they decide the algorithm, so they must agree).
+TEST(COMM_SUITE, MultiRankCostModelMeasuredAndAgreed) {
+  if (skip_without_device()) return;
+  Backend b;
+  Communicator::Options o = Communicator::Options::from_settings();
+  o.cost_model.reset();
+  with_comm(3, [](Communicator& c) {
+    const CostModel& m = c.cost_model();
+    EXPECT_STREQ(m.source, "measured");
+    EXPECT_EQ(c.next_sequence(), 0u);
+    EXPECT_EQ(c.peak_scratch_bytes(), 0u);
+    const double mine[3] = {m.alpha_s, m.beta_s_per_byte, m.gamma_s_per_byte};
+    for (double v : mine) EXPECT_TRUE(std::isfinite(v) && v > 0) << v;
+    std::vector<double> all(9);
+    std::copy(mine, mine + 3, all.begin() + 3 * c.rank());
+    c.allgather(all.data(), all.data(), all.size(), DataType::f64);
+    for (int q = 0; q < 3; ++q)
+      for (int i = 0; i < 3; ++i) EXPECT_EQ(all[static_cast<size_t>(3 * q + i)], mine[i]) << "rank " << q;
+  }, o);
+}
+
+// A model given in the options (RDMACOLL_COST_MODEL) is used as it is: nothing is measured.
+TEST(COMM_SUITE, MultiRankCostModelGiven) {
+  if (skip_without_device()) return;
+  Backend b;
+  Communicator::Options o = Communicator::Options::from_settings();
+  o.cost_model = parse_cost_model("7,3,2");
+  with_comm(2, [](Communicator& c) {
+    EXPECT_STREQ(c.cost_model().source, "RDMACOLL_COST_MODEL");
+    EXPECT_DOUBLE_EQ(c.cost_model().alpha_s, 7e-6);
+    EXPECT_DOUBLE_EQ(c.cost_model().beta_s_per_byte, 1 / 3e9);
+    check_allreduce(c, DataType::f32, ReduceOp::sum, 100000, {}, false);
+  }, o);
+}
+
 // split: ranks 0..4 by parity, ranked by descending rank; rank 4 joins no group. Each group
 // reduces on its own, and the parent still works afterwards.
 TEST(COMM_SUITE, MultiRankSplit) {

@@ -61,6 +61,9 @@ constexpr Spec kSpecs[] = {
      "Collectives: allreduce algorithm: auto (cost model), ring, tree (double binary tree) or halving_doubling."},
     {"RDMACOLL_DETERMINISTIC", Type::Bool, "0",
      "Collectives: 1 reduces every element in rank order on one rank: bitwise identical across runs and algorithms."},
+    {"RDMACOLL_COST_MODEL", Type::String, "measure",
+     "Collectives: the cost model behind automatic choices: measure (at communicator creation) or "
+     "ALPHA_US,LINK_GBPS,REDUCE_GBPS, e.g. 5,12.5,8 (microseconds per step, 1e9 bytes/s sent and reduced)."},
     // Read by the scripts (install-deps.sh, tests/guest/rdmacoll-guest), declared here so
     // there is one list and rdmacoll-info does not flag them as typos.
     {"RDMACOLL_KERNEL_DIR", Type::String, "/var/cache/rdmacoll/kernel",

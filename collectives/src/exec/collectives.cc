@@ -14,8 +14,9 @@ namespace {
 using schedules::Algorithm;
 using schedules::Block;
 
-Algorithm allreduce_algorithm(const Communicator::Options& o, const CallOptions& call, int n, size_t count,
+Algorithm allreduce_algorithm(const Communicator::Impl& c, const CallOptions& call, int n, size_t count,
                               size_t es) {
+  const Communicator::Options& o = c.options;
   AllreduceAlgorithm want = call.algorithm.value_or(o.algorithm);
   Algorithm a = Algorithm::ring_allreduce;
   switch (want) {
@@ -23,12 +24,11 @@ Algorithm allreduce_algorithm(const Communicator::Options& o, const CallOptions&
     case AllreduceAlgorithm::double_binary_tree: a = Algorithm::double_binary_tree_allreduce; break;
     case AllreduceAlgorithm::halving_doubling: a = Algorithm::halving_doubling_allreduce; break;
     case AllreduceAlgorithm::automatic: {
-      // The cost model's default parameters; measuring them per communicator is still to come.
       double best = std::numeric_limits<double>::infinity();
-      for (Algorithm c : {Algorithm::ring_allreduce, Algorithm::double_binary_tree_allreduce,
+      for (Algorithm candidate : {Algorithm::ring_allreduce, Algorithm::double_binary_tree_allreduce,
                           Algorithm::halving_doubling_allreduce}) {
-        const double s = schedules::estimate(c, n, count, es).seconds;
-        if (s < best) best = s, a = c;
+        const double s = schedules::estimate(candidate, n, count, es, c.model).seconds;
+        if (s < best) best = s, a = candidate;
       }
       break;
     }
@@ -37,11 +37,11 @@ Algorithm allreduce_algorithm(const Communicator::Options& o, const CallOptions&
 }
 
 // Pipelining pays off where the cost model says so; only these collectives take pieces.
-size_t pieces_for(Algorithm a, int n, size_t count, size_t es) {
+size_t pieces_for(Algorithm a, int n, size_t count, size_t es, const schedules::CostModel& model) {
   switch (schedules::collective_of(a)) {
     case schedules::Collective::allreduce:
     case schedules::Collective::broadcast:
-    case schedules::Collective::reduce: return std::max<size_t>(1, schedules::estimate(a, n, count, es).pieces);
+    case schedules::Collective::reduce: return std::max<size_t>(1, schedules::estimate(a, n, count, es, model).pieces);
     default: return 1;
   }
 }
@@ -68,7 +68,7 @@ std::length_error pool_too_small(std::string_view what, size_t pool) {
 // Allreduce, broadcast, reduce: contiguous segments of the buffer, each its own run.
 void add_contiguous_runs(Communicator::Impl& c, Operation& op, Algorithm a, char* out, size_t count, int root) {
   const int n = c.transport->size(), me = c.transport->rank();
-  const size_t es = dtype_size(op.type), pieces = pieces_for(a, n, count, es);
+  const size_t es = dtype_size(op.type), pieces = pieces_for(a, n, count, es, c.model);
   auto need = [&](size_t seg) {
     return (schedules::scratch_elements(a, n, seg, std::min(pieces, seg)) + seg) * es;
   };
@@ -146,12 +146,18 @@ void check_root(std::string_view name, int root, int n) {
 
 }  // namespace
 
+// Recursive doubling has log n steps against the ring's n-1, for the same bytes.
+Algorithm allgather_algorithm(int n) {
+  const bool pow2 = (n & (n - 1)) == 0;
+  return pow2 && n > 2 ? Algorithm::recursive_doubling_allgather : Algorithm::ring_allgather;
+}
+
 Work Communicator::allreduce_async(const void* in, void* out, size_t count, DataType type, ReduceOp op,
                                    const CallOptions& o) {
   check_buffers("allreduce", in, out, count);
   Impl& c = *impl_;
   const int n = size();
-  const Algorithm a = allreduce_algorithm(c.options, o, n, count, dtype_size(type));
+  const Algorithm a = allreduce_algorithm(c, o, n, count, dtype_size(type));
   auto w = new_op(c, "allreduce", a, type, op);
   const size_t es = dtype_size(type);
   w->prologue = copy_in(in, out, count * es);
@@ -183,10 +189,8 @@ Work Communicator::allgather_async(const void* in, void* out, size_t count, Data
   check_buffers("allgather", in, out, count);
   Impl& c = *impl_;
   const int n = size(), me = rank();
-  const bool pow2 = (n & (n - 1)) == 0;
   const size_t es = dtype_size(type);
-  // Recursive doubling has log n steps against the ring's n-1, for the same bytes.
-  const Algorithm a = pow2 && n > 2 ? Algorithm::recursive_doubling_allgather : Algorithm::ring_allgather;
+  const Algorithm a = allgather_algorithm(n);
   auto w = new_op(c, "allgather", a, type, ReduceOp::sum);
   const Block b = schedules::even_blocks(count, static_cast<size_t>(n))[static_cast<size_t>(me)];
   w->prologue = copy_in(static_cast<const char*>(in) + b.offset * es, static_cast<char*>(out) + b.offset * es,
@@ -203,8 +207,8 @@ Work Communicator::broadcast_async(const void* in, void* out, size_t count, Data
   const size_t es = dtype_size(type);
   // The chain pipelines well for large messages; the binomial tree has fewer steps.
   const Algorithm a =
-      schedules::estimate(Algorithm::chain_broadcast, n, count, es).seconds <
-              schedules::estimate(Algorithm::binomial_broadcast, n, count, es).seconds
+      schedules::estimate(Algorithm::chain_broadcast, n, count, es, c.model).seconds <
+              schedules::estimate(Algorithm::binomial_broadcast, n, count, es, c.model).seconds
           ? Algorithm::chain_broadcast
           : Algorithm::binomial_broadcast;
   auto w = new_op(c, "broadcast", a, type, ReduceOp::sum);

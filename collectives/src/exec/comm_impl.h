@@ -25,6 +25,9 @@ struct Communicator::Impl {
   transport::Memory pool_registration;
   exec::Pool pool;
 
+  CostModel cost;              // what automatic choices are made with
+  schedules::CostModel model;  // the same, for schedules::estimate
+
   uint64_t next_seq = 0;
   uint16_t next_run_tag = 0;
   // A peer that has finished run k may start writing run k+1 into scratch this rank still
@@ -40,6 +43,11 @@ struct Communicator::Impl {
   // Advances the queue head(s) without blocking; true once `op` is done.
   bool progress(const Operation& op);
   bool advance(Operation& op);
+  // calibrate.cc: runs a few collectives on `c` (whose impl this is); collective.
+  static CostModel measure_cost_model(Communicator& c);
 };
+
+// The allgather algorithm for n ranks (collectives.cc); calibration needs to know it.
+schedules::Algorithm allgather_algorithm(int n);
 
 }  // namespace rdmacoll::collectives

@@ -39,6 +39,7 @@ Communicator::Options Communicator::Options::from_settings() {
   o.algorithm = parse_allreduce_algorithm(settings::get_string("RDMACOLL_ALGO"));
   o.deterministic = settings::get_bool("RDMACOLL_DETERMINISTIC");
   o.timeout_s = settings::get_seconds("RDMACOLL_TIMEOUT");
+  o.cost_model = parse_cost_model(settings::get_string("RDMACOLL_COST_MODEL"));
   return o;
 }
 
@@ -93,7 +94,20 @@ std::unique_ptr<Communicator> Communicator::create(bootstrap::World& world, cons
     d.resize(reqs[static_cast<size_t>(2 * k++)].bytes());
     impl->pool.peers[static_cast<size_t>(p)] = t.unpack_window(p, d);
   }
-  return std::unique_ptr<Communicator>(new Communicator(std::move(impl)));
+  std::unique_ptr<Communicator> comm(new Communicator(std::move(impl)));
+  Impl& c = *comm->impl_;
+  if (options.cost_model) {
+    c.cost = *options.cost_model;
+  } else if (n > 1) {
+    c.cost = Impl::measure_cost_model(*comm);
+    // The user's calls are numbered from 0, and the measurement's scratch use is not theirs.
+    c.next_seq = 0;
+    c.peak_scratch = 0;
+  } else {
+    c.cost.source = "single rank: nothing to measure";
+  }
+  c.model = {c.cost.alpha_s, c.cost.beta_s_per_byte, c.cost.gamma_s_per_byte};
+  return comm;
 }
 
 std::unique_ptr<Communicator> Communicator::split(int color, int key) {
@@ -132,6 +146,7 @@ const Communicator::Options& Communicator::options() const { return impl_->optio
 transport::Transport& Communicator::transport() { return *impl_->transport; }
 size_t Communicator::scratch_bytes() const { return impl_->pool.bytes; }
 size_t Communicator::peak_scratch_bytes() const { return impl_->peak_scratch; }
+const CostModel& Communicator::cost_model() const { return impl_->cost; }
 uint64_t Communicator::next_sequence() const { return impl_->next_seq; }
 
 void Communicator::Impl::add_run(Operation& op, std::function<schedules::Schedule()> build,

@@ -84,6 +84,8 @@ struct UcxTransport::Op {
   // Still in flight when the transport went away: UCX may yet call back while it destroys the
   // worker, so the record is leaked on purpose and its callbacks only free the UCX request.
   bool detached = false;
+  // Completed by this side's progress rather than announced by an arrival.
+  bool completes_locally() const { return kind == Send || kind == Write || kind == Read || kind == HelloSend; }
 };
 
 std::unique_ptr<Transport> make_ucx_transport(bootstrap::World& world, const Options& options) {
@@ -148,7 +150,7 @@ void UcxTransport::shutdown() noexcept {
       for (ucp_conn_request_h r : conn_requests_) listener_->reject(r);
     conn_requests_.clear();
     listener_.reset();
-    // Receives still posted belong to the worker, not to an endpoint: cancel them, and let
+  // Receives still posted belong to the worker, not to an endpoint: cancel them, and let
     // their callbacks run so every UCX request is released before the worker goes.
     std::vector<void*> pending;
     for (const auto& op : ops_)
@@ -194,6 +196,7 @@ UcxTransport::Op* UcxTransport::new_op(int kind, int peer, const OpDesc& desc) {
   op->state = make_state(this, peer, desc);
   op->index = ops_.size();
   ops_.push_back(std::move(owned));
+  if (op->completes_locally()) ++local_pending_;
   return op;
 }
 
@@ -243,6 +246,7 @@ void UcxTransport::finish(Op* op) {
     ops_[op->index]->index = op->index;
   }
   ops_.pop_back();
+  if (op->completes_locally()) --local_pending_;
   Request::State& s = *op->state;
   if (op->error) {
     if (s.pending()) s.fail(op->error);
@@ -432,6 +436,10 @@ void UcxTransport::wait_for_event(Deadline deadline) {
   // UCX's documented loop: progress until idle, arm, and sleep only if arming says nothing
   // is pending (UCS_ERR_BUSY: events arrived meanwhile; the caller progresses again).
   if (progress()) return;
+  if (local_pending_ > 0) {
+    std::this_thread::yield();
+    return;
+  }
   ucs_status_t st = ucp_worker_arm(worker_.get());
   if (st == UCS_ERR_BUSY) return;
   ucx::check(st, "ucp_worker_arm");

@@ -140,6 +140,10 @@ class UcxTransport final : public Transport {
   // (no allocation per operation, unlike a node-based map).
   std::vector<std::unique_ptr<Op>> ops_;
   uint64_t events_ = 0;  // callbacks run: progress() reports them as activity
+  // Sends, writes and reads in flight. UCX signals the event fd for arrivals, not for these
+  // completing (a put over shared memory may sit in a pending queue until progressed), so
+  // wait_for_event() does not sleep while any is outstanding.
+  size_t local_pending_ = 0;
   bool closing_ = false;
   TransportInfo info_;
   std::string describe_;

@@ -69,6 +69,21 @@ class Work {
   std::shared_ptr<Operation> op_;
 };
 
+// The latency/bandwidth model automatic choices (allreduce algorithm, pipelining depth,
+// broadcast algorithm) are made with: a step costs alpha, each byte sent beta, each byte reduced
+// gamma. Measured when a communicator is created (a few barriers, allgathers and a local
+// reduction; every rank then holds the largest value any rank measured, so all choose alike),
+// or given by RDMACOLL_COST_MODEL.
+struct CostModel {
+  double alpha_s = 5e-6;                // seconds per step (latency and software overhead)
+  double beta_s_per_byte = 1.0 / 10e9;  // seconds per byte on the link
+  double gamma_s_per_byte = 1.0 / 10e9; // seconds per byte reduced
+  const char* source = "default";       // "measured", "RDMACOLL_COST_MODEL", "default" (static text)
+};
+// RDMACOLL_COST_MODEL: "measure" (or empty) to measure, or "ALPHA_US,LINK_GBPS,REDUCE_GBPS" in
+// microseconds and gigabytes (1e9) per second, e.g. "5,12.5,8". Throws ConfigError otherwise.
+std::optional<CostModel> parse_cost_model(std::string_view text);
+
 // Per-call choices; the defaults follow the communicator's settings.
 struct CallOptions {
   std::optional<AllreduceAlgorithm> algorithm;  // allreduce only; default RDMACOLL_ALGO
@@ -83,6 +98,7 @@ class Communicator {
     AllreduceAlgorithm algorithm = AllreduceAlgorithm::automatic;  // RDMACOLL_ALGO
     bool deterministic = false;   // RDMACOLL_DETERMINISTIC: reproducible (ordered) reductions
     double timeout_s = 60;        // RDMACOLL_TIMEOUT: a collective's deadline from its start
+    std::optional<CostModel> cost_model;  // RDMACOLL_COST_MODEL; nullopt: measure at creation
     static Options from_settings();
   };
 
@@ -100,6 +116,8 @@ class Communicator {
   // The pool's size (fixed), and the most of it any run has used so far.
   size_t scratch_bytes() const;
   size_t peak_scratch_bytes() const;
+  // The model automatic choices use (measured at creation unless Options::cost_model is set).
+  const CostModel& cost_model() const;
   // The sequence number the next call gets (calls are numbered from 0).
   uint64_t next_sequence() const;
 
