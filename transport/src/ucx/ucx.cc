@@ -1,6 +1,7 @@
 #include "ucx/ucx.h"
 
 #include <arpa/inet.h>
+#include <ucs/config/global_opts.h>
 #include <netinet/in.h>
 
 #include <algorithm>
@@ -124,7 +125,19 @@ Endpoint::Endpoint(WorkerPtr worker, ucp_ep_params_t params, int peer_rank, cons
   const bool by_address = (params.field_mask & UCP_EP_PARAM_FIELD_REMOTE_ADDRESS) != 0;
   params.err_mode = try_peer_errors || !by_address ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE;
   peer_errors_ = params.err_mode == UCP_ERR_HANDLING_MODE_PEER;
-  ucs_status_t st = ucp_ep_create(worker_.get(), &params, &ep_);
+  ucs_status_t st;
+  if (by_address && peer_errors_) {
+    // A first try that may fail: UCX logs "no active messages transport ... no peer failure
+    // handler" as an ERROR for it, which would alarm users for nothing. Quiet it for this call;
+    // the retry below logs as usual.
+    ucs_log_level_t& level = ucs_global_opts.log_component.log_level;
+    const ucs_log_level_t saved = level;
+    level = std::min(level, UCS_LOG_LEVEL_FATAL);
+    st = ucp_ep_create(worker_.get(), &params, &ep_);
+    level = saved;
+  } else {
+    st = ucp_ep_create(worker_.get(), &params, &ep_);
+  }
   if (st == UCS_ERR_UNREACHABLE && by_address && peer_errors_) {
     RDMACOLL_DEBUG(kUcx, "no transport to rank %d supports peer failure handling; connecting without it", peer_rank);
     params.err_mode = UCP_ERR_HANDLING_MODE_NONE;

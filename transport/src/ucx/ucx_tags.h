@@ -24,7 +24,7 @@ constexpr uint64_t kMaxUserTag = (uint64_t{1} << kUserBits) - 1;
 constexpr int kMaxRanks = 1 << kRankBits;
 constexpr uint64_t kFullMask = ~uint64_t{0};
 
-enum class Internal : uint64_t { Notification = 1, Hello = 2 };
+enum class Internal : uint64_t { Notification = 1, Hello = 2, Goodbye = 3 };
 
 inline uint64_t user(uint64_t tag, int source_rank) {
   if (tag > kMaxUserTag)

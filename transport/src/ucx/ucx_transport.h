@@ -105,6 +105,7 @@ class UcxTransport final : public Transport {
 
   // Closes endpoints (newest first), the listener, and cancels what is still posted.
   void shutdown() noexcept;
+  void say_goodbye();
 
   // Operations (ucx_transport.cc).
   Op* new_op(int kind, int peer, const OpDesc& desc);
