@@ -206,7 +206,8 @@ def compare(directory, sizes, ranks_list):
                 cells.append(f" {bw[a] / bw[b]:>9.2f}" if ok else f" {'n/a':>9}")
             lines.append(f"{size:>10} {ranks:>5}" + "".join(cells))
     largest = max(sizes)
-    lines += ["", f"peak RSS per rank at {largest} B (MiB, getrusage ru_maxrss; the process's peak over its run)"]
+    lines += ["", f"peak RSS per rank at {largest} B (MiB, getrusage ru_maxrss: the process's peak over its run, "
+              f"including the benchmark's own send and receive buffers)"]
     for ranks in ranks_list:
         for impl, label in IMPLS:
             got, _ = _load(directory, impl, ranks, largest)

@@ -243,9 +243,10 @@ int run_benchmark(const Options& o, const Comm& comm, Collective& coll, const st
   std::vector<char> in_buf(o.max_bytes / elem * elem), out_buf(in_buf.size());
   const bool root = comm.rank == 0;
   if (root) {
-    std::printf("# %s\n# %d ranks, -b %zu -e %zu -f %zu -n %d -w %d -c %d -d %s -o %s\n#\n", title.c_str(),
+    std::printf("# %s\n# %d ranks, -b %zu -e %zu -f %zu -n %d -w %d -c %d -d %s -o %s\n", title.c_str(),
                 comm.size, o.min_bytes, o.max_bytes, o.factor, o.iters, o.warmup, o.check ? 1 : 0, name(o.dtype),
                 name(o.op));
+    std::printf("# time: us per call, the average over ranks of each rank's mean over -n calls after a barrier\n#\n");
     std::printf("# %56s %31s %31s\n", "", "out-of-place", "in-place");
     std::printf("# %10s %12s %8s %6s %6s %9s %7s %7s %6s %9s %7s %7s %6s\n", "size", "count", "type", "redop",
                 "root", "time", "algbw", "busbw", "#wrong", "time", "algbw", "busbw", "#wrong");
