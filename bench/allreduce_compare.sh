@@ -2,9 +2,12 @@
 # rdmacoll-allreduce-perf against Open MPI's MPI_Allreduce and Gloo's allreduce on this host, in
 # one run: 2 and 4 ranks, float sum, alternating the four size by size:
 #   ours_sm   rdmacoll over UCX shared memory  (RDMACOLL_TRANSPORT=ucx UCX_TLS=sm,self)
-#   ours_tcp  rdmacoll over UCX TCP loopback   (UCX_TLS=tcp,self UCX_NET_DEVICES=lo), Gloo's like
+#   ours_tcp  rdmacoll over UCX TCP loopback   (UCX_TLS=tcp,self UCX_NET_DEVICES=lo): TCP, as Gloo
 #   mpi       bench/peers/mpi_allreduce_perf under mpirun --mca pml ob1 --mca btl self,vader
-#             (ob1 is Open MPI's default here: Debian's openmpi-mca-params.conf sets pml = ^ucx)
+#             (ob1 is Open MPI's default here: Debian's openmpi-mca-params.conf sets pml = ^ucx),
+#             with its default binding: one core per rank at 2 ranks, none at 4 (oversubscribed);
+#             rdmacoll-run binds nothing. It matters: unbound, MPI's 2-rank runs were up to
+#             several times slower on a loaded machine.
 #   gloo      bench/peers/gloo_allreduce_perf --algo ring, TCP on 127.0.0.1
 # Every run checks its result (-c 1). Prints busbw (out of place) and the ratios, then each
 # rank's peak RSS at the largest size, and keeps the table and every run's own output in
@@ -18,7 +21,7 @@ BUILD=$ROOT/build QUICK=
 for a in "$@"; do
   case $a in
     --quick) QUICK=quick ;;
-    -h|--help) sed -n '2,17s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20s/^# \{0,1\}//p' "$0"; exit 0 ;;
     -*) echo "allreduce_compare.sh: unknown option '$a'" >&2; exit 2 ;;
     *) BUILD=$(cd "$a" && pwd) || exit 2 ;;
   esac
@@ -94,7 +97,8 @@ mkdir -p "$(dirname "$OUT")"
   echo "# bench/allreduce_compare.sh${QUICK:+ --quick} on $(hostname), $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
   echo "# float sum, -c 1; time per call is the average over ranks of each rank's mean; busbw = algbw * 2(n-1)/n."
   echo "# ours: rdmacoll-allreduce-perf, RDMACOLL_TRANSPORT=ucx with UCX_TLS=sm,self (sm) or tcp,self on lo (tcp)."
-  echo "# Open MPI $(mpirun --version 2>/dev/null | head -1 | awk '{print $NF}'): pml ob1, btl self,vader (shared memory)."
+  echo "# Open MPI $(mpirun --version 2>/dev/null | head -1 | awk '{print $NF}'): pml ob1, btl self,vader (shared memory), its default binding"
+  echo "#   (a core per rank at 2 ranks, none at 4); ours and Gloo run unbound under rdmacoll-run."
   echo "# Gloo: gloo_allreduce_perf --algo ring, TCP on 127.0.0.1."
   echo
   echo "$table"
