@@ -215,7 +215,7 @@ def compare(directory, sizes, ranks_list):
             text = " ".join(f"{rss[r] / 1024:.1f}" for r in sorted(rss)) if rss else "n/a"
             lines.append(f"{ranks:>2} ranks {label:<13} {text}")
     if failed:
-        lines += ["", "failed or missing runs (their output is in the run directory):"] + [f"  {f}" for f in failed]
+        lines += ["", "failed or missing runs (each run's output follows the table in the results file):"] + [f"  {f}" for f in failed]
     return "\n".join(lines), not failed
 
 
