@@ -1,4 +1,5 @@
 #!/bin/sh
+# shellcheck disable=SC2086  # $flags is split into words on purpose wherever it is used
 # The allreduce peers (bench/peers) as bench/allreduce_compare.sh runs them: 2 ranks, 3 sizes,
 # -c 1, and their output read by the compare script's own parser, so a drift in the row format
 # or a wrong result fails here rather than in a comparison table.
@@ -13,13 +14,13 @@ unset RDMACOLL_RANK RDMACOLL_WORLD_SIZE RDMACOLL_ADDR OMPI_COMM_WORLD_RANK OMPI_
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*"; echo "--- output"; cat "$tmp/out"; exit 1; }
-flags="-b 8 -e 32K -f 64 -n 2 -w 1 -c 1"  # rows at 8, 512 and 32768 bytes
+# Rows at 8, 512 and 32768 bytes.
+flags="-b 8 -e 32K -f 64 -n 2 -w 1 -c 1"
 sizes=8,512,32768
 
 case $case_ in
 mpi)
   command -v mpirun >/dev/null || { echo "SKIP: mpirun not found"; exit 77; }
-  # shellcheck disable=SC2086
   timeout 120 mpirun --allow-run-as-root --oversubscribe -np 2 --mca pml ob1 --mca btl self,vader \
     "$peer" $flags >"$tmp/out" 2>&1 || fail "mpi_allreduce_perf exited $?"
   python3 "$parser" check "$tmp/out" --ranks 2 --sizes $sizes || fail "output does not parse as expected"
@@ -30,7 +31,6 @@ mpi)
   ;;
 gloo-*)
   algo=${case_#gloo-}
-  # shellcheck disable=SC2086
   RDMACOLL_STORE_DIR=$tmp timeout 120 "$run" -n 2 --timeout 100 -- "$peer" --algo "$algo" $flags \
     >"$tmp/out" 2>&1 || fail "gloo_allreduce_perf --algo $algo exited $?"
   python3 "$parser" check "$tmp/out" --ranks 2 --sizes $sizes || fail "output does not parse as expected"
