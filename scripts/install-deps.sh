@@ -24,6 +24,8 @@ PACKAGES=(
   libucx-dev ucx-utils
   # launchers
   openmpi-bin libopenmpi-dev
+  # allreduce comparison peers (bench/peers): Gloo; MPI is the line above
+  libgloo-dev
   # math, tests, compression
   libeigen3-dev googletest libgtest-dev libgmock-dev zlib1g-dev
   # test and benchmark scripts (JSON checks, output parsing)
