@@ -77,7 +77,10 @@ void add_contiguous_runs(Communicator::Impl& c, Operation& op, Algorithm a, char
   for (size_t begin = 0; begin < count; begin += seg) {
     const size_t len = std::min(seg, count - begin);
     schedules::Spec spec{a, me, n, len, root, std::min(pieces, len)};
-    c.add_run(op, [spec] { return schedules::build(spec); }, {{0, out + begin * es, len}});
+    // An allreduce's every element holds every rank's contribution; a broadcast's or a
+    // reduce's ranks need not hear from all.
+    const bool all_dependent = schedules::collective_of(a) == schedules::Collective::allreduce;
+    c.add_run(op, all_dependent, need(len), [spec] { return schedules::build(spec); }, {{0, out + begin * es, len}});
   }
 }
 
@@ -104,7 +107,8 @@ void add_block_runs(Communicator::Impl& c, Operation& op, Algorithm a, char* out
       if (b.count > 0) user.push_back({at, out + b.offset * es, b.count});
       at += b.count;
     }
-    c.add_run(op, [a, me, n, compact] {
+    const bool all_dependent = std::all_of(part.begin(), part.end(), [](const Block& b) { return b.count > 0; });
+    c.add_run(op, all_dependent, need(std::min(seg, longest - begin)), [a, me, n, compact] {
       switch (a) {
         case Algorithm::ring_reduce_scatter: return schedules::ring_reduce_scatter(me, n, compact);
         case Algorithm::ordered_reduce_scatter: return schedules::ordered_reduce_scatter(me, n, compact);
@@ -239,7 +243,7 @@ Work Communicator::barrier_async() {
   const int n = size(), me = rank();
   auto w = new_op(c, "barrier", Algorithm::dissemination_barrier, DataType::u8, ReduceOp::sum);
   // Zero-count transfers touch no scratch, so a barrier needs no fence; and it is one itself.
-  if (n > 1) w->plans.push_back({[me, n] { return schedules::dissemination_barrier(me, n); }, {}, true});
+  if (n > 1) w->plans.push_back({[me, n] { return schedules::dissemination_barrier(me, n); }, {}, true, 0, c.pool.bytes});
   c.scratch_dirty = false;
   return c.submit(this, std::move(w));
 }

@@ -31,14 +31,20 @@ struct Communicator::Impl {
   uint64_t next_seq = 0;
   uint16_t next_run_tag = 0;
   // A peer that has finished run k may start writing run k+1 into scratch this rank still
-  // reduces from; runs that follow a data run therefore start with a fence (a barrier run).
-  bool scratch_dirty = false;
+  // reduces from; add_run() decides where a run goes and whether a fence (a barrier run) must
+  // come first.
+  bool scratch_dirty = false;     // a data run has used the pool since the last fence
+  int last_region = -1;           // the last data run's half of the pool (0, 1), or -1: all of it
+  bool last_all_dependent = false;  // every rank's part of it depended on every rank
   std::size_t peak_scratch = 0;
   std::deque<std::shared_ptr<Operation>> queue;
   std::exception_ptr failed;  // the first error: every later call fails with it
 
-  // Appends a data run to `op`, with a fence before it where scratch may still be in use.
-  void add_run(Operation& op, std::function<schedules::Schedule()> build, std::vector<exec::UserPiece> user);
+  // Appends a data run needing `bytes` of the pool to `op`, with a fence before it where a
+  // peer could otherwise write into scratch this rank still uses. `all_dependent`: every
+  // rank's part of the run receives data that every rank sent in it (see add_run).
+  void add_run(Operation& op, bool all_dependent, std::size_t bytes, std::function<schedules::Schedule()> build,
+               std::vector<exec::UserPiece> user);
   Work submit(Communicator* self, std::shared_ptr<Operation> op);
   // Advances the queue head(s) without blocking; true once `op` is done.
   bool progress(const Operation& op);

@@ -149,13 +149,25 @@ size_t Communicator::peak_scratch_bytes() const { return impl_->peak_scratch; }
 const CostModel& Communicator::cost_model() const { return impl_->cost; }
 uint64_t Communicator::next_sequence() const { return impl_->next_seq; }
 
-void Communicator::Impl::add_run(Operation& op, std::function<schedules::Schedule()> build,
-                                 std::vector<exec::UserPiece> user) {
+// A peer may write run k+1 into this rank's pool as soon as it has finished run k. If every
+// rank's part of run k received data every rank sent in it (allreduce; reduce-scatter and
+// allgather when no block is empty: each rank's result holds every rank's data), a peer that
+// finished it knows that every rank had started it, so had finished run k-1 and everything
+// before. Run k+1 is then safe wherever run k is not: runs that fit half the pool alternate
+// halves and need no fence after such a run. Anything else (after a broadcast, a reduce, a
+// segment with empty blocks, or a run needing more than half the pool) is fenced.
+void Communicator::Impl::add_run(Operation& op, bool all_dependent, std::size_t bytes,
+                                 std::function<schedules::Schedule()> build, std::vector<exec::UserPiece> user) {
   const int n = transport->size(), me = transport->rank();
-  if (n > 1 && scratch_dirty)
-    op.plans.push_back({[me, n] { return schedules::dissemination_barrier(me, n); }, {}, true});
-  op.plans.push_back({std::move(build), std::move(user), false});
+  const std::size_t half = pool.bytes / 2;
+  const int region = bytes <= half ? (last_region == 0 ? 1 : 0) : -1;
+  const bool safe = !scratch_dirty || (last_all_dependent && region >= 0 && last_region >= 0 && region != last_region);
+  if (n > 1 && !safe) op.plans.push_back({[me, n] { return schedules::dissemination_barrier(me, n); }, {}, true, 0, pool.bytes});
+  if (region >= 0) op.plans.push_back({std::move(build), std::move(user), false, static_cast<std::size_t>(region) * half, half});
+  else op.plans.push_back({std::move(build), std::move(user), false, 0, pool.bytes});
   scratch_dirty = true;
+  last_region = region;
+  last_all_dependent = all_dependent;
 }
 
 Work Communicator::Impl::submit(Communicator* self, std::shared_ptr<Operation> op) {
@@ -177,7 +189,8 @@ bool Communicator::Impl::advance(Operation& op) {
       }
       const Operation::Plan& plan = op.plans[op.current];
       const DataType type = plan.fence ? DataType::u8 : op.type;
-      op.run = std::make_unique<exec::Run>(*transport, pool, plan.build(), plan.user, type, op.op, next_run_tag++);
+      op.run = std::make_unique<exec::Run>(*transport, pool, plan.region, plan.region_bytes, plan.build(), plan.user,
+                                           type, op.op, next_run_tag++);
       peak_scratch = std::max(peak_scratch, exec::pool_bytes(op.run->schedule(), type));
       ++op.events;
     }

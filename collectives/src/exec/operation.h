@@ -21,6 +21,7 @@ struct Operation {
     std::function<schedules::Schedule()> build;
     std::vector<exec::UserPiece> user;
     bool fence = false;  // a barrier run: no data
+    std::size_t region = 0, region_bytes = 0;  // the part of the pool the run uses
   };
 
   uint64_t seq = 0;

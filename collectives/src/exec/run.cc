@@ -18,13 +18,13 @@ std::size_t pool_bytes(const schedules::Schedule& s, DataType type) {
   return (s.scratch + s.count) * dtype_size(type);
 }
 
-Run::Run(transport::Transport& t, const Pool& pool, schedules::Schedule schedule, std::vector<UserPiece> user,
-         DataType type, ReduceOp op, uint16_t tag)
+Run::Run(transport::Transport& t, const Pool& pool, std::size_t region, std::size_t region_bytes,
+         schedules::Schedule schedule, std::vector<UserPiece> user, DataType type, ReduceOp op, uint16_t tag)
     : t_(t), pool_(pool), sched_(std::move(schedule)), user_(std::move(user)), type_(type), op_(op),
-      es_(dtype_size(type)), mirror_(sched_.scratch * es_), tag_(tag) {
-  if (pool_bytes(sched_, type_) > pool_.bytes)
+      es_(dtype_size(type)), region_(region), mirror_(region + sched_.scratch * es_), tag_(tag) {
+  if (region > pool_.bytes || region_bytes > pool_.bytes - region || pool_bytes(sched_, type_) > region_bytes)
     throw std::length_error("collective run needs " + std::to_string(pool_bytes(sched_, type_)) +
-                            " scratch bytes, the pool has " + std::to_string(pool_.bytes));
+                            " scratch bytes, its region of the pool has " + std::to_string(region_bytes));
   std::sort(user_.begin(), user_.end(), [](const UserPiece& a, const UserPiece& b) { return a.sched < b.sched; });
   for (const UserPiece& p : user_) bounds_.push_back(p.sched);
   const auto n = static_cast<std::size_t>(t_.size());
@@ -40,7 +40,7 @@ char* Run::user(std::size_t offset) const {
 }
 
 char* Run::at(Place p, std::size_t extra) const {
-  return p.memory == Memory::user ? user(p.offset + extra) : pool_.base + (p.offset + extra) * es_;
+  return p.memory == Memory::user ? user(p.offset + extra) : pool_.base + region_ + (p.offset + extra) * es_;
 }
 
 // Cut at every kChunkBytes and wherever a user range crosses from one piece to the next, so
@@ -67,9 +67,9 @@ std::vector<Run::Chunk> Run::chunks_of(const Transfer& t) const {
 }
 
 std::size_t Run::landing_bytes(const Transfer& t, std::size_t offset) const {
-  if (t.action == Action::reduce) return (t.staging + offset) * es_;
+  if (t.action == Action::reduce) return region_ + (t.staging + offset) * es_;
   if (t.dst.memory == Memory::user) return mirror_ + (t.dst.offset + offset) * es_;
-  return (t.dst.offset + offset) * es_;
+  return region_ + (t.dst.offset + offset) * es_;
 }
 
 void Run::start_step() {

@@ -58,9 +58,11 @@ std::size_t pool_bytes(const schedules::Schedule& s, DataType type);
 class Run {
  public:
   // `tag` (16 bits) goes into every immediate of this run, so runs that get out of step are
-  // caught. Throws std::length_error if the schedule does not fit the pool.
-  Run(transport::Transport& t, const Pool& pool, schedules::Schedule schedule, std::vector<UserPiece> user,
-      DataType type, ReduceOp op, uint16_t tag);
+  // caught. The run uses pool bytes [region, region + region_bytes) on every rank (the
+  // communicator alternates two halves so that consecutive runs need no fence). Throws
+  // std::length_error if the schedule does not fit the region.
+  Run(transport::Transport& t, const Pool& pool, std::size_t region, std::size_t region_bytes,
+      schedules::Schedule schedule, std::vector<UserPiece> user, DataType type, ReduceOp op, uint16_t tag);
   // Progresses without blocking; true once this rank's part is complete.
   bool advance();
   bool done() const { return step_ >= sched_.steps.size(); }
@@ -101,6 +103,7 @@ class Run {
   DataType type_;
   ReduceOp op_;
   std::size_t es_;
+  std::size_t region_;  // byte offset of this run's region in the pool
   std::size_t mirror_;  // byte offset of the user mirror in the pool
   uint16_t tag_;
 
