@@ -251,10 +251,14 @@ void Work::wait(Deadline deadline) {
     }
     const uint64_t ev = c.queue.empty() ? 0 : c.queue.front()->events;
     if (ev != seen) seen = ev, last_change = now;
-    // Spin while things move; once they stop, let the transport sleep until it has an event
-    // (capped, so the deadline is checked): ranks may outnumber cores.
+    // Spin while things move, yielding the core whenever a turn found nothing (ranks may
+    // outnumber cores: a spinning rank would otherwise hold its core for a whole time slice
+    // while the peer it waits for cannot run). Once things stop for the spin time, let the
+    // transport sleep until it has an event (capped, so the deadline is checked).
     if (t.options().progress != transport::ProgressMode::Poll && now - last_change > spin)
       t.wait_for_event(std::min(deadline, now + std::chrono::milliseconds(5)));
+    else if (ev == seen && now != last_change)
+      std::this_thread::yield();
   }
 }
 
