@@ -134,9 +134,19 @@ std::shared_ptr<Operation> new_op(Communicator::Impl& c, std::string name, Algor
   return o;
 }
 
-void check_buffers(std::string_view name, const void* in, const void* out, size_t count) {
+// Null buffers, byte counts that overflow, and inputs that partly overlap the output (in == out
+// is the in-place form; anything else overlapping would be read after being overwritten).
+void check_buffers(std::string_view name, const void* in, const void* out, size_t count, DataType type) {
+  const size_t es = dtype_size(type);
+  if (count > std::numeric_limits<size_t>::max() / es)
+    throw std::length_error(std::string(name) + ": count " + std::to_string(count) + " of " +
+                            std::string(to_string(type)) + " overflows a byte count");
   if (count > 0 && (in == nullptr || out == nullptr))
     throw std::invalid_argument(std::string(name) + ": null buffer with count " + std::to_string(count));
+  const auto a = reinterpret_cast<uintptr_t>(in), b = reinterpret_cast<uintptr_t>(out), bytes = count * es;
+  if (count > 0 && a != b && a < b + bytes && b < a + bytes)
+    throw std::invalid_argument(std::string(name) + ": the input and output buffers overlap without being the same "
+                                "buffer; pass in == out for the in-place form");
 }
 
 // Out of place, the runs take the input from `in` as they go (UserPiece::in).
@@ -166,7 +176,7 @@ Algorithm allgather_algorithm(int n) {
 
 Work Communicator::allreduce_async(const void* in, void* out, size_t count, DataType type, ReduceOp op,
                                    const CallOptions& o) {
-  check_buffers("allreduce", in, out, count);
+  check_buffers("allreduce", in, out, count, type);
   Impl& c = *impl_;
   const int n = size();
   const Algorithm a = allreduce_algorithm(c, o, n, count, dtype_size(type));
@@ -180,7 +190,7 @@ Work Communicator::allreduce_async(const void* in, void* out, size_t count, Data
 
 Work Communicator::reduce_scatter_async(const void* in, void* out, size_t count, DataType type, ReduceOp op,
                                         const CallOptions& o) {
-  check_buffers("reduce_scatter", in, out, count);
+  check_buffers("reduce_scatter", in, out, count, type);
   Impl& c = *impl_;
   const int n = size(), me = rank();
   const bool det = o.deterministic.value_or(c.options.deterministic);
@@ -198,7 +208,7 @@ Work Communicator::reduce_scatter_async(const void* in, void* out, size_t count,
 }
 
 Work Communicator::allgather_async(const void* in, void* out, size_t count, DataType type) {
-  check_buffers("allgather", in, out, count);
+  check_buffers("allgather", in, out, count, type);
   Impl& c = *impl_;
   const int n = size(), me = rank();
   const size_t es = dtype_size(type);
@@ -215,7 +225,7 @@ Work Communicator::broadcast_async(const void* in, void* out, size_t count, Data
   Impl& c = *impl_;
   const int n = size();
   check_root("broadcast", root, n);
-  check_buffers("broadcast", rank() == root ? in : out, out, count);
+  check_buffers("broadcast", rank() == root ? in : out, out, count, type);
   const size_t es = dtype_size(type);
   // The chain pipelines well for large messages; the binomial tree has fewer steps.
   const Algorithm a =
@@ -231,7 +241,7 @@ Work Communicator::broadcast_async(const void* in, void* out, size_t count, Data
 
 Work Communicator::reduce_async(const void* in, void* out, size_t count, DataType type, ReduceOp op, int root,
                                 const CallOptions& o) {
-  check_buffers("reduce", in, out, count);
+  check_buffers("reduce", in, out, count, type);
   Impl& c = *impl_;
   const int n = size();
   check_root("reduce", root, n);
