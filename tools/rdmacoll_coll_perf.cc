@@ -164,6 +164,11 @@ int run(const Options& o, const std::vector<std::string>& args, int json_fd) {
       throw rdmacoll::ConfigError("rank " + std::to_string(r) + " was started with " + shown(r) + " but rank 0 with " +
                                   shown(0) + "; start every rank with the same flags");
 
+  // The buffers outlive the communicator: when a call fails (a timeout), the communicator is
+  // destroyed with that call in flight, and its transport may still touch them while it shuts down.
+  const std::vector<size_t> sweep = sizes(o);
+  rdmacoll::perf::Buffer in(sweep.back()), outbuf(sweep.back());
+
   Communicator::Options copt = Communicator::Options::from_settings();
   if (o.backend) copt.transport.backend = *o.backend;
   if (o.timeout > 0) copt.timeout_s = o.timeout;
@@ -195,8 +200,6 @@ int run(const Options& o, const std::vector<std::string>& args, int json_fd) {
   std::ostream& out = json_fd >= 0 ? static_cast<std::ostream&>(json) : std::cout;
   if (printer && json_fd < 0) print_header(out, info);
 
-  const std::vector<size_t> sweep = sizes(o);
-  rdmacoll::perf::Buffer in(sweep.back()), outbuf(sweep.back());
   CallOptions copts;
   copts.algorithm = o.algorithm;
   if (o.deterministic) copts.deterministic = true;
