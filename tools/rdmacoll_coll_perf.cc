@@ -186,13 +186,22 @@ int run(const Options& o, const std::vector<std::string>& args, int json_fd) {
   {
     char host[256] = {};
     gethostname(host, sizeof host - 1);
-    std::string mine = std::to_string(getpid()) + " " + host;
+    // Each rank's own line: ranks on other hosts may use other devices.
+    const std::string mine = std::to_string(getpid()) + "\n" + host + "\n" + info.transport.device + "\n" +
+                             info.transport.qp_type;
     auto lines = bs::all_gather(*world.store, "collperf/ranks", rank, n, bs::Bytes(mine.begin(), mine.end()),
                                 bs::deadline_in(timeout));
     for (int r = 0; r < n; ++r) {
-      std::string s(lines[static_cast<size_t>(r)].begin(), lines[static_cast<size_t>(r)].end());
-      auto sp = s.find(' ');
-      info.rank_lines.push_back({r, std::stol(s.substr(0, sp)), s.substr(sp + 1)});
+      std::istringstream fields(std::string(lines[static_cast<size_t>(r)].begin(), lines[static_cast<size_t>(r)].end()));
+      RankLine line;
+      line.rank = r;
+      std::string pid;
+      std::getline(fields, pid);
+      line.pid = std::stol(pid);
+      std::getline(fields, line.host);
+      std::getline(fields, line.device);
+      std::getline(fields, line.qp_type);
+      info.rank_lines.push_back(line);
     }
   }
   const bool printer = rank == 0;

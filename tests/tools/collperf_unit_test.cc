@@ -159,7 +159,7 @@ TEST(CollPerfReport, AverageBusBandwidthOverRowsAndPlacements) {
 TEST(CollPerfReport, TableHasNcclTestsColumns) {
   RunInfo info;
   info.ranks = 2;
-  info.rank_lines = {{0, 11, "h0"}, {1, 12, "h1"}};
+  info.rank_lines = {{0, 11, "h0", "mlx5_0", "RC"}, {1, 12, "h1", "rxe0", "RC"}};
   info.peak_rss_bytes = {1 << 20, 2 << 20};
   info.peak_scratch_bytes = {0, 4096};
   std::ostringstream out;
@@ -171,7 +171,7 @@ TEST(CollPerfReport, TableHasNcclTestsColumns) {
                    "algbw   busbw #wrong\n"),
             std::string::npos)
       << s;
-  EXPECT_NE(s.find("#  Rank  1 Pid     12 on         h1"), std::string::npos) << s;
+  EXPECT_NE(s.find("#  Rank  1 Pid     12 on         h1 transport ucx device rxe0 (RC)\n"), std::string::npos) << s;
   EXPECT_NE(s.find("           8             2     float     sum      -1    10.00    0.00    0.00      0    20.00    "
                    "0.00    0.00      0\n"),
             std::string::npos)

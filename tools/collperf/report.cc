@@ -112,8 +112,8 @@ void print_header(std::ostream& out, const RunInfo& info) {
   out << "# Clock: " << info.clock << "\n#\n# Using ranks\n";
   for (const RankLine& r : info.rank_lines)
     out << printf_string("#  Rank %2d Pid %6ld on %10s", r.rank, r.pid, r.host.c_str()) << " transport "
-        << transport::to_string(t.backend) << " device " << (t.device.empty() ? "-" : t.device) << " ("
-        << (t.qp_type.empty() ? "-" : t.qp_type) << ")\n";
+        << transport::to_string(t.backend) << " device " << (r.device.empty() ? "-" : r.device) << " ("
+        << (r.qp_type.empty() ? "-" : r.qp_type) << ")\n";
   out << "#\n"
          "#                                                              out-of-place                       in-place\n"
          "#       size         count      type   redop    root     time   algbw   busbw #wrong     time   algbw   busbw #wrong\n"
@@ -171,7 +171,8 @@ std::string to_json(const RunInfo& info, const std::vector<Row>& rows) {
     << "  \"hosts\": [";
   for (size_t i = 0; i < info.rank_lines.size(); ++i)
     j << (i ? ", " : "") << "{\"rank\": " << info.rank_lines[i].rank << ", \"pid\": " << info.rank_lines[i].pid
-      << ", \"host\": " << json_quote(info.rank_lines[i].host) << "}";
+      << ", \"host\": " << json_quote(info.rank_lines[i].host) << ", \"device\": " << json_quote(info.rank_lines[i].device)
+      << ", \"qp_type\": " << json_quote(info.rank_lines[i].qp_type) << "}";
   j << "],\n  \"rows\": [";
   for (size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];

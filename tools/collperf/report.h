@@ -46,6 +46,8 @@ struct RankLine {
   int rank = 0;
   long pid = 0;
   std::string host;
+  std::string device;   // TransportInfo::device of that rank
+  std::string qp_type;  // TransportInfo::qp_type (UCX: the transports in use)
 };
 
 // Everything the header and the footer name.
