@@ -374,6 +374,30 @@ TEST(COMM_SUITE, MultiRankCostModelGiven) {
   }, o);
 }
 
+// A call that timed out leaves transfers in flight. Destroying the communicator afterwards
+// must not touch the call's buffers, which a caller unwinding from the error has typically
+// freed by then (they are declared after the communicator).
+TEST(COMM_SUITE, MultiRankDestroyAfterTimeoutLeavesFreedBuffersAlone) {
+  if (skip_without_device()) return;
+  Backend b;
+  RankGroup g(4);
+  auto c = Communicator::create(g.world());
+  // Every rank joins, with a deadline far too short for 256 MiB: each times out mid-transfer.
+  const size_t count = size_t{64} << 20;  // mmap'd, so free() unmaps it
+  auto* in = static_cast<float*>(std::malloc(count * 4));
+  auto* out = static_cast<float*>(std::malloc(count * 4));
+  std::fill(in, in + count, 1.0f);
+  EXPECT_THROW(c->allreduce_async(in, out, count, DataType::f32, ReduceOp::sum,
+                                  {AllreduceAlgorithm::halving_doubling, {}})
+                   .wait(bootstrap::deadline_in(0.3)),
+               TimeoutError);
+  std::free(in);
+  std::free(out);
+  c.reset();  // must neither crash nor hang
+  bootstrap::barrier(g.store(), "comm-test/destroy-after-timeout/done", g.rank(), 4, g.deadline());
+  g.join();
+}
+
 // split: ranks 0..4 by parity, ranked by descending rank; rank 4 joins no group. Each group
 // reduces on its own, and the parent still works afterwards.
 TEST(COMM_SUITE, MultiRankSplit) {

@@ -53,8 +53,12 @@ std::string Operation::describe() const {
 Communicator::Communicator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Communicator::~Communicator() {
-  if (impl_ && !impl_->queue.empty())
+  if (!impl_) return;
+  if (!impl_->queue.empty())
     RDMACOLL_WARN(kColl, "communicator destroyed with %zu collective(s) still in flight", impl_->queue.size());
+  // Calls that failed or never finished may have transfers queued from buffers the caller has
+  // freed by now (unwinding from the error): the transport must drop them, not deliver them.
+  if (!impl_->queue.empty() || impl_->failed) impl_->transport->abandon();
 }
 
 // The pool descriptions go over the new transport itself, not the store: a transport is this

@@ -57,6 +57,9 @@ class Endpoint {
   ucs_status_ptr_t start_close(bool force);
   // Whether peer failure handling is on (off only after the fallback above).
   bool handles_peer_failure() const { return peer_errors_; }
+  // Forgets the endpoint without closing it: ucp_worker_destroy discards it and what is queued
+  // on it, without sending anything (closing would progress the worker, which sends).
+  void abandon() { ep_ = nullptr; }
 
  private:
   WorkerPtr worker_;

@@ -135,7 +135,15 @@ void UcxTransport::shutdown() noexcept {
   if (closing_) return;
   closing_ = true;
   try {
-    say_goodbye();
+    if (abandoned_) {
+      // Nothing may be sent any more: queued sends may read memory the caller has freed. So no
+      // progress at all: the endpoints and what is queued on them go with the worker.
+      if (self_accepted_) self_accepted_->abandon();
+      for (auto& p : peers_)
+        if (p.ep) p.ep->abandon();
+    } else {
+      say_goodbye();
+    }
     // Endpoints first, newest first, all closing together: a flush (what was posted gets
     // delivered) where the peer is healthy, a force where it failed; bounded (ucx::close_all).
     std::vector<ucx::Endpoint*> eps{self_accepted_.get()};
@@ -158,10 +166,10 @@ void UcxTransport::shutdown() noexcept {
       for (const Part& part : op->parts)
         if (part.request != nullptr) pending.push_back(part.request);
     for (void* r : pending) ucp_request_cancel(worker_.get(), r);
-    auto limit = bootstrap::deadline_in(1.0);
+    auto limit = bootstrap::deadline_in(abandoned_ ? 0.0 : 1.0);
     while (!ops_.empty() && bootstrap::Clock::now() < limit) ucp_worker_progress(worker_.get());
     if (!ops_.empty()) {
-      RDMACOLL_WARN(kUcx, "rank %d: %zu operations still in flight at teardown", rank(), ops_.size());
+      if (!abandoned_) RDMACOLL_WARN(kUcx, "rank %d: %zu operations still in flight at teardown", rank(), ops_.size());
       for (auto& owned : ops_) {
         owned->detached = true;
         if (owned->state->pending())

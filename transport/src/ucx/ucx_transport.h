@@ -106,6 +106,7 @@ class UcxTransport final : public Transport {
   // Closes endpoints (newest first), the listener, and cancels what is still posted.
   void shutdown() noexcept;
   void say_goodbye();
+  void abandon() override { abandoned_ = true; }
 
   // Operations (ucx_transport.cc).
   Op* new_op(int kind, int peer, const OpDesc& desc);
@@ -146,6 +147,7 @@ class UcxTransport final : public Transport {
   // wait_for_event() does not sleep while any is outstanding.
   size_t local_pending_ = 0;
   bool closing_ = false;
+  bool abandoned_ = false;  // teardown force-closes: queued sends may point at freed memory
   TransportInfo info_;
   std::string describe_;
 };

@@ -23,6 +23,12 @@
 // the same order. Several calls may be in flight: they complete in order (a later one starts
 // when the one before it is done), each progressed by test()/wait() of any of their Works.
 //
+// Failure. A call that failed or timed out may still have transfers in flight that read or
+// write its buffers whenever the communicator is progressed (by any later call's test/wait).
+// Destroying the communicator discards them without touching the buffers, so unwinding from the
+// error (buffers freed, then the communicator) is safe; keep the buffers alive while the
+// communicator is still used.
+//
 // Threading: one thread at a time per communicator, as for the transport. A Communicator must
 // outlive its Works.
 #pragma once

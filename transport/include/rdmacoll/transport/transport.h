@@ -195,6 +195,12 @@ class Transport {
 
   virtual PeerCounters counters(int peer) const = 0;
 
+  // The caller gives up on everything in flight (a collective failed) and may free its buffers
+  // before destroying the transport: from now on the transport must not read or write them,
+  // so teardown discards what is still queued instead of delivering it. Nothing else changes
+  // until destruction; operations posted afterwards are the caller's to wait for.
+  virtual void abandon() {}
+
  protected:
   Transport(int rank, int size, Options options) : rank_(rank), size_(size), options_(options) {}
 
