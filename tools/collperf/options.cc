@@ -100,13 +100,7 @@ int64_t parse_int(const std::string& flag, std::string_view value, int64_t lo, i
   return v;
 }
 
-struct Flag {
-  char short_name;
-  std::string_view long_name;
-  bool takes_value;
-};
-
-constexpr Flag kFlags[] = {
+constexpr perf::Flag kFlags[] = {
     {'b', "minbytes", true}, {'e', "maxbytes", true},  {'f', "stepfactor", true}, {'i', "stepbytes", true},
     {'n', "iters", true},    {'w', "warmup_iters", true}, {'c', "check", true},   {'d', "datatype", true},
     {'o', "op", true},       {'r', "root", true},      {'a', "average", true},    {'z', "blocking", true},
@@ -123,33 +117,11 @@ Options parse(Collective c, const std::vector<std::string>& args) {
   o.collective = c;
   bool factor_given = false;
   for (size_t i = 0; i < args.size(); ++i) {
-    std::string_view a = args[i];
-    const Flag* f = nullptr;
-    std::optional<std::string> inline_value;
-    if (a.starts_with("--")) {
-      std::string_view name = a.substr(2);
-      if (auto eq = name.find('='); eq != std::string_view::npos) {
-        inline_value = std::string(name.substr(eq + 1));
-        name = name.substr(0, eq);
-      }
-      for (const Flag& fl : kFlags)
-        if (fl.long_name == name) f = &fl;
-    } else if (a.size() == 2 && a[0] == '-') {
-      for (const Flag& fl : kFlags)
-        if (fl.short_name == a[1]) f = &fl;
-    } else {
-      throw UsageError("unexpected argument '" + std::string(a) + "' (the tools take no positional arguments)");
-    }
-    if (f == nullptr) throw UsageError("unknown option '" + std::string(a) + "'");
+    const std::optional<perf::FlagValue> fv = perf::read_flag(kFlags, args, i);
+    if (!fv) throw UsageError("unexpected argument '" + args[i] + "' (the tools take no positional arguments)");
+    const perf::Flag* f = fv->flag;
     const std::string flag = "--" + std::string(f->long_name);
-    std::string value;
-    if (f->takes_value) {
-      if (inline_value) value = *inline_value;
-      else if (i + 1 < args.size()) value = args[++i];
-      else throw UsageError(flag + " needs a value");
-    } else if (inline_value) {
-      throw UsageError(flag + " takes no value");
-    }
+    const std::string& value = fv->value;
     const std::string_view n = f->long_name;
     if (n == "minbytes") o.minbytes = perf::parse_size(flag, value);
     else if (n == "maxbytes") o.maxbytes = perf::parse_size(flag, value);

@@ -67,6 +67,36 @@ std::string usage(Tool tool) {
   return o.str();
 }
 
+std::optional<FlagValue> read_flag(std::span<const Flag> flags, const std::vector<std::string>& args, size_t& i) {
+  std::string_view a = args[i];
+  if (a.size() < 2 || a[0] != '-') return std::nullopt;
+  const Flag* f = nullptr;
+  std::optional<std::string> inline_value;
+  if (a.starts_with("--")) {
+    std::string_view name = a.substr(2);
+    if (auto eq = name.find('='); eq != std::string_view::npos) {
+      inline_value = std::string(name.substr(eq + 1));
+      name = name.substr(0, eq);
+    }
+    for (const Flag& c : flags)
+      if (c.long_name == name) f = &c;
+  } else if (a.size() == 2) {
+    for (const Flag& c : flags)
+      if (c.short_name == a[1]) f = &c;
+  }
+  if (f == nullptr) throw UsageError("unknown option '" + std::string(a) + "'");
+  const std::string flag = "--" + std::string(f->long_name);
+  FlagValue out{f, {}};
+  if (f->takes_value) {
+    if (inline_value) out.value = *inline_value;
+    else if (i + 1 < args.size()) out.value = args[++i];
+    else throw UsageError(flag + " needs a value");
+  } else if (inline_value) {
+    throw UsageError(flag + " takes no value");
+  }
+  return out;
+}
+
 size_t parse_size(std::string_view flag, std::string_view value) {
   auto bad = [&] {
     return UsageError(std::string(flag) + " '" + std::string(value) +
@@ -108,12 +138,6 @@ int64_t parse_count(std::string_view flag, std::string_view value, int64_t lo, i
   return v;
 }
 
-struct Flag {
-  char short_name;  // 0 if none
-  std::string_view long_name;
-  bool takes_value;
-};
-
 constexpr Flag kFlags[] = {
     {'o', "op", true},          {0, "transport", true},    {0, "progress", true},  {'d', "ib-dev", true},
     {'i', "ib-port", true},     {'x', "gid-index", true},  {'p', "port", true},    {0, "bind", true},
@@ -135,37 +159,16 @@ Options parse(Tool tool, const std::vector<std::string>& args) {
   std::vector<std::string> positional;
 
   for (size_t i = 0; i < args.size(); ++i) {
-    std::string_view a = args[i];
-    if (a.size() < 2 || a[0] != '-') {
-      positional.emplace_back(a);
+    const std::optional<FlagValue> fv = read_flag(kFlags, args, i);
+    if (!fv) {
+      positional.emplace_back(args[i]);
       continue;
     }
-    const Flag* f = nullptr;
-    std::optional<std::string> inline_value;
-    if (a.starts_with("--")) {
-      std::string_view name = a.substr(2);
-      if (auto eq = name.find('='); eq != std::string_view::npos) {
-        inline_value = std::string(name.substr(eq + 1));
-        name = name.substr(0, eq);
-      }
-      for (const Flag& c : kFlags)
-        if (c.long_name == name) f = &c;
-    } else if (a.size() == 2) {
-      for (const Flag& c : kFlags)
-        if (c.short_name == a[1]) f = &c;
-    }
-    if (f == nullptr) throw UsageError("unknown option '" + std::string(a) + "'");
+    const Flag* f = fv->flag;
     if (tool == Tool::Lat && (f->long_name == "tx-depth" || f->long_name == "report-gbits"))
       throw UsageError("--" + std::string(f->long_name) + " applies to rdmacoll-bw only");
-    std::string flag = "--" + std::string(f->long_name);
-    std::string value;
-    if (f->takes_value) {
-      if (inline_value) value = *inline_value;
-      else if (i + 1 < args.size()) value = args[++i];
-      else throw UsageError(flag + " needs a value");
-    } else if (inline_value) {
-      throw UsageError(flag + " takes no value");
-    }
+    const std::string flag = "--" + std::string(f->long_name);
+    const std::string& value = fv->value;
     std::string_view n = f->long_name;
     if (n == "op") o.op = parse_op(value);
     else if (n == "transport") {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -64,6 +65,21 @@ std::string usage(Tool tool);
 
 // "4096", "64K", "1M", "1G" (binary multiples). Throws UsageError naming `flag`.
 size_t parse_size(std::string_view flag, std::string_view value);
+
+// One command-line flag of a tool: -x and/or --long-name, with or without a value.
+struct Flag {
+  char short_name;  // 0 if none
+  std::string_view long_name;
+  bool takes_value;
+};
+struct FlagValue {
+  const Flag* flag;
+  std::string value;  // empty for flags without one
+};
+// Reads the flag args[i] names ("-x V", "--name V", "--name=V"; a value is the next argument,
+// and i moves past it). nullopt: args[i] is not a flag (a positional argument). Throws
+// UsageError for an unknown flag, a missing value, or a value given to a flag without one.
+std::optional<FlagValue> read_flag(std::span<const Flag> flags, const std::vector<std::string>& args, size_t& i);
 // begin, begin*factor, ... up to end (inclusive), as nccl-tests' -b/-e/-f.
 std::vector<size_t> size_sweep(size_t begin, size_t end, size_t factor);
 
