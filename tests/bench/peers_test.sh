@@ -4,7 +4,7 @@
 # -c 1, and their output read by the compare script's own parser, so a drift in the row format
 # or a wrong result fails here rather than in a comparison table.
 # usage: peers_test.sh CASE PEER RDMACOLL_RUN PARSER
-#   CASE: mpi | gloo-ring | gloo-bcube | gloo-halving_doubling | usage
+#   CASE: mpi | gloo-ring | gloo-ring_chunked | gloo-halving_doubling | gloo-bcube | usage
 #   PEER: the peer's binary, or "none" when it was not built (the case is skipped).
 # Exit 0 pass, 1 fail, 77 skip (ctest SKIP_RETURN_CODE).
 set -u
