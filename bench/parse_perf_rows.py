@@ -211,6 +211,7 @@ class Run:
 
     def __init__(self, directory):
         self.dir, self.failed = directory, []
+        self.rss = {}  # (impl, ranks, size): {rank: KiB}
 
     def time_us(self, impl, ranks, size):
         path = os.path.join(self.dir, f"{impl}.{ranks}.{size}.out")
@@ -223,6 +224,8 @@ class Run:
             except FormatError as e:
                 res, why = None, f"unparsable: {e}"
             row = next((r for r in res["rows"] if r["size"] == size), None) if res else None
+            if res:
+                self.rss[impl, ranks, size] = res["peak_rss_kib"]
             if res and row is None:
                 why = "no row"  # the run failed; its output is in the file
             elif row and row["out_of_place"]["wrong"] not in (0, None):
@@ -359,6 +362,15 @@ def host_tables(run, sizes, ranks_list, goals):
             if gloo:
                 goals.judge(f"host {title}: 8-byte latency at most 0.1x Gloo (its best algorithm)",
                             lat_points(lambda n, s: best_gloo(n, s)[0]), 0.1, False)
+    largest = max(sizes)
+    out += ["", f"## host: peak RSS per rank at {human(largest)} (MiB, getrusage ru_maxrss: the process's peak over "
+            "its run, including the benchmark's own send and receive buffers)"]
+    for n in ranks_list:
+        for _, title, ours, mpi, gloo in HOST_CLASSES:
+            for impl, label in [(ours, "ours"), (mpi, "Open MPI")] + gloo:
+                rss = run.rss.get((impl, n, largest), {})
+                text = " ".join(f"{rss[r] / 1024:.1f}" for r in sorted(rss)) if rss else "n/a"
+                out.append(f"{n:>2} ranks {title + ', ' + label:<30} {text}")
     return out
 
 

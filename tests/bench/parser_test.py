@@ -115,6 +115,10 @@ class Compare(unittest.TestCase):
         self.assertIn("0.05x", text)
         row = next(l for l in text.splitlines() if l.split()[:2] == ["4194304", "2"] and "Gloo r_chunk" in l)
         self.assertTrue(row.rstrip().endswith("3.00  Gloo r_chunk"), row)
+        # Peak RSS at the largest size: ours in MiB lines, the peers in KiB lines, both in MiB.
+        rss = [l.split() for l in text.split("## host: peak RSS")[1].split("## ")[0].splitlines()]
+        self.assertIn(["4", "ranks", "TCP", "loopback,", "ours", "20.5", "21.5", "22.5", "23.5"], rss)
+        self.assertIn(["2", "ranks", "shared", "memory,", "Open", "MPI", "1.0", "1.0"], rss)
 
     def test_failed_run(self):
         self.host_run(skip={("mpi_sm", 4, 8)})
