@@ -285,7 +285,9 @@ class Goals:
             verdict = "NOT MEASURED (a run failed)"
         else:
             verdict = f"NOT MET ({sum(good)} of {len(points)} points met)"
-        detail = ", ".join(f"{w} {'failed' if r is None else format(r, '.2f') + 'x'}" for w, r in points)
+        # Three decimals below 1 (0.104x is not 0.10x against a limit of 0.1).
+        detail = ", ".join(f"{w} {'failed' if r is None else format(r, '.3f' if r < 1 else '.2f') + 'x'}"
+                           for w, r in points)
         self.lines.append(f"{text}: {verdict}\n    {detail}")
 
 

@@ -112,7 +112,7 @@ class Compare(unittest.TestCase):
         self.assertIn("4r 4 MiB 1.50x", text)
         # 8-byte latency: ours 10 us, best Gloo (ring_chunked) 200 us: 0.05x.
         self.assertIn(": met\n", self.goal(text, "host TCP loopback: 8-byte latency at most 0.1x Gloo"))
-        self.assertIn("0.05x", text)
+        self.assertIn("0.050x", text)
         row = next(l for l in text.splitlines() if l.split()[:2] == ["4194304", "2"] and "Gloo r_chunk" in l)
         self.assertTrue(row.rstrip().endswith("3.00  Gloo r_chunk"), row)
         # Peak RSS at the largest size: ours in MiB lines, the peers in KiB lines, both in MiB.
@@ -142,8 +142,8 @@ class Compare(unittest.TestCase):
         text, ok = P.compare(self.dir, [], [], g, [8, big])
         self.assertTrue(ok, text)
         self.assertIn(": met\n", self.goal(text, "guest verbs: 2-rank busbw at 16 MiB"))
-        self.assertIn("16 MiB vs 16 MiB 0.80x", text)
-        self.assertIn("0.40x", self.goal(text, "guest: 8-byte allreduce latency"))
+        self.assertIn("16 MiB vs 16 MiB 0.800x", text)
+        self.assertIn("0.400x", self.goal(text, "guest: 8-byte allreduce latency"))
         # Without a 16 MiB ib_write_bw, its largest size below is the reference.
         os.rename(os.path.join(g, f"ib_write_bw.{big}.out"), os.path.join(g, "ib_write_bw.1048576.out"))
         with open(os.path.join(g, "ib_write_bw.1048576.out"), "w") as f:
