@@ -19,7 +19,8 @@
 # (-c 1). Keeps the tables, the goals, the command and every run's own output in
 # bench/results/allreduce_compare.txt.
 # usage: bench/allreduce_compare.sh [BUILD_DIR] [--quick] [--no-guest | --guest-only]
-#   --quick       fewer sizes (8 B, 64 KiB, 4 MiB, 16 MiB) and a fifth of the calls; guest too
+#   --quick       fewer sizes (host 8 B, 64 KiB, 4 MiB, 16 MiB; guest 8 B, 1 MiB, 16 MiB) and a
+#                 fifth of the calls (a quarter in the guest). Full run: about 6-10 minutes.
 #   --no-guest    the host only;  --guest-only  the guest only
 #   RDMACOLL_ALLREDUCE_PERF=PATH  use another rdmacoll-allreduce-perf (default BUILD_DIR/tools/...)
 #   ALLREDUCE_COMPARE_OUT=FILE    write there instead of bench/results/allreduce_compare.txt
@@ -32,7 +33,7 @@ for a in "$@"; do
     --quick) QUICK=quick ;;
     --no-guest) GUEST= ;;
     --guest-only) HOST= ;;
-    -h|--help) sed -n '2,27s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28s/^# \{0,1\}//p' "$0"; exit 0 ;;
     -*) echo "allreduce_compare.sh: unknown option '$a'" >&2; exit 2 ;;
     *) BUILD=$(cd "$a" && pwd) || exit 2 ;;
   esac
@@ -57,7 +58,8 @@ command -v python3 >/dev/null || die "python3 not found"
 RANKS="2 4"
 SIZES="8 4096 65536 1048576 4194304 16777216 67108864"
 [ -n "$QUICK" ] && SIZES="8 65536 4194304 16777216"
-GUEST_SIZES="8 65536 1048576 16777216"  # bench/allreduce_guest.sh's
+GUEST_SIZES="8 65536 1048576 16777216"
+[ -n "$QUICK" ] && GUEST_SIZES="8 1048576 16777216"
 IMPLS="ours_sm mpi_sm ours_tcp mpi_tcp gloo_ring gloo_ring_chunked gloo_halving_doubling"
 # /var/tmp, not /tmp: the guest writes its results here (--writable), and the harness's guest
 # covers /tmp with a tmpfs.
@@ -68,9 +70,10 @@ mkdir "$runs/store" "$runs/guest"
 # Timed calls per size (warm-up: a fifth, at least 2), fewer for large messages to keep a full
 # run within minutes on a shared 2-core machine; --quick divides by 5.
 iters_for() {
-  local n=200
-  [ "$1" -ge 1048576 ] && n=50
-  [ "$1" -ge 16777216 ] && n=10
+  local n=1000
+  [ "$1" -ge 1048576 ] && n=100
+  [ "$1" -ge 16777216 ] && n=20
+  [ "$1" -ge 67108864 ] && n=10
   [ -n "$QUICK" ] && n=$(( n / 5 > 2 ? n / 5 : 2 ))
   echo "$n"
 }
@@ -120,7 +123,7 @@ if [ -n "$GUEST" ]; then
   # One boot of 2 vCPUs for everything in the guest; it writes each run's output to $runs/guest.
   # Its progress lines are shown as they come; the whole console goes to the results file.
   "$HARNESS" --guests 1 --cpus 2 --timeout 900 --writable "$runs/guest" -- \
-    bash "$ROOT/bench/allreduce_guest.sh" "$BUILD" "$runs/guest" "$OURS" $QUICK 2>&1 | tee "$runs/guest.console" |
+    bash "$ROOT/bench/allreduce_guest.sh" "$BUILD" "$runs/guest" "$OURS" "$GUEST_SIZES" $QUICK 2>&1 | tee "$runs/guest.console" |
     grep --line-buffered -E '^(M |allreduce_guest|rdmacoll-guest)' | sed -u 's/^/[guest] /' >&2
   guest_rc=${PIPESTATUS[0]}
   [ "$guest_rc" = 125 ] && echo "allreduce_compare.sh: the guest could not start (exit 125): no guest part" >&2

@@ -9,12 +9,11 @@
 #   gloo_ring    gloo_allreduce_perf --algo ring, TCP on 127.0.0.1
 # Writes each run's output to OUT_DIR/IMPL.2.SIZE.out and OUT_DIR/ib_write_bw.SIZE.out (the
 # host's compare script reads them) and prints one line per run: M IMPL SIZE ok|FAILED.
-# usage: allreduce_guest.sh BUILD_DIR OUT_DIR OURS_TOOL [quick]
+# usage: allreduce_guest.sh BUILD_DIR OUT_DIR OURS_TOOL "SIZES" [quick]
 set -uo pipefail
-BUILD=$1 OUT=$2 OURS=$3 QUICK=${4:-}
+BUILD=$1 OUT=$2 OURS=$3 SIZES=$4 QUICK=${5:-}
 DEV=${RXE_DEVICE:-rxe0}
 RUN=$BUILD/tools/rdmacoll-run MPI_PEER=$BUILD/bench/mpi_allreduce_perf GLOO_PEER=$BUILD/bench/gloo_allreduce_perf
-SIZES="8 65536 1048576 16777216"
 PORT=18700
 export RDMACOLL_TIMEOUT=120
 mkdir -p /dev/shm /run/tmp/store 2>/dev/null; mountpoint -q /dev/shm || mount -t tmpfs shm /dev/shm 2>/dev/null
