@@ -314,6 +314,30 @@ TEST(COMM_SUITE, MultiRankTimeoutNamesCollectiveAndMissingRank) {
   g.join();
 }
 
+// Bad arguments are refused with a typed error before anything is queued: the call takes no
+// sequence number, and the communicator goes on working.
+TEST(COMM_SUITE, MultiRankBadArgumentsAreRefused) {
+  if (skip_without_device()) return;
+  Backend b;
+  with_comm(2, [](Communicator& c) {
+    std::vector<float> buf(64, 1.0f);
+    const uint64_t seq = c.next_sequence();
+    EXPECT_THROW(c.allreduce(nullptr, buf.data(), 4, DataType::f32, ReduceOp::sum), std::invalid_argument);
+    EXPECT_THROW(c.reduce_scatter(buf.data(), nullptr, 4, DataType::f32, ReduceOp::sum), std::invalid_argument);
+    EXPECT_THROW(c.allreduce(buf.data(), buf.data(), SIZE_MAX / 2, DataType::f32, ReduceOp::sum), std::length_error);
+    try {  // overlapping, not the same buffer
+      c.allreduce(buf.data(), buf.data() + 1, 32, DataType::f32, ReduceOp::sum);
+      ADD_FAILURE() << "overlap accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("overlap"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(c.allreduce(buf.data(), buf.data(), 4, static_cast<DataType>(99), ReduceOp::sum), std::invalid_argument);
+    EXPECT_THROW(c.broadcast(buf.data(), buf.data(), 4, DataType::f32, 2), std::invalid_argument);  // root out of range
+    EXPECT_EQ(c.next_sequence(), seq);
+    check_allreduce(c, DataType::f32, ReduceOp::sum, 1000, {}, false);
+  });
+}
+
 // The cost model is measured at creation, without taking a sequence number from the caller,
 // and every rank holds the same values (they decide the algorithm, so they must agree).
 TEST(COMM_SUITE, MultiRankCostModelMeasuredAndAgreed) {

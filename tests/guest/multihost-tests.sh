@@ -25,7 +25,8 @@ if [ -x "$bin" ]; then
 fi
 
 # The tools across the link, as users run them under a launcher: rdmacoll-bw and rdmacoll-lat over
-# verbs and over UCX rc_verbs, every byte checked. Each case is one rank's half of the pair.
+# verbs and over UCX rc_verbs, every byte checked, then the collective benchmarks. Each case is
+# one rank's half of the pair.
 xml_cases=""
 tool_case() {  # NAME PORT COMMAND...
   local name=$1 port=$2; shift 2
@@ -47,6 +48,11 @@ tool_case lat_verbs_write 29613 "$T/rdmacoll-lat" --transport verbs -d "$RXE_DEV
 tool_case lat_verbs_send 29614 "$T/rdmacoll-lat" --transport verbs -d "$RXE_DEVICE" --op send -s 8 -n 200 --check
 tool_case bw_ucx_write 29615 env UCX_TLS=rc_verbs,self "$T/rdmacoll-bw" --transport ucx -d "$RXE_DEVICE" -s 64K -n 100 -t 8 --check
 tool_case lat_ucx_write_imm 29616 env UCX_TLS=rc_verbs,self "$T/rdmacoll-lat" --transport ucx -d "$RXE_DEVICE" --op write_imm -s 8 -n 200 --check
+# The collective benchmarks, one rank per guest over verbs, every element checked (-c 1).
+tool_case allreduce_perf_verbs 29617 env RDMACOLL_IB_DEVICE="$RXE_DEVICE" "$T/rdmacoll-allreduce-perf" --transport verbs \
+  -b 8 -e 1M -f 32 -n 5 -w 1 -c 1 -o all
+tool_case reduce_scatter_perf_verbs 29618 env RDMACOLL_IB_DEVICE="$RXE_DEVICE" "$T/rdmacoll-reduce-scatter-perf" \
+  --transport verbs -b 8 -e 1M -f 32 -n 5 -w 1 -c 1 -d all
 {
   echo '<?xml version="1.0" encoding="UTF-8"?>'
   echo "<testsuites><testsuite name=\"tools-rank$RDMACOLL_RANK\">"

@@ -12,6 +12,28 @@
 
 namespace rdmacoll::perf {
 
+int stdout_for_json() {
+  std::cout.flush();
+  int fd = dup(STDOUT_FILENO);
+  if (fd < 0) return -1;
+  if (dup2(STDERR_FILENO, STDOUT_FILENO) < 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+
+void write_json(int fd, std::string_view doc) {
+  for (size_t off = 0; off < doc.size();) {
+    ssize_t n = write(fd, doc.data() + off, doc.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw Error(std::string("cannot write the JSON output: ") + std::strerror(errno));
+    off += static_cast<size_t>(n);
+  }
+}
+
 void complete(Session& s, transport::Request& r, Deadline deadline, const char* what) {
   if (s.options().progress != transport::ProgressMode::Poll) {
     r.wait(deadline);
@@ -80,9 +102,8 @@ int run(Tool tool, int argc, char** argv, const Measure& measure) {
   int json_fd = -1;
   std::ostringstream json;
   if (o.json) {
-    std::cout.flush();
-    json_fd = dup(STDOUT_FILENO);
-    if (json_fd < 0 || dup2(STDERR_FILENO, STDOUT_FILENO) < 0) {
+    json_fd = stdout_for_json();
+    if (json_fd < 0) {
       std::cerr << name << ": cannot set up stdout for --json: " << std::strerror(errno) << "\n";
       return 1;
     }
@@ -103,15 +124,7 @@ int run(Tool tool, int argc, char** argv, const Measure& measure) {
       if (s.printer()) report_size(report, agreed, agreed.sizes[i], all, wrong);
     }
     if (s.printer()) report.end();
-    if (json_fd >= 0) {
-      std::string doc = json.str();
-      for (size_t off = 0; off < doc.size();) {
-        ssize_t n = write(json_fd, doc.data() + off, doc.size() - off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) throw Error(std::string("cannot write the JSON output: ") + std::strerror(errno));
-        off += static_cast<size_t>(n);
-      }
-    }
+    if (json_fd >= 0) write_json(json_fd, json.str());
     s.finish();
     if (wrong + own_wrong > 0) {
       std::cerr << name << ": rank " << rank << ": the data check found "

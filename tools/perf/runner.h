@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <string_view>
 #include <vector>
 
 #include "options.h"
@@ -19,6 +20,13 @@ int run(Tool tool, int argc, char** argv, const Measure& measure);
 // Completes a request: spins on test() in poll mode (as perftest does), otherwise wait() lets
 // the progress mode decide.
 void complete(Session& s, transport::Request& r, Deadline deadline, const char* what);
+
+// With --json, stdout carries the document and nothing else: whatever else would go there (UCX
+// prints its warnings on stdout) goes to stderr from now on. Returns a descriptor of the real
+// stdout for write_json, or -1 with errno set.
+int stdout_for_json();
+// Writes the whole document to `fd`; throws Error if it cannot.
+void write_json(int fd, std::string_view doc);
 
 inline double seconds(Clock::time_point t) { return std::chrono::duration<double>(t.time_since_epoch()).count(); }
 

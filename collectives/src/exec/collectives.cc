@@ -65,8 +65,10 @@ std::length_error pool_too_small(std::string_view what, size_t pool) {
                            " bytes) is too small for even one element per segment");
 }
 
-// Allreduce, broadcast, reduce: contiguous segments of the buffer, each its own run.
-void add_contiguous_runs(Communicator::Impl& c, Operation& op, Algorithm a, char* out, size_t count, int root) {
+// Allreduce, broadcast, reduce: contiguous segments of the buffer, each its own run. `in`:
+// the input where the run takes it from the caller's buffer itself (UserPiece::in).
+void add_contiguous_runs(Communicator::Impl& c, Operation& op, Algorithm a, char* out, size_t count, int root,
+                         const char* in = nullptr) {
   const int n = c.transport->size(), me = c.transport->rank();
   const size_t es = dtype_size(op.type), pieces = pieces_for(a, n, count, es, c.model);
   auto need = [&](size_t seg) {
@@ -80,13 +82,14 @@ void add_contiguous_runs(Communicator::Impl& c, Operation& op, Algorithm a, char
     // An allreduce's every element holds every rank's contribution; a broadcast's or a
     // reduce's ranks need not hear from all.
     const bool all_dependent = schedules::collective_of(a) == schedules::Collective::allreduce;
-    c.add_run(op, all_dependent, need(len), [spec] { return schedules::build(spec); }, {{0, out + begin * es, len}});
+    c.add_run(op, all_dependent, need(len), [spec] { return schedules::build(spec); }, {{0, out + begin * es, len, in ? in + begin * es : nullptr}});
   }
 }
 
 // Reduce-scatter and allgather keep block r on rank r: a segment is the same sub-range of
 // every block, laid out compactly in the schedule's user space.
-void add_block_runs(Communicator::Impl& c, Operation& op, Algorithm a, char* out, size_t count) {
+void add_block_runs(Communicator::Impl& c, Operation& op, Algorithm a, char* out, size_t count,
+                    const char* in = nullptr) {
   const int n = c.transport->size(), me = c.transport->rank();
   const size_t es = dtype_size(op.type);
   const std::vector<Block> blocks = schedules::even_blocks(count, static_cast<size_t>(n));
@@ -104,7 +107,7 @@ void add_block_runs(Communicator::Impl& c, Operation& op, Algorithm a, char* out
     size_t at = 0;
     for (const Block& b : part) {
       compact.push_back({at, b.count});
-      if (b.count > 0) user.push_back({at, out + b.offset * es, b.count});
+      if (b.count > 0) user.push_back({at, out + b.offset * es, b.count, in ? in + b.offset * es : nullptr});
       at += b.count;
     }
     const bool all_dependent = std::all_of(part.begin(), part.end(), [](const Block& b) { return b.count > 0; });
@@ -131,9 +134,24 @@ std::shared_ptr<Operation> new_op(Communicator::Impl& c, std::string name, Algor
   return o;
 }
 
-void check_buffers(std::string_view name, const void* in, const void* out, size_t count) {
+// Null buffers, byte counts that overflow, and inputs that partly overlap the output (in == out
+// is the in-place form; anything else overlapping would be read after being overwritten).
+void check_buffers(std::string_view name, const void* in, const void* out, size_t count, DataType type) {
+  const size_t es = dtype_size(type);
+  if (count > std::numeric_limits<size_t>::max() / es)
+    throw std::length_error(std::string(name) + ": count " + std::to_string(count) + " of " +
+                            std::string(to_string(type)) + " overflows a byte count");
   if (count > 0 && (in == nullptr || out == nullptr))
     throw std::invalid_argument(std::string(name) + ": null buffer with count " + std::to_string(count));
+  const auto a = reinterpret_cast<uintptr_t>(in), b = reinterpret_cast<uintptr_t>(out), bytes = count * es;
+  if (count > 0 && a != b && a < b + bytes && b < a + bytes)
+    throw std::invalid_argument(std::string(name) + ": the input and output buffers overlap without being the same "
+                                "buffer; pass in == out for the in-place form");
+}
+
+// Out of place, the runs take the input from `in` as they go (UserPiece::in).
+const char* input_of(const void* in, const void* out) {
+  return in == out ? nullptr : static_cast<const char*>(in);
 }
 
 // out = in unless in place; done when the call starts, not when it is queued.
@@ -158,29 +176,29 @@ Algorithm allgather_algorithm(int n) {
 
 Work Communicator::allreduce_async(const void* in, void* out, size_t count, DataType type, ReduceOp op,
                                    const CallOptions& o) {
-  check_buffers("allreduce", in, out, count);
+  check_buffers("allreduce", in, out, count, type);
   Impl& c = *impl_;
   const int n = size();
   const Algorithm a = allreduce_algorithm(c, o, n, count, dtype_size(type));
   auto w = new_op(c, "allreduce", a, type, op);
   const size_t es = dtype_size(type);
-  w->prologue = copy_in(in, out, count * es);
-  if (n > 1) add_contiguous_runs(c, *w, a, static_cast<char*>(out), count, 0);
+  if (n > 1) add_contiguous_runs(c, *w, a, static_cast<char*>(out), count, 0, input_of(in, out));
+  else w->prologue = copy_in(in, out, count * es);
   if (op == ReduceOp::avg) w->epilogue = [type, out, count, n] { finalize_avg(type, out, count, static_cast<size_t>(n)); };
   return c.submit(this, std::move(w));
 }
 
 Work Communicator::reduce_scatter_async(const void* in, void* out, size_t count, DataType type, ReduceOp op,
                                         const CallOptions& o) {
-  check_buffers("reduce_scatter", in, out, count);
+  check_buffers("reduce_scatter", in, out, count, type);
   Impl& c = *impl_;
   const int n = size(), me = rank();
   const bool det = o.deterministic.value_or(c.options.deterministic);
   const Algorithm a = det ? Algorithm::ordered_reduce_scatter : Algorithm::ring_reduce_scatter;
   auto w = new_op(c, "reduce_scatter", a, type, op);
   const size_t es = dtype_size(type);
-  w->prologue = copy_in(in, out, count * es);
-  if (n > 1) add_block_runs(c, *w, a, static_cast<char*>(out), count);
+  if (n > 1) add_block_runs(c, *w, a, static_cast<char*>(out), count, input_of(in, out));
+  else w->prologue = copy_in(in, out, count * es);
   if (op == ReduceOp::avg) {
     const Block b = schedules::even_blocks(count, static_cast<size_t>(n))[static_cast<size_t>(me)];
     char* mine = static_cast<char*>(out) + b.offset * es;
@@ -190,7 +208,7 @@ Work Communicator::reduce_scatter_async(const void* in, void* out, size_t count,
 }
 
 Work Communicator::allgather_async(const void* in, void* out, size_t count, DataType type) {
-  check_buffers("allgather", in, out, count);
+  check_buffers("allgather", in, out, count, type);
   Impl& c = *impl_;
   const int n = size(), me = rank();
   const size_t es = dtype_size(type);
@@ -207,7 +225,7 @@ Work Communicator::broadcast_async(const void* in, void* out, size_t count, Data
   Impl& c = *impl_;
   const int n = size();
   check_root("broadcast", root, n);
-  check_buffers("broadcast", rank() == root ? in : out, out, count);
+  check_buffers("broadcast", rank() == root ? in : out, out, count, type);
   const size_t es = dtype_size(type);
   // The chain pipelines well for large messages; the binomial tree has fewer steps.
   const Algorithm a =
@@ -223,7 +241,7 @@ Work Communicator::broadcast_async(const void* in, void* out, size_t count, Data
 
 Work Communicator::reduce_async(const void* in, void* out, size_t count, DataType type, ReduceOp op, int root,
                                 const CallOptions& o) {
-  check_buffers("reduce", in, out, count);
+  check_buffers("reduce", in, out, count, type);
   Impl& c = *impl_;
   const int n = size();
   check_root("reduce", root, n);
@@ -231,8 +249,8 @@ Work Communicator::reduce_async(const void* in, void* out, size_t count, DataTyp
   const Algorithm a = det ? Algorithm::ordered_reduce : Algorithm::binomial_reduce;
   auto w = new_op(c, "reduce", a, type, op);
   const size_t es = dtype_size(type);
-  w->prologue = copy_in(in, out, count * es);
-  if (n > 1) add_contiguous_runs(c, *w, a, static_cast<char*>(out), count, root);
+  if (n > 1) add_contiguous_runs(c, *w, a, static_cast<char*>(out), count, root, input_of(in, out));
+  else w->prologue = copy_in(in, out, count * es);
   if (op == ReduceOp::avg && rank() == root)
     w->epilogue = [type, out, count, n] { finalize_avg(type, out, count, static_cast<size_t>(n)); };
   return c.submit(this, std::move(w));

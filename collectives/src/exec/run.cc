@@ -26,7 +26,10 @@ Run::Run(transport::Transport& t, const Pool& pool, std::size_t region, std::siz
     throw std::length_error("collective run needs " + std::to_string(pool_bytes(sched_, type_)) +
                             " scratch bytes, its region of the pool has " + std::to_string(region_bytes));
   std::sort(user_.begin(), user_.end(), [](const UserPiece& a, const UserPiece& b) { return a.sched < b.sched; });
-  for (const UserPiece& p : user_) bounds_.push_back(p.sched);
+  for (const UserPiece& p : user_) {
+    bounds_.push_back(p.sched);
+    if (p.in != nullptr && p.count > 0) untouched_.emplace_back(p.sched, p.sched + p.count);
+  }
   const auto n = static_cast<std::size_t>(t_.size());
   expected_.resize(n), next_.resize(n), note_.resize(n), sent_count_.resize(n), recv_count_.resize(n);
 }
@@ -37,6 +40,65 @@ char* Run::user(std::size_t offset) const {
   if (it == user_.begin()) throw std::logic_error("schedule offset " + std::to_string(offset) + " outside user memory");
   --it;
   return it->base + (offset - it->sched) * es_;
+}
+
+const char* Run::input(std::size_t offset) const {
+  auto it = std::upper_bound(user_.begin(), user_.end(), offset,
+                             [](std::size_t o, const UserPiece& p) { return o < p.sched; });
+  --it;  // offsets come from ranges untouched_ holds, which lie inside pieces
+  return it->in + (offset - it->sched) * es_;
+}
+
+bool Run::untouched(std::size_t begin, std::size_t end) const {
+  auto it = std::upper_bound(untouched_.begin(), untouched_.end(), begin,
+                             [](std::size_t o, const auto& r) { return o < r.first; });
+  if (it == untouched_.begin()) return false;
+  --it;
+  return it->first <= begin && end <= it->second;
+}
+
+void Run::forget(std::size_t begin, std::size_t end) {
+  if (untouched_.empty() || begin >= end) return;
+  std::vector<std::pair<std::size_t, std::size_t>> keep;
+  keep.reserve(untouched_.size() + 1);
+  for (const auto& [a, b] : untouched_) {
+    if (b <= begin || a >= end) {
+      keep.emplace_back(a, b);
+      continue;
+    }
+    if (a < begin) keep.emplace_back(a, begin);
+    if (end < b) keep.emplace_back(end, b);
+  }
+  untouched_.swap(keep);
+}
+
+void Run::settle(std::size_t begin, std::size_t end) {
+  for (const auto& [a, b] : untouched_) {
+    const std::size_t lo = std::max(a, begin), hi = std::min(b, end);
+    // Ranges lie inside one piece each (they start as pieces and only shrink).
+    if (lo < hi) std::memcpy(user(lo), input(lo), (hi - lo) * es_);
+  }
+  forget(begin, end);
+}
+
+// out = out op data over [offset, offset + count) of user space; where the output does not
+// hold the input yet, out = in op data instead, a block at a time so the copy is still in cache
+// when it is reduced.
+void Run::reduce_user(std::size_t offset, const char* data, std::size_t count) {
+  char* out = user(offset);
+  if (!untouched(offset, offset + count)) {
+    settle(offset, offset + count);
+    reduce_into(type_, op_, out, data, count);
+    return;
+  }
+  const char* in = input(offset);
+  const std::size_t block = std::max<std::size_t>(1, (32u << 10) / es_);
+  for (std::size_t done = 0; done < count; done += block) {
+    const std::size_t k = std::min(block, count - done);
+    std::memcpy(out + done * es_, in + done * es_, k * es_);
+    reduce_into(type_, op_, out + done * es_, data + done * es_, k);
+  }
+  forget(offset, offset + count);
 }
 
 char* Run::at(Place p, std::size_t extra) const {
@@ -79,7 +141,14 @@ void Run::start_step() {
     for (const Chunk& c : chunks_of(tr)) {
       const auto to = static_cast<std::size_t>(tr.to);
       const uint32_t imm = (uint32_t{tag_} << 16) | (sent_count_[to]++ & 0xffffu);
-      const char* src = c.count ? at(tr.src, c.offset) : pool_.base;
+      const char* src = pool_.base;
+      if (c.count > 0 && tr.src.memory == Memory::user && !untouched_.empty()) {
+        const std::size_t b = tr.src.offset + c.offset, e = b + c.count;
+        if (untouched(b, e)) src = input(b);
+        else settle(b, e), src = at(tr.src, c.offset);
+      } else if (c.count > 0) {
+        src = at(tr.src, c.offset);
+      }
       sends_.emplace_back(tr.to, t_.write(tr.to, src, c.count * es_, pool_.peers[to], landing_bytes(tr, c.offset), imm));
     }
   }
@@ -106,9 +175,12 @@ void Run::start_step() {
 void Run::apply(const Transfer& tr, const Chunk& c) {
   if (c.count == 0) return;
   const char* landed = pool_.base + landing_bytes(tr, c.offset);
-  if (tr.action == Action::reduce) {
+  if (tr.action == Action::reduce && tr.dst.memory == Memory::user) {
+    reduce_user(tr.dst.offset + c.offset, landed, c.count);
+  } else if (tr.action == Action::reduce) {
     reduce_into(type_, op_, at(tr.dst, c.offset), landed, c.count);
   } else if (tr.dst.memory == Memory::user) {
+    forget(tr.dst.offset + c.offset, tr.dst.offset + c.offset + c.count);
     std::memcpy(at(tr.dst, c.offset), landed, c.count * es_);
   }  // overwrite into scratch: it has landed where it belongs
 }
@@ -157,6 +229,12 @@ void Run::run_locals() {
         for (std::size_t b : bounds_)
           if (b > p.offset + done && b < p.offset + done + n) n = b - (p.offset + done);
       }
+      // Rare (the ordered schedules): take untouched ranges from the input first.
+      if (l.src.memory == Memory::user) settle(l.src.offset + done, l.src.offset + done + n);
+      if (l.dst.memory == Memory::user) {
+        if (l.action == Action::reduce) settle(l.dst.offset + done, l.dst.offset + done + n);
+        else forget(l.dst.offset + done, l.dst.offset + done + n);
+      }
       char* dst = at(l.dst, done);
       const char* src = at(l.src, done);
       if (l.action == Action::reduce) reduce_into(type_, op_, dst, src, n);
@@ -174,6 +252,8 @@ bool Run::advance() {
     ++step_;
     started_ = false;
   }
+  // What the schedule never touched still has to reach the output.
+  while (!untouched_.empty()) settle(untouched_.front().first, untouched_.front().second);
   return true;
 }
 

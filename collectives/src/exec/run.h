@@ -39,10 +39,17 @@ inline constexpr std::size_t kChunkBytes = 256u << 10;
 
 // Where the schedule's user offsets live: [sched, sched + count) is at `base`. One piece for a
 // contiguous segment; one per block for a segment of reduce-scatter or allgather.
+//
+// Out of place, `in` is the caller's input for the same elements, and `base` starts out
+// holding nothing: rather than copying the input into the output up front (a whole extra pass
+// over the buffer), the run takes each range from `in` the first time it touches it. A send
+// reads it from `in`; a reduce into it computes out = in op data a cache-sized block at a time;
+// an overwrite just replaces it. Whatever the schedule never touches is copied at the end.
 struct UserPiece {
   std::size_t sched = 0;
   char* base = nullptr;
   std::size_t count = 0;
+  const char* in = nullptr;  // out of place: the input behind base; nullptr: base holds it already
 };
 
 // The registered scratch pool and every peer's (exchanged once by the communicator).
@@ -94,12 +101,20 @@ class Run {
   char* at(schedules::Place p, std::size_t extra = 0) const;
   std::size_t landing_bytes(const schedules::Transfer& t, std::size_t offset) const;
   void apply(const schedules::Transfer& t, const Chunk& c);
+  // Out-of-place bookkeeping (see UserPiece): user ranges, in schedule offsets, whose output
+  // does not hold the input yet.
+  bool untouched(std::size_t begin, std::size_t end) const;  // all of [begin, end)
+  void settle(std::size_t begin, std::size_t end);           // copy what is untouched there
+  void forget(std::size_t begin, std::size_t end);           // it is about to be overwritten
+  const char* input(std::size_t offset) const;
+  void reduce_user(std::size_t offset, const char* data, std::size_t count);
 
   transport::Transport& t_;
   const Pool& pool_;
   schedules::Schedule sched_;
   std::vector<UserPiece> user_;
   std::vector<std::size_t> bounds_;  // piece starts in schedule offsets, for chunk cuts
+  std::vector<std::pair<std::size_t, std::size_t>> untouched_;  // sorted, disjoint [begin, end)
   DataType type_;
   ReduceOp op_;
   std::size_t es_;

@@ -1,0 +1,235 @@
+#include "collperf/options.h"
+
+#include <charconv>
+#include <sstream>
+#include <stdexcept>
+
+#include "perf/options.h"
+#include "rdmacoll/settings.h"
+
+namespace rdmacoll::collperf {
+
+using perf::UsageError;
+
+std::string_view tool_name(Collective c) {
+  switch (c) {
+    case Collective::allreduce: return "rdmacoll-allreduce-perf";
+    case Collective::reduce_scatter: return "rdmacoll-reduce-scatter-perf";
+    case Collective::allgather: return "rdmacoll-allgather-perf";
+    case Collective::broadcast: return "rdmacoll-broadcast-perf";
+    case Collective::reduce: return "rdmacoll-reduce-perf";
+  }
+  return "?";
+}
+
+std::string_view collective_name(Collective c) {
+  switch (c) {
+    case Collective::allreduce: return "allreduce";
+    case Collective::reduce_scatter: return "reduce_scatter";
+    case Collective::allgather: return "allgather";
+    case Collective::broadcast: return "broadcast";
+    case Collective::reduce: return "reduce";
+  }
+  return "?";
+}
+
+bool has_op(Collective c) {
+  return c == Collective::allreduce || c == Collective::reduce_scatter || c == Collective::reduce;
+}
+bool has_root(Collective c) { return c == Collective::broadcast || c == Collective::reduce; }
+
+std::string_view nccl_name(DataType t) {
+  switch (t) {
+    case DataType::f32: return "float";
+    case DataType::f64: return "double";
+    case DataType::f16: return "half";
+    case DataType::bf16: return "bfloat16";
+    case DataType::i8: return "int8";
+    case DataType::u8: return "uint8";
+    case DataType::i32: return "int32";
+    case DataType::i64: return "int64";
+  }
+  return "?";
+}
+
+std::string usage(Collective c) {
+  const std::string name(tool_name(c));
+  std::ostringstream o;
+  o << "usage: rdmacoll-run -n N " << name << " [options]     (or mpirun -np N / srun / RDMACOLL_* settings)\n"
+    << "Times the " << collective_name(c)
+    << " collective of a communicator over all launched ranks, nccl-tests style: for each\n"
+       "size, out of place then in place, the mean time of --iters back-to-back calls, algbw and busbw;\n"
+       "with --check, every rank verifies every element of one more call's result.\n"
+       "\n"
+       "  -b, --minbytes BYTES     smallest size; K, M, G suffixes, binary (default 8)\n"
+       "  -e, --maxbytes BYTES     largest size (default 64M)\n"
+       "  -f, --stepfactor F       multiply the size by F each step (default 2)\n"
+       "  -i, --stepbytes BYTES    add BYTES each step instead of -f\n"
+       "  -n, --iters N            timed calls per size and placement (default 20)\n"
+       "  -w, --warmup_iters N     untimed calls first, per size and placement (default 5)\n"
+       "  -c, --check 0|1          verify every element of the result (default 1); wrong => exit 1\n"
+       "  -d, --datatype T         float|half|bfloat16|double|int8|uint8|int32|int64 (also f32, fp16,\n"
+       "                           bf16, f64, i8, u8, i32, i64), or all (default float)\n";
+  if (has_op(c)) o << "  -o, --op OP              sum|prod|min|max|avg, or all (default sum)\n";
+  else o << "  -o, --op OP              accepted for nccl-tests compatibility; " << collective_name(c) << " has none\n";
+  if (has_root(c)) o << "  -r, --root R             root rank (default 0)\n";
+  else o << "  -r, --root R             accepted for nccl-tests compatibility; ignored (root -1)\n";
+  o << "  -a, --average 0|1|2|3    time reported: rank 0's, mean, min or max over ranks (default 1)\n"
+       "  -z, --blocking 0|1       1: wait for each call before the next; 0: issue all, then wait (default 0)\n";
+  if (c == Collective::allreduce)
+    o << "      --algo A             auto|ring|tree|halving_doubling (default RDMACOLL_ALGO, else auto)\n";
+  o << "      --deterministic      reproducible (ordered) reductions (RDMACOLL_DETERMINISTIC)\n"
+       "      --transport T        ucx | verbs (default RDMACOLL_TRANSPORT, else ucx)\n"
+       "      --timeout SEC        deadline of every call and of the setup (default RDMACOLL_TIMEOUT)\n"
+       "  -J, --json               one JSON document on stdout instead of the table\n"
+       "  -h, --help               this text\n"
+       "Exit status: 0 success, 1 error or wrong data, 2 bad usage.\n";
+  return o.str();
+}
+
+namespace {
+
+int64_t parse_int(const std::string& flag, std::string_view value, int64_t lo, int64_t hi) {
+  int64_t v = 0;
+  auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+  if (value.empty() || ec != std::errc() || p != value.data() + value.size())
+    throw UsageError(flag + " '" + std::string(value) + "' is not an integer");
+  if (v < lo || v > hi)
+    throw UsageError(flag + " " + std::string(value) + " is out of range [" + std::to_string(lo) + ", " +
+                     std::to_string(hi) + "]");
+  return v;
+}
+
+struct Flag {
+  char short_name;
+  std::string_view long_name;
+  bool takes_value;
+};
+
+constexpr Flag kFlags[] = {
+    {'b', "minbytes", true}, {'e', "maxbytes", true},  {'f', "stepfactor", true}, {'i', "stepbytes", true},
+    {'n', "iters", true},    {'w', "warmup_iters", true}, {'c', "check", true},   {'d', "datatype", true},
+    {'o', "op", true},       {'r', "root", true},      {'a', "average", true},    {'z', "blocking", true},
+    {0, "algo", true},       {0, "deterministic", false}, {0, "transport", true}, {0, "timeout", true},
+    {'J', "json", false},    {'h', "help", false},
+};
+
+constexpr size_t kMaxSizes = 10000;  // a sweep longer than this is a typo (-i 1 -e 1G)
+
+}  // namespace
+
+Options parse(Collective c, const std::vector<std::string>& args) {
+  Options o;
+  o.collective = c;
+  bool factor_given = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string_view a = args[i];
+    const Flag* f = nullptr;
+    std::optional<std::string> inline_value;
+    if (a.starts_with("--")) {
+      std::string_view name = a.substr(2);
+      if (auto eq = name.find('='); eq != std::string_view::npos) {
+        inline_value = std::string(name.substr(eq + 1));
+        name = name.substr(0, eq);
+      }
+      for (const Flag& fl : kFlags)
+        if (fl.long_name == name) f = &fl;
+    } else if (a.size() == 2 && a[0] == '-') {
+      for (const Flag& fl : kFlags)
+        if (fl.short_name == a[1]) f = &fl;
+    } else {
+      throw UsageError("unexpected argument '" + std::string(a) + "' (the tools take no positional arguments)");
+    }
+    if (f == nullptr) throw UsageError("unknown option '" + std::string(a) + "'");
+    const std::string flag = "--" + std::string(f->long_name);
+    std::string value;
+    if (f->takes_value) {
+      if (inline_value) value = *inline_value;
+      else if (i + 1 < args.size()) value = args[++i];
+      else throw UsageError(flag + " needs a value");
+    } else if (inline_value) {
+      throw UsageError(flag + " takes no value");
+    }
+    const std::string_view n = f->long_name;
+    if (n == "minbytes") o.minbytes = perf::parse_size(flag, value);
+    else if (n == "maxbytes") o.maxbytes = perf::parse_size(flag, value);
+    else if (n == "stepfactor") {
+      o.stepfactor = static_cast<size_t>(parse_int(flag, value, 2, 1024));
+      factor_given = true;
+    } else if (n == "stepbytes") {
+      o.stepbytes = perf::parse_size(flag, value);
+      if (o.stepbytes == 0) throw UsageError("--stepbytes must be at least 1");
+    } else if (n == "iters") o.iters = static_cast<size_t>(parse_int(flag, value, 1, int64_t{1} << 32));
+    else if (n == "warmup_iters") o.warmup = static_cast<size_t>(parse_int(flag, value, 0, int64_t{1} << 32));
+    else if (n == "check") o.check = parse_int(flag, value, 0, 1) == 1;
+    else if (n == "datatype") {
+      if (value == "all") {
+        o.types.assign(std::begin(collectives::kAllDataTypes), std::end(collectives::kAllDataTypes));
+      } else {
+        try {
+          o.types = {collectives::parse_datatype(value)};
+        } catch (const std::invalid_argument& e) {
+          throw UsageError(std::string("--datatype: ") + e.what() + ", or all");
+        }
+      }
+    } else if (n == "op") {
+      if (value == "all") {
+        o.ops.assign(std::begin(collectives::kAllReduceOps), std::end(collectives::kAllReduceOps));
+      } else {
+        try {
+          o.ops = {collectives::parse_reduce_op(value)};
+        } catch (const std::invalid_argument& e) {
+          throw UsageError(std::string("--op: ") + e.what() + ", or all");
+        }
+      }
+    } else if (n == "root") o.root = static_cast<int>(parse_int(flag, value, 0, 1 << 20));
+    else if (n == "average") o.average = static_cast<Average>(parse_int(flag, value, 0, 3));
+    else if (n == "blocking") o.blocking = parse_int(flag, value, 0, 1) == 1;
+    else if (n == "algo") {
+      if (c != Collective::allreduce) throw UsageError("--algo applies to rdmacoll-allreduce-perf only");
+      try {
+        o.algorithm = collectives::parse_allreduce_algorithm(value);
+      } catch (const std::exception&) {
+        throw UsageError("--algo '" + value + "' is not one of auto, ring, tree, halving_doubling");
+      }
+    } else if (n == "deterministic") o.deterministic = true;
+    else if (n == "transport") {
+      try {
+        o.backend = transport::parse_backend(value);
+      } catch (const ConfigError&) {
+        throw UsageError("--transport '" + value + "' is not one of ucx, verbs");
+      }
+    } else if (n == "timeout") {
+      try {
+        o.timeout = settings::parse_seconds("--timeout", value);
+      } catch (const ConfigError& e) {
+        throw UsageError(e.what());
+      }
+      if (o.timeout <= 0) throw UsageError("--timeout must be positive");
+    } else if (n == "json") o.json = true;
+    else if (n == "help") o.help = true;
+  }
+  if (o.help) return o;
+  if (factor_given && o.stepbytes > 0) throw UsageError("give -f (--stepfactor) or -i (--stepbytes), not both");
+  if (o.minbytes == 0) throw UsageError("--minbytes must be at least 1");
+  if (o.maxbytes < o.minbytes)
+    throw UsageError("--maxbytes " + std::to_string(o.maxbytes) + " is below --minbytes " + std::to_string(o.minbytes));
+  if (o.stepbytes > 0 && (o.maxbytes - o.minbytes) / o.stepbytes >= kMaxSizes)
+    throw UsageError("--stepbytes " + std::to_string(o.stepbytes) + " makes more than " + std::to_string(kMaxSizes) +
+                     " sizes between --minbytes and --maxbytes");
+  if (!has_op(c)) o.ops = {ReduceOp::sum};  // carried along, never used or printed
+  if (!has_root(c)) o.root = 0;
+  return o;
+}
+
+std::vector<size_t> sizes(const Options& o) {
+  if (o.stepbytes == 0) return perf::size_sweep(o.minbytes, o.maxbytes, o.stepfactor);
+  std::vector<size_t> out;
+  for (size_t s = o.minbytes; s <= o.maxbytes; s += o.stepbytes) {
+    out.push_back(s);
+    if (s > o.maxbytes - o.stepbytes) break;
+  }
+  return out;
+}
+
+}  // namespace rdmacoll::collperf

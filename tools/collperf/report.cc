@@ -1,0 +1,194 @@
+#include "collperf/report.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <numeric>
+#include <ostream>
+#include <sstream>
+
+#include "perf/report.h"
+
+namespace rdmacoll::collperf {
+
+using perf::json_quote;
+
+double busbw_factor(Collective c, int nranks) {
+  const double n = nranks;
+  switch (c) {
+    case Collective::allreduce: return 2 * (n - 1) / n;
+    case Collective::reduce_scatter:
+    case Collective::allgather: return (n - 1) / n;
+    case Collective::broadcast:
+    case Collective::reduce: return 1;
+  }
+  return 1;
+}
+
+double combine(Average a, const std::vector<double>& t) {
+  if (t.empty()) return 0;
+  switch (a) {
+    case Average::rank0: return t[0];
+    case Average::mean: return std::accumulate(t.begin(), t.end(), 0.0) / static_cast<double>(t.size());
+    case Average::min: return *std::min_element(t.begin(), t.end());
+    case Average::max: return *std::max_element(t.begin(), t.end());
+  }
+  return t[0];
+}
+
+Placement placement(Collective c, int nranks, size_t bytes, double time_us, int64_t wrong) {
+  Placement p;
+  p.time_us = time_us;
+  p.wrong = wrong;
+  if (time_us > 0) {
+    p.algbw_gbs = static_cast<double>(bytes) / (time_us * 1e-6) / 1e9;
+    p.busbw_gbs = p.algbw_gbs * busbw_factor(c, nranks);
+  }
+  return p;
+}
+
+double avg_busbw(const std::vector<Row>& rows) {
+  if (rows.empty()) return 0;
+  double s = 0;
+  for (const Row& r : rows) s += r.out_of_place.busbw_gbs + r.in_place.busbw_gbs;
+  return s / static_cast<double>(2 * rows.size());
+}
+
+int64_t total_wrong(const std::vector<Row>& rows) {
+  int64_t w = 0;
+  for (const Row& r : rows) w += std::max<int64_t>(r.out_of_place.wrong, 0) + std::max<int64_t>(r.in_place.wrong, 0);
+  return w;
+}
+
+namespace {
+
+__attribute__((format(printf, 1, 2))) std::string printf_string(const char* fmt, ...) {
+  char buf[256];
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  return buf;
+}
+
+// nccl-tests' time column: fewer decimals as the time grows, always 7 wide.
+std::string time_text(double us) {
+  if (us >= 10000.0) return printf_string("%7.0f", us);
+  if (us >= 100.0) return printf_string("%7.1f", us);
+  return printf_string("%7.2f", us);
+}
+
+std::string placement_text(const Placement& p) {
+  std::string wrong = p.wrong < 0 ? "N/A" : std::to_string(p.wrong);
+  return printf_string("  %7s  %6.2f  %6.2f  %5s", time_text(p.time_us).c_str(), p.algbw_gbs, p.busbw_gbs,
+                       wrong.c_str());
+}
+
+// JSON has no inf or nan.
+std::string num(double v) {
+  if (!std::isfinite(v)) return "null";
+  return printf_string("%.6g", v);
+}
+
+std::string mib(int64_t bytes) { return printf_string("%.1f", static_cast<double>(bytes) / (1 << 20)); }
+
+std::string sweep_text(const Options& o) {
+  return o.stepbytes ? std::to_string(o.stepbytes) + "(bytes)" : std::to_string(o.stepfactor) + "(factor)";
+}
+
+}  // namespace
+
+void print_header(std::ostream& out, const RunInfo& info) {
+  const Options& o = info.options;
+  const transport::TransportInfo& t = info.transport;
+  out << "# " << tool_name(o.collective) << ": nRanks " << info.ranks << " minBytes " << o.minbytes << " maxBytes "
+      << o.maxbytes << " step: " << sweep_text(o) << " warmup iters: " << o.warmup << " iters: " << o.iters
+      << " validation: " << (o.check ? 1 : 0) << " blocking: " << (o.blocking ? 1 : 0)
+      << " average: " << static_cast<int>(o.average) << "\n";
+  out << "# Transport: " << info.transport_line << "\n";
+  if (o.collective == Collective::allreduce || o.deterministic)
+    out << "# Algorithm: " << info.algorithm << (o.deterministic ? ", deterministic" : "") << "\n";
+  out << "# Clock: " << info.clock << "\n#\n# Using ranks\n";
+  for (const RankLine& r : info.rank_lines)
+    out << printf_string("#  Rank %2d Pid %6ld on %10s", r.rank, r.pid, r.host.c_str()) << " transport "
+        << transport::to_string(t.backend) << " device " << (r.device.empty() ? "-" : r.device) << " ("
+        << (r.qp_type.empty() ? "-" : r.qp_type) << ")\n";
+  out << "#\n"
+         "#                                                              out-of-place                       in-place\n"
+         "#       size         count      type   redop    root     time   algbw   busbw #wrong     time   algbw   busbw #wrong\n"
+         "#        (B)    (elements)                               (us)  (GB/s)  (GB/s)            (us)  (GB/s)  (GB/s)\n"
+      << std::flush;
+}
+
+void print_row(std::ostream& out, const Row& r) {
+  out << printf_string("%12zu  %12zu  %8s  %6s  %6d", r.bytes, r.count, std::string(nccl_name(r.type)).c_str(),
+                       r.redop.c_str(), r.root)
+      << placement_text(r.out_of_place) << placement_text(r.in_place) << "\n"
+      << std::flush;
+}
+
+void print_footer(std::ostream& out, const RunInfo& info, const std::vector<Row>& rows) {
+  const int64_t wrong = total_wrong(rows);
+  out << "# Out of bounds values : " << wrong << (wrong == 0 ? " OK" : " FAILED") << "\n"
+      << "# Avg bus bandwidth    : " << printf_string("%g", avg_busbw(rows)) << "\n"
+      << "# Peak RSS (MiB)       :";
+  for (size_t r = 0; r < info.peak_rss_bytes.size(); ++r) out << " rank " << r << " " << mib(info.peak_rss_bytes[r]) << (r + 1 < info.peak_rss_bytes.size() ? "," : "");
+  out << "\n# Scratch pool (MiB)   : " << mib(info.scratch_bytes) << " per rank; peak used";
+  for (size_t r = 0; r < info.peak_scratch_bytes.size(); ++r) out << " rank " << r << " " << mib(info.peak_scratch_bytes[r]) << (r + 1 < info.peak_scratch_bytes.size() ? "," : "");
+  out << "\n#\n" << std::flush;
+}
+
+std::string to_json(const RunInfo& info, const std::vector<Row>& rows) {
+  const Options& o = info.options;
+  const transport::TransportInfo& t = info.transport;
+  std::ostringstream j;
+  auto ints = [&](const std::vector<int64_t>& v) {
+    std::string s = "[";
+    for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+    return s + "]";
+  };
+  auto place = [&](const Placement& p) {
+    return "{\"time_us\": " + num(p.time_us) + ", \"algbw_gbs\": " + num(p.algbw_gbs) + ", \"busbw_gbs\": " +
+           num(p.busbw_gbs) + ", \"wrong\": " + (p.wrong < 0 ? std::string("null") : std::to_string(p.wrong)) + "}";
+  };
+  j << "{\n"
+    << "  \"tool\": " << json_quote(tool_name(o.collective)) << ",\n"
+    << "  \"collective\": " << json_quote(collective_name(o.collective)) << ",\n"
+    << "  \"ranks\": " << info.ranks << ",\n"
+    << "  \"transport\": {\"backend\": " << json_quote(transport::to_string(t.backend))
+    << ", \"device\": " << json_quote(t.device) << ", \"port\": " << t.port << ", \"gid_index\": " << t.gid_index
+    << ", \"gid\": " << json_quote(t.gid) << ", \"mtu\": " << t.mtu << ", \"qp_type\": " << json_quote(t.qp_type)
+    << ", \"link_layer\": " << json_quote(t.link_layer) << ", \"description\": " << json_quote(info.transport_line)
+    << "},\n"
+    << "  \"settings\": {\"minbytes\": " << o.minbytes << ", \"maxbytes\": " << o.maxbytes
+    << ", \"stepfactor\": " << (o.stepbytes ? 0 : o.stepfactor) << ", \"stepbytes\": " << o.stepbytes
+    << ", \"iters\": " << o.iters << ", \"warmup_iters\": " << o.warmup
+    << ", \"check\": " << (o.check ? "true" : "false") << ", \"blocking\": " << (o.blocking ? "true" : "false")
+    << ", \"average\": " << static_cast<int>(o.average) << ", \"algorithm\": " << json_quote(info.algorithm)
+    << ", \"deterministic\": " << (o.deterministic ? "true" : "false") << ", \"clock\": " << json_quote(info.clock)
+    << "},\n"
+    << "  \"hosts\": [";
+  for (size_t i = 0; i < info.rank_lines.size(); ++i)
+    j << (i ? ", " : "") << "{\"rank\": " << info.rank_lines[i].rank << ", \"pid\": " << info.rank_lines[i].pid
+      << ", \"host\": " << json_quote(info.rank_lines[i].host) << ", \"device\": " << json_quote(info.rank_lines[i].device)
+      << ", \"qp_type\": " << json_quote(info.rank_lines[i].qp_type) << "}";
+  j << "],\n  \"rows\": [";
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const Row& r = rows[i];
+    j << (i ? ",\n" : "\n") << "    {\"size\": " << r.bytes << ", \"count\": " << r.count
+      << ", \"type\": " << json_quote(nccl_name(r.type)) << ", \"redop\": " << json_quote(r.redop)
+      << ", \"root\": " << r.root << ", \"out_of_place\": " << place(r.out_of_place)
+      << ", \"in_place\": " << place(r.in_place) << "}";
+  }
+  j << (rows.empty() ? "],\n" : "\n  ],\n")
+    << "  \"wrong\": " << total_wrong(rows) << ",\n"
+    << "  \"avg_busbw_gbs\": " << num(avg_busbw(rows)) << ",\n"
+    << "  \"peak_rss_bytes\": " << ints(info.peak_rss_bytes) << ",\n"
+    << "  \"scratch_bytes\": " << info.scratch_bytes << ",\n"
+    << "  \"peak_scratch_bytes\": " << ints(info.peak_scratch_bytes) << "\n"
+    << "}\n";
+  return j.str();
+}
+
+}  // namespace rdmacoll::collperf
