@@ -148,8 +148,8 @@ mkdir -p "$(dirname "$OUT")"
   echo "#   under rdmacoll-run; 'best Gloo' is the fastest of the three at each point."
   if [ -n "$GUEST" ]; then
     echo "# guest: one soft-RoCE guest (QEMU TCG, 2 vCPUs; absolute numbers are slow, compare within the boot), 2 ranks:"
-    echo "#   ours --transport verbs on rxe0 (RDMACOLL_IB_DEVICE=rxe0); ib_write_bw -d rxe0 -F -t 8 client and server"
-    echo "#   on rxe0; Open MPI btl self,tcp on lo; Gloo ring on 127.0.0.1."
+    echo "#   ours --transport verbs on rxe0 (RDMACOLL_IB_DEVICE=rxe0); ib_write_bw -d rxe0 -F client and server on rxe0"
+    echo "#   (-t 8 below 1 MiB, -t 1 from 1 MiB); Open MPI btl self,tcp on lo; Gloo ring on 127.0.0.1."
   fi
   echo
   echo "$table"

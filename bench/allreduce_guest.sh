@@ -3,8 +3,10 @@
 # in the same boot, on the same rxe0, for each size
 #   ours_verbs   2 ranks of rdmacoll-allreduce-perf --transport verbs under rdmacoll-run, both on rxe0
 #   ib_write_bw  perftest's RDMA WRITE bandwidth, server and client in this guest on rxe0
-#                (64 KiB and up: the bandwidth goal compares against it; -t 8, as rxe under TCG
-#                drops packets behind deep send queues)
+#                (64 KiB and up: the bandwidth goal compares against it). rxe under TCG drops
+#                packets behind deep send queues, so its TX depth is what served it best in a
+#                probe (one boot, 2026-11-28): -t 8 below 1 MiB, -t 1 from 1 MiB (16 MiB: 26 MB/s
+#                at -t 1, 19 at -t 2 and -t 8; 1 MiB: 39, 40 and 29).
 #   mpi_tcp      mpi_allreduce_perf under mpirun --mca pml ob1 --mca btl self,tcp on lo
 #   gloo_ring    gloo_allreduce_perf --algo ring, TCP on 127.0.0.1
 # Writes each run's output to OUT_DIR/IMPL.2.SIZE.out and OUT_DIR/ib_write_bw.SIZE.out (the
@@ -56,13 +58,13 @@ run_allreduce() {  # IMPL SIZE
 # Server and client of ib_write_bw both here: rxe0 loops the traffic back. The client retries
 # until the server listens; a server whose client gave up is stopped.
 run_ib_write_bw() {  # SIZE
-  local s=$1 n=1000
-  [ "$s" -ge 1048576 ] && n=100
+  local s=$1 n=1000 depth=8
+  [ "$s" -ge 1048576 ] && n=100 depth=1
   [ "$s" -ge 16777216 ] && n=10
   [ -n "$QUICK" ] && n=$(( n / 4 > 5 ? n / 4 : 5 ))
   local out=$OUT/ib_write_bw.$s.out start=$SECONDS
   PORT=$((PORT + 1))
-  local p=(ib_write_bw -d "$DEV" -x 1 -F -s "$s" -n "$n" -t 8 -p "$PORT")
+  local p=(ib_write_bw -d "$DEV" -x 1 -F -s "$s" -n "$n" -t "$depth" -p "$PORT")
   timeout 200 "${p[@]}" >/run/ib_write_bw.server 2>&1 &
   local spid=$! rc=1
   for _ in $(seq 1 40); do
