@@ -108,7 +108,7 @@ for l in sys.stdin:
   [ "$rc" = 0 ] || echo "# exit status $rc" >>"$out"
 }
 
-start=$(date +%s)
+start=$(date +%s) load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 if [ -n "$HOST" ]; then
   for s in $SIZES; do
     for n in $RANKS; do
@@ -139,6 +139,7 @@ mkdir -p "$(dirname "$OUT")"
 {
   echo "# $cmd"
   echo "# on $(hostname), $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ); host part $((host_end - start)) s, guest part $((end - host_end)) s${guest_rc:+ (harness exit $guest_rc)}"
+  echo "# load average (1, 5, 15 min) at the start: $load_start, at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "# float sum, -c 1; time per call is the average over ranks of each rank's mean; busbw = algbw * 2(n-1)/n."
   echo "# ours: rdmacoll-allreduce-perf (its default algorithm choice) under rdmacoll-run, unbound."
   echo "#   shared memory: --transport ucx, UCX_TLS=sm,self; TCP: --transport ucx, UCX_TLS=tcp,self UCX_NET_DEVICES=lo."
