@@ -1,37 +1,51 @@
 #!/usr/bin/env bash
-# rdmacoll-allreduce-perf against Open MPI's MPI_Allreduce and Gloo's allreduce on this host, in
-# one run: 2 and 4 ranks, float sum, alternating the four size by size:
-#   ours_sm   rdmacoll over UCX shared memory  (RDMACOLL_TRANSPORT=ucx UCX_TLS=sm,self)
-#   ours_tcp  rdmacoll over UCX TCP loopback   (UCX_TLS=tcp,self UCX_NET_DEVICES=lo): TCP, as Gloo
-#   mpi       bench/peers/mpi_allreduce_perf under mpirun --mca pml ob1 --mca btl self,vader
-#             (ob1 is Open MPI's default here: Debian's openmpi-mca-params.conf sets pml = ^ucx),
-#             with its default binding: one core per rank at 2 ranks, none at 4 (oversubscribed);
-#             rdmacoll-run binds nothing. It matters: unbound, MPI's 2-rank runs were up to
-#             several times slower on a loaded machine.
-#   gloo      bench/peers/gloo_allreduce_perf --algo ring, TCP on 127.0.0.1
-# Every run checks its result (-c 1). Prints busbw (out of place) and the ratios, then each
-# rank's peak RSS at the largest size, and keeps the table and every run's own output in
+# rdmacoll-allreduce-perf against Open MPI's MPI_Allreduce and Gloo's allreduce, in one run, on
+# the same float-sum sizes (8 B to 64 MiB), with the ratios per size and the goals of issue 5
+# judged on the numbers. Each transport class pits ours against the peers on the same transport:
+#   host, shared memory, 2 and 4 ranks:
+#     ours_sm    rdmacoll over UCX shared memory (--transport ucx, UCX_TLS=sm,self)
+#     mpi_sm     bench/peers/mpi_allreduce_perf, mpirun --mca pml ob1 --mca btl self,vader
+#   host, TCP loopback, 2 and 4 ranks:
+#     ours_tcp   rdmacoll over UCX TCP (UCX_TLS=tcp,self UCX_NET_DEVICES=lo)
+#     mpi_tcp    mpirun --mca pml ob1 --mca btl self,tcp --mca btl_tcp_if_include lo
+#     gloo_*     bench/peers/gloo_allreduce_perf --algo ring | ring_chunked | halving_doubling,
+#                Gloo's TCP transport on 127.0.0.1
+#   guest (bench/allreduce_guest.sh in one soft-RoCE guest of 2 vCPUs), 2 ranks: ours over verbs
+#     on rxe0, ib_write_bw on rxe0, Open MPI and Gloo ring over TCP on the guest's loopback.
+# Open MPI keeps its default binding (a core per rank at 2 ranks, none at 4 when oversubscribed);
+# rdmacoll-run binds nothing. ob1 is also Open MPI's default here (Debian's
+# openmpi-mca-params.conf sets pml = ^ucx). On the host the sizes alternate: for each size,
+# every implementation and rank count runs before the next size. Every run checks its result
+# (-c 1). Keeps the tables, the goals, the command and every run's own output in
 # bench/results/allreduce_compare.txt.
-# usage: bench/allreduce_compare.sh [BUILD_DIR] [--quick]
+# usage: bench/allreduce_compare.sh [BUILD_DIR] [--quick] [--no-guest | --guest-only]
+#   --quick       fewer sizes (host 8 B, 64 KiB, 4 MiB, 16 MiB; guest 8 B, 1 MiB, 16 MiB) and a
+#                 fifth of the calls (a quarter in the guest). Full run: about 6-10 minutes.
+#   --no-guest    the host only;  --guest-only  the guest only
 #   RDMACOLL_ALLREDUCE_PERF=PATH  use another rdmacoll-allreduce-perf (default BUILD_DIR/tools/...)
 #   ALLREDUCE_COMPARE_OUT=FILE    write there instead of bench/results/allreduce_compare.txt
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=$ROOT/build QUICK=
+BUILD=$ROOT/build QUICK="" HOST=1 GUEST=1
+args=("$@")
 for a in "$@"; do
   case $a in
     --quick) QUICK=quick ;;
-    -h|--help) sed -n '2,20s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    --no-guest) GUEST= ;;
+    --guest-only) HOST= ;;
+    -h|--help) sed -n '2,28s/^# \{0,1\}//p' "$0"; exit 0 ;;
     -*) echo "allreduce_compare.sh: unknown option '$a'" >&2; exit 2 ;;
     *) BUILD=$(cd "$a" && pwd) || exit 2 ;;
   esac
 done
+[ -z "$HOST$GUEST" ] && { echo "allreduce_compare.sh: --no-guest and --guest-only leave nothing to run" >&2; exit 2; }
 OUT=${ALLREDUCE_COMPARE_OUT:-$ROOT/bench/results/allreduce_compare.txt}
 OURS=${RDMACOLL_ALLREDUCE_PERF:-$BUILD/tools/rdmacoll-allreduce-perf}
 RUN=$BUILD/tools/rdmacoll-run
 MPI_PEER=$BUILD/bench/mpi_allreduce_perf
 GLOO_PEER=$BUILD/bench/gloo_allreduce_perf
 PARSE=$ROOT/bench/parse_perf_rows.py
+HARNESS=$ROOT/tests/guest/rdmacoll-guest
 
 die() { echo "allreduce_compare.sh: $*" >&2; exit 1; }
 [ -x "$OURS" ] || die "$OURS is missing: build rdmacoll-allreduce-perf first (cmake --build $BUILD --target rdmacoll-allreduce-perf)"
@@ -42,80 +56,132 @@ command -v mpirun >/dev/null || die "mpirun not found (apt-get install openmpi-b
 command -v python3 >/dev/null || die "python3 not found"
 
 RANKS="2 4"
-SIZES="8 4096 65536 1048576 16777216 67108864"
-[ -n "$QUICK" ] && SIZES="8 65536 1048576 67108864"
+SIZES="8 4096 65536 1048576 4194304 16777216 67108864"
+[ -n "$QUICK" ] && SIZES="8 65536 4194304 16777216"
+GUEST_SIZES="8 65536 1048576 16777216"
+[ -n "$QUICK" ] && GUEST_SIZES="8 1048576 16777216"
+IMPLS="ours_sm mpi_sm ours_tcp mpi_tcp gloo_ring gloo_ring_chunked gloo_halving_doubling"
+# /var/tmp, not /tmp: the guest writes its results here (--writable), and the harness's guest
+# covers /tmp with a tmpfs.
 runs=$(mktemp -d /var/tmp/allreduce_compare.XXXXXX) || exit 1
 trap 'rm -rf "$runs"' EXIT
-mkdir "$runs/store"
+mkdir "$runs/store" "$runs/guest"
 
 # Timed calls per size (warm-up: a fifth, at least 2), fewer for large messages to keep a full
-# run to a few minutes on a shared 2-core machine; --quick divides by 5.
+# run within minutes on a shared 2-core machine; --quick divides by 5.
 iters_for() {
-  local n=200
-  [ "$1" -ge 1048576 ] && n=50
-  [ "$1" -ge 16777216 ] && n=10
+  local n=1000
+  [ "$1" -ge 1048576 ] && n=100
+  [ "$1" -ge 16777216 ] && n=20
+  [ "$1" -ge 67108864 ] && n=10
   [ -n "$QUICK" ] && n=$(( n / 5 > 2 ? n / 5 : 2 ))
   echo "$n"
 }
 # The environment is reset per run: none of a launcher's or a transport's variables leak in.
 clean_env=(env -u RDMACOLL_RANK -u RDMACOLL_WORLD_SIZE -u RDMACOLL_ADDR -u OMPI_COMM_WORLD_RANK
-           -u OMPI_COMM_WORLD_SIZE -u UCX_TLS -u UCX_NET_DEVICES -u RDMACOLL_TRANSPORT)
+           -u OMPI_COMM_WORLD_SIZE -u UCX_TLS -u UCX_NET_DEVICES -u RDMACOLL_TRANSPORT -u RDMACOLL_ALGO)
+# --allow-run-as-root: containers and CI run as root (as tests/launch does).
+mpi=(timeout 300 mpirun --allow-run-as-root --oversubscribe --mca pml ob1)
 run_one() {  # IMPL RANKS SIZE
   local impl=$1 n=$2 s=$3 it; it=$(iters_for "$s")
   local flags=(-b "$s" -e "$s" -n "$it" -w $(( it / 5 > 2 ? it / 5 : 2 )) -c 1 -d float -o sum)
   local out=$runs/$impl.$n.$s.out
   case $impl in
-    ours_sm)  "${clean_env[@]}" RDMACOLL_TRANSPORT=ucx UCX_TLS=sm,self \
-                timeout 600 "$RUN" -n "$n" --timeout 300 -- "$OURS" "${flags[@]}" ;;
-    ours_tcp) "${clean_env[@]}" RDMACOLL_TRANSPORT=ucx UCX_TLS=tcp,self UCX_NET_DEVICES=lo \
-                timeout 600 "$RUN" -n "$n" --timeout 300 -- "$OURS" "${flags[@]}" ;;
-    # --allow-run-as-root: containers and CI run as root (as tests/launch does).
-    mpi)      "${clean_env[@]}" timeout 300 mpirun --allow-run-as-root --oversubscribe -np "$n" \
-                --mca pml ob1 --mca btl self,vader "$MPI_PEER" "${flags[@]}" ;;
-    gloo)     "${clean_env[@]}" RDMACOLL_STORE_DIR="$runs/store" \
-                timeout 600 "$RUN" -n "$n" --timeout 300 -- "$GLOO_PEER" --algo ring "${flags[@]}" ;;
+    ours_sm)  "${clean_env[@]}" UCX_TLS=sm,self \
+                timeout 600 "$RUN" -n "$n" --timeout 300 -- "$OURS" --transport ucx "${flags[@]}" ;;
+    ours_tcp) "${clean_env[@]}" UCX_TLS=tcp,self UCX_NET_DEVICES=lo \
+                timeout 600 "$RUN" -n "$n" --timeout 300 -- "$OURS" --transport ucx "${flags[@]}" ;;
+    mpi_sm)   "${clean_env[@]}" "${mpi[@]}" -np "$n" --mca btl self,vader "$MPI_PEER" "${flags[@]}" ;;
+    mpi_tcp)  "${clean_env[@]}" "${mpi[@]}" -np "$n" --mca btl self,tcp --mca btl_tcp_if_include lo \
+                "$MPI_PEER" "${flags[@]}" ;;
+    gloo_*)   "${clean_env[@]}" RDMACOLL_STORE_DIR="$runs/store" \
+                timeout 600 "$RUN" -n "$n" --timeout 300 -- "$GLOO_PEER" --algo "${impl#gloo_}" "${flags[@]}" ;;
   esac >"$out" 2>&1
   local rc=$?
-  local bw; bw=$(python3 "$PARSE" rows "$out" 2>/dev/null | python3 -c '
+  local t; t=$(python3 "$PARSE" rows "$out" 2>/dev/null | python3 -c '
 import json, sys
 for l in sys.stdin:
-    if l.startswith("{"): print(json.loads(l)["out_of_place"]["busbw_gbs"]); break')
-  printf '%-9s %d ranks %9s B: %s\n' "$impl" "$n" "$s" "${bw:-FAILED (exit $rc, see below)}" >&2
+    if l.startswith("{"): print(json.loads(l)["out_of_place"]["time_us"]); break')
+  local what="FAILED (exit $rc, see the results file)"
+  [ -n "$t" ] && what="$t us per call"
+  printf '%-22s %d ranks %9s B: %s\n' "$impl" "$n" "$s" "$what" >&2
   [ "$rc" = 0 ] || echo "# exit status $rc" >>"$out"
 }
 
-for s in $SIZES; do
-  for n in $RANKS; do
-    for impl in ours_sm mpi ours_tcp gloo; do run_one "$impl" "$n" "$s"; done
+start=$(date +%s) load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+if [ -n "$HOST" ]; then
+  for s in $SIZES; do
+    for n in $RANKS; do
+      for impl in $IMPLS; do run_one "$impl" "$n" "$s"; done
+    done
   done
-done
+fi
+host_end=$(date +%s)
 
-sizes_csv=$(tr ' ' ',' <<<"$SIZES") ranks_csv=$(tr ' ' ',' <<<"$RANKS")
-table=$(python3 "$PARSE" compare "$runs" --sizes "$sizes_csv" --ranks "$ranks_csv"); ok=$?
+guest_rc=
+if [ -n "$GUEST" ]; then
+  # One boot of 2 vCPUs for everything in the guest; it writes each run's output to $runs/guest.
+  # Its progress lines are shown as they come; the whole console goes to the results file.
+  "$HARNESS" --guests 1 --cpus 2 --timeout 900 --writable "$runs/guest" -- \
+    bash "$ROOT/bench/allreduce_guest.sh" "$BUILD" "$runs/guest" "$OURS" "$GUEST_SIZES" $QUICK 2>&1 | tee "$runs/guest.console" |
+    grep --line-buffered -E '^(M |allreduce_guest|rdmacoll-guest)' | sed -u 's/^/[guest] /' >&2
+  guest_rc=${PIPESTATUS[0]}
+  [ "$guest_rc" = 125 ] && echo "allreduce_compare.sh: the guest could not start (exit 125): no guest part" >&2
+fi
+end=$(date +%s)
+
+sizes_csv=$(tr ' ' ',' <<<"$SIZES") ranks_csv=$(tr ' ' ',' <<<"${HOST:+$RANKS}")
+guest_args=()
+[ -n "$GUEST" ] && guest_args=(--guest-dir "$runs/guest" --guest-sizes "$(tr ' ' ',' <<<"$GUEST_SIZES")")
+table=$(python3 "$PARSE" compare "$runs" --sizes "$sizes_csv" --ranks "$ranks_csv" "${guest_args[@]}"); ok=$?
+cmd="bench/allreduce_compare.sh${args[*]:+ ${args[*]}}"
 mkdir -p "$(dirname "$OUT")"
 {
-  echo "# bench/allreduce_compare.sh${QUICK:+ --quick} on $(hostname), $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+  echo "# $cmd"
+  echo "# on $(hostname), $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ); host part $((host_end - start)) s, guest part $((end - host_end)) s${guest_rc:+ (harness exit $guest_rc)}"
+  echo "# load average (1, 5, 15 min) at the start: $load_start, at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "# float sum, -c 1; time per call is the average over ranks of each rank's mean; busbw = algbw * 2(n-1)/n."
-  echo "# ours: rdmacoll-allreduce-perf, RDMACOLL_TRANSPORT=ucx with UCX_TLS=sm,self (sm) or tcp,self on lo (tcp)."
-  echo "# Open MPI $(mpirun --version 2>/dev/null | head -1 | awk '{print $NF}'): pml ob1, btl self,vader (shared memory), its default binding"
-  echo "#   (a core per rank at 2 ranks, none at 4); ours and Gloo run unbound under rdmacoll-run."
-  echo "# Gloo: gloo_allreduce_perf --algo ring, TCP on 127.0.0.1."
+  echo "# ours: rdmacoll-allreduce-perf (its default algorithm choice) under rdmacoll-run, unbound."
+  echo "#   shared memory: --transport ucx, UCX_TLS=sm,self; TCP: --transport ucx, UCX_TLS=tcp,self UCX_NET_DEVICES=lo."
+  echo "# Open MPI $(mpirun --version 2>/dev/null | head -1 | awk '{print $NF}'): mpirun --mca pml ob1, its default binding (a core per rank"
+  echo "#   at 2 ranks, none at 4); shared memory: --mca btl self,vader; TCP: --mca btl self,tcp --mca btl_tcp_if_include lo."
+  echo "# Gloo: gloo_allreduce_perf --algo ring | ring_chunked | halving_doubling over its TCP transport on 127.0.0.1,"
+  echo "#   under rdmacoll-run; 'best Gloo' is the fastest of the three at each point."
+  if [ -n "$GUEST" ]; then
+    echo "# guest: one soft-RoCE guest (QEMU TCG, 2 vCPUs; absolute numbers are slow, compare within the boot), 2 ranks:"
+    echo "#   ours --transport verbs on rxe0 (RDMACOLL_IB_DEVICE=rxe0); ib_write_bw -d rxe0 -F client and server on rxe0"
+    echo "#   (-t 8 below 1 MiB, -t 1 from 1 MiB); Open MPI btl self,tcp on lo; Gloo ring on 127.0.0.1."
+  fi
   echo
   echo "$table"
   echo
   echo "---- each run's own output -------------------------------------------------------------------"
-  for s in $SIZES; do
-    for n in $RANKS; do
-      for impl in ours_sm mpi ours_tcp gloo; do
-        echo
-        echo "== $impl, $n ranks, $s B"
-        cat "$runs/$impl.$n.$s.out"
+  if [ -n "$HOST" ]; then
+    for s in $SIZES; do
+      for n in $RANKS; do
+        for impl in $IMPLS; do
+          echo
+          echo "== $impl, $n ranks, $s B"
+          cat "$runs/$impl.$n.$s.out"
+        done
       done
     done
-  done
+  fi
+  if [ -n "$GUEST" ]; then
+    echo
+    echo "== guest console (bench/allreduce_guest.sh; harness exit $guest_rc)"
+    cat "$runs/guest.console"
+    for f in "$runs"/guest/*.out; do
+      [ -e "$f" ] || continue
+      echo
+      echo "== guest: $(basename "$f" .out)"
+      cat "$f"
+    done
+  fi
   echo
-  echo "(command: bench/allreduce_compare.sh${QUICK:+ --quick}; written to ${OUT#"$ROOT"/})"
+  echo "(command: $cmd; written to ${OUT#"$ROOT"/})"
 } >"$OUT"
 sed -n '1,/^---- each run/p' "$OUT" | sed '$d'
 echo "(every run's output: $OUT)"
+[ -n "$GUEST" ] && [ "$guest_rc" != 0 ] && ok=1
 exit $(( ok == 0 ? 0 : 1 ))

@@ -4,11 +4,13 @@
 // the ranks meet through a Gloo FileStore in a directory of their own under --store-dir.
 //
 // --algo ring and bcube run gloo::allreduce(AllreduceOptions), which takes separate input and
-// output buffers. halving_doubling is Gloo's older AllreduceHalvingDoubling class, which only
-// reduces in place and takes an int count: its out-of-place time includes the copy of the input
-// into the output buffer, which is what a caller of that class has to do.
+// output buffers. ring_chunked and halving_doubling are Gloo's older algorithm classes
+// (AllreduceRingChunked, AllreduceHalvingDoubling), which only reduce in place and take an int
+// count: their out-of-place time includes the copy of the input into the output buffer, which is
+// what a caller of those classes has to do. AllreduceOptions has no ring_chunked choice.
 #include <gloo/allreduce.h>
 #include <gloo/allreduce_halving_doubling.h>
+#include <gloo/allreduce_ring_chunked.h>
 #include <gloo/barrier.h>
 #include <gloo/config.h>
 #include <gloo/math.h>
@@ -37,11 +39,11 @@ namespace {
 constexpr auto kTimeout = std::chrono::seconds(120);  // every Gloo wait, rendezvous included
 constexpr uint32_t kTagAllreduce = 1, kTagStats = 2, kTagBarrier = 3;
 
-enum class Algo { Ring, Bcube, HalvingDoubling };
+enum class Algo { Ring, RingChunked, Bcube, HalvingDoubling };
 
 const char* kPeerFlags =
-    "  --algo A         ring | bcube | halving_doubling (Gloo's AllreduceHalvingDoubling, in place only); "
-    "default ring\n"
+    "  --algo A         ring | ring_chunked | halving_doubling | bcube; ring_chunked and halving_doubling are\n"
+    "                   Gloo's AllreduceRingChunked and AllreduceHalvingDoubling (in place only); default ring\n"
     "  --store-dir DIR  where the FileStore rendezvous directory is made (default RDMACOLL_STORE_DIR, else "
     "/tmp)\n";
 
@@ -118,12 +120,16 @@ class GlooAllreduce : public peers::Collective {
     in_ = in, out_ = out, bytes_ = count * sizeof(T);
     opts_.reset();
     legacy_.reset();  // deregisters the previous buffers before new ones are registered
-    if (algo_ == Algo::HalvingDoubling) {
+    if (algo_ == Algo::HalvingDoubling || algo_ == Algo::RingChunked) {
       if (count > static_cast<size_t>(INT_MAX))
-        throw std::runtime_error("AllreduceHalvingDoubling takes an int count; " + std::to_string(count) +
+        throw std::runtime_error("Gloo's legacy allreduce classes take an int count; " + std::to_string(count) +
                                  " elements is too many");
-      legacy_ = std::make_unique<gloo::AllreduceHalvingDoubling<T>>(ctx_, std::vector<T*>{static_cast<T*>(out)},
-                                                                     static_cast<int>(count), legacy_fn<T>(op_));
+      const std::vector<T*> ptrs{static_cast<T*>(out)};
+      const int n = static_cast<int>(count);
+      if (algo_ == Algo::HalvingDoubling)
+        legacy_ = std::make_unique<gloo::AllreduceHalvingDoubling<T>>(ctx_, ptrs, n, legacy_fn<T>(op_));
+      else
+        legacy_ = std::make_unique<gloo::AllreduceRingChunked<T>>(ctx_, ptrs, n, legacy_fn<T>(op_));
       return;
     }
     opts_ = std::make_unique<gloo::AllreduceOptions>(ctx_);
@@ -153,7 +159,7 @@ class GlooAllreduce : public peers::Collective {
   void* out_ = nullptr;
   size_t bytes_ = 0;
   std::unique_ptr<gloo::AllreduceOptions> opts_;
-  std::unique_ptr<gloo::AllreduceHalvingDoubling<T>> legacy_;
+  std::unique_ptr<gloo::Algorithm> legacy_;  // ring_chunked, halving_doubling
 };
 
 std::unique_ptr<peers::Collective> make_collective(std::shared_ptr<gloo::Context> ctx, Algo algo,
@@ -174,9 +180,10 @@ int main(int argc, char** argv) {
   if (!peers::parse_options(argc, argv, o, "gloo_allreduce_perf", kPeerFlags, code)) return code;
   Algo algo = Algo::Ring;
   if (o.algo == "bcube") algo = Algo::Bcube;
+  else if (o.algo == "ring_chunked") algo = Algo::RingChunked;
   else if (o.algo == "halving_doubling") algo = Algo::HalvingDoubling;
   else if (!o.algo.empty() && o.algo != "ring") {
-    std::cerr << "gloo_allreduce_perf: --algo must be ring, bcube or halving_doubling, not '" << o.algo << "'\n";
+    std::cerr << "gloo_allreduce_perf: --algo must be ring, ring_chunked, halving_doubling or bcube, not '" << o.algo << "'\n";
     return 2;
   }
   if (o.algo.empty()) o.algo = "ring";

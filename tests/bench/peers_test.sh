@@ -4,7 +4,7 @@
 # -c 1, and their output read by the compare script's own parser, so a drift in the row format
 # or a wrong result fails here rather than in a comparison table.
 # usage: peers_test.sh CASE PEER RDMACOLL_RUN PARSER
-#   CASE: mpi | gloo-ring | gloo-bcube | gloo-halving_doubling | usage
+#   CASE: mpi | mpi-tcp | gloo-ring | gloo-ring_chunked | gloo-halving_doubling | gloo-bcube | usage
 #   PEER: the peer's binary, or "none" when it was not built (the case is skipped).
 # Exit 0 pass, 1 fail, 77 skip (ctest SKIP_RETURN_CODE).
 set -u
@@ -28,6 +28,13 @@ mpi)
   timeout 120 mpirun --allow-run-as-root --oversubscribe -np 2 --mca pml ob1 --mca btl self,vader \
     "$peer" $flags -d int32 -o max >"$tmp/out" 2>&1 || fail "mpi_allreduce_perf -d int32 -o max exited $?"
   python3 "$parser" check "$tmp/out" --ranks 2 --sizes $sizes --type int32 --redop max || fail "int32 max"
+  ;;
+mpi-tcp)
+  # The TCP class of the comparison: Open MPI's tcp btl on the loopback interface.
+  command -v mpirun >/dev/null || { echo "SKIP: mpirun not found"; exit 77; }
+  timeout 120 mpirun --allow-run-as-root --oversubscribe -np 2 --mca pml ob1 --mca btl self,tcp \
+    --mca btl_tcp_if_include lo "$peer" $flags >"$tmp/out" 2>&1 || fail "mpi_allreduce_perf over btl tcp exited $?"
+  python3 "$parser" check "$tmp/out" --ranks 2 --sizes $sizes || fail "output does not parse as expected"
   ;;
 gloo-*)
   algo=${case_#gloo-}
