@@ -16,21 +16,7 @@ FACTORS = {
 }
 TYPES = {"float": 4, "double": 8, "half": 2, "bfloat16": 2, "int8": 1, "uint8": 1, "int32": 4, "int64": 8}
 
-
-def fail(msg):
-    print("invalid JSON output: " + msg)
-    sys.exit(1)
-
-
-def need(obj, key, types, where):
-    if key not in obj:
-        fail(f"{where} has no '{key}'")
-    v = obj[key]
-    if isinstance(v, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
-        fail(f"{where}.{key} is {v!r}, expected {types}")
-    if not isinstance(v, types):
-        fail(f"{where}.{key} is {v!r}, expected {types}")
-    return v
+from json_check import fail, need
 
 
 def main():

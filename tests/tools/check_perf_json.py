@@ -5,18 +5,7 @@ Exit 0 when valid; prints what is wrong and exits 1 otherwise."""
 import json
 import sys
 
-
-def fail(msg):
-    print("invalid JSON output: " + msg)
-    sys.exit(1)
-
-
-def need(obj, key, types, where):
-    if key not in obj:
-        fail(f"{where} has no '{key}'")
-    if not isinstance(obj[key], types) or isinstance(obj[key], bool) and bool not in (types if isinstance(types, tuple) else (types,)):
-        fail(f"{where}.{key} is {obj[key]!r}, expected {types}")
-    return obj[key]
+from json_check import fail, need
 
 
 def main():
