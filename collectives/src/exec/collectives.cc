@@ -27,7 +27,7 @@ Algorithm allreduce_algorithm(const Communicator::Impl& c, const CallOptions& ca
       double best = std::numeric_limits<double>::infinity();
       for (Algorithm candidate : {Algorithm::ring_allreduce, Algorithm::double_binary_tree_allreduce,
                           Algorithm::halving_doubling_allreduce}) {
-        const double s = schedules::estimate(candidate, n, count, es, c.model).seconds;
+        const double s = schedules::estimate(candidate, n, count, es, c.model()).seconds;
         if (s < best) best = s, a = candidate;
       }
       break;
@@ -70,7 +70,7 @@ std::length_error pool_too_small(std::string_view what, size_t pool) {
 void add_contiguous_runs(Communicator::Impl& c, Operation& op, Algorithm a, char* out, size_t count, int root,
                          const char* in = nullptr) {
   const int n = c.transport->size(), me = c.transport->rank();
-  const size_t es = dtype_size(op.type), pieces = pieces_for(a, n, count, es, c.model);
+  const size_t es = dtype_size(op.type), pieces = pieces_for(a, n, count, es, c.model());
   auto need = [&](size_t seg) {
     return (schedules::scratch_elements(a, n, seg, std::min(pieces, seg)) + seg) * es;
   };
@@ -229,8 +229,8 @@ Work Communicator::broadcast_async(const void* in, void* out, size_t count, Data
   const size_t es = dtype_size(type);
   // The chain pipelines well for large messages; the binomial tree has fewer steps.
   const Algorithm a =
-      schedules::estimate(Algorithm::chain_broadcast, n, count, es, c.model).seconds <
-              schedules::estimate(Algorithm::binomial_broadcast, n, count, es, c.model).seconds
+      schedules::estimate(Algorithm::chain_broadcast, n, count, es, c.model()).seconds <
+              schedules::estimate(Algorithm::binomial_broadcast, n, count, es, c.model()).seconds
           ? Algorithm::chain_broadcast
           : Algorithm::binomial_broadcast;
   auto w = new_op(c, "broadcast", a, type, ReduceOp::sum);
@@ -258,10 +258,10 @@ Work Communicator::reduce_async(const void* in, void* out, size_t count, DataTyp
 
 Work Communicator::barrier_async() {
   Impl& c = *impl_;
-  const int n = size(), me = rank();
+  const int n = size();
   auto w = new_op(c, "barrier", Algorithm::dissemination_barrier, DataType::u8, ReduceOp::sum);
   // Zero-count transfers touch no scratch, so a barrier needs no fence; and it is one itself.
-  if (n > 1) w->plans.push_back({[me, n] { return schedules::dissemination_barrier(me, n); }, {}, true, 0, c.pool.bytes});
+  if (n > 1) w->plans.push_back(c.fence());
   c.scratch_dirty = false;
   return c.submit(this, std::move(w));
 }

@@ -25,8 +25,7 @@ struct Communicator::Impl {
   transport::Memory pool_registration;
   exec::Pool pool;
 
-  CostModel cost;              // what automatic choices are made with
-  schedules::CostModel model;  // the same, for schedules::estimate
+  CostModel cost;  // what automatic choices are made with
 
   uint64_t next_seq = 0;
   uint16_t next_run_tag = 0;
@@ -51,6 +50,10 @@ struct Communicator::Impl {
   bool advance(Operation& op);
   // calibrate.cc: runs a few collectives on `c` (whose impl this is); collective.
   static CostModel measure_cost_model(Communicator& c);
+  // `cost` as schedules::estimate takes it.
+  schedules::CostModel model() const { return {cost.alpha_s, cost.beta_s_per_byte, cost.gamma_s_per_byte}; }
+  // A barrier run: the fence before a run whose scratch a peer may still be using.
+  Operation::Plan fence() const;
 };
 
 // The allgather algorithm for n ranks (collectives.cc); calibration needs to know it.

@@ -110,7 +110,6 @@ std::unique_ptr<Communicator> Communicator::create(bootstrap::World& world, cons
   } else {
     c.cost.source = "single rank: nothing to measure";
   }
-  c.model = {c.cost.alpha_s, c.cost.beta_s_per_byte, c.cost.gamma_s_per_byte};
   return comm;
 }
 
@@ -153,6 +152,11 @@ size_t Communicator::peak_scratch_bytes() const { return impl_->peak_scratch; }
 const CostModel& Communicator::cost_model() const { return impl_->cost; }
 uint64_t Communicator::next_sequence() const { return impl_->next_seq; }
 
+Operation::Plan Communicator::Impl::fence() const {
+  const int n = transport->size(), me = transport->rank();
+  return {[me, n] { return schedules::dissemination_barrier(me, n); }, {}, true, 0, pool.bytes};
+}
+
 // A peer may write run k+1 into this rank's pool as soon as it has finished run k. If every
 // rank's part of run k received data every rank sent in it (allreduce; reduce-scatter and
 // allgather when no block is empty: each rank's result holds every rank's data), a peer that
@@ -162,11 +166,10 @@ uint64_t Communicator::next_sequence() const { return impl_->next_seq; }
 // segment with empty blocks, or a run needing more than half the pool) is fenced.
 void Communicator::Impl::add_run(Operation& op, bool all_dependent, std::size_t bytes,
                                  std::function<schedules::Schedule()> build, std::vector<exec::UserPiece> user) {
-  const int n = transport->size(), me = transport->rank();
   const std::size_t half = pool.bytes / 2;
   const int region = bytes <= half ? (last_region == 0 ? 1 : 0) : -1;
   const bool safe = !scratch_dirty || (last_all_dependent && region >= 0 && last_region >= 0 && region != last_region);
-  if (n > 1 && !safe) op.plans.push_back({[me, n] { return schedules::dissemination_barrier(me, n); }, {}, true, 0, pool.bytes});
+  if (transport->size() > 1 && !safe) op.plans.push_back(fence());
   if (region >= 0) op.plans.push_back({std::move(build), std::move(user), false, static_cast<std::size_t>(region) * half, half});
   else op.plans.push_back({std::move(build), std::move(user), false, 0, pool.bytes});
   scratch_dirty = true;
