@@ -14,12 +14,27 @@
 namespace rdmacoll::collectives {
 namespace {
 
+// What a kernel combines: dst = dst op b (a == nullptr, in place), or dst = a op b.
+template <class T>
+struct Operands {
+  T* dst;
+  const T* a;
+  const T* b;
+};
+
 // One element-wise loop for every (type, op): the combine function is a lambda, inlined, and
-// __restrict tells the compiler dst and src do not overlap (reduce_into checks that), so
-// f32/f64 loops become packed SIMD.
+// __restrict tells the compiler the arrays do not overlap (the entry points check that), so
+// f32/f64 loops become packed SIMD. Two loops, as restrict forbids dst and a to be one array.
 template <class T, class F>
-void combine(T* __restrict dst, const T* __restrict src, std::size_t count, F f) {
-  for (std::size_t i = 0; i < count; ++i) dst[i] = f(dst[i], src[i]);
+void combine(Operands<T> x, std::size_t count, F f) {
+  T* __restrict dst = x.dst;
+  const T* __restrict b = x.b;
+  if (x.a == nullptr) {
+    for (std::size_t i = 0; i < count; ++i) dst[i] = f(dst[i], b[i]);
+    return;
+  }
+  const T* __restrict a = x.a;
+  for (std::size_t i = 0; i < count; ++i) dst[i] = f(a[i], b[i]);
 }
 
 // Calls run(f) with the floating-point combine function of op, one definition shared by
@@ -37,40 +52,34 @@ void with_float_op(ReduceOp op, Run run) {
 }
 
 template <class T>
-void reduce_float(ReduceOp op, T* dst, const T* src, std::size_t count) {
-  with_float_op(op, [&](auto f) { combine(dst, src, count, f); });
+void reduce_float(ReduceOp op, Operands<T> x, std::size_t count) {
+  with_float_op(op, [&](auto f) { combine(x, count, f); });
 }
 
 // Integers: sum and prod in the unsigned type of at least int's width, so the operation wraps
 // instead of overflowing (uint8_t alone would be promoted to signed int). Converting back to
 // a signed type is modular since C++20.
 template <class T>
-void reduce_int(ReduceOp op, T* dst, const T* src, std::size_t count) {
+void reduce_int(ReduceOp op, Operands<T> x, std::size_t count) {
   using U = std::make_unsigned_t<T>;
   using W = std::conditional_t<(sizeof(U) < sizeof(unsigned)), unsigned, U>;
   switch (op) {
     case ReduceOp::sum:
     case ReduceOp::avg:
-      return combine(dst, src, count, [](T a, T b) {
-        return static_cast<T>(static_cast<W>(a) + static_cast<W>(b));
-      });
+      return combine(x, count, [](T a, T b) { return static_cast<T>(static_cast<W>(a) + static_cast<W>(b)); });
     case ReduceOp::prod:
-      return combine(dst, src, count, [](T a, T b) {
-        return static_cast<T>(static_cast<W>(a) * static_cast<W>(b));
-      });
-    case ReduceOp::min: return combine(dst, src, count, [](T a, T b) { return std::min(a, b); });
-    case ReduceOp::max: return combine(dst, src, count, [](T a, T b) { return std::max(a, b); });
+      return combine(x, count, [](T a, T b) { return static_cast<T>(static_cast<W>(a) * static_cast<W>(b)); });
+    case ReduceOp::min: return combine(x, count, [](T a, T b) { return std::min(a, b); });
+    case ReduceOp::max: return combine(x, count, [](T a, T b) { return std::max(a, b); });
   }
 }
 
 // bfloat16 widens with a shift and narrows with a rounding add, so a single fused loop
 // vectorizes; for sum it measured ~1.5x faster than staging through float buffers as f16
 // does (min/max: about the same), and it needs no buffers.
-void reduce_bf16(ReduceOp op, BFloat16* dst, const BFloat16* src, std::size_t count) {
+void reduce_bf16(ReduceOp op, Operands<BFloat16> x, std::size_t count) {
   with_float_op(op, [&](auto f) {
-    combine(dst, src, count, [f](BFloat16 a, BFloat16 b) {
-      return BFloat16(f(static_cast<float>(a), static_cast<float>(b)));
-    });
+    combine(x, count, [f](BFloat16 a, BFloat16 b) { return BFloat16(f(static_cast<float>(a), static_cast<float>(b))); });
   });
 }
 
@@ -80,15 +89,15 @@ void reduce_bf16(ReduceOp op, BFloat16* dst, const BFloat16* src, std::size_t co
 // narrow the result. Rounds exactly once per element.
 constexpr std::size_t kBlock = 1024;
 
-void reduce_f16(ReduceOp op, Float16* dst, const Float16* src, std::size_t count) {
+void reduce_f16(ReduceOp op, Operands<Float16> x, std::size_t count) {
   float a[kBlock];
   float b[kBlock];
   for (std::size_t done = 0; done < count; done += kBlock) {
     const std::size_t n = std::min(kBlock, count - done);
-    to_float(dst + done, a, n);
-    to_float(src + done, b, n);
-    reduce_float(op, a, b, n);
-    from_float(a, dst + done, n);
+    to_float((x.a ? x.a : x.dst) + done, a, n);
+    to_float(x.b + done, b, n);
+    reduce_float<float>(op, {a, nullptr, b}, n);
+    from_float(a, x.dst + done, n);
   }
 }
 
@@ -148,45 +157,49 @@ std::size_t byte_length(const char* fn, DataType type, std::size_t count) {
   return count * size;
 }
 
+// The checks both entry points make, then the kernel for `type`.
+void reduce(const char* fn, DataType type, ReduceOp op, void* dst, const void* a, const void* b, std::size_t count) {
+  if (!valid(op)) throw bad_enum(fn, "ReduceOp", static_cast<int>(op));
+  const std::size_t bytes = byte_length(fn, type, count);
+  if (count == 0) return;
+  const bool in_place = a == nullptr;
+  const char* null = dst == nullptr ? "dst" : b == nullptr ? (in_place ? "src" : "b") : nullptr;
+  if (null != nullptr)
+    throw std::invalid_argument(std::string(fn) + ": " + null + " is null with count " + std::to_string(count));
+  const auto d = reinterpret_cast<std::uintptr_t>(dst);
+  for (const void* in : {a, b}) {
+    if (in == nullptr) continue;
+    const auto s = reinterpret_cast<std::uintptr_t>(in);
+    if (d < s + bytes && s < d + bytes)
+      throw std::invalid_argument(std::string(fn) + ": dst and " + (in_place ? "src" : in == a ? "a" : "b") + " overlap (" +
+                                  std::to_string(bytes) + " bytes each, " + std::to_string(d > s ? d - s : s - d) +
+                                  " bytes apart)");
+  }
+  auto ops = [&]<class T>(T*) {
+    return Operands<T>{static_cast<T*>(dst), static_cast<const T*>(a), static_cast<const T*>(b)};
+  };
+  switch (type) {
+    case DataType::f32: return reduce_float(op, ops(static_cast<float*>(nullptr)), count);
+    case DataType::f64: return reduce_float(op, ops(static_cast<double*>(nullptr)), count);
+    case DataType::f16: return reduce_f16(op, ops(static_cast<Float16*>(nullptr)), count);
+    case DataType::bf16: return reduce_bf16(op, ops(static_cast<BFloat16*>(nullptr)), count);
+    case DataType::i8: return reduce_int(op, ops(static_cast<std::int8_t*>(nullptr)), count);
+    case DataType::u8: return reduce_int(op, ops(static_cast<std::uint8_t*>(nullptr)), count);
+    case DataType::i32: return reduce_int(op, ops(static_cast<std::int32_t*>(nullptr)), count);
+    case DataType::i64: return reduce_int(op, ops(static_cast<std::int64_t*>(nullptr)), count);
+  }
+  throw bad_enum(fn, "DataType", static_cast<int>(type));  // unreachable: checked
+}
+
 }  // namespace
 
 void reduce_into(DataType type, ReduceOp op, void* dst, const void* src, std::size_t count) {
-  if (!valid(op)) throw bad_enum("reduce_into", "ReduceOp", static_cast<int>(op));
-  const std::size_t bytes = byte_length("reduce_into", type, count);
-  if (count == 0) return;
-  if (dst == nullptr || src == nullptr)
-    throw std::invalid_argument("reduce_into: " + std::string(dst ? "src" : "dst") +
-                                " is null with count " + std::to_string(count));
-  const auto d = reinterpret_cast<std::uintptr_t>(dst);
-  const auto s = reinterpret_cast<std::uintptr_t>(src);
-  if (d < s + bytes && s < d + bytes)
-    throw std::invalid_argument("reduce_into: dst and src overlap (" + std::to_string(bytes) +
-                                " bytes each, " + std::to_string(d > s ? d - s : s - d) +
-                                " bytes apart)");
+  reduce("reduce_into", type, op, dst, nullptr, src, count);
+}
 
-  switch (type) {
-    case DataType::f32:
-      return reduce_float(op, static_cast<float*>(dst), static_cast<const float*>(src), count);
-    case DataType::f64:
-      return reduce_float(op, static_cast<double*>(dst), static_cast<const double*>(src), count);
-    case DataType::f16:
-      return reduce_f16(op, static_cast<Float16*>(dst), static_cast<const Float16*>(src), count);
-    case DataType::bf16:
-      return reduce_bf16(op, static_cast<BFloat16*>(dst), static_cast<const BFloat16*>(src), count);
-    case DataType::i8:
-      return reduce_int(op, static_cast<std::int8_t*>(dst), static_cast<const std::int8_t*>(src),
-                        count);
-    case DataType::u8:
-      return reduce_int(op, static_cast<std::uint8_t*>(dst), static_cast<const std::uint8_t*>(src),
-                        count);
-    case DataType::i32:
-      return reduce_int(op, static_cast<std::int32_t*>(dst), static_cast<const std::int32_t*>(src),
-                        count);
-    case DataType::i64:
-      return reduce_int(op, static_cast<std::int64_t*>(dst), static_cast<const std::int64_t*>(src),
-                        count);
-  }
-  throw bad_enum("reduce_into", "DataType", static_cast<int>(type));  // unreachable: checked
+void reduce_to(DataType type, ReduceOp op, void* dst, const void* a, const void* b, std::size_t count) {
+  if (a == nullptr && count > 0) throw std::invalid_argument("reduce_to: a is null with count " + std::to_string(count));
+  reduce("reduce_to", type, op, dst, a, b, count);
 }
 
 void finalize_avg(DataType type, void* buf, std::size_t count, std::size_t nranks) {

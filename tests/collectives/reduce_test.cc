@@ -152,13 +152,22 @@ TEST_P(ReduceAll, MatchesReference) {
       if (op == ReduceOp::avg) want[i] = ref_divide(want[i], 3);
     }
 
+    // The same through reduce_to (out of place), which must agree (bit for bit but for NaN payloads).
+    std::vector<T> out(count), out2(count);
+    reduce_to(type, op, out.data(), r0.data(), r1.data(), count);
+    reduce_to(type, op, out2.data(), out.data(), r2.data(), count);
+
     reduce_into(type, op, r0.data(), r1.data(), count);
     reduce_into(type, op, r0.data(), r2.data(), count);
     if (op == ReduceOp::avg) finalize_avg(type, r0.data(), count, 3);
+    if (op == ReduceOp::avg) finalize_avg(type, out2.data(), count, 3);
 
-    for (std::size_t i = 0; i < count; ++i)
+    for (std::size_t i = 0; i < count; ++i) {
       ASSERT_TRUE(same(op, r0[i], want[i]))
           << "element " << i << ": got " << as_double(r0[i]) << ", want " << as_double(want[i]);
+      ASSERT_TRUE(same(op, out2[i], r0[i]))
+          << "reduce_to, element " << i << ": got " << as_double(out2[i]) << ", reduce_into gave " << as_double(r0[i]);
+    }
   });
 }
 
@@ -381,6 +390,27 @@ TEST(Reduce, RejectsOverlapZeroRanksAndBadEnums) {
   EXPECT_THROW(reduce_into(DataType::f64, ReduceOp::sum, buf, buf + 2,
                            std::numeric_limits<std::size_t>::max() / 4),
                std::invalid_argument);  // count * 8 bytes wraps size_t
+}
+
+TEST(Reduce, ReduceToRejectsNullsAndOverlapWithDst) {
+  float a[4] = {1, 2, 3, 4}, b[4] = {10, 20, 30, 40}, out[8] = {};
+  EXPECT_NO_THROW(reduce_to(DataType::f32, ReduceOp::sum, nullptr, nullptr, nullptr, 0));
+  EXPECT_THROW(reduce_to(DataType::f32, ReduceOp::sum, out, nullptr, b, 4), std::invalid_argument);
+  EXPECT_THROW(reduce_to(DataType::f32, ReduceOp::sum, out, a, nullptr, 4), std::invalid_argument);
+  EXPECT_THROW(reduce_to(DataType::f32, ReduceOp::sum, nullptr, a, b, 4), std::invalid_argument);
+  EXPECT_THROW(reduce_to(DataType::f32, ReduceOp::sum, a, a, b, 4), std::invalid_argument);  // dst is a
+  EXPECT_THROW(reduce_to(DataType::f32, ReduceOp::sum, out + 1, out, b, 4), std::invalid_argument);
+  EXPECT_THROW(reduce_to(DataType::f32, ReduceOp::sum, out + 2, a, out, 4), std::invalid_argument);
+  EXPECT_THROW(reduce_to(DataType::f32, static_cast<ReduceOp>(42), out, a, b, 4), std::invalid_argument);
+  reduce_to(DataType::f32, ReduceOp::max, out, a, a, 4);  // a and b may be one array
+  EXPECT_EQ(out[3], 4.0f);
+  reduce_to(DataType::f32, ReduceOp::sum, out + 4, a, b, 4);  // adjacent to dst's neighbour
+  EXPECT_EQ(out[7], 44.0f);
+  try {
+    reduce_to(DataType::f32, ReduceOp::sum, out + 1, out, b, 4);
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "reduce_to: dst and a overlap (16 bytes each, 4 bytes apart)");
+  }
 }
 
 }  // namespace

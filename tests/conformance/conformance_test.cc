@@ -170,6 +170,44 @@ void handshake(Transport& t, int peer, uint64_t tag) {
   r.wait();
 }
 
+// Memory the transport allocates: zero-filled, page-aligned, a window peers write into, a
+// source for writes that needs no second registration, and alive until its last handle goes,
+// even after the transport (the collectives free their pool only once the transport is gone).
+TEST_P(Conformance, MultiRankAllocatedWindowTakesWrites) {
+  RankGroup g(2);
+  auto t = Transport::create(g.world());
+  const int me = g.rank(), peer = 1 - me;
+  EXPECT_THROW(t->allocate_memory(0, kRemoteWrite), std::invalid_argument);
+  const size_t bytes = 2 * kSizes.back() + 64;
+  Memory win = t->allocate_memory(bytes, kRemoteWrite);
+  ASSERT_NE(win.addr(), nullptr);
+  EXPECT_EQ(win.length(), bytes);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(win.addr()) % 4096, 0u);
+  auto* base = static_cast<uint8_t*>(win.addr());
+  EXPECT_TRUE(std::all_of(base, base + bytes, [](uint8_t b) { return b == 0; }));
+  auto descs = bootstrap::all_gather(g.store(), "conf/alloc", me, 2, t->pack_window(win), g.deadline());
+  RemoteWindow dst = t->unpack_window(peer, descs[static_cast<size_t>(peer)]);
+  // The source is the upper half of this rank's own allocation: found, not registered again.
+  uint8_t* src = base + kSizes.back() + 64;
+  const uint64_t misses = t->cache_stats().misses;
+  for (size_t k = 0; k < kSizes.size(); ++k) {
+    const size_t size = kSizes[k];
+    for (size_t i = 0; i < size; ++i) src[i] = pattern(i, size, me, peer);
+    Request n = t->notification(peer);
+    t->write(peer, src, size, dst, 3, static_cast<uint32_t>(k)).wait();
+    EXPECT_EQ(n.wait_value(), k);
+    EXPECT_EQ(count_wrong(base + 3, size, peer, me), 0u) << "size " << size << " over " << t->describe();
+    handshake(*t, peer, 900 + k);  // the writer reuses the window only after its owner checked it
+  }
+  EXPECT_EQ(t->cache_stats().misses, misses) << "writes from allocated memory registered it again";
+  handshake(*t, peer, 999);
+  bootstrap::barrier(g.store(), "conf/alloc/done", me, 2, g.deadline());
+  t.reset();
+  EXPECT_EQ(count_wrong(base + 3, kSizes.back(), peer, me), 0u) << "the memory went with the transport";
+  win = Memory();
+  g.join();
+}
+
 TEST_P(Conformance, MultiRankReadEverySize) {
   RankGroup g(2);
   auto t = Transport::create(g.world());

@@ -269,6 +269,12 @@ RegCache::~RegCache() {
   drain_graveyard();  // may hold entries of this cache, which must not outlive its backend
 }
 
+void RegCache::adopt(const std::shared_ptr<Impl>& allocation) {
+  std::lock_guard lock(mu_);
+  std::erase_if(adopted_, [](const std::weak_ptr<Impl>& w) { return w.expired(); });
+  adopted_.push_back(allocation);
+}
+
 Memory RegCache::get(void* addr, size_t length, unsigned access) {
   // A zero-length range needs no registration: nothing can be read or written through it, and
   // registering "the page at addr" could fail (one-past-the-end pointers often point at an
@@ -288,6 +294,14 @@ Memory RegCache::get(void* addr, size_t length, unsigned access) {
   {
     Busy busy;
     std::lock_guard lock(mu_);
+    for (const auto& weak : adopted_) {
+      std::shared_ptr<Impl> own = weak.lock();
+      const auto base = own ? reinterpret_cast<uintptr_t>(own->addr) : 0;
+      if (own && base <= a && a + length <= base + own->length && (own->access & access) == access) {
+        ++stats_.hits;
+        return Memory(std::move(own), addr, length);
+      }
+    }
     auto it = entries_.upper_bound(a);
     if (it != entries_.begin()) {
       const auto& [key, entry] = *std::prev(it);

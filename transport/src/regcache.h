@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 #include "rdmacoll/transport/transport.h"
 #include "transport_impl.h"
@@ -36,12 +37,17 @@ class RegCache {
   Memory get(void* addr, size_t length, unsigned access);
   // Drops entries overlapping [addr, addr+length).
   void invalidate(const void* addr, size_t length);
+  // Memory the backend allocated and registered itself (Transport::allocate_memory): get()
+  // answers from it while it lives, instead of registering its pages a second time. Only a weak
+  // reference is kept, so the allocation is still freed when its last Memory handle goes.
+  void adopt(const std::shared_ptr<Memory::Impl>& allocation);
   CacheStats stats() const;
 
  private:
   Register register_;
   mutable std::mutex mu_;
   std::map<uintptr_t, std::shared_ptr<Memory::Impl>> entries_;  // keyed by start address
+  std::vector<std::weak_ptr<Memory::Impl>> adopted_;
   CacheStats stats_;
 };
 

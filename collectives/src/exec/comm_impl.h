@@ -18,11 +18,12 @@ struct Communicator::Impl {
   bootstrap::Store* store = nullptr;
   bootstrap::LaunchInfo launch;
   std::unique_ptr<bootstrap::World> own_world;
-  // Declared first, freed last: a peer's write may land until the transport is gone.
-  std::unique_ptr<char, decltype(&std::free)> pool_memory{nullptr, &std::free};
-  // Outlives everything below (registrations, windows and requests refer to it).
-  std::unique_ptr<transport::Transport> transport;
+  // The scratch pool, allocated by the transport. Declared before it, so freed after it: a
+  // peer's write may land until the transport is gone (the registration keeps what it needs
+  // of the backend alive, and is dropped before the memory is freed).
   transport::Memory pool_registration;
+  // Outlives everything below (windows and requests refer to it).
+  std::unique_ptr<transport::Transport> transport;
   exec::Pool pool;
 
   CostModel cost;  // what automatic choices are made with

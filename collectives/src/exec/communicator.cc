@@ -75,10 +75,9 @@ std::unique_ptr<Communicator> Communicator::create(bootstrap::World& world, cons
   impl->transport = transport::Transport::create(world, options.transport);
   transport::Transport& t = *impl->transport;
   const size_t bytes = (options.buffsize + 4095) / 4096 * 4096;
-  impl->pool_memory.reset(static_cast<char*>(std::aligned_alloc(4096, bytes)));
-  if (!impl->pool_memory) throw std::bad_alloc();
-  impl->pool_registration = t.register_memory(impl->pool_memory.get(), bytes, transport::kRemoteWrite);
-  impl->pool.base = impl->pool_memory.get();
+  // The transport's own memory: on UCX shared memory, peers then write into it directly.
+  impl->pool_registration = t.allocate_memory(bytes, transport::kRemoteWrite);
+  impl->pool.base = static_cast<char*>(impl->pool_registration.addr());
   impl->pool.bytes = bytes;
   const int me = t.rank(), n = t.size();
   const std::vector<uint8_t> mine = t.pack_window(impl->pool_registration);

@@ -82,8 +82,7 @@ void Run::settle(std::size_t begin, std::size_t end) {
 }
 
 // out = out op data over [offset, offset + count) of user space; where the output does not
-// hold the input yet, out = in op data instead, a block at a time so the copy is still in cache
-// when it is reduced.
+// hold the input yet, out = in op data instead, in one pass.
 void Run::reduce_user(std::size_t offset, const char* data, std::size_t count) {
   char* out = user(offset);
   if (!untouched(offset, offset + count)) {
@@ -91,13 +90,7 @@ void Run::reduce_user(std::size_t offset, const char* data, std::size_t count) {
     reduce_into(type_, op_, out, data, count);
     return;
   }
-  const char* in = input(offset);
-  const std::size_t block = std::max<std::size_t>(1, (32u << 10) / es_);
-  for (std::size_t done = 0; done < count; done += block) {
-    const std::size_t k = std::min(block, count - done);
-    std::memcpy(out + done * es_, in + done * es_, k * es_);
-    reduce_into(type_, op_, out + done * es_, data + done * es_, k);
-  }
+  reduce_to(type_, op_, out, input(offset), data, count);
   forget(offset, offset + count);
 }
 

@@ -494,6 +494,35 @@ Memory UcxTransport::register_memory(void* addr, size_t length, unsigned access)
   return cache_->get(addr, length, access);
 }
 
+// UCX allocates it (UCP_MEM_MAP_ALLOCATE): with shared-memory transports in the context, as a
+// sysv or posix segment whose rkey lets a peer map it, so puts into it are plain copies by the
+// writer; elsewhere from ordinary pages, registered with every memory domain in use.
+Memory UcxTransport::allocate_memory(size_t length, unsigned access) {
+  if (length == 0) throw std::invalid_argument("allocate_memory: zero length");
+  ucp_mem_map_params_t params{};
+  params.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH | UCP_MEM_MAP_PARAM_FIELD_FLAGS;
+  params.address = nullptr;
+  params.length = length;
+  params.flags = UCP_MEM_MAP_ALLOCATE;
+  auto m = std::make_shared<UcxRegistration>();
+  ucx::check(ucp_mem_map(ctx_.get(), &params, &m->memh), "ucp_mem_map(allocate " + std::to_string(length) + " bytes)",
+             "allocation pins memory: check the locked-memory limit (`ulimit -l`) and, for shared memory, "
+             "the space in /dev/shm and kernel.shmmax");
+  m->ctx = ctx_;
+  ucp_mem_attr_t attr{};
+  attr.field_mask = UCP_MEM_ATTR_FIELD_ADDRESS | UCP_MEM_ATTR_FIELD_LENGTH;
+  ucx::check(ucp_mem_query(m->memh, &attr), "ucp_mem_query");
+  if (attr.length < length)
+    throw TransportError("ucp_mem_map allocated " + std::to_string(attr.length) + " bytes where " +
+                         std::to_string(length) + " were asked for");
+  m->addr = attr.address;
+  m->length = length;
+  m->access = access;
+  std::memset(m->addr, 0, length);
+  cache_->adopt(m);
+  return Memory(m, m->addr, length);
+}
+
 Request UcxTransport::send(int peer, uint64_t tag, const void* buf, size_t length) {
   check_peer(*this, peer, "send");
   if (buf == nullptr && length > 0)

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "rdmacoll/error.h"
@@ -39,6 +40,13 @@ int access_flags(unsigned access) {
 
 struct VerbsMemory : Memory::Impl {
   verbs::MrPtr mr;
+};
+
+// Memory the transport allocated: deregistered before it is freed, so the device cannot write
+// into pages that have gone back to the allocator.
+struct VerbsAllocation : VerbsMemory {
+  std::unique_ptr<void, decltype(&std::free)> block{nullptr, &std::free};
+  ~VerbsAllocation() override { mr.reset(); }
 };
 
 struct VerbsWindow : RemoteWindow::Impl {
@@ -392,6 +400,22 @@ std::shared_ptr<Request::State> VerbsTransport::failed_now(int peer, const OpDes
 
 Memory VerbsTransport::register_memory(void* addr, size_t length, unsigned access) {
   return cache_->get(addr, length, access);
+}
+
+Memory VerbsTransport::allocate_memory(size_t length, unsigned access) {
+  if (length == 0) throw std::invalid_argument("allocate_memory: zero length");
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  if (length > SIZE_MAX - page) throw std::invalid_argument("allocate_memory: " + std::to_string(length) + " bytes");
+  auto m = std::make_shared<VerbsAllocation>();
+  m->block.reset(std::aligned_alloc(page, (length + page - 1) / page * page));
+  if (!m->block) throw std::bad_alloc();
+  std::memset(m->block.get(), 0, length);
+  m->addr = m->block.get();
+  m->length = length;
+  m->access = access;
+  m->mr = verbs::reg_mr(pd_, m->addr, length, access_flags(access));
+  cache_->adopt(m);
+  return Memory(m, m->addr, length);
 }
 
 Request VerbsTransport::send(int peer, uint64_t tag, const void* buf, size_t length) {

@@ -24,6 +24,13 @@ namespace rdmacoll::collectives {
 // overflows, or if type/op is not a valid enum value.
 void reduce_into(DataType type, ReduceOp op, void* dst, const void* src, std::size_t count);
 
+// dst[i] = a[i] op b[i]: the same reduction out of place, a's elements in dst's role above:
+// the result of copying a into dst and calling reduce_into(dst, b), bit for bit except which
+// payload a sum or product of two NaNs carries (the compiler may order the operands either way).
+// Throws std::invalid_argument as reduce_into does, and if dst is a or overlaps a or b
+// (a and b may overlap each other).
+void reduce_to(DataType type, ReduceOp op, void* dst, const void* a, const void* b, std::size_t count);
+
 // Turns an avg accumulated by reduce_into() into the average: buf[i] = buf[i] / nranks.
 //
 //  - Floating types: IEEE division (f16/bf16 through float, rounded once).

@@ -162,6 +162,16 @@ class Transport {
   // Registration (cached; the cache drops entries whose memory was freed or remapped).
   virtual Memory register_memory(void* addr, size_t length, unsigned access = kLocalOnly) = 0;
   virtual CacheStats cache_stats() const = 0;
+  // Allocates `length` bytes (page-aligned, zero-filled) registered with `access`; they live as
+  // long as the returned Memory or a copy of it does, which may outlive the transport (the
+  // exception to the lifetime rule above). Writes from inside it need no other registration.
+  // Windows peers write into should come from
+  // here: on UCX shared memory the segment is one peers map, so a write into it is a single copy
+  // made by the writer, while memory the program allocated itself can only be written there by
+  // messages the owner's worker copies in (two copies, and the owner must be progressing).
+  // Throws std::invalid_argument for length 0, TransportError (with the `ulimit -l` hint where
+  // pinning is the problem) when the memory cannot be had.
+  virtual Memory allocate_memory(size_t length, unsigned access) = 0;
 
   // Tagged two-sided messages. A receive matches the oldest message from `peer` with `tag`;
   // its buffer must be at least as long as the message (shorter is an error naming both sizes).
