@@ -423,15 +423,55 @@ TEST(COMM_SUITE, MultiRankSplit) {
   });
 }
 
+// Data moved with tagged send/recv instead of writes (DataPath::send, what UCX over tcp gets
+// by default), on the transport that would write: every algorithm and collective, in flight
+// together, and runs larger than half the pool.
+TEST(COMM_SUITE, MultiRankSendDataPath) {
+  if (skip_without_device()) return;
+  Backend b;
+  Communicator::Options o = Communicator::Options::from_settings();
+  o.data_path = DataPath::send;
+  o.buffsize = 1 << 20;
+  with_comm(3, [](Communicator& c) {
+    const int n = c.size(), me = c.rank();
+    int k = 0;
+    for (AllreduceAlgorithm a : kAlgorithms)
+      for (size_t count : {size_t{0}, size_t{7}, size_t{65537}, size_t{(1u << 20) / 4 + 3}})
+        check_allreduce(c, DataType::f32, ReduceOp::sum, count, {a, {}}, ++k % 2 == 0);
+    check_allreduce(c, DataType::f64, ReduceOp::max, 1023, {{}, true}, false);
+    // reduce-scatter and allgather in flight together (each rank's block at its own place).
+    const size_t count = 3001;
+    const auto mine = schedules_blocks(count, n, me);
+    std::vector<char> in = input(DataType::i32, ReduceOp::sum, me, count), out(count * 4, 0);
+    std::vector<char> full(count), part(count, 0), gathered(count, 0);
+    for (size_t i = 0; i < count; ++i) full[i] = static_cast<char>(i * 31 + 7);
+    std::memcpy(part.data() + mine.first, full.data() + mine.first, mine.second);
+    Work rs = c.reduce_scatter_async(in.data(), out.data(), count, DataType::i32, ReduceOp::sum);
+    Work ag = c.allgather_async(part.data(), gathered.data(), count, DataType::u8);
+    ag.wait(), rs.wait();
+    const std::vector<char> want = reference(DataType::i32, ReduceOp::sum, n, count);
+    EXPECT_EQ(first_difference(out.data() + mine.first * 4, want.data() + mine.first * 4, mine.second, 4), -1);
+    EXPECT_EQ(gathered, full);
+    std::vector<char> b_in = input(DataType::u8, ReduceOp::max, 1, 4097), b_out(4097);
+    c.broadcast(me == 1 ? b_in.data() : nullptr, b_out.data(), 4097, DataType::u8, 1);
+    EXPECT_EQ(b_out, b_in);
+  }, o);
+}
+
 #if defined(COMM_HOST)
-// The same executor over UCX tcp, where one-sided writes are emulated with messages.
-TEST(COMM_SUITE, MultiRankAllreduceOverTcp) {
+// The same executor over UCX tcp, where one-sided writes are emulated with messages: by
+// default it sends (DataPath::automatic), and writes still work when asked for.
+void allreduce_over_tcp(DataPath path) {
   Backend b(/*tcp=*/true);
+  Communicator::Options o = Communicator::Options::from_settings();
+  o.data_path = path;
   with_comm(3, [](Communicator& c) {
     for (AllreduceAlgorithm a : kAlgorithms)
       for (size_t count : {size_t{7}, size_t{65537}}) check_allreduce(c, DataType::f32, ReduceOp::sum, count, {a, {}}, false);
-  });
+  }, o);
 }
+TEST(COMM_SUITE, MultiRankAllreduceOverTcp) { allreduce_over_tcp(DataPath::automatic); }
+TEST(COMM_SUITE, MultiRankAllreduceOverTcpWriting) { allreduce_over_tcp(DataPath::write); }
 #endif
 
 }  // namespace

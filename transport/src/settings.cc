@@ -64,6 +64,9 @@ constexpr Spec kSpecs[] = {
     {"RDMACOLL_COST_MODEL", Type::String, "measure",
      "Collectives: the cost model behind automatic choices: measure (at communicator creation) or "
      "ALPHA_US,LINK_GBPS,REDUCE_GBPS, e.g. 5,12.5,8 (microseconds per step, 1e9 bytes/s sent and reduced)."},
+    {"RDMACOLL_DATA_PATH", Type::String, "auto",
+     "Collectives: how data reaches a peer: write (one-sided, into its pool), send (tagged messages) or auto "
+     "(write where the transport writes directly, send where it would emulate writes, as UCX over tcp does)."},
     // Read by the scripts (install-deps.sh, tests/guest/rdmacoll-guest), declared here so
     // there is one list and rdmacoll-info does not flag them as typos.
     {"RDMACOLL_KERNEL_DIR", Type::String, "/var/cache/rdmacoll/kernel",

@@ -21,6 +21,22 @@ AllreduceAlgorithm parse_allreduce_algorithm(std::string_view name) {
                     "' (accepted: auto, ring, tree, halving_doubling)");
 }
 
+DataPath parse_data_path(std::string_view name) {
+  if (name == "auto" || name.empty()) return DataPath::automatic;
+  if (name == "write") return DataPath::write;
+  if (name == "send") return DataPath::send;
+  throw ConfigError("RDMACOLL_DATA_PATH: unknown data path '" + std::string(name) + "' (accepted: auto, write, send)");
+}
+
+std::string_view to_string(DataPath p) noexcept {
+  switch (p) {
+    case DataPath::automatic: return "auto";
+    case DataPath::write: return "write";
+    case DataPath::send: return "send";
+  }
+  return "unknown";
+}
+
 std::string_view to_string(AllreduceAlgorithm a) noexcept {
   switch (a) {
     case AllreduceAlgorithm::automatic: return "auto";
@@ -40,6 +56,7 @@ Communicator::Options Communicator::Options::from_settings() {
   o.deterministic = settings::get_bool("RDMACOLL_DETERMINISTIC");
   o.timeout_s = settings::get_seconds("RDMACOLL_TIMEOUT");
   o.cost_model = parse_cost_model(settings::get_string("RDMACOLL_COST_MODEL"));
+  o.data_path = parse_data_path(settings::get_string("RDMACOLL_DATA_PATH"));
   return o;
 }
 
@@ -91,6 +108,10 @@ std::unique_ptr<Communicator> Communicator::create(bootstrap::World& world, cons
   const Deadline deadline = bootstrap::deadline_in(options.timeout_s);
   for (auto& r : reqs) r.wait(deadline);
   impl->pool.peers.resize(static_cast<size_t>(n));
+  impl->pool.send.resize(static_cast<size_t>(n));
+  for (int p = 0; p < n; ++p)
+    impl->pool.send[static_cast<size_t>(p)] =
+        p != me && (options.data_path == DataPath::send || (options.data_path == DataPath::automatic && !t.direct_writes(p)));
   for (int p = 0, k = 0; p < n; ++p) {
     if (p == me) continue;
     auto& d = theirs[static_cast<size_t>(p)];

@@ -17,6 +17,11 @@
 // user's buffer registered and its key exchanged on every call. The mirror inherits the
 // schedule's one-sided safety, since it is addressed exactly like the user buffer.
 //
+// Two-sided (Pool::send, where the transport would only emulate writes): the sender sends
+// each chunk as a tagged message and the receiver posts a receive at the same landing place
+// when the step starts. The tag carries the run's tag and the chunk's index in place of the
+// immediate. A chunk can then land only once its receiver has started the step.
+//
 // Pipelining. Every transfer is cut into chunks (kChunkBytes) posted at once; the receiver
 // reduces chunk k as soon as it lands, while chunk k+1 is on the wire.
 #pragma once
@@ -57,6 +62,7 @@ struct Pool {
   char* base = nullptr;
   std::size_t bytes = 0;
   std::vector<transport::RemoteWindow> peers;  // indexed by rank; empty entry for this rank
+  std::vector<bool> send;  // indexed by rank: move data to it with send/recv (DataPath), not writes
 };
 
 // Pool bytes a schedule needs: its scratch plus the user mirror.
@@ -130,6 +136,7 @@ class Run {
   std::vector<std::vector<Expected>> expected_;    // per peer, in arrival order
   std::vector<std::size_t> next_;                  // per peer: index into expected_
   std::vector<transport::Request> note_;           // per peer: the notification being awaited
+  std::vector<std::vector<transport::Request>> posted_;  // per two-sided peer: receives, as expected_
   std::vector<uint32_t> sent_count_, recv_count_;  // per peer, across the run: immediates' index
 };
 

@@ -279,6 +279,13 @@ std::vector<Lane> endpoint_lanes(ucp_ep_h ep) {
   return out;
 }
 
+bool puts_directly(const std::vector<Lane>& lanes) {
+  static const char* const kDirect[] = {"rc_verbs", "rc_mlx5", "dc_mlx5", "sysv", "posix", "xpmem", "self"};
+  return std::any_of(lanes.begin(), lanes.end(), [](const Lane& l) {
+    return std::find(std::begin(kDirect), std::end(kDirect), l.transport) != std::end(kDirect);
+  });
+}
+
 std::string to_string(const std::vector<Lane>& lanes) {
   std::string out;
   for (const Lane& l : lanes) {

@@ -102,6 +102,10 @@ struct Lane {
 };
 // Empty if UCX prints something this parser does not understand.
 std::vector<Lane> endpoint_lanes(ucp_ep_h ep);
+// Whether puts over these lanes reach remote memory without the remote worker: one of them is
+// an RDMA transport or a shared-memory one that maps the target (memory UCX allocated). Over
+// tcp (and ud) UCX emulates puts with active messages the target copies in.
+bool puts_directly(const std::vector<Lane>& lanes);
 // The lanes as text, e.g. "rc_verbs/rxe0:1(am,rma) cm:rdmacm".
 std::string to_string(const std::vector<Lane>& lanes);
 

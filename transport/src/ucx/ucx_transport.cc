@@ -523,6 +523,11 @@ Memory UcxTransport::allocate_memory(size_t length, unsigned access) {
   return Memory(m, m->addr, length);
 }
 
+bool UcxTransport::direct_writes(int peer) const {
+  check_peer(*this, peer, "direct_writes");
+  return peers_[static_cast<size_t>(peer)].direct_writes;
+}
+
 Request UcxTransport::send(int peer, uint64_t tag, const void* buf, size_t length) {
   check_peer(*this, peer, "send");
   if (buf == nullptr && length > 0)

@@ -69,6 +69,7 @@ class UcxTransport final : public Transport {
   Memory register_memory(void* addr, size_t length, unsigned access) override;
   CacheStats cache_stats() const override { return cache_->stats(); }
   Memory allocate_memory(size_t length, unsigned access) override;
+  bool direct_writes(int peer) const override;
   Request send(int peer, uint64_t tag, const void* buf, size_t length) override;
   Request recv(int peer, uint64_t tag, void* buf, size_t length) override;
   std::vector<uint8_t> pack_window(const Memory& window) override;
@@ -92,6 +93,7 @@ class UcxTransport final : public Transport {
     std::unique_ptr<ucx::Endpoint> ep;
     std::exception_ptr failed;  // set once its endpoint reported an error
     PeerCounters counters;
+    bool direct_writes = false;  // its lanes put into remote memory without the peer's worker
   };
 
   // Wire-up (ucx_wireup.cc).

@@ -305,6 +305,7 @@ void UcxTransport::connect(bootstrap::World& world) {
   bootstrap::barrier(*world.store, prefix + "/connected", me, n, deadline);
   for (auto& p : peers_) p.counters = {};  // count the caller's traffic only
 
+  for (auto& p : peers_) p.direct_writes = p.rank == me || ucx::puts_directly(ucx::endpoint_lanes(p.ep->get()));
   const Peer& probe = peers_[static_cast<size_t>(n > 1 ? (me + 1) % n : me)];
   auto lanes = ucx::endpoint_lanes(probe.ep->get());
   auto tls = env("UCX_TLS"), nets = env("UCX_NET_DEVICES");

@@ -40,6 +40,7 @@ class VerbsTransport final : public Transport {
   Memory register_memory(void* addr, size_t length, unsigned access) override;
   CacheStats cache_stats() const override { return cache_->stats(); }
   Memory allocate_memory(size_t length, unsigned access) override;
+  bool direct_writes(int) const override { return true; }
   Request send(int peer, uint64_t tag, const void* buf, size_t length) override;
   Request recv(int peer, uint64_t tag, void* buf, size_t length) override;
   std::vector<uint8_t> pack_window(const Memory& window) override;

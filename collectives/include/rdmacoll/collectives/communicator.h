@@ -54,6 +54,14 @@ enum class AllreduceAlgorithm { automatic, ring, double_binary_tree, halving_dou
 AllreduceAlgorithm parse_allreduce_algorithm(std::string_view name);
 std::string_view to_string(AllreduceAlgorithm a) noexcept;
 
+// How a run moves data to a peer: RDMA-style writes into the peer's pool with a notification,
+// or tagged send/recv into buffers the receiver posts. automatic writes wherever the transport
+// writes directly (verbs, UCX over RDMA or shared memory) and sends where it would only
+// emulate writes with messages (UCX over tcp), which its native messages outrun.
+enum class DataPath { automatic, write, send };
+DataPath parse_data_path(std::string_view name);  // "auto", "write", "send"
+std::string_view to_string(DataPath p) noexcept;
+
 class Communicator;
 struct Operation;
 
@@ -105,6 +113,7 @@ class Communicator {
     bool deterministic = false;   // RDMACOLL_DETERMINISTIC: reproducible (ordered) reductions
     double timeout_s = 60;        // RDMACOLL_TIMEOUT: a collective's deadline from its start
     std::optional<CostModel> cost_model;  // RDMACOLL_COST_MODEL; nullopt: measure at creation
+    DataPath data_path = DataPath::automatic;  // RDMACOLL_DATA_PATH
     static Options from_settings();
   };
 

@@ -197,6 +197,11 @@ class Transport {
   virtual Request read(int peer, void* dst, size_t length, const RemoteWindow& src, size_t offset) = 0;
   // Completes when the next write-with-immediate from `peer` has landed.
   virtual Request notification(int peer) = 0;
+  // Whether a write to `peer` lands without the peer's CPU (RDMA, or a shared-memory segment
+  // from allocate_memory). false where the backend emulates it with messages the peer's worker
+  // copies in (UCX over tcp): callers that control both sides move data faster there with
+  // send/recv, which those backends do natively.
+  virtual bool direct_writes(int peer) const = 0;
 
   // Progress once without blocking; returns true if anything happened.
   virtual bool progress() = 0;
