@@ -162,6 +162,7 @@ Schedule double_binary_tree_allreduce(int rank, int nranks, std::size_t count);
 
 // schedules/halving_doubling.cc. recursive_doubling_allgather needs a power-of-two nranks.
 Schedule halving_doubling_allreduce(int rank, int nranks, std::size_t count);
+Schedule recursive_doubling_allreduce(int rank, int nranks, std::size_t count);
 Schedule recursive_doubling_allgather(int rank, int nranks, std::span<const Block> blocks);
 
 // schedules/binomial.cc
@@ -195,6 +196,7 @@ enum class Algorithm {
   ring_allreduce,
   double_binary_tree_allreduce,
   halving_doubling_allreduce,
+  recursive_doubling_allreduce,
   ordered_allreduce,
   ring_reduce_scatter,
   ordered_reduce_scatter,
@@ -211,6 +213,7 @@ inline constexpr Algorithm kAllAlgorithms[] = {
     Algorithm::ring_allreduce,
     Algorithm::double_binary_tree_allreduce,
     Algorithm::halving_doubling_allreduce,
+    Algorithm::recursive_doubling_allreduce,
     Algorithm::ordered_allreduce,
     Algorithm::ring_reduce_scatter,
     Algorithm::ordered_reduce_scatter,

@@ -25,7 +25,8 @@ using namespace rdmacoll::collectives::testing;
 
 constexpr size_t kCounts[] = {0, 1, 7, 1023, 65537};
 constexpr AllreduceAlgorithm kAlgorithms[] = {AllreduceAlgorithm::ring, AllreduceAlgorithm::double_binary_tree,
-                                              AllreduceAlgorithm::halving_doubling};
+                                              AllreduceAlgorithm::halving_doubling,
+                                              AllreduceAlgorithm::recursive_doubling};
 
 // ctest names must differ between the two binaries (labels are set by name).
 #if defined(COMM_RDMA)
@@ -120,7 +121,7 @@ TEST_P(Ranks, MultiRankAllreduceMatrix) {
       for (size_t count : kCounts) check_allreduce(c, DataType::f32, ReduceOp::sum, count, {a, {}}, ++k % 2 == 0);
     for (DataType type : kAllDataTypes)
       for (ReduceOp op : kAllReduceOps) {
-        const AllreduceAlgorithm a = kAlgorithms[static_cast<size_t>(k) % 3];
+        const AllreduceAlgorithm a = kAlgorithms[static_cast<size_t>(k) % std::size(kAlgorithms)];
         check_allreduce(c, type, op, 1023, {a, {}}, ++k % 2 == 0);
       }
     // The automatic choice and the deterministic (ordered) schedules.

@@ -225,6 +225,9 @@ TEST(Schedules, TakeTheNumberOfStepsTheirDiagramsShow) {
   EXPECT_EQ(steps(Algorithm::ring_reduce_scatter, 5), 4u);           // n-1
   EXPECT_EQ(steps(Algorithm::halving_doubling_allreduce, 8), 6u);    // 2 log2 n
   EXPECT_EQ(steps(Algorithm::halving_doubling_allreduce, 6), 6u);    // + fold, unfold
+  EXPECT_EQ(steps(Algorithm::recursive_doubling_allreduce, 8), 3u);  // log2 n
+  EXPECT_EQ(steps(Algorithm::recursive_doubling_allreduce, 6), 4u);  // + fold, unfold
+  EXPECT_EQ(steps(Algorithm::recursive_doubling_allreduce, 2), 1u);
   EXPECT_EQ(steps(Algorithm::double_binary_tree_allreduce, 8), 6u);  // up 3, down 3
   EXPECT_EQ(steps(Algorithm::recursive_doubling_allgather, 16), 4u);
   EXPECT_EQ(steps(Algorithm::binomial_broadcast, 5), 3u);  // ceil(log2 n)
@@ -378,11 +381,22 @@ TEST(Reproducible, OtherAlgorithmsSumInOtherOrders) {
   const std::size_t count = 1023;
   const std::vector<float> want = rank_order_sum(8, count);
   for (Algorithm a : {Algorithm::ring_allreduce, Algorithm::double_binary_tree_allreduce,
-                      Algorithm::halving_doubling_allreduce}) {
+                      Algorithm::halving_doubling_allreduce, Algorithm::recursive_doubling_allreduce}) {
     const std::vector<float> got = run_f32({a, 0, 8, count})[3];
     std::size_t differ = 0;
     for (std::size_t i = 0; i < count; ++i) differ += same_bits(got[i], want[i]) ? 0u : 1u;
     EXPECT_GT(differ, 0u) << to_string(a);
+  }
+}
+
+// Recursive doubling combines on every rank at once, in one canonical order, so all ranks end
+// with the same bits (the other allreduces reduce each element on one rank and copy it).
+TEST(RecursiveDoubling, EveryRankEndsWithTheSameBits) {
+  for (int n : {2, 5, 6, 8}) {
+    const std::vector<std::vector<float>> got = run_f32({Algorithm::recursive_doubling_allreduce, 0, n, 4099});
+    for (int r = 1; r < n; ++r)
+      EXPECT_EQ(std::memcmp(got[static_cast<std::size_t>(r)].data(), got[0].data(), 4099 * sizeof(float)), 0)
+          << "rank " << r << " of " << n;
   }
 }
 
@@ -398,6 +412,10 @@ TEST(CostModel, PicksLatencyAlgorithmsForSmallAndBandwidthAlgorithmsForLarge) {
   const double ring_small = seconds(Algorithm::ring_allreduce, 8, small);
   EXPECT_LT(seconds(Algorithm::halving_doubling_allreduce, 8, small), ring_small);
   EXPECT_LT(seconds(Algorithm::double_binary_tree_allreduce, 8, small), ring_small);
+  EXPECT_LT(seconds(Algorithm::recursive_doubling_allreduce, 8, small),
+            seconds(Algorithm::halving_doubling_allreduce, 8, small));
+  EXPECT_LT(seconds(Algorithm::halving_doubling_allreduce, 8, large),
+            seconds(Algorithm::recursive_doubling_allreduce, 8, large));
 
   const double tree_large = seconds(Algorithm::double_binary_tree_allreduce, 8, large);
   EXPECT_LT(seconds(Algorithm::ring_allreduce, 8, large), tree_large);

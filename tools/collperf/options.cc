@@ -77,7 +77,7 @@ std::string usage(Collective c) {
   o << "  -a, --average 0|1|2|3    time reported: rank 0's, mean, min or max over ranks (default 1)\n"
        "  -z, --blocking 0|1       1: wait for each call before the next; 0: issue all, then wait (default 0)\n";
   if (c == Collective::allreduce)
-    o << "      --algo A             auto|ring|tree|halving_doubling (default RDMACOLL_ALGO, else auto)\n";
+    o << "      --algo A             auto|ring|tree|halving_doubling|recursive_doubling (default RDMACOLL_ALGO, else auto)\n";
   o << "      --deterministic      reproducible (ordered) reductions (RDMACOLL_DETERMINISTIC)\n"
        "      --transport T        ucx | verbs (default RDMACOLL_TRANSPORT, else ucx)\n"
        "      --timeout SEC        deadline of every call and of the setup (default RDMACOLL_TIMEOUT)\n"
@@ -162,7 +162,7 @@ Options parse(Collective c, const std::vector<std::string>& args) {
       try {
         o.algorithm = collectives::parse_allreduce_algorithm(value);
       } catch (const std::exception&) {
-        throw UsageError("--algo '" + value + "' is not one of auto, ring, tree, halving_doubling");
+        throw UsageError("--algo '" + value + "' is not one of auto, ring, tree, halving_doubling, recursive_doubling");
       }
     } else if (n == "deterministic") o.deterministic = true;
     else if (n == "transport") {

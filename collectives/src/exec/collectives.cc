@@ -23,10 +23,11 @@ Algorithm allreduce_algorithm(const Communicator::Impl& c, const CallOptions& ca
     case AllreduceAlgorithm::ring: a = Algorithm::ring_allreduce; break;
     case AllreduceAlgorithm::double_binary_tree: a = Algorithm::double_binary_tree_allreduce; break;
     case AllreduceAlgorithm::halving_doubling: a = Algorithm::halving_doubling_allreduce; break;
+    case AllreduceAlgorithm::recursive_doubling: a = Algorithm::recursive_doubling_allreduce; break;
     case AllreduceAlgorithm::automatic: {
       double best = std::numeric_limits<double>::infinity();
       for (Algorithm candidate : {Algorithm::ring_allreduce, Algorithm::double_binary_tree_allreduce,
-                          Algorithm::halving_doubling_allreduce}) {
+                                  Algorithm::halving_doubling_allreduce, Algorithm::recursive_doubling_allreduce}) {
         const double s = schedules::estimate(candidate, n, count, es, c.model()).seconds;
         if (s < best) best = s, a = candidate;
       }

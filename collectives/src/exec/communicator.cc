@@ -17,8 +17,9 @@ AllreduceAlgorithm parse_allreduce_algorithm(std::string_view name) {
   if (name == "ring") return AllreduceAlgorithm::ring;
   if (name == "tree" || name == "double_binary_tree") return AllreduceAlgorithm::double_binary_tree;
   if (name == "halving_doubling" || name == "hd" || name == "rabenseifner") return AllreduceAlgorithm::halving_doubling;
+  if (name == "recursive_doubling" || name == "rd") return AllreduceAlgorithm::recursive_doubling;
   throw ConfigError("RDMACOLL_ALGO: unknown allreduce algorithm '" + std::string(name) +
-                    "' (accepted: auto, ring, tree, halving_doubling)");
+                    "' (accepted: auto, ring, tree, halving_doubling, recursive_doubling)");
 }
 
 DataPath parse_data_path(std::string_view name) {
@@ -43,6 +44,7 @@ std::string_view to_string(AllreduceAlgorithm a) noexcept {
     case AllreduceAlgorithm::ring: return "ring";
     case AllreduceAlgorithm::double_binary_tree: return "tree";
     case AllreduceAlgorithm::halving_doubling: return "halving_doubling";
+    case AllreduceAlgorithm::recursive_doubling: return "recursive_doubling";
   }
   return "unknown";
 }

@@ -217,7 +217,7 @@ bool Run::poll_step() {
     while (next_[p] < expected_[p].size()) {
       if (!note_[p].valid()) note_[p] = t_.notification(static_cast<int>(p));
       if (!note_[p].test()) break;
-      const uint32_t imm = note_[p].wait_value();
+      const uint32_t imm = note_[p].wait_value(transport::Deadline::max());  // complete: test() said so
       const uint32_t want = (uint32_t{tag_} << 16) | (recv_count_[p]++ & 0xffffu);
       if (imm != want)
         throw ProtocolError("collective: notification " + std::to_string(imm) + " from rank " + std::to_string(p) +

@@ -51,6 +51,13 @@ Estimate estimate(Algorithm algorithm, int nranks, std::size_t count, std::size_
       const double reduced = (q - 1) / q * n + fold * n;
       return {(2 * std::log2(q) + 2 * fold) * m.alpha + moved * m.beta + reduced * m.gamma, 1};
     }
+    case Algorithm::recursive_doubling_allreduce: {
+      double q = 1;
+      while (2 * q <= p) q *= 2;
+      const double fold = q < p ? 1 : 0;
+      const double rounds = std::log2(q);
+      return {(rounds + 2 * fold) * m.alpha + (rounds + 2 * fold) * n * m.beta + (rounds + fold) * n * m.gamma, 1};
+    }
     case Algorithm::double_binary_tree_allreduce:
       // About 2 log2 p steps. Once the pipeline is full an inner rank sends four pieces of
       // a half per step (up one tree, down to two children, up the other tree as a leaf)

@@ -22,6 +22,8 @@ constexpr Info kInfo[] = {
      Algorithm::ordered_allreduce},
     {Algorithm::halving_doubling_allreduce, "halving_doubling_allreduce", Collective::allreduce,
      Algorithm::ordered_allreduce},
+    {Algorithm::recursive_doubling_allreduce, "recursive_doubling_allreduce", Collective::allreduce,
+     Algorithm::ordered_allreduce},
     {Algorithm::ordered_allreduce, "ordered_allreduce", Collective::allreduce,
      Algorithm::ordered_allreduce},
     {Algorithm::ring_reduce_scatter, "ring_reduce_scatter", Collective::reduce_scatter,
@@ -93,6 +95,7 @@ Schedule build(const Spec& spec) {
       case Algorithm::double_binary_tree_allreduce:
         return double_binary_tree_allreduce(rank, n, count);
       case Algorithm::halving_doubling_allreduce: return halving_doubling_allreduce(rank, n, count);
+      case Algorithm::recursive_doubling_allreduce: return recursive_doubling_allreduce(rank, n, count);
       case Algorithm::ordered_allreduce: return ordered_allreduce(rank, n, count);
       case Algorithm::ring_reduce_scatter: return ring_reduce_scatter(rank, n, blocks());
       case Algorithm::ordered_reduce_scatter: return ordered_reduce_scatter(rank, n, blocks());
@@ -131,6 +134,11 @@ std::size_t scratch_elements(Algorithm algorithm, int nranks, std::size_t count,
       std::size_t p = 1;
       while (2 * p <= n) p *= 2;
       return (p < n ? count : 0) + (p - 1) * ((count + p - 1) / p);
+    }
+    case Algorithm::recursive_doubling_allreduce: {  // the fold, then a slot per step
+      std::size_t p = 1;
+      while (2 * p <= n) p *= 2;
+      return ((p < n ? 1 : 0) + static_cast<std::size_t>(detail::ceil_log2(static_cast<int>(p)))) * count;
     }
     case Algorithm::ordered_allreduce:
     case Algorithm::ordered_reduce_scatter:

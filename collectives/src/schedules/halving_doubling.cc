@@ -130,6 +130,58 @@ Schedule halving_doubling_allreduce(int rank, int nranks, std::size_t count) {
   return s;
 }
 
+// Recursive doubling allreduce: log2(p) steps, the whole buffer each, for messages too small
+// for bandwidth to matter (halving-doubling takes twice the steps). In the step at distance d,
+// participant v and v ^ d swap everything they have; the swapped data lands in scratch (a
+// slot per step), and once both transfers are done the step's locals combine it: always the
+// lower participant's value op the higher one's, so every rank computes the same expression
+// and all end with the same bits (a + b and b + a can differ in a NaN's payload, min/max in
+// the sign of a zero). The lower participant reduces into its buffer; the higher one reduces
+// its buffer into the slot and copies the result back. Nothing is reduced into a range while
+// it is being sent. Other rank counts fold and unfold as in halving_doubling_allreduce.
+Schedule recursive_doubling_allreduce(int rank, int nranks, std::size_t count) {
+  detail::check_team("recursive_doubling_allreduce", rank, nranks);
+  int p = 1;
+  while (p <= nranks / 2) p *= 2;
+  const int extra = nranks - p;
+  const int rounds = detail::ceil_log2(p);
+  const auto steps = count == 0 ? 0 : static_cast<std::size_t>(rounds + (extra > 0 ? 2 : 0));
+  Schedule s = detail::make_schedule(
+      rank, nranks, count, scratch_elements(Algorithm::recursive_doubling_allreduce, nranks, count), steps);
+  if (steps == 0) return s;
+
+  const Block all{0, count};
+  std::size_t step = 0;
+  std::size_t slot = 0;
+  if (extra > 0) {
+    if (rank < 2 * extra) {
+      const int even = rank & ~1;
+      detail::add(s, 0, detail::reduce_block(even, even + 1, all, 0));
+      detail::add(s, steps - 1, detail::copy_block(even + 1, even, all));
+      if (rank == even) return s;
+    }
+    step = 1;
+    slot = count;
+  }
+  const int v = rank < 2 * extra ? rank / 2 : rank - extra;
+  auto real = [extra](int u) { return u < extra ? 2 * u + 1 : u + extra; };
+  const Place mine{Memory::user, 0};
+  for (int distance = 1; distance < p; distance *= 2, ++step, slot += count) {
+    const int partner = real(v ^ distance);
+    const Place theirs{Memory::scratch, slot};
+    detail::add(s, step, {rank, partner, count, mine, theirs, Action::overwrite, 0});
+    detail::add(s, step, {partner, rank, count, mine, theirs, Action::overwrite, 0});
+    auto& local = s.steps[step].local;
+    if ((v & distance) == 0) {
+      local.push_back({Action::reduce, count, theirs, mine});
+    } else {
+      local.push_back({Action::reduce, count, mine, theirs});
+      local.push_back({Action::overwrite, count, theirs, mine});
+    }
+  }
+  return s;
+}
+
 Schedule recursive_doubling_allgather(int rank, int nranks, std::span<const Block> blocks) {
   detail::check_team("recursive_doubling_allgather", rank, nranks);
   detail::check_blocks("recursive_doubling_allgather", blocks, nranks);

@@ -49,8 +49,9 @@ namespace rdmacoll::collectives {
 using bootstrap::Deadline;
 
 // Allreduce algorithms a caller can ask for; automatic picks one from the cost model.
-enum class AllreduceAlgorithm { automatic, ring, double_binary_tree, halving_doubling };
-// "auto", "ring", "tree", "halving_doubling" (also "double_binary_tree", "hd", "rabenseifner").
+enum class AllreduceAlgorithm { automatic, ring, double_binary_tree, halving_doubling, recursive_doubling };
+// "auto", "ring", "tree", "halving_doubling", "recursive_doubling" (also "double_binary_tree",
+// "hd", "rabenseifner", "rd").
 AllreduceAlgorithm parse_allreduce_algorithm(std::string_view name);
 std::string_view to_string(AllreduceAlgorithm a) noexcept;
 
