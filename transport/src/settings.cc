@@ -64,6 +64,8 @@ constexpr Spec kSpecs[] = {
     {"RDMACOLL_COST_MODEL", Type::String, "measure",
      "Collectives: the cost model behind automatic choices: measure (at communicator creation) or "
      "ALPHA_US,LINK_GBPS,REDUCE_GBPS, e.g. 5,12.5,8 (microseconds per step, 1e9 bytes/s sent and reduced)."},
+    {"RDMACOLL_SIMD", Type::String, "auto",
+     "Compression codecs' kernels: auto (AVX2 when the CPU has AVX2, FMA and F16C), avx2 or portable; same results."},
     // Read by the scripts (install-deps.sh, tests/guest/rdmacoll-guest), declared here so
     // there is one list and rdmacoll-info does not flag them as typos.
     {"RDMACOLL_KERNEL_DIR", Type::String, "/var/cache/rdmacoll/kernel",

@@ -1,0 +1,474 @@
+// The codecs' element kernels, compiled once per instruction set (see kernel_table.h). The
+// including file defines RDMACOLL_CODEC_ISA (the namespace: portable or avx2) and
+// RDMACOLL_CODEC_AVX2 (0 or 1). Loops are written for the auto-vectorizer; the conversions it
+// cannot find by itself (F16C, sign-bit masks, 32->16-bit packing) use intrinsics under
+// RDMACOLL_CODEC_AVX2, and their partial last vector falls back to the scalar code, which
+// computes the same bits.
+//
+// Everything here is in the ISA's own namespace: an inline function shared between the two
+// translation units would let the linker keep the AVX2 copy for the portable callers.
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "compress/kernel_table.h"
+#include "rdmacoll/collectives/half.h"
+
+#if RDMACOLL_CODEC_AVX2
+#include <immintrin.h>
+#endif
+
+static_assert(std::endian::native == std::endian::little, "the wire formats are little-endian");
+
+namespace rdmacoll::collectives::compress::RDMACOLL_CODEC_ISA {
+namespace {
+
+constexpr std::uint32_t kAbsMask = 0x7FFFFFFFu;
+constexpr std::uint32_t kExpMask = 0x7F800000u;
+
+inline std::uint32_t bits_of(float x) { return std::bit_cast<std::uint32_t>(x); }
+inline float load_f32(const std::byte* p) {
+  float f;
+  std::memcpy(&f, p, sizeof f);
+  return f;
+}
+inline void store_f32(std::byte* p, float f) { std::memcpy(p, &f, sizeof f); }
+
+template <Mode M>
+inline void put(float* out, std::size_t i, float d) {
+  if constexpr (M == Mode::assign) out[i] = d;
+  else if constexpr (M == Mode::add) out[i] += d;
+  else out[i] -= d;
+}
+
+// Calls f(std::integral_constant<Mode, m>{}) so every decode loop is compiled per mode.
+template <class F>
+void with_mode(Mode m, F f) {
+  switch (m) {
+    case Mode::assign: return f(std::integral_constant<Mode, Mode::assign>{});
+    case Mode::add: return f(std::integral_constant<Mode, Mode::add>{});
+    case Mode::sub: return f(std::integral_constant<Mode, Mode::sub>{});
+  }
+}
+
+// Largest finite |x| (as a float: comparing the bits of non-negative floats orders them) and
+// the number of non-finite elements. Exact, so the order does not matter.
+float finite_absmax(const float* in, std::size_t n, std::size_t& nonfinite) {
+  std::uint32_t m = 0;
+  std::size_t bad = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint32_t a = bits_of(in[i]) & kAbsMask;
+    const bool ok = a < kExpMask;
+    m = std::max(m, ok ? a : 0u);
+    bad += ok ? 0 : 1;
+  }
+  nonfinite += bad;
+  return std::bit_cast<float>(m);
+}
+
+// Sum over the finite elements of f(|x|) in double, in eight lanes (lane = i % 8) added in a
+// fixed order at the end, so every build computes the same rounding. Returns the sum and adds
+// the count of finite elements to `finite`.
+template <class F>
+double finite_lane_sum(const float* in, std::size_t n, std::size_t& finite, F f) {
+  double lane[8] = {};
+  std::size_t ok_count = 0;
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (std::size_t j = 0; j < 8; ++j) {
+      const std::uint32_t a = bits_of(in[i + j]) & kAbsMask;
+      const bool ok = a < kExpMask;
+      lane[j] += ok ? f(static_cast<double>(std::bit_cast<float>(a))) : 0.0;
+      ok_count += ok ? 1 : 0;
+    }
+  }
+  for (std::size_t j = 0; i + j < n; ++j) {
+    const std::uint32_t a = bits_of(in[i + j]) & kAbsMask;
+    const bool ok = a < kExpMask;
+    lane[j] += ok ? f(static_cast<double>(std::bit_cast<float>(a))) : 0.0;
+    ok_count += ok ? 1 : 0;
+  }
+  finite += ok_count;
+  return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
+// ---- fp16 / bf16 ------------------------------------------------------------------------------
+
+inline std::uint16_t narrow(float x, bool bf16) {
+  return bf16 ? float_to_bf16_bits(x) : float_to_half_bits(x);
+}
+inline float widen(std::uint16_t h, bool bf16) {
+  return bf16 ? bf16_bits_to_float(h) : half_bits_to_float(h);
+}
+
+// Finite inputs that round to Inf: |x| >= 65520 (fp16), >= 2^128 (1 - 2^-9) (bf16).
+inline std::uint32_t overflow_from(bool bf16) { return bf16 ? 0x7F7F8000u : 0x477FF000u; }
+
+Counts half_encode_scalar(const float* in, std::size_t n, std::byte* wire, bool bf16) {
+  Counts c;
+  const std::uint32_t over = overflow_from(bf16);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint32_t a = bits_of(in[i]) & kAbsMask;
+    c.nonfinite += a >= kExpMask ? 1 : 0;
+    c.overflow += (a >= over && a < kExpMask) ? 1 : 0;
+    const std::uint16_t h = narrow(in[i], bf16);
+    std::memcpy(wire + 2 * i, &h, 2);
+  }
+  return c;
+}
+
+template <Mode M>
+void half_decode_scalar(const std::byte* wire, std::size_t n, float* out, bool bf16) {
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint16_t h;
+    std::memcpy(&h, wire + 2 * i, 2);
+    put<M>(out, i, widen(h, bf16));
+  }
+}
+
+#if RDMACOLL_CODEC_AVX2
+inline std::size_t popcount8(__m256i mask) {
+  return static_cast<std::size_t>(std::popcount(static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(mask)))));
+}
+
+// bf16 rounding of 8 floats, as float_to_bf16_bits: NaN truncated and quieted, else
+// round-to-nearest-even by adding 0x7FFF + the kept lsb. Result in the low 16 bits of each lane.
+inline __m256i bf16_round8(__m256i u) {
+  const __m256i abs = _mm256_and_si256(u, _mm256_set1_epi32(static_cast<int>(kAbsMask)));
+  const __m256i nan = _mm256_cmpgt_epi32(abs, _mm256_set1_epi32(static_cast<int>(kExpMask)));
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  const __m256i rounded = _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7FFF)), lsb);
+  const __m256i quiet = _mm256_or_si256(u, _mm256_set1_epi32(0x00400000));
+  return _mm256_srli_epi32(_mm256_blendv_epi8(rounded, quiet, nan), 16);
+}
+#endif
+
+Counts half_encode(const float* in, std::size_t n, std::byte* wire, bool bf16) {
+  std::size_t i = 0;
+  Counts c;
+#if RDMACOLL_CODEC_AVX2
+  const __m256i abs_mask = _mm256_set1_epi32(static_cast<int>(kAbsMask));
+  const __m256i finite_max = _mm256_set1_epi32(static_cast<int>(kExpMask - 1));
+  const __m256i over_min = _mm256_set1_epi32(static_cast<int>(overflow_from(bf16) - 1));
+  for (; i + 16 <= n; i += 16) {
+    const __m256i u0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + i));
+    const __m256i u1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + i + 8));
+    const auto count = [&](__m256i u) {
+      const __m256i a = _mm256_and_si256(u, abs_mask);
+      const __m256i bad = _mm256_cmpgt_epi32(a, finite_max);
+      c.nonfinite += popcount8(bad);
+      c.overflow += popcount8(_mm256_andnot_si256(bad, _mm256_cmpgt_epi32(a, over_min)));
+    };
+    count(u0);
+    count(u1);
+    __m256i packed;
+    if (bf16) {
+      // packus works per 128-bit lane: [a0-3 b0-3 a4-7 b4-7]; the permute restores order.
+      packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(bf16_round8(u0), bf16_round8(u1)), 0xD8);
+    } else {
+      constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+      const __m128i h0 = _mm256_cvtps_ph(_mm256_castsi256_ps(u0), kRound);
+      const __m128i h1 = _mm256_cvtps_ph(_mm256_castsi256_ps(u1), kRound);
+      packed = _mm256_set_m128i(h1, h0);
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(wire + 2 * i), packed);
+  }
+#endif
+  const Counts tail = half_encode_scalar(in + i, n - i, wire + 2 * i, bf16);
+  c.nonfinite += tail.nonfinite;
+  c.overflow += tail.overflow;
+  return c;
+}
+
+void half_decode(const std::byte* wire, std::size_t n, float* out, Mode mode, bool bf16) {
+  with_mode(mode, [&](auto m) {
+    constexpr Mode M = decltype(m)::value;
+    std::size_t i = 0;
+#if RDMACOLL_CODEC_AVX2
+    for (; i + 8 <= n; i += 8) {
+      const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wire + 2 * i));
+      const __m256 d = bf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
+                            : _mm256_cvtph_ps(h);
+      float* o = out + i;
+      if constexpr (M == Mode::assign) _mm256_storeu_ps(o, d);
+      else if constexpr (M == Mode::add) _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), d));
+      else _mm256_storeu_ps(o, _mm256_sub_ps(_mm256_loadu_ps(o), d));
+    }
+#endif
+    half_decode_scalar<M>(wire + 2 * i, n - i, out + i, bf16);
+  });
+}
+
+// ---- int8 -------------------------------------------------------------------------------------
+
+// Wire: ceil(n / block) fp32 scales, then n int8 codes.
+Counts int8_encode(const float* in, std::size_t n, std::size_t block, std::byte* wire) {
+  Counts c;
+  const std::size_t nblocks = (n + block - 1) / block;
+  auto* q = reinterpret_cast<std::int8_t*>(wire + 4 * nblocks);
+  for (std::size_t b = 0; b < nblocks; ++b) {
+    const std::size_t first = b * block, m = std::min(block, n - first);
+    const float* x = in + first;
+    const float absmax = finite_absmax(x, m, c.nonfinite);
+    const bool flush = absmax < kInt8FlushBelow;
+    const float scale = flush ? 0.0f : absmax / 127.0f;
+    const float inv = flush ? 0.0f : 127.0f / absmax;
+    // |x| < scale/2 goes to 0 even when x * inv rounds up to 0.5+: then a nonzero q always
+    // has scale*|q|/2 <= |x|, which makes error feedback exact (Sterbenz; see codec.h).
+    const float half = 0.5f * scale;
+    constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23: (y + M) - M rounds |y| < 2^22 to nearest even
+    std::int8_t* qb = q + first;
+    for (std::size_t i = 0; i < m; ++i) {
+      const float y = x[i] * inv;
+      const float r = (y + kMagic) - kMagic;
+      const int qi = std::clamp(static_cast<int>(r), -127, 127);
+      const float ax = std::bit_cast<float>(bits_of(x[i]) & kAbsMask);
+      const bool keep = !flush && ax >= half && ax <= absmax;  // false for NaN and Inf
+      qb[i] = static_cast<std::int8_t>(keep ? qi : 0);
+    }
+    store_f32(wire + 4 * b, scale);
+  }
+  return c;
+}
+
+void int8_decode(const std::byte* wire, std::size_t n, std::size_t block, float* out, Mode mode) {
+  const std::size_t nblocks = (n + block - 1) / block;
+  const auto* q = reinterpret_cast<const std::int8_t*>(wire + 4 * nblocks);
+  with_mode(mode, [&](auto md) {
+    constexpr Mode M = decltype(md)::value;
+    for (std::size_t b = 0; b < nblocks; ++b) {
+      const std::size_t first = b * block, m = std::min(block, n - first);
+      const float scale = load_f32(wire + 4 * b);
+      const std::int8_t* qb = q + first;
+      float* o = out + first;
+      for (std::size_t i = 0; i < m; ++i) put<M>(o, i, static_cast<float>(qb[i]) * scale);
+    }
+  });
+}
+
+// ---- sign -------------------------------------------------------------------------------------
+
+// Wire: ceil(n / block) fp32 scales (mean |x| over the block's finite elements), then
+// ceil(n / 8) bytes of sign bits, element i at bit i % 8 of byte i / 8, 1 = negative. block is a
+// multiple of 8, so every block starts on a byte.
+inline std::uint8_t sign_byte(const float* x, std::size_t m) {
+  unsigned byte = 0;
+  for (std::size_t j = 0; j < m; ++j) {
+    const std::uint32_t u = bits_of(x[j]);
+    const bool neg = (u >> 31) != 0 && (u & kAbsMask) < kExpMask;
+    byte |= (neg ? 1u : 0u) << j;
+  }
+  return static_cast<std::uint8_t>(byte);
+}
+
+Counts sign_encode(const float* in, std::size_t n, std::size_t block, std::byte* wire) {
+  Counts c;
+  const std::size_t nblocks = (n + block - 1) / block;
+  auto* bits = reinterpret_cast<std::uint8_t*>(wire + 4 * nblocks);
+  for (std::size_t b = 0; b < nblocks; ++b) {
+    const std::size_t first = b * block, m = std::min(block, n - first);
+    const float* x = in + first;
+    std::size_t finite = 0;
+    const double sum = finite_lane_sum(x, m, finite, [](double a) { return a; });
+    c.nonfinite += m - finite;
+    store_f32(wire + 4 * b, finite == 0 ? 0.0f : static_cast<float>(sum / static_cast<double>(finite)));
+    std::uint8_t* out = bits + first / 8;
+    std::size_t i = 0;
+#if RDMACOLL_CODEC_AVX2
+    const __m256i abs_mask = _mm256_set1_epi32(static_cast<int>(kAbsMask));
+    const __m256i finite_max = _mm256_set1_epi32(static_cast<int>(kExpMask - 1));
+    for (; i + 8 <= m; i += 8) {
+      const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i));
+      const __m256i ok = _mm256_cmpgt_epi32(finite_max, _mm256_and_si256(u, abs_mask));
+      out[i / 8] = static_cast<std::uint8_t>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_and_si256(u, ok))));
+    }
+#endif
+    for (; i < m; i += 8) out[i / 8] = sign_byte(x + i, std::min<std::size_t>(8, m - i));
+  }
+  return c;
+}
+
+void sign_decode(const std::byte* wire, std::size_t n, std::size_t block, float* out, Mode mode) {
+  const std::size_t nblocks = (n + block - 1) / block;
+  const auto* bits = reinterpret_cast<const std::uint8_t*>(wire + 4 * nblocks);
+  with_mode(mode, [&](auto md) {
+    constexpr Mode M = decltype(md)::value;
+    for (std::size_t b = 0; b < nblocks; ++b) {
+      const std::size_t first = b * block, m = std::min(block, n - first);
+      const float scale = load_f32(wire + 4 * b);
+      const std::uint8_t* in = bits + first / 8;
+      float* o = out + first;
+      std::size_t i = 0;
+#if RDMACOLL_CODEC_AVX2
+      const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+      const __m256 pos = _mm256_set1_ps(scale), neg = _mm256_set1_ps(-scale);
+      for (; i + 8 <= m; i += 8) {
+        const __m256i byte = _mm256_set1_epi32(in[i / 8]);
+        const __m256i set = _mm256_cmpeq_epi32(_mm256_and_si256(byte, lane_bit), lane_bit);
+        const __m256 d = _mm256_blendv_ps(pos, neg, _mm256_castsi256_ps(set));
+        if constexpr (M == Mode::assign) _mm256_storeu_ps(o + i, d);
+        else if constexpr (M == Mode::add) _mm256_storeu_ps(o + i, _mm256_add_ps(_mm256_loadu_ps(o + i), d));
+        else _mm256_storeu_ps(o + i, _mm256_sub_ps(_mm256_loadu_ps(o + i), d));
+      }
+#endif
+      for (; i < m; ++i) put<M>(o, i, ((in[i / 8] >> (i % 8)) & 1u) ? -scale : scale);
+    }
+  });
+}
+
+// ---- qsgd / terngrad --------------------------------------------------------------------------
+
+// Wire: ceil(n / bucket) fp32 scales, then n codes of p.width bits, element i at bits
+// [i*w, i*w + w) counting from bit 0 of the first code byte (16-bit codes little-endian).
+// A code is the level (0..levels) with the sign in the top bit.
+
+constexpr std::size_t kChunk = 256;  // codes computed per pass, then packed
+
+// Scale of a bucket: the L2 norm (computed in double, rounded up to float so that
+// |x| <= scale and levels never exceed p.levels, capped at FLT_MAX) or the absmax. Buckets
+// whose scale is below kInt8FlushBelow are sent as zeros.
+float bucket_scale(const float* x, std::size_t m, bool l2, std::size_t& nonfinite) {
+  float scale;
+  if (l2) {
+    std::size_t finite = 0;
+    const double norm = std::sqrt(finite_lane_sum(x, m, finite, [](double a) { return a * a; }));
+    nonfinite += m - finite;
+    scale = static_cast<float>(std::min(norm, static_cast<double>(std::numeric_limits<float>::max())));
+    if (static_cast<double>(scale) < norm) scale = std::nextafter(scale, std::numeric_limits<float>::infinity());
+  } else {
+    scale = finite_absmax(x, m, nonfinite);
+  }
+  return scale < kInt8FlushBelow ? 0.0f : scale;
+}
+
+template <unsigned W>
+void pack_codes(const std::uint16_t* code, std::size_t m, std::byte* out) {
+  if constexpr (W == 16) {
+    std::memcpy(out, code, 2 * m);
+  } else {
+    constexpr unsigned kPer = 8 / W;
+    const std::size_t bytes = (m + kPer - 1) / kPer;
+    for (std::size_t b = 0; b < bytes; ++b) {
+      unsigned byte = 0;
+      for (unsigned j = 0; j < kPer; ++j) {
+        const std::size_t i = b * kPer + j;
+        byte |= (i < m ? code[i] : 0u) << (j * W);
+      }
+      out[b] = static_cast<std::byte>(byte);
+    }
+  }
+}
+
+template <unsigned W>
+void unpack_codes(const std::byte* in, std::size_t m, std::uint16_t* code) {
+  if constexpr (W == 16) {
+    std::memcpy(code, in, 2 * m);
+  } else {
+    constexpr unsigned kPer = 8 / W;
+    for (std::size_t i = 0; i < m; ++i)
+      code[i] = static_cast<std::uint16_t>((static_cast<unsigned>(in[i / kPer]) >> ((i % kPer) * W)) & ((1u << W) - 1));
+  }
+}
+
+template <class F>
+void with_width(unsigned width, F f) {
+  switch (width) {
+    case 2: return f(std::integral_constant<unsigned, 2>{});
+    case 4: return f(std::integral_constant<unsigned, 4>{});
+    case 8: return f(std::integral_constant<unsigned, 8>{});
+    default: return f(std::integral_constant<unsigned, 16>{});
+  }
+}
+
+// Levels of m elements x[0..m) whose global indices are index0.. (same upper 32 bits).
+void stochastic_levels(const float* x, std::size_t m, float mult, unsigned levels, unsigned width,
+                       HashKey key, std::uint64_t index0, std::uint16_t* code) {
+  const std::uint32_t lo0 = static_cast<std::uint32_t>(index0);
+  const std::uint32_t hi = static_cast<std::uint32_t>(index0 >> 32);
+  const std::uint32_t sign_bit = 1u << (width - 1);
+  const float top = static_cast<float>(levels);
+  for (std::size_t i = 0; i < m; ++i) {
+    const std::uint32_t u = bits_of(x[i]);
+    const std::uint32_t a = u & kAbsMask;
+    const float ax = a < kExpMask ? std::bit_cast<float>(a) : 0.0f;
+    const float r = std::min(ax * mult, top);  // |x| <= scale, so r <= levels up to rounding
+    const float fl = static_cast<float>(static_cast<std::int32_t>(r));
+    const float p = r - fl;
+    const float rnd = hash_uniform(element_hash(key, lo0 + static_cast<std::uint32_t>(i), hi));
+    const float level = rnd < p ? fl + 1.0f : fl;  // fl + 1 <= levels: p > 0 means r < levels
+    const std::uint32_t l = static_cast<std::uint32_t>(static_cast<std::int32_t>(level));
+    code[i] = static_cast<std::uint16_t>(l | ((u >> 31) != 0 && l != 0 ? sign_bit : 0u));
+  }
+}
+
+Counts stochastic_encode(const float* in, std::size_t n, const StochasticParams& p, std::uint64_t seed,
+                         std::byte* wire) {
+  Counts c;
+  const HashKey key = hash_key(seed);
+  const std::size_t nbuckets = (n + p.bucket - 1) / p.bucket;
+  std::byte* codes = wire + 4 * nbuckets;
+  std::uint16_t code[kChunk];
+  with_width(p.width, [&](auto w) {
+    constexpr unsigned W = decltype(w)::value;
+    for (std::size_t b = 0; b < nbuckets; ++b) {
+      const std::size_t first = b * p.bucket, end = first + std::min(p.bucket, n - first);
+      const float scale = bucket_scale(in + first, end - first, p.l2, c.nonfinite);
+      store_f32(wire + 4 * b, scale);
+      const float mult = scale == 0.0f ? 0.0f : static_cast<float>(p.levels) / scale;
+      for (std::size_t i = first; i < end;) {
+        // A chunk is byte-aligned (first is a multiple of 8, kChunk too) and does not cross a
+        // multiple of 2^32, so the index's upper half is constant in it.
+        const std::uint64_t next32 = (static_cast<std::uint64_t>(i) | 0xFFFFFFFFull) + 1;
+        const std::size_t m = static_cast<std::size_t>(std::min<std::uint64_t>({kChunk, end - i, next32 - i}));
+        stochastic_levels(in + i, m, mult, p.levels, W, key, i, code);
+        pack_codes<W>(code, m, codes + i * W / 8);
+        i += m;
+      }
+    }
+  });
+  return c;
+}
+
+void stochastic_decode(const std::byte* wire, std::size_t n, const StochasticParams& p, float* out,
+                       Mode mode) {
+  const std::size_t nbuckets = (n + p.bucket - 1) / p.bucket;
+  const std::byte* codes = wire + 4 * nbuckets;
+  std::uint16_t code[kChunk];
+  with_width(p.width, [&](auto w) {
+    constexpr unsigned W = decltype(w)::value;
+    constexpr std::uint32_t kSign = 1u << (W - 1);
+    with_mode(mode, [&](auto md) {
+      constexpr Mode M = decltype(md)::value;
+      for (std::size_t b = 0; b < nbuckets; ++b) {
+        const std::size_t first = b * p.bucket, end = first + std::min(p.bucket, n - first);
+        const float step = load_f32(wire + 4 * b) / static_cast<float>(p.levels);
+        for (std::size_t i = first; i < end; i += kChunk) {
+          const std::size_t m = std::min(kChunk, end - i);
+          unpack_codes<W>(codes + i * W / 8, m, code);
+          float* o = out + i;
+          for (std::size_t j = 0; j < m; ++j) {
+            const std::uint32_t cj = code[j];
+            const float d = static_cast<float>(static_cast<std::int32_t>(cj & (kSign - 1))) * step;
+            put<M>(o, j, (cj & kSign) ? -d : d);
+          }
+        }
+      }
+    });
+  });
+}
+
+}  // namespace
+
+extern const KernelTable kTable;
+const KernelTable kTable = {
+#if RDMACOLL_CODEC_AVX2
+    "avx2",
+#else
+    "portable",
+#endif
+    half_encode, half_decode, int8_encode, int8_decode, sign_encode, sign_decode,
+    stochastic_encode, stochastic_decode};
+
+}  // namespace rdmacoll::collectives::compress::RDMACOLL_CODEC_ISA

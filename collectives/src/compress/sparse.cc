@@ -1,0 +1,187 @@
+// topk and randk. Wire: k fp32 values, then k indices of index_bits(n) bits each, ascending,
+// packed least significant bit first. One implementation for every SIMD path: the work is
+// selection and scatter, not arithmetic.
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "compress/codecs.h"
+
+namespace rdmacoll::collectives::compress {
+
+std::size_t sparse_k(double fraction, std::size_t n) noexcept {
+  if (n == 0) return 0;
+  const auto k = static_cast<std::size_t>(std::llround(fraction * static_cast<double>(n)));
+  return std::clamp<std::size_t>(k, 1, n);
+}
+
+unsigned index_bits(std::size_t n) noexcept {
+  return n <= 1 ? 0u : static_cast<unsigned>(std::bit_width(static_cast<std::uint64_t>(n - 1)));
+}
+
+namespace {
+
+constexpr std::uint32_t kAbsMask = 0x7FFFFFFFu;
+constexpr std::uint32_t kExpMask = 0x7F800000u;
+
+// The magnitude used for selection: |x| as bits (ordered like |x|), 0 for NaN and Inf.
+std::uint32_t key_of(float x) {
+  const std::uint32_t a = std::bit_cast<std::uint32_t>(x) & kAbsMask;
+  return a < kExpMask ? a : 0u;
+}
+
+class BitWriter {
+ public:
+  explicit BitWriter(std::byte* out) : out_(out) {}
+  void put(std::uint64_t v, unsigned bits) {
+    if (bits == 0) return;
+    acc_ |= v << fill_;
+    fill_ += bits;
+    while (fill_ >= 8) {
+      *out_++ = static_cast<std::byte>(acc_);
+      acc_ >>= 8;
+      fill_ -= 8;
+    }
+  }
+  void flush() {
+    if (fill_ > 0) *out_++ = static_cast<std::byte>(acc_);
+    acc_ = 0;
+    fill_ = 0;
+  }
+
+ private:
+  std::byte* out_;
+  std::uint64_t acc_ = 0;  // fill_ < 8 between calls, bits <= 40: no overflow
+  unsigned fill_ = 0;
+};
+
+class BitReader {
+ public:
+  explicit BitReader(const std::byte* in) : in_(in) {}
+  std::uint64_t get(unsigned bits) {
+    if (bits == 0) return 0;
+    while (fill_ < bits) {
+      acc_ |= static_cast<std::uint64_t>(*in_++) << fill_;
+      fill_ += 8;
+    }
+    const std::uint64_t v = acc_ & ((std::uint64_t{1} << bits) - 1);
+    acc_ >>= bits;
+    fill_ -= bits;
+    return v;
+  }
+
+ private:
+  const std::byte* in_;
+  std::uint64_t acc_ = 0;
+  unsigned fill_ = 0;
+};
+
+// The k-th largest (key, lower index first) as a threshold: element i is kept iff
+// key > t.key or (key == t.key and i <= t.index). A histogram of the keys' top 16 bits finds
+// the bucket that holds the k-th; only that bucket's elements are sorted.
+struct Threshold {
+  std::uint32_t key;
+  std::size_t index;
+};
+
+Threshold kth_largest(const float* in, std::size_t n, std::size_t k) {
+  std::vector<std::size_t> hist(1u << 15, 0);  // keys < 0x7F800000: top 16 bits < 0x7F80
+  for (std::size_t i = 0; i < n; ++i) ++hist[key_of(in[i]) >> 16];
+  std::size_t above = 0, bin = hist.size();
+  while (bin > 0 && above + hist[bin - 1] < k) above += hist[--bin];
+  --bin;  // above < k <= above + hist[bin]
+  std::vector<Threshold> cand;
+  cand.reserve(hist[bin]);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint32_t key = key_of(in[i]);
+    if ((key >> 16) == bin) cand.push_back({key, i});
+  }
+  const auto before = [](const Threshold& a, const Threshold& b) {
+    return a.key != b.key ? a.key > b.key : a.index < b.index;
+  };
+  const auto nth = cand.begin() + static_cast<std::ptrdiff_t>(k - above - 1);
+  std::nth_element(cand.begin(), nth, cand.end(), before);
+  return *nth;
+}
+
+class SparseCodec final : public Codec {
+ public:
+  SparseCodec(const CodecSpec& s, SimdPath simd) : Codec(s, simd) {}
+
+  std::size_t wire_bytes(std::size_t n) const noexcept override {
+    const std::size_t k = sparse_k(spec().fraction, n);
+    return 4 * k + (k * index_bits(n) + 7) / 8;
+  }
+
+ protected:
+  EncodeStats do_encode(const float* in, std::size_t n, std::byte* wire, std::uint64_t seed) const override {
+    EncodeStats st;
+    for (std::size_t i = 0; i < n; ++i) st.nonfinite += key_of(in[i]) == 0 && in[i] != 0.0f ? 1 : 0;
+    const std::size_t k = sparse_k(spec().fraction, n);
+    if (k == 0) return st;
+    const unsigned bits = index_bits(n);
+    BitWriter idx(wire + 4 * k);
+    std::byte* val = wire;
+    const auto emit = [&](std::size_t i, float v) {
+      const float send = key_of(in[i]) == 0 ? 0.0f : v;  // non-finite goes as 0
+      std::memcpy(val, &send, 4);
+      val += 4;
+      idx.put(i, bits);
+    };
+    if (spec().kind == CodecKind::topk) {
+      const Threshold t = kth_largest(in, n, k);
+      for (std::size_t i = 0; i < n; ++i) {
+        const std::uint32_t key = key_of(in[i]);
+        if (key > t.key || (key == t.key && i <= t.index)) emit(i, in[i]);
+      }
+    } else {
+      // Selection sampling (Knuth's Algorithm S): element i is taken with probability
+      // needed / remaining, which draws every k-subset with equal probability (up to the 2^-32
+      // resolution of the hash) and yields the indices in order. The kept values are scaled by
+      // n/k, so E[decoded] = x.
+      const float scale = static_cast<float>(static_cast<double>(n) / static_cast<double>(k));
+      const HashKey key = hash_key(seed);
+      std::size_t needed = k;
+      for (std::size_t i = 0; i < n && needed > 0; ++i) {
+        const std::uint32_t h = element_hash(key, static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(i >> 32));
+        const double u = static_cast<double>(h) * 0x1p-32;
+        if (u * static_cast<double>(n - i) < static_cast<double>(needed)) {
+          emit(i, in[i] * scale);
+          --needed;
+        }
+      }
+    }
+    idx.flush();
+    return st;
+  }
+
+  void do_decode(const std::byte* wire, std::size_t n, float* out, Mode mode) const override {
+    const std::size_t k = sparse_k(spec().fraction, n);
+    if (mode == Mode::assign) std::fill(out, out + n, 0.0f);
+    const unsigned bits = index_bits(n);
+    BitReader idx(wire + 4 * k);
+    for (std::size_t j = 0; j < k; ++j) {
+      float v;
+      std::memcpy(&v, wire + 4 * j, 4);
+      const std::size_t i = static_cast<std::size_t>(idx.get(bits));
+      if (i >= n)
+        throw std::invalid_argument("Codec::decode(" + spec().name() + "): index " + std::to_string(i) +
+                                    " >= n = " + std::to_string(n) + ": the wire bytes are not an encoding of n elements");
+      if (mode == Mode::assign) out[i] = v;
+      else if (mode == Mode::add) out[i] += v;
+      else out[i] -= v;
+    }
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Codec> make_sparse_codec(const CodecSpec& spec, SimdPath simd) {
+  return std::make_unique<SparseCodec>(spec, simd);
+}
+
+}  // namespace rdmacoll::collectives::compress
