@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "compress/codecs.h"
 
@@ -15,9 +16,9 @@ struct BlockStats {
   std::size_t len = 0;
 };
 
-BlockStats block_stats(const float* x, std::size_t n, std::size_t block, std::size_t i) {
+// Over x[first, end).
+BlockStats block_stats(const float* x, std::size_t first, std::size_t end) {
   BlockStats s;
-  const std::size_t first = i / block * block, end = std::min(n, first + block);
   s.len = end - first;
   for (std::size_t j = first; j < end; ++j) {
     if (!std::isfinite(x[j])) continue;
@@ -33,35 +34,43 @@ const double kFlush = static_cast<double>(compress::kInt8FlushBelow);
 
 }  // namespace
 
-double Codec::error_bound(const float* x, std::size_t n, std::size_t i) const {
-  const double a = std::fabs(static_cast<double>(x[i]));
+void Codec::error_bound(const float* x, std::size_t n, double* bound) const {
   const CodecSpec& s = spec_;
-  switch (s.kind) {
-    case CodecKind::none: return 0;
-    case CodecKind::fp16: return a >= 65520.0 ? kInf : std::max(0x1p-11 * a, 0x1p-25);
-    case CodecKind::bf16: return a >= 0x1.FEp127 ? kInf : std::max(0x1p-8 * a, 0x1p-134);
-    case CodecKind::int8: {
-      const double m = block_stats(x, n, s.block, i).absmax;
-      if (m < kFlush) return m;
-      return m / 127.0 * (0.5 + 0x1p-15) + m * 0x1p-22;
+  for (std::size_t first = 0; first < n;) {
+    // One block at a time (the whole buffer for the codecs without blocks).
+    const std::size_t len = s.block ? std::min(s.block, n - first) : n - first;
+    const BlockStats b = block_stats(x, first, first + len);
+    for (std::size_t i = first; i < first + len; ++i) {
+      const double a = std::fabs(static_cast<double>(x[i]));
+      double e = kInf;
+      switch (s.kind) {
+        case CodecKind::none: e = 0; break;
+        case CodecKind::fp16: e = a >= 65520.0 ? kInf : std::max(0x1p-11 * a, 0x1p-25); break;
+        case CodecKind::bf16: e = a >= 0x1.FEp127 ? kInf : std::max(0x1p-8 * a, 0x1p-134); break;
+        case CodecKind::int8:
+          e = b.absmax < kFlush ? b.absmax : b.absmax / 127.0 * (0.5 + 0x1p-15) + b.absmax * 0x1p-22;
+          break;
+        case CodecKind::sign: e = b.absmax * (1 + 0x1p-20); break;
+        case CodecKind::qsgd:
+        case CodecKind::terngrad: {
+          // The scale the encoder uses: the norm (qsgd) or absmax (terngrad).
+          const double scale = s.kind == CodecKind::qsgd ? std::sqrt(b.sumsq) : b.absmax;
+          e = scale < kFlush ? b.absmax : scale / s.levels + scale * 0x1p-20;
+          break;
+        }
+        case CodecKind::topk: e = a; break;
+        case CodecKind::randk: {
+          const double nk = static_cast<double>(n) / static_cast<double>(compress::sparse_k(s.fraction, n));
+          const double sent = a * static_cast<float>(nk);
+          e = sent > std::numeric_limits<float>::max() ? kInf : a * std::max(1.0, nk - 1.0) * (1 + 0x1p-20) + 0x1p-149;
+          break;
+        }
+        case CodecKind::powersgd: break;
+      }
+      bound[i] = e;
     }
-    case CodecKind::sign: return block_stats(x, n, s.block, i).absmax * (1 + 0x1p-20);
-    case CodecKind::qsgd:
-    case CodecKind::terngrad: {
-      const BlockStats b = block_stats(x, n, s.block, i);
-      // The scale the encoder uses: the norm (qsgd) or absmax (terngrad).
-      const double scale = s.kind == CodecKind::qsgd ? std::sqrt(b.sumsq) : b.absmax;
-      if (scale < kFlush) return b.absmax;
-      return scale / s.levels + scale * 0x1p-20;
-    }
-    case CodecKind::topk: return a;
-    case CodecKind::randk: {
-      const double nk = static_cast<double>(n) / static_cast<double>(compress::sparse_k(s.fraction, n));
-      return a * std::max(1.0, nk - 1.0) * (1 + 0x1p-20);
-    }
-    case CodecKind::powersgd: break;
+    first += len;
   }
-  return kInf;
 }
 
 double Codec::variance_bound(const float* x, std::size_t n) const {
@@ -70,14 +79,14 @@ double Codec::variance_bound(const float* x, std::size_t n) const {
   switch (s.kind) {
     case CodecKind::qsgd:
       for (std::size_t first = 0; first < n; first += s.block) {
-        const BlockStats b = block_stats(x, n, s.block, first);
+        const BlockStats b = block_stats(x, first, std::min(n, first + s.block));
         const double len = static_cast<double>(b.len), lv = s.levels;
         total += std::min(len / (lv * lv), std::sqrt(len) / lv) * b.sumsq;
       }
       return total;
     case CodecKind::terngrad:  // Var(scale * t) = |x| (scale - |x|) per element
       for (std::size_t first = 0; first < n; first += s.block) {
-        const BlockStats b = block_stats(x, n, s.block, first);
+        const BlockStats b = block_stats(x, first, std::min(n, first + s.block));
         for (std::size_t j = first; j < first + b.len; ++j)
           if (std::isfinite(x[j])) total += std::fabs(static_cast<double>(x[j])) * (b.absmax - std::fabs(static_cast<double>(x[j])));
       }
@@ -88,12 +97,12 @@ double Codec::variance_bound(const float* x, std::size_t n) const {
         if (std::isfinite(x[j])) total += static_cast<double>(x[j]) * static_cast<double>(x[j]) * (nk - 1.0);
       return total;
     }
-    default:  // deterministic: the squared per-element bounds
-      for (std::size_t j = 0; j < n; ++j) {
-        const double e = error_bound(x, n, j);
-        total += e * e;
-      }
+    default: {  // deterministic: the squared per-element bounds
+      std::vector<double> bound(n);
+      error_bound(x, n, bound.data());
+      for (const double e : bound) total += e * e;
       return total;
+    }
   }
 }
 

@@ -203,6 +203,38 @@ void half_decode(const std::byte* wire, std::size_t n, float* out, Mode mode, bo
 
 // ---- int8 -------------------------------------------------------------------------------------
 
+// q = round(x * inv) clamped to [-127, 127], and 0 where |x| < half or x is not finite.
+// |x| < scale/2 goes to 0 even when x * inv rounds up to 0.5+: then a nonzero q always has
+// scale*|q|/2 <= |x|, which makes error feedback exact (Sterbenz; see codec.h).
+constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23: (y + M) - M rounds |y| < 2^22 to nearest even
+
+void int8_quantize(const float* x, std::size_t m, float inv, float half, float absmax, std::int8_t* q) {
+  std::size_t i = 0;
+#if RDMACOLL_CODEC_AVX2
+  const __m256 vinv = _mm256_set1_ps(inv), vhalf = _mm256_set1_ps(half), vmax = _mm256_set1_ps(absmax);
+  const __m256 magic = _mm256_set1_ps(kMagic);
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(kAbsMask)));
+  const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
+  for (; i + 8 <= m; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    const __m256 r = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(v, vinv), magic), magic);
+    __m256i qi = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvttps_epi32(r), lo), hi);
+    const __m256 ax = _mm256_and_ps(v, abs_mask);
+    const __m256 keep = _mm256_and_ps(_mm256_cmp_ps(ax, vhalf, _CMP_GE_OQ), _mm256_cmp_ps(ax, vmax, _CMP_LE_OQ));
+    qi = _mm256_and_si256(qi, _mm256_castps_si256(keep));
+    const __m128i q16 = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(q + i), _mm_packs_epi16(q16, q16));
+  }
+#endif
+  for (; i < m; ++i) {
+    const float y = x[i] * inv;
+    const float r = (y + kMagic) - kMagic;
+    const int qi = std::clamp(static_cast<int>(r), -127, 127);
+    const float ax = std::bit_cast<float>(bits_of(x[i]) & kAbsMask);
+    q[i] = static_cast<std::int8_t>(ax >= half && ax <= absmax ? qi : 0);  // false for NaN, Inf
+  }
+}
+
 // Wire: ceil(n / block) fp32 scales, then n int8 codes.
 Counts int8_encode(const float* in, std::size_t n, std::size_t block, std::byte* wire) {
   Counts c;
@@ -210,25 +242,15 @@ Counts int8_encode(const float* in, std::size_t n, std::size_t block, std::byte*
   auto* q = reinterpret_cast<std::int8_t*>(wire + 4 * nblocks);
   for (std::size_t b = 0; b < nblocks; ++b) {
     const std::size_t first = b * block, m = std::min(block, n - first);
-    const float* x = in + first;
-    const float absmax = finite_absmax(x, m, c.nonfinite);
-    const bool flush = absmax < kInt8FlushBelow;
-    const float scale = flush ? 0.0f : absmax / 127.0f;
-    const float inv = flush ? 0.0f : 127.0f / absmax;
-    // |x| < scale/2 goes to 0 even when x * inv rounds up to 0.5+: then a nonzero q always
-    // has scale*|q|/2 <= |x|, which makes error feedback exact (Sterbenz; see codec.h).
-    const float half = 0.5f * scale;
-    constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23: (y + M) - M rounds |y| < 2^22 to nearest even
-    std::int8_t* qb = q + first;
-    for (std::size_t i = 0; i < m; ++i) {
-      const float y = x[i] * inv;
-      const float r = (y + kMagic) - kMagic;
-      const int qi = std::clamp(static_cast<int>(r), -127, 127);
-      const float ax = std::bit_cast<float>(bits_of(x[i]) & kAbsMask);
-      const bool keep = !flush && ax >= half && ax <= absmax;  // false for NaN and Inf
-      qb[i] = static_cast<std::int8_t>(keep ? qi : 0);
+    const float absmax = finite_absmax(in + first, m, c.nonfinite);
+    if (absmax < kInt8FlushBelow) {
+      store_f32(wire + 4 * b, 0.0f);
+      std::memset(q + first, 0, m);
+      continue;
     }
+    const float scale = absmax / 127.0f;
     store_f32(wire + 4 * b, scale);
+    int8_quantize(in + first, m, 127.0f / absmax, 0.5f * scale, absmax, q + first);
   }
   return c;
 }

@@ -150,7 +150,9 @@ class SparseCodec final : public Codec {
         const std::uint32_t h = element_hash(key, static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(i >> 32));
         const double u = static_cast<double>(h) * 0x1p-32;
         if (u * static_cast<double>(n - i) < static_cast<double>(needed)) {
-          emit(i, in[i] * scale);
+          const float v = in[i] * scale;
+          st.overflow += std::isinf(v) && key_of(in[i]) != 0 ? 1 : 0;
+          emit(i, v);
           --needed;
         }
       }

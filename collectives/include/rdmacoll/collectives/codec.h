@@ -17,7 +17,7 @@
 //                     smallest that holds S): x ~ sign * scale * l / S with stochastic
 //                     rounding (Alistarh et al. 2017). S in 1..32767.  qsgd:127 ~ 3.97x
 //   terngrad[:B]      per bucket of B (default 512): fp32 scale = absmax, 2-bit codes in
-//                     {-1, 0, +1}: x ~ scale * t, P(t != 0) = |x|/scale (Wen et al. 2017). ~15.9x
+//                     {-1, 0, +1}: x ~ scale * t, P(t != 0) = |x|/scale (Wen et al. 2017). 15.5x
 //   topk:F            the k = max(1, round(F*n)) elements of largest |x| (ties: lower index first),
 //                     as k fp32 values then k indices of ceil(log2 n) bits each, ascending.
 //   randk:F           k = max(1, round(F*n)) indices drawn uniformly without replacement from the
@@ -36,12 +36,14 @@
 //   - sign has no zero: a non-finite element is left out of the block's mean and decodes
 //     to +scale.
 // fp16 (|x| >= 65520) and bf16 (|x| >= 2^128 (1 - 2^-9)) turn finite values too large for the
-// format into +-Inf; those are counted in EncodeStats::overflow.
+// format into +-Inf, and so does randk where |x| n/k exceeds FLT_MAX; those are counted in
+// EncodeStats::overflow.
 //
 // Error bounds (for finite input; error_bound() computes them, the tests hold every codec to
 // them): fp16 max(2^-11 |x|, 2^-25); bf16 max(2^-8 |x|, 2^-134); int8 scale/2 plus float
 // rounding, and blocks whose absmax is below 2^-100 are sent as zeros; sign absmax of the
-// block; qsgd scale/S; terngrad scale; topk |x|; randk max(1, n/k - 1) |x|. qsgd, terngrad and
+// block; qsgd scale/S; terngrad scale; topk |x|; randk max(1, n/k - 1) |x| (+2^-149 where
+// x n/k is subnormal). qsgd, terngrad and
 // randk are unbiased; qsgd's variance obeys E||Q(x) - x||^2 <= min(B/S^2, sqrt(B)/S) ||x||^2 per
 // bucket (variance_bound()).
 //
@@ -90,7 +92,7 @@ std::string_view to_string(SimdPath path) noexcept;
 struct EncodeStats {
   std::size_t bytes = 0;       // bytes written: always wire_bytes(n)
   std::size_t nonfinite = 0;   // NaN or Inf inputs (see the top of this file)
-  std::size_t overflow = 0;    // fp16/bf16: finite inputs that became +-Inf
+  std::size_t overflow = 0;    // fp16, bf16, randk: finite inputs that became +-Inf
 };
 
 class Codec {
@@ -122,9 +124,10 @@ class Codec {
   // Whether encode_with_feedback's invariant holds without rounding (see below).
   bool exact_feedback() const noexcept;
 
-  // The bound on |decode(encode(x))[i] - x[i]| for finite x (n elements, i < n) stated at
-  // the top of this file; +Inf where the codec gives no bound (fp16/bf16 overflow).
-  double error_bound(const float* x, std::size_t n, std::size_t i) const;
+  // bound[i] = the bound on |decode(encode(x))[i] - x[i]| for finite x[i] stated at the top
+  // of this file (blocks' scales taken over their finite elements); +Inf where the codec gives
+  // no bound (overflow to Inf). bound has n elements.
+  void error_bound(const float* x, std::size_t n, double* bound) const;
   // A bound on E||decode(encode(x)) - x||^2 over seeds (the exact value's bound for
   // deterministic codecs), for finite x.
   double variance_bound(const float* x, std::size_t n) const;
