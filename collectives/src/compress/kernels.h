@@ -53,12 +53,37 @@ void with_mode(Mode m, F f) {
   }
 }
 
+#if RDMACOLL_CODEC_AVX2
+inline std::size_t popcount8(__m256i mask) {
+  return static_cast<std::size_t>(std::popcount(static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(mask)))));
+}
+// All-ones in the lanes whose |x| bits (a) are finite.
+inline __m256i finite_lanes(__m256i a) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(kExpMask)), a);
+}
+inline __m256i abs_bits(const float* x) {
+  return _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)),
+                          _mm256_set1_epi32(static_cast<int>(kAbsMask)));
+}
+#endif
+
 // Largest finite |x| (as a float: comparing the bits of non-negative floats orders them) and
 // the number of non-finite elements. Exact, so the order does not matter.
 float finite_absmax(const float* in, std::size_t n, std::size_t& nonfinite) {
   std::uint32_t m = 0;
-  std::size_t bad = 0;
-  for (std::size_t i = 0; i < n; ++i) {
+  std::size_t bad = 0, i = 0;
+#if RDMACOLL_CODEC_AVX2
+  __m256i vm = _mm256_setzero_si256();
+  for (; i + 8 <= n; i += 8) {
+    const __m256i a = abs_bits(in + i), ok = finite_lanes(a);
+    vm = _mm256_max_epu32(vm, _mm256_and_si256(a, ok));
+    bad += 8 - popcount8(ok);
+  }
+  alignas(32) std::uint32_t lanes[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), vm);
+  for (const std::uint32_t l : lanes) m = std::max(m, l);
+#endif
+  for (; i < n; ++i) {
     const std::uint32_t a = bits_of(in[i]) & kAbsMask;
     const bool ok = a < kExpMask;
     m = std::max(m, ok ? a : 0u);
@@ -68,26 +93,35 @@ float finite_absmax(const float* in, std::size_t n, std::size_t& nonfinite) {
   return std::bit_cast<float>(m);
 }
 
-// Sum over the finite elements of f(|x|) in double, in eight lanes (lane = i % 8) added in a
-// fixed order at the end, so every build computes the same rounding. Returns the sum and adds
-// the count of finite elements to `finite`.
-template <class F>
-double finite_lane_sum(const float* in, std::size_t n, std::size_t& finite, F f) {
+// Sum over the finite elements of |x| (or x^2 with Square) in double, in eight lanes
+// (lane = i % 8) added in a fixed order at the end, so both builds round the same way. Returns
+// the sum and adds the count of finite elements to `finite`.
+template <bool Square>
+double finite_lane_sum(const float* in, std::size_t n, std::size_t& finite) {
   double lane[8] = {};
-  std::size_t ok_count = 0;
-  std::size_t i = 0;
+  std::size_t ok_count = 0, i = 0;
+#if RDMACOLL_CODEC_AVX2
+  __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
   for (; i + 8 <= n; i += 8) {
-    for (std::size_t j = 0; j < 8; ++j) {
-      const std::uint32_t a = bits_of(in[i + j]) & kAbsMask;
-      const bool ok = a < kExpMask;
-      lane[j] += ok ? f(static_cast<double>(std::bit_cast<float>(a))) : 0.0;
-      ok_count += ok ? 1 : 0;
+    const __m256i a = abs_bits(in + i), ok = finite_lanes(a);
+    const __m256 v = _mm256_castsi256_ps(_mm256_and_si256(a, ok));
+    __m256d v0 = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), v1 = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+    if constexpr (Square) {
+      v0 = _mm256_mul_pd(v0, v0);
+      v1 = _mm256_mul_pd(v1, v1);
     }
+    lo = _mm256_add_pd(lo, v0);
+    hi = _mm256_add_pd(hi, v1);
+    ok_count += popcount8(ok);
   }
-  for (std::size_t j = 0; i + j < n; ++j) {
-    const std::uint32_t a = bits_of(in[i + j]) & kAbsMask;
+  _mm256_storeu_pd(lane, lo);
+  _mm256_storeu_pd(lane + 4, hi);
+#endif
+  for (std::size_t j = 0; i < n; ++i, j = (j + 1) % 8) {
+    const std::uint32_t a = bits_of(in[i]) & kAbsMask;
     const bool ok = a < kExpMask;
-    lane[j] += ok ? f(static_cast<double>(std::bit_cast<float>(a))) : 0.0;
+    const double v = ok ? static_cast<double>(std::bit_cast<float>(a)) : 0.0;
+    lane[j] += Square ? v * v : v;
     ok_count += ok ? 1 : 0;
   }
   finite += ok_count;
@@ -129,10 +163,6 @@ void half_decode_scalar(const std::byte* wire, std::size_t n, float* out, bool b
 }
 
 #if RDMACOLL_CODEC_AVX2
-inline std::size_t popcount8(__m256i mask) {
-  return static_cast<std::size_t>(std::popcount(static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(mask)))));
-}
-
 // bf16 rounding of 8 floats, as float_to_bf16_bits: NaN truncated and quieted, else
 // round-to-nearest-even by adding 0x7FFF + the kept lsb. Result in the low 16 bits of each lane.
 inline __m256i bf16_round8(__m256i u) {
@@ -293,7 +323,7 @@ Counts sign_encode(const float* in, std::size_t n, std::size_t block, std::byte*
     const std::size_t first = b * block, m = std::min(block, n - first);
     const float* x = in + first;
     std::size_t finite = 0;
-    const double sum = finite_lane_sum(x, m, finite, [](double a) { return a; });
+    const double sum = finite_lane_sum<false>(x, m, finite);
     c.nonfinite += m - finite;
     store_f32(wire + 4 * b, finite == 0 ? 0.0f : static_cast<float>(sum / static_cast<double>(finite)));
     std::uint8_t* out = bits + first / 8;
@@ -355,7 +385,7 @@ float bucket_scale(const float* x, std::size_t m, bool l2, std::size_t& nonfinit
   float scale;
   if (l2) {
     std::size_t finite = 0;
-    const double norm = std::sqrt(finite_lane_sum(x, m, finite, [](double a) { return a * a; }));
+    const double norm = std::sqrt(finite_lane_sum<true>(x, m, finite));
     nonfinite += m - finite;
     scale = static_cast<float>(std::min(norm, static_cast<double>(std::numeric_limits<float>::max())));
     if (static_cast<double>(scale) < norm) scale = std::nextafter(scale, std::numeric_limits<float>::infinity());
@@ -411,7 +441,38 @@ void stochastic_levels(const float* x, std::size_t m, float mult, unsigned level
   const std::uint32_t hi = static_cast<std::uint32_t>(index0 >> 32);
   const std::uint32_t sign_bit = 1u << (width - 1);
   const float top = static_cast<float>(levels);
-  for (std::size_t i = 0; i < m; ++i) {
+  std::size_t i = 0;
+#if RDMACOLL_CODEC_AVX2
+  // The scalar loop below, 8 lanes at a time; the hash's multiplies are vpmulld.
+  const __m256 vmult = _mm256_set1_ps(mult), vtop = _mm256_set1_ps(top), unit = _mm256_set1_ps(0x1p-24f);
+  const __m256i k0 = _mm256_set1_epi32(static_cast<int>(key.k0)), k1hi = _mm256_set1_epi32(static_cast<int>(hi ^ key.k1));
+  const __m256i m1 = _mm256_set1_epi32(0x7FEB352D), m2 = _mm256_set1_epi32(static_cast<int>(0x846CA68Bu));
+  const __m256i vsign = _mm256_set1_epi32(static_cast<int>(sign_bit)), zero = _mm256_setzero_si256();
+  const auto mix = [&](__m256i v) {
+    v = _mm256_xor_si256(v, _mm256_srli_epi32(v, 16));
+    v = _mm256_mullo_epi32(v, m1);
+    v = _mm256_xor_si256(v, _mm256_srli_epi32(v, 15));
+    v = _mm256_mullo_epi32(v, m2);
+    return _mm256_xor_si256(v, _mm256_srli_epi32(v, 16));
+  };
+  __m256i idx = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(lo0)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  for (; i + 8 <= m; i += 8, idx = _mm256_add_epi32(idx, _mm256_set1_epi32(8))) {
+    const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i));
+    const __m256i a = _mm256_and_si256(u, _mm256_set1_epi32(static_cast<int>(kAbsMask)));
+    const __m256 ax = _mm256_castsi256_ps(_mm256_and_si256(a, finite_lanes(a)));
+    const __m256 r = _mm256_min_ps(_mm256_mul_ps(ax, vmult), vtop);
+    const __m256i l = _mm256_cvttps_epi32(r);
+    const __m256 p = _mm256_sub_ps(r, _mm256_cvtepi32_ps(l));
+    const __m256i h = mix(_mm256_add_epi32(mix(_mm256_xor_si256(idx, k0)), k1hi));
+    const __m256 rnd = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(h, 8)), unit);
+    const __m256i level = _mm256_sub_epi32(l, _mm256_castps_si256(_mm256_cmp_ps(rnd, p, _CMP_LT_OQ)));
+    const __m256i neg = _mm256_andnot_si256(_mm256_cmpeq_epi32(level, zero), _mm256_srai_epi32(u, 31));
+    const __m256i c = _mm256_or_si256(level, _mm256_and_si256(neg, vsign));
+    const __m128i c16 = _mm_packus_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(code + i), c16);
+  }
+#endif
+  for (; i < m; ++i) {
     const std::uint32_t u = bits_of(x[i]);
     const std::uint32_t a = u & kAbsMask;
     const float ax = a < kExpMask ? std::bit_cast<float>(a) : 0.0f;
