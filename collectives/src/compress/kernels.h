@@ -395,20 +395,24 @@ float bucket_scale(const float* x, std::size_t m, bool l2, std::size_t& nonfinit
   return scale < kInt8FlushBelow ? 0.0f : scale;
 }
 
+// Whole bytes in a loop the vectorizer can take (no bounds test inside), then the partial one.
 template <unsigned W>
 void pack_codes(const std::uint16_t* code, std::size_t m, std::byte* out) {
   if constexpr (W == 16) {
     std::memcpy(out, code, 2 * m);
   } else {
     constexpr unsigned kPer = 8 / W;
-    const std::size_t bytes = (m + kPer - 1) / kPer;
-    for (std::size_t b = 0; b < bytes; ++b) {
+    const std::size_t full = m / kPer;
+    auto* o = reinterpret_cast<std::uint8_t*>(out);
+    for (std::size_t b = 0; b < full; ++b) {
       unsigned byte = 0;
-      for (unsigned j = 0; j < kPer; ++j) {
-        const std::size_t i = b * kPer + j;
-        byte |= (i < m ? code[i] : 0u) << (j * W);
-      }
-      out[b] = static_cast<std::byte>(byte);
+      for (unsigned j = 0; j < kPer; ++j) byte |= static_cast<unsigned>(code[b * kPer + j]) << (j * W);
+      o[b] = static_cast<std::uint8_t>(byte);
+    }
+    if (m % kPer != 0) {
+      unsigned byte = 0;
+      for (std::size_t i = full * kPer; i < m; ++i) byte |= static_cast<unsigned>(code[i]) << ((i % kPer) * W);
+      o[full] = static_cast<std::uint8_t>(byte);
     }
   }
 }
@@ -418,9 +422,13 @@ void unpack_codes(const std::byte* in, std::size_t m, std::uint16_t* code) {
   if constexpr (W == 16) {
     std::memcpy(code, in, 2 * m);
   } else {
-    constexpr unsigned kPer = 8 / W;
-    for (std::size_t i = 0; i < m; ++i)
-      code[i] = static_cast<std::uint16_t>((static_cast<unsigned>(in[i / kPer]) >> ((i % kPer) * W)) & ((1u << W) - 1));
+    constexpr unsigned kPer = 8 / W, kMask = (1u << W) - 1;
+    const std::size_t full = m / kPer;
+    const auto* p = reinterpret_cast<const std::uint8_t*>(in);
+    for (std::size_t b = 0; b < full; ++b)
+      for (unsigned j = 0; j < kPer; ++j) code[b * kPer + j] = static_cast<std::uint16_t>((p[b] >> (j * W)) & kMask);
+    for (std::size_t i = full * kPer; i < m; ++i)
+      code[i] = static_cast<std::uint16_t>((p[full] >> ((i % kPer) * W)) & kMask);
   }
 }
 
