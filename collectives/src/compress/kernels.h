@@ -43,6 +43,15 @@ inline void put(float* out, std::size_t i, float d) {
   else out[i] -= d;
 }
 
+#if RDMACOLL_CODEC_AVX2
+template <Mode M>
+inline void put8(float* o, __m256 d) {
+  if constexpr (M == Mode::assign) _mm256_storeu_ps(o, d);
+  else if constexpr (M == Mode::add) _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), d));
+  else _mm256_storeu_ps(o, _mm256_sub_ps(_mm256_loadu_ps(o), d));
+}
+#endif
+
 // Calls f(std::integral_constant<Mode, m>{}) so every decode loop is compiled per mode.
 template <class F>
 void with_mode(Mode m, F f) {
@@ -66,6 +75,25 @@ inline __m256i abs_bits(const float* x) {
                           _mm256_set1_epi32(static_cast<int>(kAbsMask)));
 }
 #endif
+
+// The blocked wire formats (int8, sign, qsgd, terngrad) start with one fp32 scale per block of
+// `block` elements; their codes follow at wire + 4 * nblocks. Calls f(scale_slot, first, m) for
+// every block: its scale's bytes, its first element and its length (the last may be short).
+template <class Wire, class F>
+void for_each_block(Wire* wire, std::size_t n, std::size_t block, F f) {
+  for (std::size_t b = 0, first = 0; first < n; ++b, first += block) f(wire + 4 * b, first, std::min(block, n - first));
+}
+// Decoding a blocked format: f(integral_constant<Mode, mode>, scale, first, m) per block.
+template <class F>
+void decode_blocks(const std::byte* wire, std::size_t n, std::size_t block, Mode mode, F f) {
+  with_mode(mode, [&](auto md) {
+    for_each_block(wire, n, block, [&](const std::byte* slot, std::size_t first, std::size_t m) {
+      f(md, load_f32(slot), first, m);
+    });
+  });
+}
+template <class Wire>
+Wire* codes_of(Wire* wire, std::size_t n, std::size_t block) { return wire + 4 * ((n + block - 1) / block); }
 
 // Largest finite |x| (as a float: comparing the bits of non-negative floats orders them) and
 // the number of non-finite elements. Exact, so the order does not matter.
@@ -221,10 +249,7 @@ void half_decode(const std::byte* wire, std::size_t n, float* out, Mode mode, bo
       const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wire + 2 * i));
       const __m256 d = bf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
                             : _mm256_cvtph_ps(h);
-      float* o = out + i;
-      if constexpr (M == Mode::assign) _mm256_storeu_ps(o, d);
-      else if constexpr (M == Mode::add) _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), d));
-      else _mm256_storeu_ps(o, _mm256_sub_ps(_mm256_loadu_ps(o), d));
+      put8<M>(out + i, d);
     }
 #endif
     half_decode_scalar<M>(wire + 2 * i, n - i, out + i, bf16);
@@ -268,35 +293,28 @@ void int8_quantize(const float* x, std::size_t m, float inv, float half, float a
 // Wire: ceil(n / block) fp32 scales, then n int8 codes.
 Counts int8_encode(const float* in, std::size_t n, std::size_t block, std::byte* wire) {
   Counts c;
-  const std::size_t nblocks = (n + block - 1) / block;
-  auto* q = reinterpret_cast<std::int8_t*>(wire + 4 * nblocks);
-  for (std::size_t b = 0; b < nblocks; ++b) {
-    const std::size_t first = b * block, m = std::min(block, n - first);
+  auto* q = reinterpret_cast<std::int8_t*>(codes_of(wire, n, block));
+  for_each_block(wire, n, block, [&](std::byte* slot, std::size_t first, std::size_t m) {
     const float absmax = finite_absmax(in + first, m, c.nonfinite);
     if (absmax < kInt8FlushBelow) {
-      store_f32(wire + 4 * b, 0.0f);
+      store_f32(slot, 0.0f);
       std::memset(q + first, 0, m);
-      continue;
+      return;
     }
     const float scale = absmax / 127.0f;
-    store_f32(wire + 4 * b, scale);
+    store_f32(slot, scale);
     int8_quantize(in + first, m, 127.0f / absmax, 0.5f * scale, absmax, q + first);
-  }
+  });
   return c;
 }
 
 void int8_decode(const std::byte* wire, std::size_t n, std::size_t block, float* out, Mode mode) {
-  const std::size_t nblocks = (n + block - 1) / block;
-  const auto* q = reinterpret_cast<const std::int8_t*>(wire + 4 * nblocks);
-  with_mode(mode, [&](auto md) {
+  const auto* q = reinterpret_cast<const std::int8_t*>(codes_of(wire, n, block));
+  decode_blocks(wire, n, block, mode, [&](auto md, float scale, std::size_t first, std::size_t m) {
     constexpr Mode M = decltype(md)::value;
-    for (std::size_t b = 0; b < nblocks; ++b) {
-      const std::size_t first = b * block, m = std::min(block, n - first);
-      const float scale = load_f32(wire + 4 * b);
-      const std::int8_t* qb = q + first;
-      float* o = out + first;
-      for (std::size_t i = 0; i < m; ++i) put<M>(o, i, static_cast<float>(qb[i]) * scale);
-    }
+    const std::int8_t* qb = q + first;
+    float* o = out + first;
+    for (std::size_t i = 0; i < m; ++i) put<M>(o, i, static_cast<float>(qb[i]) * scale);
   });
 }
 
@@ -317,56 +335,44 @@ inline std::uint8_t sign_byte(const float* x, std::size_t m) {
 
 Counts sign_encode(const float* in, std::size_t n, std::size_t block, std::byte* wire) {
   Counts c;
-  const std::size_t nblocks = (n + block - 1) / block;
-  auto* bits = reinterpret_cast<std::uint8_t*>(wire + 4 * nblocks);
-  for (std::size_t b = 0; b < nblocks; ++b) {
-    const std::size_t first = b * block, m = std::min(block, n - first);
+  auto* bits = reinterpret_cast<std::uint8_t*>(codes_of(wire, n, block));
+  for_each_block(wire, n, block, [&](std::byte* slot, std::size_t first, std::size_t m) {
     const float* x = in + first;
     std::size_t finite = 0;
     const double sum = finite_lane_sum<false>(x, m, finite);
     c.nonfinite += m - finite;
-    store_f32(wire + 4 * b, finite == 0 ? 0.0f : static_cast<float>(sum / static_cast<double>(finite)));
+    store_f32(slot, finite == 0 ? 0.0f : static_cast<float>(sum / static_cast<double>(finite)));
     std::uint8_t* out = bits + first / 8;
     std::size_t i = 0;
 #if RDMACOLL_CODEC_AVX2
-    const __m256i abs_mask = _mm256_set1_epi32(static_cast<int>(kAbsMask));
-    const __m256i finite_max = _mm256_set1_epi32(static_cast<int>(kExpMask - 1));
-    for (; i + 8 <= m; i += 8) {
+    for (; i + 8 <= m; i += 8) {  // the sign bits of the finite lanes, as the scalar sign_byte
       const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i));
-      const __m256i ok = _mm256_cmpgt_epi32(finite_max, _mm256_and_si256(u, abs_mask));
+      const __m256i ok = finite_lanes(abs_bits(x + i));
       out[i / 8] = static_cast<std::uint8_t>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_and_si256(u, ok))));
     }
 #endif
     for (; i < m; i += 8) out[i / 8] = sign_byte(x + i, std::min<std::size_t>(8, m - i));
-  }
+  });
   return c;
 }
 
 void sign_decode(const std::byte* wire, std::size_t n, std::size_t block, float* out, Mode mode) {
-  const std::size_t nblocks = (n + block - 1) / block;
-  const auto* bits = reinterpret_cast<const std::uint8_t*>(wire + 4 * nblocks);
-  with_mode(mode, [&](auto md) {
+  const auto* bits = reinterpret_cast<const std::uint8_t*>(codes_of(wire, n, block));
+  decode_blocks(wire, n, block, mode, [&](auto md, float scale, std::size_t first, std::size_t m) {
     constexpr Mode M = decltype(md)::value;
-    for (std::size_t b = 0; b < nblocks; ++b) {
-      const std::size_t first = b * block, m = std::min(block, n - first);
-      const float scale = load_f32(wire + 4 * b);
-      const std::uint8_t* in = bits + first / 8;
-      float* o = out + first;
-      std::size_t i = 0;
+    const std::uint8_t* in = bits + first / 8;
+    float* o = out + first;
+    std::size_t i = 0;
 #if RDMACOLL_CODEC_AVX2
-      const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-      const __m256 pos = _mm256_set1_ps(scale), neg = _mm256_set1_ps(-scale);
-      for (; i + 8 <= m; i += 8) {
-        const __m256i byte = _mm256_set1_epi32(in[i / 8]);
-        const __m256i set = _mm256_cmpeq_epi32(_mm256_and_si256(byte, lane_bit), lane_bit);
-        const __m256 d = _mm256_blendv_ps(pos, neg, _mm256_castsi256_ps(set));
-        if constexpr (M == Mode::assign) _mm256_storeu_ps(o + i, d);
-        else if constexpr (M == Mode::add) _mm256_storeu_ps(o + i, _mm256_add_ps(_mm256_loadu_ps(o + i), d));
-        else _mm256_storeu_ps(o + i, _mm256_sub_ps(_mm256_loadu_ps(o + i), d));
-      }
-#endif
-      for (; i < m; ++i) put<M>(o, i, ((in[i / 8] >> (i % 8)) & 1u) ? -scale : scale);
+    const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    const __m256 pos = _mm256_set1_ps(scale), neg = _mm256_set1_ps(-scale);
+    for (; i + 8 <= m; i += 8) {
+      const __m256i byte = _mm256_set1_epi32(in[i / 8]);
+      const __m256i set = _mm256_cmpeq_epi32(_mm256_and_si256(byte, lane_bit), lane_bit);
+      put8<M>(o + i, _mm256_blendv_ps(pos, neg, _mm256_castsi256_ps(set)));
     }
+#endif
+    for (; i < m; ++i) put<M>(o, i, ((in[i / 8] >> (i % 8)) & 1u) ? -scale : scale);
   });
 }
 
@@ -498,15 +504,14 @@ Counts stochastic_encode(const float* in, std::size_t n, const StochasticParams&
                          std::byte* wire) {
   Counts c;
   const HashKey key = hash_key(seed);
-  const std::size_t nbuckets = (n + p.bucket - 1) / p.bucket;
-  std::byte* codes = wire + 4 * nbuckets;
+  std::byte* codes = codes_of(wire, n, p.bucket);
   std::uint16_t code[kChunk];
   with_width(p.width, [&](auto w) {
     constexpr unsigned W = decltype(w)::value;
-    for (std::size_t b = 0; b < nbuckets; ++b) {
-      const std::size_t first = b * p.bucket, end = first + std::min(p.bucket, n - first);
-      const float scale = bucket_scale(in + first, end - first, p.l2, c.nonfinite);
-      store_f32(wire + 4 * b, scale);
+    for_each_block(wire, n, p.bucket, [&](std::byte* slot, std::size_t first, std::size_t len) {
+      const std::size_t end = first + len;
+      const float scale = bucket_scale(in + first, len, p.l2, c.nonfinite);
+      store_f32(slot, scale);
       const float mult = scale == 0.0f ? 0.0f : static_cast<float>(p.levels) / scale;
       for (std::size_t i = first; i < end;) {
         // A chunk is byte-aligned (first is a multiple of 8, kChunk too) and does not cross a
@@ -517,33 +522,30 @@ Counts stochastic_encode(const float* in, std::size_t n, const StochasticParams&
         pack_codes<W>(code, m, codes + i * W / 8);
         i += m;
       }
-    }
+    });
   });
   return c;
 }
 
 void stochastic_decode(const std::byte* wire, std::size_t n, const StochasticParams& p, float* out,
                        Mode mode) {
-  const std::size_t nbuckets = (n + p.bucket - 1) / p.bucket;
-  const std::byte* codes = wire + 4 * nbuckets;
+  const std::byte* codes = codes_of(wire, n, p.bucket);
   std::uint16_t code[kChunk];
   with_width(p.width, [&](auto w) {
     constexpr unsigned W = decltype(w)::value;
     constexpr std::uint32_t kSign = 1u << (W - 1);
-    with_mode(mode, [&](auto md) {
+    decode_blocks(wire, n, p.bucket, mode, [&](auto md, float scale, std::size_t first, std::size_t len) {
       constexpr Mode M = decltype(md)::value;
-      for (std::size_t b = 0; b < nbuckets; ++b) {
-        const std::size_t first = b * p.bucket, end = first + std::min(p.bucket, n - first);
-        const float step = load_f32(wire + 4 * b) / static_cast<float>(p.levels);
-        for (std::size_t i = first; i < end; i += kChunk) {
-          const std::size_t m = std::min(kChunk, end - i);
-          unpack_codes<W>(codes + i * W / 8, m, code);
-          float* o = out + i;
-          for (std::size_t j = 0; j < m; ++j) {
-            const std::uint32_t cj = code[j];
-            const float d = static_cast<float>(static_cast<std::int32_t>(cj & (kSign - 1))) * step;
-            put<M>(o, j, (cj & kSign) ? -d : d);
-          }
+      const std::size_t end = first + len;
+      const float step = scale / static_cast<float>(p.levels);
+      for (std::size_t i = first; i < end; i += kChunk) {
+        const std::size_t m = std::min(kChunk, end - i);
+        unpack_codes<W>(codes + i * W / 8, m, code);
+        float* o = out + i;
+        for (std::size_t j = 0; j < m; ++j) {
+          const std::uint32_t cj = code[j];
+          const float d = static_cast<float>(static_cast<std::int32_t>(cj & (kSign - 1))) * step;
+          put<M>(o, j, (cj & kSign) ? -d : d);
         }
       }
     });
