@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdlib>
@@ -255,6 +256,34 @@ TEST(Codec, KnownValuesDecodeAsDocumented) {
   for (const float d : q.decoded) {
     const float level = std::fabs(d) / (norm / 2);
     EXPECT_NEAR(level, std::round(level), 1e-5) << d;
+  }
+}
+
+// topk keeps exactly the k largest |x| (ties: lower index), on both of its selection paths
+// (sampled threshold for large n and small F; exact histogram otherwise) and with heavy ties.
+TEST(Codec, TopKKeepsExactlyTheLargest) {
+  for (const char* name : {"topk:0.01", "topk:0.1", "topk:0.5"}) {
+    const auto c = make_codec(name);
+    for (const Input kind : {Input::random, Input::constant, Input::mixed_scale}) {
+      for (const std::size_t n : {std::size_t{1000}, std::size_t{65537}, std::size_t{200000}}) {
+        std::vector<float> x = make_input(kind, n, 21);
+        if (kind == Input::random) {  // mostly zeros in the first half: a sample threshold of 0
+          for (std::size_t i = 0; i < n / 2; ++i) x[i] = i % 97 == 0 ? x[i] : 0.0f;
+        }
+        const auto k = static_cast<std::size_t>(std::llround(c->spec().fraction * static_cast<double>(n)));
+        std::vector<std::size_t> order(n);
+        for (std::size_t i = 0; i < n; ++i) order[i] = i;
+        std::stable_sort(order.begin(), order.end(),
+                         [&](std::size_t a, std::size_t b) { return std::fabs(x[a]) > std::fabs(x[b]); });
+        std::vector<char> want(n, 0);
+        for (std::size_t j = 0; j < k; ++j) want[order[j]] = 1;
+        const Encoded e = round_trip(*c, x);
+        // A kept element decodes to itself, a dropped one to 0: picking any other element than
+        // the k wanted (a non-zero one) shows up as a mismatch at it or at the one it displaced.
+        for (std::size_t i = 0; i < n; ++i)
+          ASSERT_EQ(e.decoded[i], want[i] ? x[i] : 0.0f) << name << " n=" << n << " i=" << i << " x=" << x[i];
+      }
+    }
   }
 }
 
