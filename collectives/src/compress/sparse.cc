@@ -5,6 +5,7 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -32,6 +33,18 @@ constexpr std::uint32_t kExpMask = 0x7F800000u;
 std::uint32_t key_of(float x) {
   const std::uint32_t a = std::bit_cast<std::uint32_t>(x) & kAbsMask;
   return a < kExpMask ? a : 0u;
+}
+
+// NaN and Inf, counted on the bits so the loop vectorizes.
+std::size_t count_nonfinite(const float* in, std::size_t n) {
+  std::size_t bad = 0;
+  for (std::size_t first = 0; first < n; first += 4096) {
+    std::uint32_t part = 0;  // 32-bit lanes: the loop vectorizes without widening
+    const std::size_t end = std::min(n, first + 4096);
+    for (std::size_t i = first; i < end; ++i) part += (std::bit_cast<std::uint32_t>(in[i]) & kAbsMask) >= kExpMask ? 1u : 0u;
+    bad += part;
+  }
+  return bad;
 }
 
 class BitWriter {
@@ -88,24 +101,92 @@ struct Threshold {
   std::size_t index;
 };
 
+// The selection order: larger key first, then lower index.
+bool ranks_before(const Threshold& a, const Threshold& b) {
+  return a.key != b.key ? a.key > b.key : a.index < b.index;
+}
+
 Threshold kth_largest(const float* in, std::size_t n, std::size_t k) {
-  std::vector<std::size_t> hist(1u << 15, 0);  // keys < 0x7F800000: top 16 bits < 0x7F80
-  for (std::size_t i = 0; i < n; ++i) ++hist[key_of(in[i]) >> 16];
+  // Four interleaved histograms, summed after: runs of elements in the same bin (common, the
+  // keys of a gradient bunch up) would otherwise wait on each other's increments.
+  constexpr std::size_t kBins = 1u << 15;  // keys < 0x7F800000: top 16 bits < 0x7F80
+  std::vector<std::uint32_t> sub(4 * kBins, 0);
+  std::size_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (std::size_t j = 0; j < 4; ++j) ++sub[j * kBins + (key_of(in[i + j]) >> 16)];
+  for (; i < n; ++i) ++sub[key_of(in[i]) >> 16];
+  std::vector<std::size_t> hist(kBins);
+  for (std::size_t b = 0; b < kBins; ++b)
+    hist[b] = std::size_t{sub[b]} + sub[kBins + b] + sub[2 * kBins + b] + sub[3 * kBins + b];
   std::size_t above = 0, bin = hist.size();
   while (bin > 0 && above + hist[bin - 1] < k) above += hist[--bin];
   --bin;  // above < k <= above + hist[bin]
   std::vector<Threshold> cand;
   cand.reserve(hist[bin]);
+  for (std::size_t e = 0; e < n; ++e) {
+    const std::uint32_t key = key_of(in[e]);
+    if ((key >> 16) == bin) cand.push_back({key, e});
+  }
+  const auto nth = cand.begin() + static_cast<std::ptrdiff_t>(k - above - 1);
+  std::nth_element(cand.begin(), nth, cand.end(), ranks_before);
+  return *nth;
+}
+
+// The top k of the candidates (key, index), given in index order and at least k of them: their
+// indices, ascending.
+std::vector<std::size_t> top_of_candidates(const std::vector<Threshold>& cand, std::size_t k) {
+  std::vector<Threshold> order(cand);
+  std::nth_element(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k - 1), order.end(), ranks_before);
+  const Threshold t = order[k - 1];
+  std::vector<std::size_t> kept;
+  kept.reserve(k);
+  for (const Threshold& c : cand)
+    if (c.key > t.key || (c.key == t.key && c.index <= t.index)) kept.push_back(c.index);
+  return kept;
+}
+
+// The indices of the top k, ascending, and the count of non-finite elements. Fast path: a
+// fixed-stride sample of 4096 keys gives a threshold that about 2k elements pass, one pass
+// collects them and the exact top k is selected among them. That gives the same answer as the
+// exact method (kth_largest), which runs instead when fewer than k pass or the threshold is 0.
+std::vector<std::size_t> top_k(const float* in, std::size_t n, std::size_t k, std::size_t& nonfinite) {
+  constexpr std::size_t kSample = 4096;
+  nonfinite += count_nonfinite(in, n);
+  if (n >= 4 * kSample && k <= n / 8) {
+    std::vector<std::uint32_t> sample(kSample);
+    for (std::size_t j = 0; j < kSample; ++j) sample[j] = key_of(in[j * (n / kSample)]);
+    const std::size_t rank = 2 * ((kSample * k + n - 1) / n) + 16;  // < kSample / 4 + 16
+    std::nth_element(sample.begin(), sample.begin() + static_cast<std::ptrdiff_t>(rank), sample.end(),
+                     std::greater<>());
+    const std::uint32_t low = sample[rank];
+    if (low > 0) {
+      // Branch-free: every element is written at the end and kept by advancing m, in chunks
+      // with room for a whole chunk.
+      constexpr std::size_t kChunk = 1024;
+      std::vector<Threshold> cand(3 * k + kChunk);
+      std::size_t m = 0;
+      for (std::size_t first = 0; first < n; first += kChunk) {
+        if (cand.size() < m + kChunk) cand.resize(2 * cand.size());
+        Threshold* out = cand.data();
+        const std::size_t end = std::min(n, first + kChunk);
+        for (std::size_t i = first; i < end; ++i) {
+          const std::uint32_t key = key_of(in[i]);
+          out[m] = {key, i};
+          m += key >= low ? 1 : 0;
+        }
+      }
+      cand.resize(m);
+      if (m >= k) return top_of_candidates(cand, k);
+    }
+  }
+  const Threshold t = kth_largest(in, n, k);
+  std::vector<std::size_t> kept;
+  kept.reserve(k);
   for (std::size_t i = 0; i < n; ++i) {
     const std::uint32_t key = key_of(in[i]);
-    if ((key >> 16) == bin) cand.push_back({key, i});
+    if (key > t.key || (key == t.key && i <= t.index)) kept.push_back(i);
   }
-  const auto before = [](const Threshold& a, const Threshold& b) {
-    return a.key != b.key ? a.key > b.key : a.index < b.index;
-  };
-  const auto nth = cand.begin() + static_cast<std::ptrdiff_t>(k - above - 1);
-  std::nth_element(cand.begin(), nth, cand.end(), before);
-  return *nth;
+  return kept;
 }
 
 class SparseCodec final : public Codec {
@@ -120,9 +201,8 @@ class SparseCodec final : public Codec {
  protected:
   EncodeStats do_encode(const float* in, std::size_t n, std::byte* wire, std::uint64_t seed) const override {
     EncodeStats st;
-    for (std::size_t i = 0; i < n; ++i) st.nonfinite += key_of(in[i]) == 0 && in[i] != 0.0f ? 1 : 0;
     const std::size_t k = sparse_k(spec().fraction, n);
-    if (k == 0) return st;
+    if (k == 0) return st;  // n == 0
     const unsigned bits = index_bits(n);
     BitWriter idx(wire + 4 * k);
     std::byte* val = wire;
@@ -133,12 +213,9 @@ class SparseCodec final : public Codec {
       idx.put(i, bits);
     };
     if (spec().kind == CodecKind::topk) {
-      const Threshold t = kth_largest(in, n, k);
-      for (std::size_t i = 0; i < n; ++i) {
-        const std::uint32_t key = key_of(in[i]);
-        if (key > t.key || (key == t.key && i <= t.index)) emit(i, in[i]);
-      }
+      for (const std::size_t i : top_k(in, n, k, st.nonfinite)) emit(i, in[i]);
     } else {
+      st.nonfinite += count_nonfinite(in, n);
       // Selection sampling (Knuth's Algorithm S): element i is taken with probability
       // needed / remaining, which draws every k-subset with equal probability (up to the 2^-32
       // resolution of the hash) and yields the indices in order. The kept values are scaled by
