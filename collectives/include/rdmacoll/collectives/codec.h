@@ -9,7 +9,7 @@
 //   fp16              n x IEEE binary16, round to nearest even                   2x
 //   bf16              n x bfloat16, round to nearest even                        2x
 //   int8[:B]          per block of B (default 256): fp32 scale = absmax/127,     4x * B/(B+4)
-//                     then n x int8 q = round(x/scale), |q| <= 127               (3.94x at 256)
+//                     then n x int8 q = round(x*127/absmax) (0 where |x| < scale/2)  (3.94x at 256)
 //   sign[:B]          per block of B (default 256): fp32 scale = mean |x|,       32x * B/(B+32)
 //                     then n sign bits (1 = negative); decodes to +-scale        (28.4x at 256)
 //   qsgd:S[:B]        per bucket of B (default 512): fp32 scale = ||x||_2 of the bucket, then
@@ -41,11 +41,12 @@
 //
 // Error bounds (for finite input; error_bound() computes them, the tests hold every codec to
 // them): fp16 max(2^-11 |x|, 2^-25); bf16 max(2^-8 |x|, 2^-134); int8 scale/2 plus float
-// rounding, and blocks whose absmax is below 2^-100 are sent as zeros; sign absmax of the
-// block; qsgd scale/S; terngrad scale; topk |x|; randk max(1, n/k - 1) |x| (+2^-149 where
-// x n/k is subnormal). qsgd, terngrad and
-// randk are unbiased; qsgd's variance obeys E||Q(x) - x||^2 <= min(B/S^2, sqrt(B)/S) ||x||^2 per
-// bucket (variance_bound()).
+// rounding; sign absmax of the block; qsgd scale/S; terngrad scale; topk |x|; randk
+// max(1, n/k - 1) |x| (+2^-149 where x n/k is subnormal). int8, qsgd and terngrad send blocks
+// whose absmax (int8, terngrad) or norm (qsgd) is below 2^-100 (~7.9e-31) as zeros, so no
+// scale is subnormal and no reciprocal overflows. qsgd, terngrad and randk are unbiased (up to
+// float rounding of the decoded value, and except in those flushed blocks); qsgd's variance
+// obeys E||Q(x) - x||^2 <= min(B/S^2, sqrt(B)/S) ||x||^2 per bucket (variance_bound()).
 //
 // Stochastic codecs draw one 32-bit hash of (seed, element index) per element (a
 // counter-based generator), so the result depends only on the input, n and the seed: not on
