@@ -121,31 +121,34 @@ float finite_absmax(const float* in, std::size_t n, std::size_t& nonfinite) {
   return std::bit_cast<float>(m);
 }
 
-// Sum over the finite elements of |x| (or x^2 with Square) in double, in eight lanes
-// (lane = i % 8) added in a fixed order at the end, so both builds round the same way. Returns
-// the sum and adds the count of finite elements to `finite`.
+// Sum over the finite elements of |x| (or x^2 with Square) in double, in 16 lanes
+// (lane = i % 16, four AVX2 accumulators so no addition waits on the previous one) added in a
+// fixed order at the end, so both builds round the same way. Returns the sum and adds the
+// count of finite elements to `finite`.
 template <bool Square>
 double finite_lane_sum(const float* in, std::size_t n, std::size_t& finite) {
-  double lane[8] = {};
+  constexpr std::size_t kLanes = 16;
+  double lane[kLanes] = {};
   std::size_t ok_count = 0, i = 0;
 #if RDMACOLL_CODEC_AVX2
-  __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
-  for (; i + 8 <= n; i += 8) {
-    const __m256i a = abs_bits(in + i), ok = finite_lanes(a);
-    const __m256 v = _mm256_castsi256_ps(_mm256_and_si256(a, ok));
-    __m256d v0 = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), v1 = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
-    if constexpr (Square) {
-      v0 = _mm256_mul_pd(v0, v0);
-      v1 = _mm256_mul_pd(v1, v1);
+  __m256d acc[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
+  for (; i + kLanes <= n; i += kLanes) {
+    for (std::size_t h = 0; h < 2; ++h) {
+      const __m256i a = abs_bits(in + i + 8 * h), ok = finite_lanes(a);
+      const __m256 v = _mm256_castsi256_ps(_mm256_and_si256(a, ok));
+      __m256d v0 = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), v1 = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+      if constexpr (Square) {
+        v0 = _mm256_mul_pd(v0, v0);
+        v1 = _mm256_mul_pd(v1, v1);
+      }
+      acc[2 * h] = _mm256_add_pd(acc[2 * h], v0);
+      acc[2 * h + 1] = _mm256_add_pd(acc[2 * h + 1], v1);
+      ok_count += popcount8(ok);
     }
-    lo = _mm256_add_pd(lo, v0);
-    hi = _mm256_add_pd(hi, v1);
-    ok_count += popcount8(ok);
   }
-  _mm256_storeu_pd(lane, lo);
-  _mm256_storeu_pd(lane + 4, hi);
+  for (std::size_t q = 0; q < 4; ++q) _mm256_storeu_pd(lane + 4 * q, acc[q]);
 #endif
-  for (std::size_t j = 0; i < n; ++i, j = (j + 1) % 8) {
+  for (std::size_t j = 0; i < n; ++i, j = (j + 1) % kLanes) {
     const std::uint32_t a = bits_of(in[i]) & kAbsMask;
     const bool ok = a < kExpMask;
     const double v = ok ? static_cast<double>(std::bit_cast<float>(a)) : 0.0;
@@ -153,7 +156,9 @@ double finite_lane_sum(const float* in, std::size_t n, std::size_t& finite) {
     ok_count += ok ? 1 : 0;
   }
   finite += ok_count;
-  return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+  for (std::size_t w = kLanes / 2; w > 0; w /= 2)  // pairwise: lane[j] += lane[j + w]
+    for (std::size_t j = 0; j < w; ++j) lane[j] += lane[j + w];
+  return lane[0];
 }
 
 // ---- fp16 / bf16 ------------------------------------------------------------------------------

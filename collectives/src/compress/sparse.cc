@@ -20,6 +20,18 @@ std::size_t sparse_k(double fraction, std::size_t n) noexcept {
   return std::clamp<std::size_t>(k, 1, n);
 }
 
+std::size_t count_nonfinite(const float* in, std::size_t n) noexcept {
+  constexpr std::uint32_t kAbs = 0x7FFFFFFFu, kExp = 0x7F800000u;
+  std::size_t bad = 0;
+  for (std::size_t first = 0; first < n; first += 4096) {
+    std::uint32_t part = 0;  // 32-bit lanes: the loop vectorizes without widening
+    const std::size_t end = std::min(n, first + 4096);
+    for (std::size_t i = first; i < end; ++i) part += (std::bit_cast<std::uint32_t>(in[i]) & kAbs) >= kExp ? 1u : 0u;
+    bad += part;
+  }
+  return bad;
+}
+
 unsigned index_bits(std::size_t n) noexcept {
   return n <= 1 ? 0u : static_cast<unsigned>(std::bit_width(static_cast<std::uint64_t>(n - 1)));
 }
@@ -33,18 +45,6 @@ constexpr std::uint32_t kExpMask = 0x7F800000u;
 std::uint32_t key_of(float x) {
   const std::uint32_t a = std::bit_cast<std::uint32_t>(x) & kAbsMask;
   return a < kExpMask ? a : 0u;
-}
-
-// NaN and Inf, counted on the bits so the loop vectorizes.
-std::size_t count_nonfinite(const float* in, std::size_t n) {
-  std::size_t bad = 0;
-  for (std::size_t first = 0; first < n; first += 4096) {
-    std::uint32_t part = 0;  // 32-bit lanes: the loop vectorizes without widening
-    const std::size_t end = std::min(n, first + 4096);
-    for (std::size_t i = first; i < end; ++i) part += (std::bit_cast<std::uint32_t>(in[i]) & kAbsMask) >= kExpMask ? 1u : 0u;
-    bad += part;
-  }
-  return bad;
 }
 
 class BitWriter {
