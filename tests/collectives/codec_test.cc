@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -187,6 +188,32 @@ TEST(Codec, WireBytesAreTheDocumentedFormats) {
   EXPECT_EQ(make_codec("topk:0.5")->wire_bytes(1), 4u);      // one value, 0-bit index
   EXPECT_EQ(make_codec("topk:0.5")->wire_bytes(65537), 4u * 32769 + (32769u * 17 + 7) / 8);
   for (const std::string& name : kCodecs) EXPECT_EQ(make_codec(name)->wire_bytes(0), 0u) << name;
+}
+
+// The wire formats are what ranks exchange, so they are pinned byte for byte: the
+// deterministic ones as codec.h describes them (checked by hand: int8 q = 32 -64 16 127 -8 0 95
+// -32 after the scale 4/127; sign 0x92 = negatives at 1, 4, 7; topk values 4 and 3, then the
+// indices 3 and 6 in 3 bits each, 0b110'011), the stochastic ones with seed 7 (which also pins
+// the random number generator: ranks built from different versions must agree on it).
+TEST(Codec, WireFormatsArePinned) {
+  const std::vector<float> x = {1.0f, -2.0f, 0.5f, 4.0f, -0.25f, 0.0f, 3.0f, -1.0f};
+  const std::pair<const char*, const char*> cases[] = {
+      {"fp16", "003c00c00038004400b40000004200bc"}, {"bf16", "803f00c0003f804080be0000404080bf"},
+      {"int8:8", "0402013d20c0107ff8005fe0"},       {"sign:8", "0000bc3f92"},
+      {"topk:0.25", "000080400000404033"},          {"qsgd:2:8", "7210b34090100001"},
+      {"terngrad:8", "000080404010"},               {"randk:0.25", "00000040000080c03a"}};
+  for (const auto& [name, hex] : cases) {
+    for (const SimdPath simd : {SimdPath::portable, SimdPath::automatic}) {
+      const Encoded e = round_trip(*make_codec(name, simd), x, 7);
+      std::string got;
+      for (const std::byte b : e.wire) {
+        char buf[3];
+        std::snprintf(buf, sizeof buf, "%02x", static_cast<unsigned>(b));
+        got += buf;
+      }
+      EXPECT_EQ(got, hex) << name << " " << to_string(simd);
+    }
+  }
 }
 
 // ---- round trips within the stated bounds ---------------------------------------------------------
