@@ -6,6 +6,7 @@
 # usage: codec_disasm_test.sh LIBRARY
 set -uo pipefail
 lib=${1:?usage: codec_disasm_test.sh LIBRARY}
+[ "$(uname -m)" = x86_64 ] || { echo "SKIP: no AVX2 kernels on $(uname -m)"; exit 77; }
 command -v objdump >/dev/null || { echo "FAIL: objdump (binutils) not found"; exit 1; }
 dis=$(mktemp); trap 'rm -f "$dis"' EXIT
 objdump -d --no-show-raw-insn -C "$lib" >"$dis" || { echo "FAIL: objdump -d $lib"; exit 1; }
