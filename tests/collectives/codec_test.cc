@@ -68,7 +68,7 @@ struct Encoded {
 };
 
 // Encodes into a buffer with a 64-byte canary after wire_bytes(n) and checks encode wrote
-// exactly wire_bytes(n) bytes and reported that size.
+// exactly wire_bytes(n) bytes, every one of them, and reported that size.
 Encoded round_trip(const Codec& c, const std::vector<float>& x, std::uint64_t seed = 42) {
   const std::size_t n = x.size(), wb = c.wire_bytes(n);
   Encoded e;
@@ -81,6 +81,10 @@ Encoded round_trip(const Codec& c, const std::vector<float>& x, std::uint64_t se
       break;
     }
   e.wire.resize(wb);
+  // Every byte of the encoding is written: encoding over a different fill gives the same bytes.
+  std::vector<std::byte> again(wb, std::byte{0x5A});
+  c.encode(x.data(), n, again.data(), seed);
+  EXPECT_EQ(again, e.wire) << c.name() << " n=" << n << " leaves wire bytes unwritten";
   e.decoded.assign(n, std::numeric_limits<float>::signaling_NaN());
   c.decode(e.wire.data(), n, e.decoded.data());
   return e;
