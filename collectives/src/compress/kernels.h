@@ -275,13 +275,25 @@ void int8_quantize(const float* x, std::size_t m, float inv, float half, float a
   const __m256 magic = _mm256_set1_ps(kMagic);
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(kAbsMask)));
   const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
-  for (; i + 8 <= m; i += 8) {
-    const __m256 v = _mm256_loadu_ps(x + i);
+  const auto quant8 = [&](const float* p) {  // 8 codes in 32-bit lanes
+    const __m256 v = _mm256_loadu_ps(p);
     const __m256 r = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(v, vinv), magic), magic);
-    __m256i qi = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvttps_epi32(r), lo), hi);
+    const __m256i qi = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvttps_epi32(r), lo), hi);
     const __m256 ax = _mm256_and_ps(v, abs_mask);
     const __m256 keep = _mm256_and_ps(_mm256_cmp_ps(ax, vhalf, _CMP_GE_OQ), _mm256_cmp_ps(ax, vmax, _CMP_LE_OQ));
-    qi = _mm256_and_si256(qi, _mm256_castps_si256(keep));
+    return _mm256_and_si256(qi, _mm256_castps_si256(keep));
+  };
+  // 32 at a time: the packs work per 128-bit lane, leaving the dwords as a0-3 b0-3 c0-3 d0-3
+  // a4-7 b4-7 c4-7 d4-7; one permute puts them in order for a single 32-byte store.
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (; i + 32 <= m; i += 32) {
+    const __m256i ab = _mm256_packs_epi32(quant8(x + i), quant8(x + i + 8));
+    const __m256i cd = _mm256_packs_epi32(quant8(x + i + 16), quant8(x + i + 24));
+    const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), order);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + i), bytes);
+  }
+  for (; i + 8 <= m; i += 8) {
+    const __m256i qi = quant8(x + i);
     const __m128i q16 = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
     _mm_storel_epi64(reinterpret_cast<__m128i*>(q + i), _mm_packs_epi16(q16, q16));
   }
