@@ -132,30 +132,42 @@ Threshold kth_largest(const float* in, std::size_t n, std::size_t k) {
   return *nth;
 }
 
-// The top k of the candidates (key, index), given in index order and at least k of them: their
-// indices, ascending.
-std::vector<std::size_t> top_of_candidates(const std::vector<Threshold>& cand, std::size_t k) {
-  std::vector<Threshold> order(cand);
-  std::nth_element(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k - 1), order.end(), ranks_before);
-  const Threshold t = order[k - 1];
+// The fast path's candidates as one integer each, (key << 32) | (2^32 - 1 - index), so that
+// the selection order (larger key, then lower index) is simply "larger"; needs n <= 2^32.
+std::uint64_t packed(std::uint32_t key, std::size_t i) {
+  return (std::uint64_t{key} << 32) | (0xFFFFFFFFull - static_cast<std::uint64_t>(i));
+}
+std::size_t index_of(std::uint64_t c) { return static_cast<std::size_t>(0xFFFFFFFFull - (c & 0xFFFFFFFFull)); }
+
+// The top k of the candidates, given in index order and at least k of them: their indices,
+// ascending.
+std::vector<std::size_t> top_of_candidates(const std::vector<std::uint64_t>& cand, std::size_t k) {
+  std::vector<std::uint64_t> order(cand);
+  std::nth_element(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k - 1), order.end(), std::greater<>());
+  const std::uint64_t t = order[k - 1];
   std::vector<std::size_t> kept;
   kept.reserve(k);
-  for (const Threshold& c : cand)
-    if (c.key > t.key || (c.key == t.key && c.index <= t.index)) kept.push_back(c.index);
+  for (const std::uint64_t c : cand)
+    if (c >= t) kept.push_back(index_of(c));
   return kept;
 }
 
 // The indices of the top k, ascending, and the count of non-finite elements. Fast path: a
-// fixed-stride sample of 4096 keys gives a threshold that about 2k elements pass, one pass
-// collects them and the exact top k is selected among them. That gives the same answer as the
-// exact method (kth_largest), which runs instead when fewer than k pass or the threshold is 0.
+// fixed-stride sample of 8192 keys gives a threshold that a little over k elements pass, one
+// pass collects them and the exact top k is selected among them. That gives the same answer
+// as the exact method (kth_largest), which runs instead when fewer than k pass or the
+// threshold is 0.
 std::vector<std::size_t> top_k(const float* in, std::size_t n, std::size_t k, std::size_t& nonfinite) {
-  constexpr std::size_t kSample = 4096;
+  constexpr std::size_t kSample = 8192;
   nonfinite += count_nonfinite(in, n);
-  if (n >= 4 * kSample && k <= n / 8) {
+  if (n >= 4 * kSample && k <= n / 8 && n <= 0xFFFFFFFFull) {
     std::vector<std::uint32_t> sample(kSample);
     for (std::size_t j = 0; j < kSample; ++j) sample[j] = key_of(in[j * (n / kSample)]);
-    const std::size_t rank = 2 * ((kSample * k + n - 1) / n) + 16;  // < kSample / 4 + 16
+    // The sample's expected count above the k-th largest is e = kSample k / n; taking rank
+    // e + 4 sqrt(e) + 16 makes fewer than k pass (and the exact method run) rare, while the
+    // candidates stay near k. k <= n/8 keeps the rank below kSample.
+    const double e = static_cast<double>(kSample) * static_cast<double>(k) / static_cast<double>(n);
+    const auto rank = static_cast<std::size_t>(e + 4 * std::sqrt(e) + 16);
     std::nth_element(sample.begin(), sample.begin() + static_cast<std::ptrdiff_t>(rank), sample.end(),
                      std::greater<>());
     const std::uint32_t low = sample[rank];
@@ -163,15 +175,15 @@ std::vector<std::size_t> top_k(const float* in, std::size_t n, std::size_t k, st
       // Branch-free: every element is written at the end and kept by advancing m, in chunks
       // with room for a whole chunk.
       constexpr std::size_t kChunk = 1024;
-      std::vector<Threshold> cand(3 * k + kChunk);
+      std::vector<std::uint64_t> cand(k + k / 2 + kChunk);
       std::size_t m = 0;
       for (std::size_t first = 0; first < n; first += kChunk) {
         if (cand.size() < m + kChunk) cand.resize(2 * cand.size());
-        Threshold* out = cand.data();
+        std::uint64_t* out = cand.data();
         const std::size_t end = std::min(n, first + kChunk);
         for (std::size_t i = first; i < end; ++i) {
           const std::uint32_t key = key_of(in[i]);
-          out[m] = {key, i};
+          out[m] = packed(key, i);
           m += key >= low ? 1 : 0;
         }
       }
