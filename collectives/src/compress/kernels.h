@@ -148,13 +148,16 @@ double finite_lane_sum(const float* in, std::size_t n, std::size_t& finite) {
   }
   for (std::size_t q = 0; q < 4; ++q) _mm256_storeu_pd(lane + 4 * q, acc[q]);
 #endif
-  for (std::size_t j = 0; i < n; ++i, j = (j + 1) % kLanes) {
-    const std::uint32_t a = bits_of(in[i]) & kAbsMask;
+  const auto add = [&](std::size_t j, float x) {
+    const std::uint32_t a = bits_of(x) & kAbsMask;
     const bool ok = a < kExpMask;
     const double v = ok ? static_cast<double>(std::bit_cast<float>(a)) : 0.0;
     lane[j] += Square ? v * v : v;
     ok_count += ok ? 1 : 0;
-  }
+  };
+  for (; i + kLanes <= n; i += kLanes)  // (the portable build's main loop)
+    for (std::size_t j = 0; j < kLanes; ++j) add(j, in[i + j]);
+  for (std::size_t j = 0; i < n; ++i, ++j) add(j, in[i]);
   finite += ok_count;
   for (std::size_t w = kLanes / 2; w > 0; w /= 2)  // pairwise: lane[j] += lane[j + w]
     for (std::size_t j = 0; j < w; ++j) lane[j] += lane[j + w];
@@ -389,6 +392,10 @@ void sign_decode(const std::byte* wire, std::size_t n, std::size_t block, float*
       put8<M>(o + i, _mm256_blendv_ps(pos, neg, _mm256_castsi256_ps(set)));
     }
 #endif
+    for (; i + 8 <= m; i += 8) {  // (the portable build's main loop)
+      const unsigned byte = in[i / 8];  // read once: stores to o may alias a uint8_t
+      for (unsigned j = 0; j < 8; ++j) put<M>(o, i + j, ((byte >> j) & 1u) ? -scale : scale);
+    }
     for (; i < m; ++i) put<M>(o, i, ((in[i / 8] >> (i % 8)) & 1u) ? -scale : scale);
   });
 }

@@ -96,6 +96,8 @@ struct EncodeStats {
   std::size_t overflow = 0;    // fp16, bf16, randk: finite inputs that became +-Inf
 };
 
+// A codec holds only its parameters and kernel table: its const methods may be called from
+// any number of threads at once.
 class Codec {
  public:
   virtual ~Codec() = default;
