@@ -135,7 +135,8 @@ class Codec {
   // deterministic codecs), for finite x.
   double variance_bound(const float* x, std::size_t n) const;
 
-  // Used by the codec implementations (private in spirit).
+  // How an implementation's do_decode combines a decoded value d with out[i]: out = d
+  // (decode), out += d (decode_add), out -= d (encode_with_feedback's new residual).
   enum class Mode { assign, add, sub };
 
  protected:
@@ -165,15 +166,17 @@ std::unique_ptr<Codec> make_codec(const CodecSpec& spec, SimdPath simd = SimdPat
 // input + old residual", d[i] + residual[i] == v[i], then holds:
 //   - exactly (no rounding: v - d is a representable float, so the subtraction is exact and
 //     d + residual == v bitwise) for none, fp16, bf16 (where v does not overflow the format),
-//     int8 and topk. Why: fp16/bf16 round v to a float d whose ulp is a multiple of v's and
-//     |v - d| <= |v|, so v - d is a multiple of ulp(v) smaller than v; int8 sends q = 0 (d = 0)
+//     int8 and topk. Why: fp16/bf16 round v to fewer significant bits, so d is a multiple of
+//     ulp(v) and |v - d| <= |v|: v - d is a multiple of ulp(v) no larger than |v|, a float;
+//     int8 sends q = 0 (d = 0)
 //     or a d with d/2 <= |v| <= 2d of v's sign (Sterbenz), it rounds |v| < scale/2 to 0 to
 //     guarantee that; topk sends v itself or 0.
 //   - within one rounding, |d + residual - v| <= 2^-24 |v - d|, for sign, qsgd, terngrad and
 //     randk: they send values unrelated to v's exponent (+-scale, n/k * v), so v - d can
 //     need more than 24 bits (v = 1e-10 sent as 1.0 leaves 1e-10 - 1, not a float).
-// Non-finite v is reported (nonfinite) and its residual becomes non-finite: skip the step
-// and zero the residual, as loss scaling does. residual and in may alias; wire must not.
+// Non-finite v is reported (nonfinite), and so is a finite v the codec turns into +-Inf
+// (overflow); either leaves a non-finite residual: skip the step and zero the residual, as
+// loss scaling does. residual and in may alias; wire must not.
 EncodeStats encode_with_feedback(const Codec& codec, const float* in, std::size_t n,
                                  float* residual, std::byte* wire, std::uint64_t seed = 0);
 
