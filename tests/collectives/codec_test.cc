@@ -531,6 +531,14 @@ TEST_F(SimdSetting, ChoosesThePathAndRefusesBadValues) {
   }
   // An explicit path overrides the setting.
   EXPECT_EQ(make_codec("fp16", SimdPath::portable)->simd(), SimdPath::portable);
+  // avx2 asked for: given where the CPU has it, a ConfigError saying so where it has not.
+  setenv("RDMACOLL_SIMD", "avx2", 1);
+  if (simd_available(SimdPath::avx2)) {
+    EXPECT_EQ(make_codec("fp16")->simd(), SimdPath::avx2);
+  } else {
+    EXPECT_THROW(make_codec("fp16"), ConfigError);
+    EXPECT_THROW(make_codec("fp16", SimdPath::avx2), ConfigError);
+  }
 }
 
 }  // namespace
