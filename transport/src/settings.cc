@@ -67,6 +67,8 @@ constexpr Spec kSpecs[] = {
     {"RDMACOLL_DATA_PATH", Type::String, "auto",
      "Collectives: how data reaches a peer: write (one-sided, into its pool), send (tagged messages) or auto "
      "(write where the transport writes directly, send where it would emulate writes, as UCX over tcp does)."},
+    {"RDMACOLL_SIMD", Type::String, "auto",
+     "Compression codecs' kernels: auto (AVX2 when the CPU has AVX2, FMA and F16C), avx2 or portable; same results."},
     // Read by the scripts (install-deps.sh, tests/guest/rdmacoll-guest), declared here so
     // there is one list and rdmacoll-info does not flag them as typos.
     {"RDMACOLL_KERNEL_DIR", Type::String, "/var/cache/rdmacoll/kernel",

@@ -1,0 +1,92 @@
+// The codecs' element kernels, once per instruction set: kernels.h is compiled twice, by
+// kernels_portable.cc (baseline x86-64 or any other CPU) and kernels_avx2.cc (-mavx2 -mfma
+// -mf16c), each into its own namespace, and the codec picks a table at creation.
+// Both translation units are built with -ffp-contract=off and without -ffast-math, and the
+// kernels fix the order of every floating-point sum, so the two tables give identical bits.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "rdmacoll/collectives/codec.h"
+
+namespace rdmacoll::collectives::compress {
+
+using Mode = Codec::Mode;
+
+struct Counts {
+  std::size_t nonfinite = 0;
+  std::size_t overflow = 0;
+};
+
+// qsgd and terngrad share one kernel: per bucket a scale (the L2 norm, or the absmax), then
+// `width`-bit codes: the top bit is the sign, the rest the level 0..levels.
+struct StochasticParams {
+  std::size_t bucket;
+  unsigned levels;
+  unsigned width;  // 2, 4, 8 or 16
+  bool l2;         // scale = ||x||_2 (qsgd) or max |x| (terngrad)
+};
+
+struct KernelTable {
+  const char* name;
+  Counts (*half_encode)(const float* in, std::size_t n, std::byte* wire, bool bf16);
+  void (*half_decode)(const std::byte* wire, std::size_t n, float* out, Mode mode, bool bf16);
+  Counts (*int8_encode)(const float* in, std::size_t n, std::size_t block, std::byte* wire);
+  void (*int8_decode)(const std::byte* wire, std::size_t n, std::size_t block, float* out, Mode mode);
+  Counts (*sign_encode)(const float* in, std::size_t n, std::size_t block, std::byte* wire);
+  void (*sign_decode)(const std::byte* wire, std::size_t n, std::size_t block, float* out, Mode mode);
+  Counts (*stochastic_encode)(const float* in, std::size_t n, const StochasticParams& p,
+                              std::uint64_t seed, std::byte* wire);
+  void (*stochastic_decode)(const std::byte* wire, std::size_t n, const StochasticParams& p,
+                            float* out, Mode mode);
+};
+
+namespace portable {
+extern const KernelTable kTable;
+}
+#if defined(__x86_64__)
+namespace avx2 {
+extern const KernelTable kTable;
+}
+#endif
+
+// Blocks whose largest finite magnitude is below this are sent as zeros by int8 (so
+// 127/absmax never overflows and the scale is never subnormal).
+inline constexpr float kInt8FlushBelow = 0x1p-100f;
+
+// The per-element random number of the stochastic codecs: a counter-based hash of the seed
+// and the element index (two rounds of Chris Wellons' lowbias32 after splitmix64 of the seed),
+// 32-bit integer operations only so it vectorizes with AVX2.
+struct HashKey {
+  std::uint32_t k0, k1;
+};
+
+constexpr HashKey hash_key(std::uint64_t seed) noexcept {
+  std::uint64_t z = seed + 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return {static_cast<std::uint32_t>(z), static_cast<std::uint32_t>(z >> 32)};
+}
+
+constexpr std::uint32_t mix32(std::uint32_t x) noexcept {
+  x ^= x >> 16;
+  x *= 0x7FEB352Du;
+  x ^= x >> 15;
+  x *= 0x846CA68Bu;
+  x ^= x >> 16;
+  return x;
+}
+
+// hi is index >> 32 (the same for every element of a call below 2^32 elements).
+constexpr std::uint32_t element_hash(HashKey key, std::uint32_t lo, std::uint32_t hi) noexcept {
+  return mix32(mix32(lo ^ key.k0) + (hi ^ key.k1));
+}
+
+// A uniform float in [0, 1) with 24 random bits: exact, so both paths compare the same value.
+constexpr float hash_uniform(std::uint32_t h) noexcept {
+  return static_cast<float>(h >> 8) * 0x1p-24f;
+}
+
+}  // namespace rdmacoll::collectives::compress

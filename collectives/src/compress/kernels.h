@@ -1,0 +1,591 @@
+// The codecs' element kernels, compiled once per instruction set (see kernel_table.h). The
+// including file defines RDMACOLL_CODEC_ISA (the namespace: portable or avx2) and
+// RDMACOLL_CODEC_AVX2 (0 or 1). Loops are written for the auto-vectorizer; the conversions it
+// cannot find by itself (F16C, sign-bit masks, 32->16-bit packing) use intrinsics under
+// RDMACOLL_CODEC_AVX2, and their partial last vector falls back to the scalar code, which
+// computes the same bits.
+//
+// Everything here is in the ISA's own namespace: an inline function shared between the two
+// translation units would let the linker keep the AVX2 copy for the portable callers.
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "compress/kernel_table.h"
+#include "rdmacoll/collectives/half.h"
+
+#if RDMACOLL_CODEC_AVX2
+#include <immintrin.h>
+#endif
+
+static_assert(std::endian::native == std::endian::little, "the wire formats are little-endian");
+
+namespace rdmacoll::collectives::compress::RDMACOLL_CODEC_ISA {
+namespace {
+
+constexpr std::uint32_t kAbsMask = 0x7FFFFFFFu;
+constexpr std::uint32_t kExpMask = 0x7F800000u;
+
+inline std::uint32_t bits_of(float x) { return std::bit_cast<std::uint32_t>(x); }
+inline float load_f32(const std::byte* p) {
+  float f;
+  std::memcpy(&f, p, sizeof f);
+  return f;
+}
+inline void store_f32(std::byte* p, float f) { std::memcpy(p, &f, sizeof f); }
+
+template <Mode M>
+inline void put(float* out, std::size_t i, float d) {
+  if constexpr (M == Mode::assign) out[i] = d;
+  else if constexpr (M == Mode::add) out[i] += d;
+  else out[i] -= d;
+}
+
+#if RDMACOLL_CODEC_AVX2
+template <Mode M>
+inline void put8(float* o, __m256 d) {
+  if constexpr (M == Mode::assign) _mm256_storeu_ps(o, d);
+  else if constexpr (M == Mode::add) _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), d));
+  else _mm256_storeu_ps(o, _mm256_sub_ps(_mm256_loadu_ps(o), d));
+}
+#endif
+
+// Calls f(std::integral_constant<Mode, m>{}) so every decode loop is compiled per mode.
+template <class F>
+void with_mode(Mode m, F f) {
+  switch (m) {
+    case Mode::assign: return f(std::integral_constant<Mode, Mode::assign>{});
+    case Mode::add: return f(std::integral_constant<Mode, Mode::add>{});
+    case Mode::sub: return f(std::integral_constant<Mode, Mode::sub>{});
+  }
+}
+
+#if RDMACOLL_CODEC_AVX2
+inline std::size_t popcount8(__m256i mask) {
+  return static_cast<std::size_t>(std::popcount(static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(mask)))));
+}
+// All-ones in the lanes whose |x| bits (a) are finite.
+inline __m256i finite_lanes(__m256i a) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(kExpMask)), a);
+}
+inline __m256i abs_bits(const float* x) {
+  return _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)),
+                          _mm256_set1_epi32(static_cast<int>(kAbsMask)));
+}
+#endif
+
+// The blocked wire formats (int8, sign, qsgd, terngrad) start with one fp32 scale per block of
+// `block` elements; their codes follow at wire + 4 * nblocks. Calls f(scale_slot, first, m) for
+// every block: its scale's bytes, its first element and its length (the last may be short).
+template <class Wire, class F>
+void for_each_block(Wire* wire, std::size_t n, std::size_t block, F f) {
+  for (std::size_t b = 0, first = 0; first < n; ++b, first += block) f(wire + 4 * b, first, std::min(block, n - first));
+}
+// Decoding a blocked format: f(integral_constant<Mode, mode>, scale, first, m) per block.
+template <class F>
+void decode_blocks(const std::byte* wire, std::size_t n, std::size_t block, Mode mode, F f) {
+  with_mode(mode, [&](auto md) {
+    for_each_block(wire, n, block, [&](const std::byte* slot, std::size_t first, std::size_t m) {
+      f(md, load_f32(slot), first, m);
+    });
+  });
+}
+template <class Wire>
+Wire* codes_of(Wire* wire, std::size_t n, std::size_t block) { return wire + 4 * ((n + block - 1) / block); }
+
+// Largest finite |x| (as a float: comparing the bits of non-negative floats orders them) and
+// the number of non-finite elements. Exact, so the order does not matter.
+float finite_absmax(const float* in, std::size_t n, std::size_t& nonfinite) {
+  std::uint32_t m = 0;
+  std::size_t bad = 0, i = 0;
+#if RDMACOLL_CODEC_AVX2
+  __m256i vm = _mm256_setzero_si256();
+  for (; i + 8 <= n; i += 8) {
+    const __m256i a = abs_bits(in + i), ok = finite_lanes(a);
+    vm = _mm256_max_epu32(vm, _mm256_and_si256(a, ok));
+    bad += 8 - popcount8(ok);
+  }
+  alignas(32) std::uint32_t lanes[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), vm);
+  for (const std::uint32_t l : lanes) m = std::max(m, l);
+#endif
+  for (; i < n; ++i) {
+    const std::uint32_t a = bits_of(in[i]) & kAbsMask;
+    const bool ok = a < kExpMask;
+    m = std::max(m, ok ? a : 0u);
+    bad += ok ? 0 : 1;
+  }
+  nonfinite += bad;
+  return std::bit_cast<float>(m);
+}
+
+// Sum over the finite elements of |x| (or x^2 with Square) in double, in 16 lanes
+// (lane = i % 16, four AVX2 accumulators so no addition waits on the previous one) added in a
+// fixed order at the end, so both builds round the same way. Returns the sum and adds the
+// count of finite elements to `finite`.
+template <bool Square>
+double finite_lane_sum(const float* in, std::size_t n, std::size_t& finite) {
+  constexpr std::size_t kLanes = 16;
+  double lane[kLanes] = {};
+  std::size_t ok_count = 0, i = 0;
+#if RDMACOLL_CODEC_AVX2
+  __m256d acc[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
+  for (; i + kLanes <= n; i += kLanes) {
+    for (std::size_t h = 0; h < 2; ++h) {
+      const __m256i a = abs_bits(in + i + 8 * h), ok = finite_lanes(a);
+      const __m256 v = _mm256_castsi256_ps(_mm256_and_si256(a, ok));
+      __m256d v0 = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), v1 = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+      if constexpr (Square) {
+        v0 = _mm256_mul_pd(v0, v0);
+        v1 = _mm256_mul_pd(v1, v1);
+      }
+      acc[2 * h] = _mm256_add_pd(acc[2 * h], v0);
+      acc[2 * h + 1] = _mm256_add_pd(acc[2 * h + 1], v1);
+      ok_count += popcount8(ok);
+    }
+  }
+  for (std::size_t q = 0; q < 4; ++q) _mm256_storeu_pd(lane + 4 * q, acc[q]);
+#endif
+  const auto add = [&](std::size_t j, float x) {
+    const std::uint32_t a = bits_of(x) & kAbsMask;
+    const bool ok = a < kExpMask;
+    const double v = ok ? static_cast<double>(std::bit_cast<float>(a)) : 0.0;
+    lane[j] += Square ? v * v : v;
+    ok_count += ok ? 1 : 0;
+  };
+  for (; i + kLanes <= n; i += kLanes)  // (the portable build's main loop)
+    for (std::size_t j = 0; j < kLanes; ++j) add(j, in[i + j]);
+  for (std::size_t j = 0; i < n; ++i, ++j) add(j, in[i]);
+  finite += ok_count;
+  for (std::size_t w = kLanes / 2; w > 0; w /= 2)  // pairwise: lane[j] += lane[j + w]
+    for (std::size_t j = 0; j < w; ++j) lane[j] += lane[j + w];
+  return lane[0];
+}
+
+// ---- fp16 / bf16 ------------------------------------------------------------------------------
+
+inline std::uint16_t narrow(float x, bool bf16) {
+  return bf16 ? float_to_bf16_bits(x) : float_to_half_bits(x);
+}
+inline float widen(std::uint16_t h, bool bf16) {
+  return bf16 ? bf16_bits_to_float(h) : half_bits_to_float(h);
+}
+
+// Finite inputs that round to Inf: |x| >= 65520 (fp16), >= 2^128 (1 - 2^-9) (bf16).
+inline std::uint32_t overflow_from(bool bf16) { return bf16 ? 0x7F7F8000u : 0x477FF000u; }
+
+Counts half_encode_scalar(const float* in, std::size_t n, std::byte* wire, bool bf16) {
+  Counts c;
+  const std::uint32_t over = overflow_from(bf16);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint32_t a = bits_of(in[i]) & kAbsMask;
+    c.nonfinite += a >= kExpMask ? 1 : 0;
+    c.overflow += (a >= over && a < kExpMask) ? 1 : 0;
+    const std::uint16_t h = narrow(in[i], bf16);
+    std::memcpy(wire + 2 * i, &h, 2);
+  }
+  return c;
+}
+
+template <Mode M>
+void half_decode_scalar(const std::byte* wire, std::size_t n, float* out, bool bf16) {
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint16_t h;
+    std::memcpy(&h, wire + 2 * i, 2);
+    put<M>(out, i, widen(h, bf16));
+  }
+}
+
+#if RDMACOLL_CODEC_AVX2
+// bf16 rounding of 8 floats, as float_to_bf16_bits: NaN truncated and quieted, else
+// round-to-nearest-even by adding 0x7FFF + the kept lsb. Result in the low 16 bits of each lane.
+inline __m256i bf16_round8(__m256i u) {
+  const __m256i abs = _mm256_and_si256(u, _mm256_set1_epi32(static_cast<int>(kAbsMask)));
+  const __m256i nan = _mm256_cmpgt_epi32(abs, _mm256_set1_epi32(static_cast<int>(kExpMask)));
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  const __m256i rounded = _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7FFF)), lsb);
+  const __m256i quiet = _mm256_or_si256(u, _mm256_set1_epi32(0x00400000));
+  return _mm256_srli_epi32(_mm256_blendv_epi8(rounded, quiet, nan), 16);
+}
+#endif
+
+Counts half_encode(const float* in, std::size_t n, std::byte* wire, bool bf16) {
+  std::size_t i = 0;
+  Counts c;
+#if RDMACOLL_CODEC_AVX2
+  const __m256i abs_mask = _mm256_set1_epi32(static_cast<int>(kAbsMask));
+  const __m256i finite_max = _mm256_set1_epi32(static_cast<int>(kExpMask - 1));
+  const __m256i over_min = _mm256_set1_epi32(static_cast<int>(overflow_from(bf16) - 1));
+  for (; i + 16 <= n; i += 16) {
+    const __m256i u0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + i));
+    const __m256i u1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + i + 8));
+    const auto count = [&](__m256i u) {
+      const __m256i a = _mm256_and_si256(u, abs_mask);
+      const __m256i bad = _mm256_cmpgt_epi32(a, finite_max);
+      c.nonfinite += popcount8(bad);
+      c.overflow += popcount8(_mm256_andnot_si256(bad, _mm256_cmpgt_epi32(a, over_min)));
+    };
+    count(u0);
+    count(u1);
+    __m256i packed;
+    if (bf16) {
+      // packus works per 128-bit lane: [a0-3 b0-3 a4-7 b4-7]; the permute restores order.
+      packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(bf16_round8(u0), bf16_round8(u1)), 0xD8);
+    } else {
+      constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+      const __m128i h0 = _mm256_cvtps_ph(_mm256_castsi256_ps(u0), kRound);
+      const __m128i h1 = _mm256_cvtps_ph(_mm256_castsi256_ps(u1), kRound);
+      packed = _mm256_set_m128i(h1, h0);
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(wire + 2 * i), packed);
+  }
+#endif
+  const Counts tail = half_encode_scalar(in + i, n - i, wire + 2 * i, bf16);
+  c.nonfinite += tail.nonfinite;
+  c.overflow += tail.overflow;
+  return c;
+}
+
+void half_decode(const std::byte* wire, std::size_t n, float* out, Mode mode, bool bf16) {
+  with_mode(mode, [&](auto m) {
+    constexpr Mode M = decltype(m)::value;
+    std::size_t i = 0;
+#if RDMACOLL_CODEC_AVX2
+    for (; i + 8 <= n; i += 8) {
+      const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wire + 2 * i));
+      const __m256 d = bf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
+                            : _mm256_cvtph_ps(h);
+      put8<M>(out + i, d);
+    }
+#endif
+    half_decode_scalar<M>(wire + 2 * i, n - i, out + i, bf16);
+  });
+}
+
+// ---- int8 -------------------------------------------------------------------------------------
+
+// q = round(x * inv) clamped to [-127, 127], and 0 where |x| < half or x is not finite.
+// |x| < scale/2 goes to 0 even when x * inv rounds up to 0.5+: then a nonzero q always has
+// scale*|q|/2 <= |x|, which makes error feedback exact (Sterbenz; see codec.h).
+constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23: (y + M) - M rounds |y| < 2^22 to nearest even
+
+void int8_quantize(const float* x, std::size_t m, float inv, float half, float absmax, std::int8_t* q) {
+  std::size_t i = 0;
+#if RDMACOLL_CODEC_AVX2
+  const __m256 vinv = _mm256_set1_ps(inv), vhalf = _mm256_set1_ps(half), vmax = _mm256_set1_ps(absmax);
+  const __m256 magic = _mm256_set1_ps(kMagic);
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(kAbsMask)));
+  const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
+  const auto quant8 = [&](const float* p) {  // 8 codes in 32-bit lanes
+    const __m256 v = _mm256_loadu_ps(p);
+    const __m256 r = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(v, vinv), magic), magic);
+    const __m256i qi = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvttps_epi32(r), lo), hi);
+    const __m256 ax = _mm256_and_ps(v, abs_mask);
+    const __m256 keep = _mm256_and_ps(_mm256_cmp_ps(ax, vhalf, _CMP_GE_OQ), _mm256_cmp_ps(ax, vmax, _CMP_LE_OQ));
+    return _mm256_and_si256(qi, _mm256_castps_si256(keep));
+  };
+  // 32 at a time: the packs work per 128-bit lane, leaving the dwords as a0-3 b0-3 c0-3 d0-3
+  // a4-7 b4-7 c4-7 d4-7; one permute puts them in order for a single 32-byte store.
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (; i + 32 <= m; i += 32) {
+    const __m256i ab = _mm256_packs_epi32(quant8(x + i), quant8(x + i + 8));
+    const __m256i cd = _mm256_packs_epi32(quant8(x + i + 16), quant8(x + i + 24));
+    const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), order);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + i), bytes);
+  }
+  for (; i + 8 <= m; i += 8) {
+    const __m256i qi = quant8(x + i);
+    const __m128i q16 = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(q + i), _mm_packs_epi16(q16, q16));
+  }
+#endif
+  for (; i < m; ++i) {
+    const float y = x[i] * inv;
+    const float r = (y + kMagic) - kMagic;
+    const int qi = std::clamp(static_cast<int>(r), -127, 127);
+    const float ax = std::bit_cast<float>(bits_of(x[i]) & kAbsMask);
+    q[i] = static_cast<std::int8_t>(ax >= half && ax <= absmax ? qi : 0);  // false for NaN, Inf
+  }
+}
+
+// Wire: ceil(n / block) fp32 scales, then n int8 codes.
+Counts int8_encode(const float* in, std::size_t n, std::size_t block, std::byte* wire) {
+  Counts c;
+  auto* q = reinterpret_cast<std::int8_t*>(codes_of(wire, n, block));
+  for_each_block(wire, n, block, [&](std::byte* slot, std::size_t first, std::size_t m) {
+    const float absmax = finite_absmax(in + first, m, c.nonfinite);
+    if (absmax < kInt8FlushBelow) {
+      store_f32(slot, 0.0f);
+      std::memset(q + first, 0, m);
+      return;
+    }
+    const float scale = absmax / 127.0f;
+    store_f32(slot, scale);
+    int8_quantize(in + first, m, 127.0f / absmax, 0.5f * scale, absmax, q + first);
+  });
+  return c;
+}
+
+void int8_decode(const std::byte* wire, std::size_t n, std::size_t block, float* out, Mode mode) {
+  const auto* q = reinterpret_cast<const std::int8_t*>(codes_of(wire, n, block));
+  decode_blocks(wire, n, block, mode, [&](auto md, float scale, std::size_t first, std::size_t m) {
+    constexpr Mode M = decltype(md)::value;
+    const std::int8_t* qb = q + first;
+    float* o = out + first;
+    for (std::size_t i = 0; i < m; ++i) put<M>(o, i, static_cast<float>(qb[i]) * scale);
+  });
+}
+
+// ---- sign -------------------------------------------------------------------------------------
+
+// Wire: ceil(n / block) fp32 scales (mean |x| over the block's finite elements), then
+// ceil(n / 8) bytes of sign bits, element i at bit i % 8 of byte i / 8, 1 = negative. block is a
+// multiple of 8, so every block starts on a byte.
+inline std::uint8_t sign_byte(const float* x, std::size_t m) {
+  unsigned byte = 0;
+  for (std::size_t j = 0; j < m; ++j) {
+    const std::uint32_t u = bits_of(x[j]);
+    const bool neg = (u >> 31) != 0 && (u & kAbsMask) < kExpMask;
+    byte |= (neg ? 1u : 0u) << j;
+  }
+  return static_cast<std::uint8_t>(byte);
+}
+
+Counts sign_encode(const float* in, std::size_t n, std::size_t block, std::byte* wire) {
+  Counts c;
+  auto* bits = reinterpret_cast<std::uint8_t*>(codes_of(wire, n, block));
+  for_each_block(wire, n, block, [&](std::byte* slot, std::size_t first, std::size_t m) {
+    const float* x = in + first;
+    std::size_t finite = 0;
+    const double sum = finite_lane_sum<false>(x, m, finite);
+    c.nonfinite += m - finite;
+    store_f32(slot, finite == 0 ? 0.0f : static_cast<float>(sum / static_cast<double>(finite)));
+    std::uint8_t* out = bits + first / 8;
+    std::size_t i = 0;
+#if RDMACOLL_CODEC_AVX2
+    for (; i + 8 <= m; i += 8) {  // the sign bits of the finite lanes, as the scalar sign_byte
+      const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i));
+      const __m256i ok = finite_lanes(abs_bits(x + i));
+      out[i / 8] = static_cast<std::uint8_t>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_and_si256(u, ok))));
+    }
+#endif
+    for (; i < m; i += 8) out[i / 8] = sign_byte(x + i, std::min<std::size_t>(8, m - i));
+  });
+  return c;
+}
+
+void sign_decode(const std::byte* wire, std::size_t n, std::size_t block, float* out, Mode mode) {
+  const auto* bits = reinterpret_cast<const std::uint8_t*>(codes_of(wire, n, block));
+  decode_blocks(wire, n, block, mode, [&](auto md, float scale, std::size_t first, std::size_t m) {
+    constexpr Mode M = decltype(md)::value;
+    const std::uint8_t* in = bits + first / 8;
+    float* o = out + first;
+    std::size_t i = 0;
+#if RDMACOLL_CODEC_AVX2
+    const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    const __m256 pos = _mm256_set1_ps(scale), neg = _mm256_set1_ps(-scale);
+    for (; i + 8 <= m; i += 8) {
+      const __m256i byte = _mm256_set1_epi32(in[i / 8]);
+      const __m256i set = _mm256_cmpeq_epi32(_mm256_and_si256(byte, lane_bit), lane_bit);
+      put8<M>(o + i, _mm256_blendv_ps(pos, neg, _mm256_castsi256_ps(set)));
+    }
+#endif
+    for (; i + 8 <= m; i += 8) {  // (the portable build's main loop)
+      const unsigned byte = in[i / 8];  // read once: stores to o may alias a uint8_t
+      for (unsigned j = 0; j < 8; ++j) put<M>(o, i + j, ((byte >> j) & 1u) ? -scale : scale);
+    }
+    for (; i < m; ++i) put<M>(o, i, ((in[i / 8] >> (i % 8)) & 1u) ? -scale : scale);
+  });
+}
+
+// ---- qsgd / terngrad --------------------------------------------------------------------------
+
+// Wire: ceil(n / bucket) fp32 scales, then n codes of p.width bits, element i at bits
+// [i*w, i*w + w) counting from bit 0 of the first code byte (16-bit codes little-endian).
+// A code is the level (0..levels) with the sign in the top bit.
+
+constexpr std::size_t kChunk = 256;  // codes computed per pass, then packed
+
+// Scale of a bucket: the L2 norm (computed in double, rounded up to float so that
+// |x| <= scale and levels never exceed p.levels, capped at FLT_MAX) or the absmax. Buckets
+// whose scale is below kInt8FlushBelow are sent as zeros.
+float bucket_scale(const float* x, std::size_t m, bool l2, std::size_t& nonfinite) {
+  float scale;
+  if (l2) {
+    std::size_t finite = 0;
+    const double norm = std::sqrt(finite_lane_sum<true>(x, m, finite));
+    nonfinite += m - finite;
+    scale = static_cast<float>(std::min(norm, static_cast<double>(std::numeric_limits<float>::max())));
+    if (static_cast<double>(scale) < norm) scale = std::nextafter(scale, std::numeric_limits<float>::infinity());
+  } else {
+    scale = finite_absmax(x, m, nonfinite);
+  }
+  return scale < kInt8FlushBelow ? 0.0f : scale;
+}
+
+// Whole bytes in a loop the vectorizer can take (no bounds test inside), then the partial one.
+template <unsigned W>
+void pack_codes(const std::uint16_t* code, std::size_t m, std::byte* out) {
+  if constexpr (W == 16) {
+    std::memcpy(out, code, 2 * m);
+  } else {
+    constexpr unsigned kPer = 8 / W;
+    const std::size_t full = m / kPer;
+    auto* o = reinterpret_cast<std::uint8_t*>(out);
+    for (std::size_t b = 0; b < full; ++b) {
+      unsigned byte = 0;
+      for (unsigned j = 0; j < kPer; ++j) byte |= static_cast<unsigned>(code[b * kPer + j]) << (j * W);
+      o[b] = static_cast<std::uint8_t>(byte);
+    }
+    if (m % kPer != 0) {
+      unsigned byte = 0;
+      for (std::size_t i = full * kPer; i < m; ++i) byte |= static_cast<unsigned>(code[i]) << ((i % kPer) * W);
+      o[full] = static_cast<std::uint8_t>(byte);
+    }
+  }
+}
+
+template <unsigned W>
+void unpack_codes(const std::byte* in, std::size_t m, std::uint16_t* code) {
+  if constexpr (W == 16) {
+    std::memcpy(code, in, 2 * m);
+  } else {
+    constexpr unsigned kPer = 8 / W, kMask = (1u << W) - 1;
+    const std::size_t full = m / kPer;
+    const auto* p = reinterpret_cast<const std::uint8_t*>(in);
+    for (std::size_t b = 0; b < full; ++b)
+      for (unsigned j = 0; j < kPer; ++j) code[b * kPer + j] = static_cast<std::uint16_t>((p[b] >> (j * W)) & kMask);
+    for (std::size_t i = full * kPer; i < m; ++i)
+      code[i] = static_cast<std::uint16_t>((p[full] >> ((i % kPer) * W)) & kMask);
+  }
+}
+
+template <class F>
+void with_width(unsigned width, F f) {
+  switch (width) {
+    case 2: return f(std::integral_constant<unsigned, 2>{});
+    case 4: return f(std::integral_constant<unsigned, 4>{});
+    case 8: return f(std::integral_constant<unsigned, 8>{});
+    default: return f(std::integral_constant<unsigned, 16>{});
+  }
+}
+
+// Levels of m elements x[0..m) whose global indices are index0.. (same upper 32 bits).
+void stochastic_levels(const float* x, std::size_t m, float mult, unsigned levels, unsigned width,
+                       HashKey key, std::uint64_t index0, std::uint16_t* code) {
+  const std::uint32_t lo0 = static_cast<std::uint32_t>(index0);
+  const std::uint32_t hi = static_cast<std::uint32_t>(index0 >> 32);
+  const std::uint32_t sign_bit = 1u << (width - 1);
+  const float top = static_cast<float>(levels);
+  std::size_t i = 0;
+#if RDMACOLL_CODEC_AVX2
+  // The scalar loop below, 8 lanes at a time; the hash's multiplies are vpmulld.
+  const __m256 vmult = _mm256_set1_ps(mult), vtop = _mm256_set1_ps(top), unit = _mm256_set1_ps(0x1p-24f);
+  const __m256i k0 = _mm256_set1_epi32(static_cast<int>(key.k0)), k1hi = _mm256_set1_epi32(static_cast<int>(hi ^ key.k1));
+  const __m256i m1 = _mm256_set1_epi32(0x7FEB352D), m2 = _mm256_set1_epi32(static_cast<int>(0x846CA68Bu));
+  const __m256i vsign = _mm256_set1_epi32(static_cast<int>(sign_bit)), zero = _mm256_setzero_si256();
+  const auto mix = [&](__m256i v) {
+    v = _mm256_xor_si256(v, _mm256_srli_epi32(v, 16));
+    v = _mm256_mullo_epi32(v, m1);
+    v = _mm256_xor_si256(v, _mm256_srli_epi32(v, 15));
+    v = _mm256_mullo_epi32(v, m2);
+    return _mm256_xor_si256(v, _mm256_srli_epi32(v, 16));
+  };
+  __m256i idx = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(lo0)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  for (; i + 8 <= m; i += 8, idx = _mm256_add_epi32(idx, _mm256_set1_epi32(8))) {
+    const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i));
+    const __m256i a = _mm256_and_si256(u, _mm256_set1_epi32(static_cast<int>(kAbsMask)));
+    const __m256 ax = _mm256_castsi256_ps(_mm256_and_si256(a, finite_lanes(a)));
+    const __m256 r = _mm256_min_ps(_mm256_mul_ps(ax, vmult), vtop);
+    const __m256i l = _mm256_cvttps_epi32(r);
+    const __m256 p = _mm256_sub_ps(r, _mm256_cvtepi32_ps(l));
+    const __m256i h = mix(_mm256_add_epi32(mix(_mm256_xor_si256(idx, k0)), k1hi));
+    const __m256 rnd = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(h, 8)), unit);
+    const __m256i level = _mm256_sub_epi32(l, _mm256_castps_si256(_mm256_cmp_ps(rnd, p, _CMP_LT_OQ)));
+    const __m256i neg = _mm256_andnot_si256(_mm256_cmpeq_epi32(level, zero), _mm256_srai_epi32(u, 31));
+    const __m256i c = _mm256_or_si256(level, _mm256_and_si256(neg, vsign));
+    const __m128i c16 = _mm_packus_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(code + i), c16);
+  }
+#endif
+  for (; i < m; ++i) {
+    const std::uint32_t u = bits_of(x[i]);
+    const std::uint32_t a = u & kAbsMask;
+    const float ax = a < kExpMask ? std::bit_cast<float>(a) : 0.0f;
+    const float r = std::min(ax * mult, top);  // |x| <= scale, so r <= levels up to rounding
+    const float fl = static_cast<float>(static_cast<std::int32_t>(r));
+    const float p = r - fl;
+    const float rnd = hash_uniform(element_hash(key, lo0 + static_cast<std::uint32_t>(i), hi));
+    const float level = rnd < p ? fl + 1.0f : fl;  // fl + 1 <= levels: p > 0 means r < levels
+    const std::uint32_t l = static_cast<std::uint32_t>(static_cast<std::int32_t>(level));
+    code[i] = static_cast<std::uint16_t>(l | ((u >> 31) != 0 && l != 0 ? sign_bit : 0u));
+  }
+}
+
+Counts stochastic_encode(const float* in, std::size_t n, const StochasticParams& p, std::uint64_t seed,
+                         std::byte* wire) {
+  Counts c;
+  const HashKey key = hash_key(seed);
+  std::byte* codes = codes_of(wire, n, p.bucket);
+  std::uint16_t code[kChunk];
+  with_width(p.width, [&](auto w) {
+    constexpr unsigned W = decltype(w)::value;
+    for_each_block(wire, n, p.bucket, [&](std::byte* slot, std::size_t first, std::size_t len) {
+      const std::size_t end = first + len;
+      const float scale = bucket_scale(in + first, len, p.l2, c.nonfinite);
+      store_f32(slot, scale);
+      const float mult = scale == 0.0f ? 0.0f : static_cast<float>(p.levels) / scale;
+      for (std::size_t i = first; i < end;) {
+        // A chunk is byte-aligned (first is a multiple of 8, kChunk too) and does not cross a
+        // multiple of 2^32, so the index's upper half is constant in it.
+        const std::uint64_t next32 = (static_cast<std::uint64_t>(i) | 0xFFFFFFFFull) + 1;
+        const std::size_t m = static_cast<std::size_t>(std::min<std::uint64_t>({kChunk, end - i, next32 - i}));
+        stochastic_levels(in + i, m, mult, p.levels, W, key, i, code);
+        pack_codes<W>(code, m, codes + i * W / 8);
+        i += m;
+      }
+    });
+  });
+  return c;
+}
+
+void stochastic_decode(const std::byte* wire, std::size_t n, const StochasticParams& p, float* out,
+                       Mode mode) {
+  const std::byte* codes = codes_of(wire, n, p.bucket);
+  std::uint16_t code[kChunk];
+  with_width(p.width, [&](auto w) {
+    constexpr unsigned W = decltype(w)::value;
+    constexpr std::uint32_t kSign = 1u << (W - 1);
+    decode_blocks(wire, n, p.bucket, mode, [&](auto md, float scale, std::size_t first, std::size_t len) {
+      constexpr Mode M = decltype(md)::value;
+      const std::size_t end = first + len;
+      const float step = scale / static_cast<float>(p.levels);
+      for (std::size_t i = first; i < end; i += kChunk) {
+        const std::size_t m = std::min(kChunk, end - i);
+        unpack_codes<W>(codes + i * W / 8, m, code);
+        float* o = out + i;
+        for (std::size_t j = 0; j < m; ++j) {
+          const std::uint32_t cj = code[j];
+          const float d = static_cast<float>(static_cast<std::int32_t>(cj & (kSign - 1))) * step;
+          put<M>(o, j, (cj & kSign) ? -d : d);
+        }
+      }
+    });
+  });
+}
+
+}  // namespace
+
+extern const KernelTable kTable;
+const KernelTable kTable = {
+#if RDMACOLL_CODEC_AVX2
+    "avx2",
+#else
+    "portable",
+#endif
+    half_encode, half_decode, int8_encode, int8_decode, sign_encode, sign_decode,
+    stochastic_encode, stochastic_decode};
+
+}  // namespace rdmacoll::collectives::compress::RDMACOLL_CODEC_ISA

@@ -1,0 +1,25 @@
+// The codec kernels for CPUs with AVX2, FMA and F16C. See kernels.h.
+//
+// Every header is included before the target pragma, so the inline functions they define
+// (std::, half.h, the hash) keep the baseline target: the linker may pick any translation
+// unit's copy of an inline function, and the portable kernels must never get an AVX2 one.
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+
+#include "compress/kernel_table.h"
+#include "rdmacoll/collectives/half.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#define RDMACOLL_CODEC_ISA avx2
+#define RDMACOLL_CODEC_AVX2 1
+#include "compress/kernels.h"
+#pragma GCC pop_options
+#endif
