@@ -173,6 +173,10 @@ Schedule dissemination_barrier(int rank, int nranks);
 // schedules/chain.cc: root -> root+1 -> ... ; pipelined through Spec::pieces.
 Schedule chain_broadcast(int rank, int nranks, int root, std::size_t count);
 
+// User space [0, n*block) is the send region (block q goes to rank q), [n*block, 2n*block) the
+// receive region (block q comes from rank q); one step, no scratch.
+Schedule alltoall(int rank, int nranks, std::size_t block);
+
 // schedules/ordered.cc: reproducible reductions. Every element's result is
 //   ((x_0 op x_1) op x_2) ... op x_{n-1}
 // with x_q rank q's input, computed by a single rank, whatever the segment size or pieces:

@@ -9,6 +9,7 @@
 #include <random>
 #include <string>
 
+#include "comm_fixture.h"
 #include "comm_test_util.h"
 #include "rdmacoll/collectives/communicator.h"
 #include "rdmacoll/error.h"
@@ -43,56 +44,6 @@ const int kRanks[] = {2, 3, 4};
 #else
 const int kRanks[] = {1, 2, 3, 4, 5, 7, 8};
 #endif
-
-#if defined(COMM_RDMA)
-bool have_rdma() {
-  for (const auto& d : rdmacoll::ib::list_devices())
-    for (const auto& p : d.ports)
-      if (p.active) return true;
-  return false;
-}
-#endif
-
-// Selects the backend for this process and the ranks it spawns (they inherit the environment).
-class Backend {
- public:
-  explicit Backend(bool tcp = false) {
-#if defined(COMM_RDMA)
-    (void)tcp;
-    env_.emplace_back(std::make_unique<ScopedEnv>("RDMACOLL_TRANSPORT", "verbs"));
-#else
-    env_.emplace_back(std::make_unique<ScopedEnv>("RDMACOLL_TRANSPORT", "ucx"));
-    env_.emplace_back(std::make_unique<ScopedEnv>("UCX_TLS", tcp ? "tcp,self" : "sm,self"));
-    env_.emplace_back(std::make_unique<ScopedEnv>("UCX_NET_DEVICES", tcp ? "lo" : nullptr));
-#endif
-  }
-
- private:
-  std::vector<std::unique_ptr<ScopedEnv>> env_;
-};
-
-bool skip_without_device() {
-#if defined(COMM_RDMA)
-  if (!have_rdma()) {
-    if (rdmacoll::testing::require_rdma_device()) ADD_FAILURE() << "no RDMA device, but REQUIRE_RDMA_DEVICE=1";
-    return true;
-  }
-#endif
-  return false;
-}
-
-// Runs `body` on every rank of an n-rank communicator, then tears it down together.
-template <class F>
-void with_comm(int n, F body, Communicator::Options options = Communicator::Options::from_settings()) {
-  RankGroup g(n);
-  auto comm = Communicator::create(g.world(), options);
-  ASSERT_EQ(comm->size(), n);
-  body(*comm);
-  comm->barrier();
-  bootstrap::barrier(g.store(), "comm-test/done", g.rank(), n, g.deadline());
-  comm.reset();
-  g.join();
-}
 
 void check_allreduce(Communicator& c, DataType type, ReduceOp op, size_t count, const CallOptions& o, bool in_place) {
   const size_t es = dtype_size(type);

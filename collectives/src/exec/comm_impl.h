@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <deque>
 #include <memory>
+#include <vector>
 
 #include "exec/operation.h"
 #include "rdmacoll/collectives/communicator.h"
@@ -55,6 +56,16 @@ struct Communicator::Impl {
   schedules::CostModel model() const { return {cost.alpha_s, cost.beta_s_per_byte, cost.gamma_s_per_byte}; }
   // A barrier run: the fence before a run whose scratch a peer may still be using.
   Operation::Plan fence() const;
+  // The transport's counters summed over peers.
+  WireStats wire_totals() const;
+  // compressed.cc: what the compressed allreduce encodes into and receives into. Kept across
+  // calls (which run one at a time), so their registrations stay cached; a call that needs
+  // more makes a larger set, and the calls still queued keep the old one alive.
+  struct CompressBuffers {
+    std::vector<std::byte> send, recv, gather;
+    std::vector<float> acc;
+  };
+  std::shared_ptr<CompressBuffers> compress;
 };
 
 // The allgather algorithm for n ranks (collectives.cc); calibration needs to know it.

@@ -176,7 +176,7 @@ uint64_t Communicator::next_sequence() const { return impl_->next_seq; }
 
 Operation::Plan Communicator::Impl::fence() const {
   const int n = transport->size(), me = transport->rank();
-  return {[me, n] { return schedules::dissemination_barrier(me, n); }, {}, true, 0, pool.bytes};
+  return {[me, n] { return schedules::dissemination_barrier(me, n); }, {}, true, 0, pool.bytes, {}, {}};
 }
 
 // A peer may write run k+1 into this rank's pool as soon as it has finished run k. If every
@@ -192,8 +192,8 @@ void Communicator::Impl::add_run(Operation& op, bool all_dependent, std::size_t 
   const int region = bytes <= half ? (last_region == 0 ? 1 : 0) : -1;
   const bool safe = !scratch_dirty || (last_all_dependent && region >= 0 && last_region >= 0 && region != last_region);
   if (transport->size() > 1 && !safe) op.plans.push_back(fence());
-  if (region >= 0) op.plans.push_back({std::move(build), std::move(user), false, static_cast<std::size_t>(region) * half, half});
-  else op.plans.push_back({std::move(build), std::move(user), false, 0, pool.bytes});
+  if (region >= 0) op.plans.push_back({std::move(build), std::move(user), false, static_cast<std::size_t>(region) * half, half, {}, {}});
+  else op.plans.push_back({std::move(build), std::move(user), false, 0, pool.bytes, {}, {}});
   scratch_dirty = true;
   last_region = region;
   last_all_dependent = all_dependent;
@@ -205,18 +205,33 @@ Work Communicator::Impl::submit(Communicator* self, std::shared_ptr<Operation> o
   return Work(self, std::move(op));
 }
 
+WireStats Communicator::Impl::wire_totals() const {
+  WireStats w;
+  for (int p = 0; p < transport->size(); ++p) {
+    const transport::PeerCounters c = transport->counters(p);
+    w.bytes_sent += c.bytes_sent, w.bytes_received += c.bytes_received;
+    w.messages_sent += c.messages_sent, w.messages_received += c.messages_received;
+  }
+  return w;
+}
+
 bool Communicator::Impl::advance(Operation& op) {
   if (!op.started) {
     op.started = true;
+    op.wire = wire_totals();
     if (op.prologue) op.prologue();
   }
   for (;;) {
     if (!op.run) {
       if (op.current == op.plans.size()) {
         if (op.epilogue) op.epilogue();
+        const WireStats end = wire_totals();
+        op.wire = {end.bytes_sent - op.wire.bytes_sent, end.bytes_received - op.wire.bytes_received,
+                   end.messages_sent - op.wire.messages_sent, end.messages_received - op.wire.messages_received};
         return true;
       }
       const Operation::Plan& plan = op.plans[op.current];
+      if (plan.before) plan.before();
       const DataType type = plan.fence ? DataType::u8 : op.type;
       op.run = std::make_unique<exec::Run>(*transport, pool, plan.region, plan.region_bytes, plan.build(), plan.user,
                                            type, op.op, next_run_tag++);
@@ -228,6 +243,7 @@ bool Communicator::Impl::advance(Operation& op) {
     op.events += op.run->events() - before;
     if (!finished) return false;
     op.run.reset();
+    if (const auto& after = op.plans[op.current].after) after();
     ++op.current;
     ++op.events;
   }
@@ -260,6 +276,16 @@ bool Work::test() {
 }
 
 uint64_t Work::sequence() const { return op_ ? op_->seq : 0; }
+
+WireStats Work::wire() const {
+  if (!op_ || !op_->done) throw std::logic_error("Work::wire before the call completed");
+  return op_->wire;
+}
+
+uint64_t Work::nonfinite() const {
+  if (!op_ || !op_->done) throw std::logic_error("Work::nonfinite before the call completed");
+  return op_->nonfinite;
+}
 
 void Work::wait() { wait(bootstrap::deadline_in(comm_->impl_->options.timeout_s)); }
 

@@ -13,6 +13,7 @@
 
 #include "exec/run.h"
 #include "rdmacoll/bootstrap/store.h"
+#include "rdmacoll/collectives/communicator.h"
 
 namespace rdmacoll::collectives {
 
@@ -22,6 +23,7 @@ struct Operation {
     std::vector<exec::UserPiece> user;
     bool fence = false;  // a barrier run: no data
     std::size_t region = 0, region_bytes = 0;  // the part of the pool the run uses
+    std::function<void()> before, after;  // run just before the run starts, just after it ends
   };
 
   uint64_t seq = 0;
@@ -38,6 +40,8 @@ struct Operation {
   std::unique_ptr<exec::Run> run;
   std::exception_ptr error;
   uint64_t events = 0;  // bumped whenever something moved, for adaptive waiting
+  WireStats wire;       // at the start: the transport's totals; at the end: the difference
+  uint64_t nonfinite = 0;
 
   // "allreduce #12 (ring_allreduce, run 2 of 5: step 3/4, waiting for data from ranks 1, 2)"
   std::string describe() const;

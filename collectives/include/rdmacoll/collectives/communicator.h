@@ -39,6 +39,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "rdmacoll/bootstrap/launch.h"
 #include "rdmacoll/collectives/datatype.h"
@@ -64,7 +65,47 @@ DataPath parse_data_path(std::string_view name);  // "auto", "write", "send"
 std::string_view to_string(DataPath p) noexcept;
 
 class Communicator;
+class Codec;
 struct Operation;
+
+// What a call put on the wire, from the transport's own per-peer counters (payload and
+// protocol headers, as the backend counts them), summed over peers: the counters' change
+// between the call's start and its end. Calls run one after another, so what this rank sent
+// in that time is the call's; what it received may include a peer's next call started early.
+struct WireStats {
+  uint64_t bytes_sent = 0, bytes_received = 0;
+  uint64_t messages_sent = 0, messages_received = 0;
+};
+
+// Error-feedback memory for compressed allreduces of one buffer, owned by the caller and
+// passed to every call on that buffer (sized on first use; zero-filled then). `worker`: what
+// this rank's codec did not send of its input, added to its next input. `server`: in the
+// two-phase scheme, what this rank, as owner of a block, did not send of the reduced block
+// when it re-encoded it (only its own blocks' entries are used). reset() forgets both.
+struct ErrorFeedback {
+  std::vector<float> worker, server;
+  void reset() { worker.clear(), server.clear(); }
+};
+
+// A compressed allreduce (allreduce_async with a Compression): float32 in and out, sum or avg.
+//   two_phase: compressed reduce-scatter (each rank encodes its share of every block for the
+//     block's owner, with its worker residual), then compressed allgather of the reduced
+//     blocks, re-encoded by their owners with the server residual (the DeepSpeed 1-bit
+//     design). Wire bytes per rank: about 2 (n-1)/n of the encoded buffer.
+//   allgather: every rank encodes its whole buffer (worker residual) and every rank decodes
+//     and sums all of them, in rank order. For sparse codecs (topk, randk), whose selection a
+//     second encoding would lose. Wire bytes per rank: (n-1) encoded buffers.
+//   automatic: allgather for sparse codecs, two_phase otherwise.
+// Every rank ends with the same bits (each element is decoded from the same wire bytes and
+// summed in the same order everywhere). Non-finite input is counted (Work::nonfinite()) and
+// encoded as the codec documents; it never fails the call on one rank only.
+struct Compression {
+  enum class Scheme { automatic, two_phase, allgather };
+  const Codec* codec = nullptr;  // required; outlives the call
+  ErrorFeedback* feedback = nullptr;  // nullptr: no error feedback
+  uint64_t seed = 0;  // stochastic codecs: mixed with the call's sequence number, rank and block
+  Scheme scheme = Scheme::automatic;
+};
 
 // A collective in flight. test() progresses the communicator and says whether this call is
 // complete; wait() progresses until it is, or throws TimeoutError naming the collective, its
@@ -78,6 +119,10 @@ class Work {
   void wait();  // deadline: the communicator's timeout (RDMACOLL_TIMEOUT) from now
   uint64_t sequence() const;
   bool valid() const { return op_ != nullptr; }
+  // Once complete: what the call put on the wire (see WireStats), and for a compressed
+  // allreduce the non-finite inputs this rank's encoder met (0 otherwise).
+  WireStats wire() const;
+  uint64_t nonfinite() const;
 
  private:
   Communicator* comm_ = nullptr;
@@ -138,6 +183,11 @@ class Communicator {
   uint64_t next_sequence() const;
 
   Work allreduce_async(const void* in, void* out, size_t count, DataType type, ReduceOp op, const CallOptions& o = {});
+  // Compressed (see Compression): op sum or avg; in == out allowed.
+  Work allreduce_async(const float* in, float* out, size_t count, ReduceOp op, const Compression& compression);
+  void allreduce(const float* in, float* out, size_t count, ReduceOp op, const Compression& compression) {
+    allreduce_async(in, out, count, op, compression).wait();
+  }
   Work reduce_scatter_async(const void* in, void* out, size_t count, DataType type, ReduceOp op,
                             const CallOptions& o = {});
   Work allgather_async(const void* in, void* out, size_t count, DataType type);

@@ -1,0 +1,213 @@
+// Compressed allreduce (communicator.h, Compression): the codec runs inside the collective.
+//
+// A call is cut into segments whose encoded blocks fit half the pool. Each segment is one or
+// two runs of byte schedules over the communicator's compression buffers, with the codec work
+// in the runs' before/after hooks (they run in the executor, when the run starts or ends, so
+// a non-blocking call encodes nothing until its turn):
+//
+//   two_phase    before run 1: encode this rank's share of every block (worker residual)
+//                run 1: alltoall of the shares (block q to its owner q)
+//                before run 2: the owner sums the n shares of its block in rank order,
+//                  (divides for avg) and re-encodes the sum (server residual)
+//                run 2: allgather of the owners' encoded blocks
+//                after run 2: decode every block into the output
+//   allgather    before: encode the whole segment; run: allgather; after: decode the n
+//                encodings and sum them in rank order
+//
+// Every block is padded to the same size W (the encoding of the largest block), so the byte
+// schedules see equal blocks; the padding is zeros and goes on the wire like the rest.
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+
+#include "exec/comm_impl.h"
+#include "rdmacoll/collectives/codec.h"
+
+namespace rdmacoll::collectives {
+namespace {
+
+using schedules::Block;
+
+// splitmix64's finalizer: independent seeds for (call, phase, segment, block, rank).
+uint64_t mix(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+struct Call {
+  const Codec* codec;
+  ErrorFeedback* feedback;
+  uint64_t seed;
+  const float* in;
+  float* out;
+  size_t count;
+  bool avg;
+  int n, me;
+};
+
+// Encodes x[0, len) into wire (W bytes, the tail zeroed), through `residual` if given.
+uint64_t encode_padded(const Codec& codec, const float* x, size_t len, float* residual, std::byte* wire, size_t w,
+                       uint64_t seed) {
+  const EncodeStats st =
+      residual ? encode_with_feedback(codec, x, len, residual, wire, seed) : codec.encode(x, len, wire, seed);
+  std::memset(wire + st.bytes, 0, w - st.bytes);
+  return st.nonfinite;
+}
+
+std::invalid_argument bad(const std::string& what) { return std::invalid_argument("allreduce (compressed): " + what); }
+
+}  // namespace
+
+Work Communicator::allreduce_async(const float* in, float* out, size_t count, ReduceOp op,
+                                   const Compression& compression) {
+  if (compression.codec == nullptr) throw bad("Compression::codec is null");
+  if (op != ReduceOp::sum && op != ReduceOp::avg)
+    throw bad("op " + std::string(to_string(op)) + ": a compressed allreduce sums (sum or avg)");
+  if (count > 0 && (in == nullptr || out == nullptr)) throw bad("null buffer with count " + std::to_string(count));
+  if (count > std::numeric_limits<size_t>::max() / sizeof(float)) throw std::length_error("allreduce (compressed): count overflows");
+  const auto a = reinterpret_cast<uintptr_t>(in), b = reinterpret_cast<uintptr_t>(out);
+  if (count > 0 && a != b && a < b + count * 4 && b < a + count * 4)
+    throw bad("the input and output buffers overlap without being the same buffer");
+  ErrorFeedback* ef = compression.feedback;
+  if (ef != nullptr) {
+    for (std::vector<float>* v : {&ef->worker, &ef->server}) {
+      if (v->empty()) v->assign(count, 0.0f);
+      else if (v->size() != count)
+        throw bad("the error feedback holds " + std::to_string(v->size()) + " elements but the call has " +
+                  std::to_string(count) + ": use one ErrorFeedback per buffer (or reset() it)");
+    }
+  }
+  const Codec& codec = *compression.codec;
+  const bool two_phase = compression.scheme == Compression::Scheme::two_phase ||
+                         (compression.scheme == Compression::Scheme::automatic && !codec.sparse());
+  Impl& c = *impl_;
+  const int n = size(), me = rank();
+  const auto un = static_cast<size_t>(n);
+
+  auto w = std::make_shared<Operation>();
+  w->seq = c.next_seq++;
+  w->name = "allreduce";
+  w->algorithm = std::string(two_phase ? "compressed two-phase " : "compressed allgather ") + codec.name();
+  w->type = DataType::u8;
+  const Call call{&codec, ef, mix(compression.seed ^ mix(w->seq)), in, out, count, op == ReduceOp::avg, n, me};
+  Operation* self = w.get();  // the hooks run while the operation is alive
+
+  // Elements per segment: the largest whose run needs at most half the pool.
+  auto block_wire = [&](size_t len) { return codec.wire_bytes(two_phase ? (len + un - 1) / un : len); };
+  auto need = [&](size_t len) { return (two_phase ? 2 : 1) * un * block_wire(len); };
+  size_t seg = count;
+  if (count > 0 && need(count) > c.pool.bytes / 2) {
+    size_t lo = 1, hi = count;
+    while (lo < hi) {
+      const size_t mid = lo + (hi - lo + 1) / 2;
+      if (need(mid) <= c.pool.bytes / 2) lo = mid;
+      else hi = mid - 1;
+    }
+    if (need(lo) > c.pool.bytes / 2)
+      throw std::length_error("allreduce (compressed): RDMACOLL_BUFFSIZE (" + std::to_string(c.pool.bytes) +
+                              " bytes) is too small for one element per segment");
+    seg = lo;
+  }
+  const size_t wmax = block_wire(seg), acc_len = two_phase ? (seg + un - 1) / un : 0;
+  if (!c.compress || c.compress->send.size() < un * wmax || c.compress->acc.size() < acc_len) {
+    auto bigger = std::make_shared<Impl::CompressBuffers>();
+    const size_t bytes = std::max(un * wmax, c.compress ? c.compress->send.size() : 0);
+    bigger->send.resize(bytes), bigger->recv.resize(bytes), bigger->gather.resize(bytes);
+    bigger->acc.resize(std::max(acc_len, c.compress ? c.compress->acc.size() : 0));
+    c.compress = std::move(bigger);
+  }
+  const std::shared_ptr<Impl::CompressBuffers> buf = c.compress;  // the hooks hold it
+  std::vector<std::function<void()>> local;  // one rank: the segments' arithmetic, in order
+
+  for (size_t begin = 0, index = 0; begin < count; begin += seg, ++index) {
+    const size_t len = std::min(seg, count - begin);
+    const std::vector<Block> blocks = schedules::even_blocks(len, un);
+    const size_t wb = block_wire(len);
+    const uint64_t seed = mix(call.seed ^ (index << 32));
+    std::byte* gather = buf->gather.data();
+    if (two_phase) {
+      std::byte* send = buf->send.data();
+      std::byte* recv = buf->recv.data();
+      auto encode_shares = [=] {
+        for (size_t q = 0; q < un; ++q) {
+          const Block& bq = blocks[q];
+          float* res = call.feedback ? call.feedback->worker.data() + begin + bq.offset : nullptr;
+          self->nonfinite += encode_padded(*call.codec, call.in + begin + bq.offset, bq.count, res, send + q * wb, wb,
+                                           mix(seed ^ mix(q * 2 * un + static_cast<size_t>(call.me))));
+        }
+      };
+      auto reduce_and_reencode = [=] {
+        const Block mine = blocks[static_cast<size_t>(call.me)];
+        float* acc = buf->acc.data();
+        std::fill(acc, acc + mine.count, 0.0f);
+        for (size_t q = 0; q < un; ++q) call.codec->decode_add(recv + q * wb, mine.count, acc);
+        if (call.avg)
+          for (size_t i = 0; i < mine.count; ++i) acc[i] /= static_cast<float>(call.n);
+        float* res = call.feedback ? call.feedback->server.data() + begin + mine.offset : nullptr;
+        encode_padded(*call.codec, acc, mine.count, res, gather + static_cast<size_t>(call.me) * wb, wb,
+                      mix(seed ^ mix((2 * un + 1) * un + static_cast<size_t>(call.me))));
+      };
+      auto decode_all = [=] {
+        for (size_t q = 0; q < un; ++q)
+          call.codec->decode(gather + q * wb, blocks[q].count, call.out + begin + blocks[q].offset);
+      };
+      if (n == 1) {  // nothing to exchange: the same arithmetic, locally
+        local.push_back([=] {
+          encode_shares();
+          std::memcpy(recv, send, wb);
+          reduce_and_reencode();
+          decode_all();
+        });
+        continue;
+      }
+      c.add_run(*w, true, 2 * un * wb, [me, n, wb] { return schedules::alltoall(me, n, wb); },
+                {{0, reinterpret_cast<char*>(send), un * wb, nullptr}, {un * wb, reinterpret_cast<char*>(recv), un * wb, nullptr}});
+      w->plans.back().before = encode_shares;
+      std::vector<Block> equal(un);
+      for (size_t q = 0; q < un; ++q) equal[q] = {q * wb, wb};
+      const schedules::Algorithm ag = allgather_algorithm(n);
+      c.add_run(*w, true, un * wb, [me, n, ag, equal] {
+        return ag == schedules::Algorithm::recursive_doubling_allgather ? schedules::recursive_doubling_allgather(me, n, equal)
+                                                                        : schedules::ring_allgather(me, n, equal);
+      }, {{0, reinterpret_cast<char*>(gather), un * wb, nullptr}});
+      w->plans.back().before = reduce_and_reencode;
+      w->plans.back().after = decode_all;
+    } else {
+      auto encode_mine = [=] {
+        float* res = call.feedback ? call.feedback->worker.data() + begin : nullptr;
+        self->nonfinite += encode_padded(*call.codec, call.in + begin, len, res, gather + static_cast<size_t>(call.me) * wb, wb,
+                                         mix(seed ^ mix(static_cast<size_t>(call.me))));
+      };
+      auto sum_all = [=] {
+        float* dst = call.out + begin;
+        call.codec->decode(gather, len, dst);
+        for (size_t q = 1; q < un; ++q) call.codec->decode_add(gather + q * wb, len, dst);
+        if (call.avg)
+          for (size_t i = 0; i < len; ++i) dst[i] /= static_cast<float>(call.n);
+      };
+      if (n == 1) {
+        local.push_back([=] { encode_mine(), sum_all(); });
+        continue;
+      }
+      std::vector<Block> equal(un);
+      for (size_t q = 0; q < un; ++q) equal[q] = {q * wb, wb};
+      const schedules::Algorithm ag = allgather_algorithm(n);
+      c.add_run(*w, true, un * wb, [me, n, ag, equal] {
+        return ag == schedules::Algorithm::recursive_doubling_allgather ? schedules::recursive_doubling_allgather(me, n, equal)
+                                                                        : schedules::ring_allgather(me, n, equal);
+      }, {{0, reinterpret_cast<char*>(gather), un * wb, nullptr}});
+      w->plans.back().before = encode_mine;
+      w->plans.back().after = sum_all;
+    }
+  }
+  if (!local.empty())
+    w->prologue = [local = std::move(local)] {
+      for (const auto& f : local) f();
+    };
+  return c.submit(this, std::move(w));
+}
+
+}  // namespace rdmacoll::collectives

@@ -1,0 +1,287 @@
+// The compressed allreduce between processes: close to the exact sum within the codec's bound
+// (both schemes, every kind of codec), the same bits on every rank, error feedback keeping what
+// was not sent, non-finite input counted, the wire bytes the transport counted shrinking by the
+// codec's ratio, segments, calls in flight, and bad arguments. Built twice, like the
+// communicator tests: UCX on the host (COMM_HOST), verbs in the soft-RoCE guest (COMM_RDMA).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "comm_fixture.h"
+#include "rdmacoll/collectives/codec.h"
+#include "rdmacoll/collectives/communicator.h"
+#include "rdmacoll/collectives/half.h"
+
+namespace rdmacoll::collectives {
+namespace {
+
+#if defined(COMM_RDMA)
+#define COMP_SUITE CompressedVerbs
+// Soft-RoCE runs under software CPU emulation: smaller buffers there.
+constexpr size_t kLarge = 4099, kSegmented = 60001, kSmallPool = 64 << 10;
+#else
+#define COMP_SUITE CompressedUcx
+constexpr size_t kLarge = 65537, kSegmented = 300001, kSmallPool = 256 << 10;
+#endif
+
+// Rank r's gradient: smooth, signed, with magnitudes spread over a few decades.
+std::vector<float> gradient(int r, size_t count, uint64_t step = 0) {
+  std::vector<float> g(count);
+  for (size_t i = 0; i < count; ++i) {
+    const double x = static_cast<double>(i) * 0.37 + r * 1.7 + static_cast<double>(step) * 0.11;
+    g[i] = static_cast<float>(std::sin(x) * std::exp(std::cos(0.01 * static_cast<double>(i) + r)));
+  }
+  return g;
+}
+
+std::vector<double> exact_sum(int n, size_t count) {
+  std::vector<double> s(count, 0.0);
+  for (int r = 0; r < n; ++r) {
+    const std::vector<float> g = gradient(r, count);
+    for (size_t i = 0; i < count; ++i) s[i] += g[i];
+  }
+  return s;
+}
+
+// Per-element bound on |result - exact sum| for one call without error feedback, from the
+// codec's own error_bound: the shares each rank encodes (phase 1; in the allgather scheme the
+// whole buffers), then, for two-phase, the owner's re-encoding of a sum that is off by at most
+// e1 (bounded through |sum| + e1, which no scale or norm of the real sum exceeds), plus float
+// rounding of the sums.
+//
+// `slide`: where the call ran in segments, blocks start at other places than this function's
+// partition; each magnitude is then replaced by the largest within `slide` elements (the
+// codec's block), which bounds the scale of whatever block holds it.
+std::vector<float> slide_max(const std::vector<float>& x, size_t slide) {
+  if (slide == 0) return x;
+  std::vector<float> m(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    float v = 0;
+    for (size_t j = i >= slide ? i - slide : 0; j < std::min(x.size(), i + slide + 1); ++j) v = std::max(v, std::fabs(x[j]));
+    m[i] = v;
+  }
+  return m;
+}
+
+std::vector<double> error_budget(const Codec& codec, int n, size_t count, bool two_phase, size_t slide = 0) {
+  std::vector<double> e1(count, 0.0), magnitude(count, 0.0);
+  std::vector<double> bound(count);
+  auto blocks = [&](auto f) {
+    if (!two_phase) return f(size_t{0}, count);
+    const size_t base = count / static_cast<size_t>(n), extra = count % static_cast<size_t>(n);
+    for (size_t q = 0, at = 0; q < static_cast<size_t>(n); ++q) {
+      const size_t len = base + (q < extra ? 1 : 0);
+      f(at, len);
+      at += len;
+    }
+  };
+  for (int r = 0; r < n; ++r) {
+    const std::vector<float> g = gradient(r, count), m = slide_max(g, slide);
+    blocks([&](size_t at, size_t len) { codec.error_bound(m.data() + at, len, bound.data() + at); });
+    for (size_t i = 0; i < count; ++i) e1[i] += bound[i], magnitude[i] += std::fabs(g[i]);
+  }
+  std::vector<double> total = e1;
+  const std::vector<double> s = exact_sum(n, count);
+  if (two_phase) {
+    std::vector<float> worst(count);
+    for (size_t i = 0; i < count; ++i) worst[i] = static_cast<float>(std::fabs(s[i]) + e1[i]);
+    worst = slide_max(worst, slide);
+    blocks([&](size_t at, size_t len) { codec.error_bound(worst.data() + at, len, bound.data() + at); });
+    for (size_t i = 0; i < count; ++i) total[i] += bound[i];
+  }
+  for (size_t i = 0; i < count; ++i) total[i] += 1e-6 * (magnitude[i] + e1[i]) + 1e-30;
+  return total;
+}
+
+// Every rank's output, gathered, must be the same bytes.
+void expect_same_everywhere(Communicator& c, const std::vector<float>& out) {
+  const size_t n = static_cast<size_t>(c.size()), bytes = out.size() * 4;
+  std::vector<char> all(n * bytes);
+  std::memcpy(all.data() + static_cast<size_t>(c.rank()) * bytes, out.data(), bytes);
+  c.allgather(all.data(), all.data(), all.size(), DataType::u8);
+  for (size_t r = 1; r < n; ++r)
+    EXPECT_EQ(std::memcmp(all.data(), all.data() + r * bytes, bytes), 0) << "rank " << r << " ended with other bits";
+}
+
+void check_codec(Communicator& c, const std::string& name, Compression::Scheme scheme, size_t count) {
+  auto codec = make_codec(name);
+  const bool two_phase = scheme == Compression::Scheme::two_phase ||
+                         (scheme == Compression::Scheme::automatic && !codec->sparse());
+  const int n = c.size();
+  const std::vector<float> in = gradient(c.rank(), count);
+  std::vector<float> out(count, -7.0f);
+  Compression comp;
+  comp.codec = codec.get();
+  comp.scheme = scheme;
+  comp.seed = 42;
+  Work w = c.allreduce_async(in.data(), out.data(), count, ReduceOp::sum, comp);
+  w.wait();
+  EXPECT_EQ(w.nonfinite(), 0u);
+  const std::vector<double> want = exact_sum(n, count);
+  const std::vector<double> budget = error_budget(*codec, n, count, two_phase);
+  size_t bad = 0;
+  for (size_t i = 0; i < count; ++i)
+    if (!(std::fabs(out[i] - want[i]) <= budget[i]) && bad++ < 3)
+      ADD_FAILURE() << name << (two_phase ? " two-phase" : " allgather") << " element " << i << ": got " << out[i]
+                    << ", exact " << want[i] << ", allowed error " << budget[i];
+  EXPECT_EQ(bad, 0u) << name << " on " << n << " ranks, count " << count;
+  expect_same_everywhere(c, out);
+}
+
+class COMP_SUITE : public ::testing::TestWithParam<int> {};
+
+TEST_P(COMP_SUITE, MultiRankEveryCodecWithinItsBound) {
+  if (skip_without_device()) return;
+  Backend b;
+  with_comm(GetParam(), [](Communicator& c) {
+    for (const char* name : {"none", "fp16", "bf16", "int8", "int8:64", "sign", "qsgd:4", "terngrad"})
+      for (size_t count : {size_t{1}, size_t{7}, kLarge}) check_codec(c, name, Compression::Scheme::automatic, count);
+    for (const char* name : {"topk:0.1", "randk:0.25"}) check_codec(c, name, Compression::Scheme::automatic, 20001);
+    check_codec(c, "int8", Compression::Scheme::allgather, 5000);
+    check_codec(c, "topk:0.5", Compression::Scheme::two_phase, 5000);
+  });
+}
+INSTANTIATE_TEST_SUITE_P(Ranks, COMP_SUITE, ::testing::Values(2, 3, 4),
+                         [](const auto& p) { return std::to_string(p.param) + "ranks"; });
+
+// Codec "none" sums exactly in rank order (two-phase: the owner adds the shares 0..n-1).
+TEST(COMP_SUITE, MultiRankNoneIsTheRankOrderSum) {
+  if (skip_without_device()) return;
+  Backend b;
+  with_comm(3, [](Communicator& c) {
+    auto none = make_codec("none");
+    const size_t count = 1001;
+    std::vector<float> buf = gradient(c.rank(), count);
+    Compression comp{none.get(), nullptr, 0, Compression::Scheme::automatic};
+    c.allreduce(buf.data(), buf.data(), count, ReduceOp::avg, comp);  // in place
+    for (size_t i = 0; i < count; ++i) {
+      float s = gradient(0, count)[i];
+      for (int r = 1; r < 3; ++r) s += gradient(r, count)[i];
+      ASSERT_EQ(buf[i], s / 3.0f) << "element " << i;
+    }
+  });
+}
+
+// Error feedback: with a constant gradient, what is sent over T steps plus what is still held
+// back equals T times the gradient. For topk (allgather scheme, exact feedback), per rank:
+// sum_t sent_t + residual_T = T g, so sum_t out_t + sum_r residual_r = T sum_r g_r.
+TEST(COMP_SUITE, MultiRankErrorFeedbackKeepsWhatWasNotSent) {
+  if (skip_without_device()) return;
+  Backend b;
+  with_comm(3, [](Communicator& c) {
+    auto topk = make_codec("topk:0.05");
+    const size_t count = 2000;
+    const int steps = 12;
+    const std::vector<float> g = gradient(c.rank(), count);
+    ErrorFeedback ef;
+    Compression comp{topk.get(), &ef, 1, Compression::Scheme::allgather};
+    std::vector<double> sent(count, 0.0);
+    std::vector<float> out(count);
+    for (int t = 0; t < steps; ++t) {
+      c.allreduce(g.data(), out.data(), count, ReduceOp::sum, comp);
+      for (size_t i = 0; i < count; ++i) sent[i] += out[i];
+    }
+    ASSERT_EQ(ef.worker.size(), count);
+    std::vector<float> residual_sum = ef.worker;
+    c.allreduce(residual_sum.data(), residual_sum.data(), count, DataType::f32, ReduceOp::sum);
+    const std::vector<double> s = exact_sum(3, count);
+    for (size_t i = 0; i < count; ++i)
+      ASSERT_NEAR(sent[i] + residual_sum[i], steps * s[i], 1e-4 * steps * (1 + std::fabs(s[i]))) << "element " << i;
+    // Without feedback, topk would have sent only the largest 5% every time.
+    double held = 0;
+    for (float r : ef.worker) held += std::fabs(r);
+    EXPECT_GT(held, 0.0);
+    ef.reset();
+    EXPECT_TRUE(ef.worker.empty());
+  });
+}
+
+// NaN in one rank's input: counted there, the call completes on every rank, nothing hangs.
+TEST(COMP_SUITE, MultiRankNonFiniteInputIsCounted) {
+  if (skip_without_device()) return;
+  Backend b;
+  with_comm(3, [](Communicator& c) {
+    auto int8 = make_codec("int8");
+    std::vector<float> in = gradient(c.rank(), 1000), out(1000);
+    if (c.rank() == 1) in[10] = std::nanf(""), in[900] = INFINITY;
+    Work w = c.allreduce_async(in.data(), out.data(), in.size(), ReduceOp::sum, {int8.get(), nullptr, 0, {}});
+    w.wait();
+    EXPECT_EQ(w.nonfinite(), c.rank() == 1 ? 2u : 0u);
+    for (float x : out) ASSERT_TRUE(std::isfinite(x));  // int8 sends non-finite elements as 0
+  });
+}
+
+// The bytes the transport counted: int8 about a quarter of the plain allreduce's, sign about
+// a thirtieth; segments (a pool far smaller than the call) and calls in flight together.
+TEST(COMP_SUITE, MultiRankWireBytesShrinkBySegmentsAndInFlight) {
+  if (skip_without_device()) return;
+  Backend b;
+  Communicator::Options o = Communicator::Options::from_settings();
+  o.buffsize = kSmallPool;
+  with_comm(3, [](Communicator& c) {
+    const size_t count = kSegmented;  // several segments of the small pool
+    const std::vector<float> in = gradient(c.rank(), count);
+    std::vector<float> plain(count), a(count), s(count);
+    Work wp = c.allreduce_async(in.data(), plain.data(), count, DataType::f32, ReduceOp::sum);
+    auto int8 = make_codec("int8"), sign = make_codec("sign");
+    Work wa = c.allreduce_async(in.data(), a.data(), count, ReduceOp::sum, {int8.get(), nullptr, 3, {}});
+    Work ws = c.allreduce_async(in.data(), s.data(), count, ReduceOp::sum, {sign.get(), nullptr, 3, {}});
+    ws.wait(), wa.wait(), wp.wait();
+    const double plain_bytes = static_cast<double>(wp.wire().bytes_sent);
+    const double int8_ratio = static_cast<double>(wa.wire().bytes_sent) / plain_bytes;
+    const double sign_ratio = static_cast<double>(ws.wire().bytes_sent) / plain_bytes;
+    EXPECT_GT(plain_bytes, 2.0 * 2 / 3 * count * 4 * 0.99) << "a ring moves 2(n-1)/n of the buffer";
+    EXPECT_GT(int8_ratio, 0.2) << "int8 sent less than its format holds: the counters miss bytes";
+    EXPECT_LT(int8_ratio, 0.3);
+    EXPECT_GT(sign_ratio, 0.025);
+    EXPECT_LT(sign_ratio, 0.045);
+    const std::vector<double> want = exact_sum(3, count);
+    const std::vector<double> budget = error_budget(*int8, 3, count, true, kDefaultCodecBlock);
+    for (size_t i = 0; i < count; ++i) ASSERT_LE(std::fabs(a[i] - want[i]), budget[i]) << "element " << i;
+    expect_same_everywhere(c, a);
+  }, o);
+}
+
+TEST(COMP_SUITE, MultiRankBadArgumentsAreRefused) {
+  if (skip_without_device()) return;
+  Backend b;
+  with_comm(2, [](Communicator& c) {
+    auto int8 = make_codec("int8");
+    std::vector<float> buf(100);
+    EXPECT_THROW(c.allreduce_async(buf.data(), buf.data(), 100, ReduceOp::sum, Compression{}), std::invalid_argument);
+    EXPECT_THROW(c.allreduce_async(buf.data(), buf.data(), 100, ReduceOp::max, {int8.get(), nullptr, 0, {}}),
+                 std::invalid_argument);
+    EXPECT_THROW(c.allreduce_async(nullptr, buf.data(), 100, ReduceOp::sum, {int8.get(), nullptr, 0, {}}),
+                 std::invalid_argument);
+    EXPECT_THROW(c.allreduce_async(buf.data(), buf.data() + 1, 50, ReduceOp::sum, {int8.get(), nullptr, 0, {}}),
+                 std::invalid_argument);
+    ErrorFeedback ef;
+    ef.worker.assign(99, 0.0f);
+    try {
+      c.allreduce_async(buf.data(), buf.data(), 100, ReduceOp::sum, {int8.get(), &ef, 0, {}});
+      ADD_FAILURE() << "a mis-sized error feedback was accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("99 elements"), std::string::npos) << e.what();
+    }
+    // Nothing was queued by the refused calls: the ranks are still in step.
+    c.allreduce(buf.data(), buf.data(), 100, ReduceOp::sum, {int8.get(), nullptr, 0, {}});
+  });
+}
+
+// One rank: the codec's round trip, locally.
+TEST(COMP_SUITE, SingleRankIsTheCodecsRoundTrip) {
+  Backend b;
+  with_comm(1, [](Communicator& c) {
+    auto fp16 = make_codec("fp16");
+    std::vector<float> in = gradient(0, 100), out(100);
+    c.allreduce(in.data(), out.data(), 100, ReduceOp::sum, {fp16.get(), nullptr, 0, {}});
+    for (size_t i = 0; i < 100; ++i) EXPECT_EQ(out[i], half_bits_to_float(float_to_half_bits(in[i])));
+  });
+}
+
+}  // namespace
+}  // namespace rdmacoll::collectives
