@@ -272,6 +272,32 @@ TEST(COMP_SUITE, MultiRankBadArgumentsAreRefused) {
   });
 }
 
+// only_if_faster over this host's shared memory, where the link outruns every codec: the
+// measured comparison declines, and the call is a plain allreduce (exact here: the inputs'
+// float sum in a fixed order is compared with a tolerance of a few ulps).
+TEST(COMP_SUITE, MultiRankAutoDeclinesWhereTheLinkIsFast) {
+  if (skip_without_device()) return;
+  Backend b;
+  with_comm(2, [](Communicator& c) {
+    auto int8 = make_codec("int8");
+    const size_t count = 1 << 20;
+#if defined(COMM_HOST)
+    EXPECT_FALSE(c.compression_pays(*int8, count)) << "compressing looked faster than shared memory";
+#endif
+    const bool pays = c.compression_pays(*int8, count);
+    const std::vector<float> in = gradient(c.rank(), count);
+    std::vector<float> out(count);
+    Work w = c.allreduce_async(in.data(), out.data(), count, ReduceOp::sum,
+                               {int8.get(), nullptr, 0, Compression::Scheme::automatic, true});
+    w.wait();
+    EXPECT_EQ(w.compressed(), pays);
+    const std::vector<double> want = exact_sum(2, count);
+    const std::vector<double> budget = error_budget(*int8, 2, count, true);
+    for (size_t i = 0; i < count; ++i)
+      ASSERT_LE(std::fabs(out[i] - want[i]), pays ? budget[i] : 1e-6 * (1 + std::fabs(want[i]))) << "element " << i;
+  });
+}
+
 // One rank: the codec's round trip, locally.
 TEST(COMP_SUITE, SingleRankIsTheCodecsRoundTrip) {
   if (skip_without_device()) return;

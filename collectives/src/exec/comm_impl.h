@@ -4,7 +4,9 @@
 
 #include <cstdlib>
 #include <deque>
+#include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "exec/operation.h"
@@ -66,6 +68,7 @@ struct Communicator::Impl {
     std::vector<float> acc;
   };
   std::shared_ptr<CompressBuffers> compress;
+  std::map<std::string, bool> codec_pays;  // compression_pays' measured answers, by codec, scheme and size class
 };
 
 // The allgather algorithm for n ranks (collectives.cc); calibration needs to know it.

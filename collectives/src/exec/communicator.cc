@@ -282,6 +282,11 @@ WireStats Work::wire() const {
   return op_->wire;
 }
 
+bool Work::compressed() const {
+  if (!op_) throw std::logic_error("Work::compressed on an empty Work");
+  return op_->compressed;
+}
+
 uint64_t Work::nonfinite() const {
   if (!op_ || !op_->done) throw std::logic_error("Work::nonfinite before the call completed");
   return op_->nonfinite;

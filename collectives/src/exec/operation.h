@@ -42,6 +42,7 @@ struct Operation {
   uint64_t events = 0;  // bumped whenever something moved, for adaptive waiting
   WireStats wire;       // at the start: the transport's totals; at the end: the difference
   uint64_t nonfinite = 0;
+  bool compressed = false;
 
   // "allreduce #12 (ring_allreduce, run 2 of 5: step 3/4, waiting for data from ranks 1, 2)"
   std::string describe() const;

@@ -99,12 +99,18 @@ struct ErrorFeedback {
 // Every rank ends with the same bits (each element is decoded from the same wire bytes and
 // summed in the same order everywhere). Non-finite input is counted (Work::nonfinite()) and
 // encoded as the codec documents; it never fails the call on one rank only.
+//
+// only_if_faster ("--compress auto"): compress only where it pays on this link and CPU, as
+// compression_pays() measures it (once per codec and size class). Over shared memory, where the
+// link outruns the codec, it declines; on a slow link it accepts. All ranks decide alike. A
+// declined call is a plain float allreduce of the input; the residuals are left as they are.
 struct Compression {
   enum class Scheme { automatic, two_phase, allgather };
   const Codec* codec = nullptr;  // required; outlives the call
   ErrorFeedback* feedback = nullptr;  // nullptr: no error feedback
   uint64_t seed = 0;  // stochastic codecs: mixed with the call's sequence number, rank and block
   Scheme scheme = Scheme::automatic;
+  bool only_if_faster = false;
 };
 
 // A collective in flight. test() progresses the communicator and says whether this call is
@@ -123,6 +129,8 @@ class Work {
   // allreduce the non-finite inputs this rank's encoder met (0 otherwise).
   WireStats wire() const;
   uint64_t nonfinite() const;
+  // Whether the call compressed (false for plain calls and declined only_if_faster ones).
+  bool compressed() const;
 
  private:
   Communicator* comm_ = nullptr;
@@ -179,6 +187,12 @@ class Communicator {
   size_t peak_scratch_bytes() const;
   // The model automatic choices use (measured at creation unless Options::cost_model is set).
   const CostModel& cost_model() const;
+  // Whether a compressed allreduce of `count` floats with `codec` beats the plain one here
+  // (what only_if_faster asks). Measured: the first time for a codec, scheme and size class
+  // (counts within a power of two), it times plain and compressed calls of `count` floats
+  // (the fastest of three each, alternating), the slowest rank's times deciding for all; a
+  // collective call then, cached after.
+  bool compression_pays(const Codec& codec, size_t count, Compression::Scheme scheme = Compression::Scheme::automatic);
   // The sequence number the next call gets (calls are numbered from 0).
   uint64_t next_sequence() const;
 
