@@ -280,7 +280,11 @@ TEST(COMP_SUITE, MultiRankAutoDeclinesWhereTheLinkIsFast) {
   Backend b;
   with_comm(2, [](Communicator& c) {
     auto int8 = make_codec("int8");
+#if defined(COMM_RDMA)
+    const size_t count = 1 << 16;
+#else
     const size_t count = 1 << 20;
+#endif
 #if defined(COMM_HOST)
     EXPECT_FALSE(c.compression_pays(*int8, count)) << "compressing looked faster than shared memory";
 #endif

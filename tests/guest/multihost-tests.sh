@@ -24,6 +24,14 @@ if [ -x "$bin" ]; then
     --gtest_output="xml:$RESULTS/guest2-$(basename "$bin")-rank$RDMACOLL_RANK.xml" || rc=1
 fi
 
+# The compressed allreduce across the link, at two ranks.
+bin="$BUILD/tests/collectives/collectives_compressed_rdma"
+if [ -x "$bin" ]; then
+  echo "rank $RDMACOLL_RANK: $(basename "$bin") (rendezvous $RDMACOLL_ADDR)"
+  timeout 600 "$bin" --gtest_filter='Ranks/CompressedVerbs.*/2ranks:CompressedVerbs.MultiRankBadArguments*:CompressedVerbs.MultiRankAutoDeclines*' \
+    --gtest_output="xml:$RESULTS/guest2-$(basename "$bin")-rank$RDMACOLL_RANK.xml" || rc=1
+fi
+
 # The tools across the link, as users run them under a launcher: rdmacoll-bw and rdmacoll-lat over
 # verbs and over UCX rc_verbs, every byte checked, then the collective benchmarks. Each case is
 # one rank's half of the pair.
