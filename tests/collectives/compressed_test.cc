@@ -15,6 +15,7 @@
 #include "rdmacoll/collectives/codec.h"
 #include "rdmacoll/collectives/communicator.h"
 #include "rdmacoll/collectives/half.h"
+#include "rdmacoll/collectives/powersgd.h"
 
 namespace rdmacoll::collectives {
 namespace {
@@ -299,6 +300,54 @@ TEST(COMP_SUITE, MultiRankAutoDeclinesWhereTheLinkIsFast) {
     const std::vector<double> budget = error_budget(*int8, 2, count, true);
     for (size_t i = 0; i < count; ++i)
       ASSERT_LE(std::fabs(out[i] - want[i]), pays ? budget[i] : 1e-6 * (1 + std::fabs(want[i]))) << "element " << i;
+  });
+}
+
+// PowerSGD: where the ranks' average has rank <= r it comes back (up to rounding), the same
+// bits on every rank, with (rows + cols) r floats per allreduce pair on the wire; with error
+// feedback, input + old residual = output + new residual.
+TEST(COMP_SUITE, MultiRankPowerSgd) {
+  if (skip_without_device()) return;
+  Backend b;
+  with_comm(3, [](Communicator& c) {
+    const size_t rows = 60, cols = 40;
+    const int n = c.size();
+    // Rank q's matrix: (q+1) u1 v1^T + (2-q) u2 v2^T: the average has rank 2.
+    auto matrix = [&](int q) {
+      std::vector<float> m(rows * cols);
+      for (size_t i = 0; i < rows; ++i)
+        for (size_t k = 0; k < cols; ++k)
+          m[i * cols + k] = static_cast<float>((q + 1) * std::sin(0.1 * static_cast<double>(i)) * std::cos(0.2 * static_cast<double>(k)) +
+                                               (2 - q) * std::cos(0.3 * static_cast<double>(i) + 1) * 0.01 * static_cast<double>(k));
+      return m;
+    };
+    std::vector<double> mean(rows * cols, 0.0);
+    for (int q = 0; q < n; ++q) {
+      const std::vector<float> m = matrix(q);
+      for (size_t i = 0; i < m.size(); ++i) mean[i] += m[i] / n;
+    }
+    PowerSgdState state;
+    std::vector<float> g = matrix(c.rank());
+    const PowerSgdResult r = powersgd_allreduce(c, g.data(), rows, cols, 2, state, false, 7);
+    double err = 0, norm = 0;
+    for (size_t i = 0; i < g.size(); ++i) err += (g[i] - mean[i]) * (g[i] - mean[i]), norm += mean[i] * mean[i];
+    EXPECT_LT(std::sqrt(err / norm), 1e-4) << "a rank-2 average through rank-2 PowerSGD";
+    expect_same_everywhere(c, g);
+    EXPECT_EQ(r.floats_sent_per_rank, (rows + cols) * 2);
+    EXPECT_GT(r.wire.bytes_sent, 0u);
+    EXPECT_LT(r.wire.bytes_sent, rows * cols * 4 / 4) << "two small allreduces, not the matrix";
+
+    // Rank 1 of a rank-2 average: error feedback keeps the rest.
+    PowerSgdState ef;
+    std::vector<float> h = matrix(c.rank());
+    const std::vector<float> before = h;
+    powersgd_allreduce(c, h.data(), rows, cols, 1, ef, true, 7);
+    ASSERT_EQ(ef.residual.size(), rows * cols);
+    for (size_t i = 0; i < h.size(); ++i)
+      ASSERT_NEAR(h[i] + ef.residual[i], before[i], 1e-5 * (1 + std::fabs(before[i]))) << "element " << i;
+
+    EXPECT_THROW(powersgd_allreduce(c, h.data(), rows, cols, 0, ef), std::invalid_argument);
+    EXPECT_THROW(powersgd_allreduce(c, h.data(), cols, rows, 1, ef), std::invalid_argument);  // other shape
   });
 }
 
