@@ -66,7 +66,8 @@ constexpr Spec kSpecs[] = {
      "ALPHA_US,LINK_GBPS,REDUCE_GBPS, e.g. 5,12.5,8 (microseconds per step, 1e9 bytes/s sent and reduced)."},
     {"RDMACOLL_DATA_PATH", Type::String, "auto",
      "Collectives: how data reaches a peer: write (one-sided, into its pool), send (tagged messages) or auto "
-     "(write where the transport writes directly, send where it would emulate writes, as UCX over tcp does)."},
+     "(write where the transport writes directly, send where it would emulate writes, as UCX over tcp does; "
+     "over UCX, chunks up to 8 KiB always as one message)."},
     {"RDMACOLL_SIMD", Type::String, "auto",
      "Compression codecs' kernels: auto (AVX2 when the CPU has AVX2, FMA and F16C), avx2 or portable; same results."},
     // Read by the scripts (install-deps.sh, tests/guest/rdmacoll-guest), declared here so

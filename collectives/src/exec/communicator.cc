@@ -85,6 +85,7 @@ Communicator::~Communicator() {
 // need a name every rank agrees on.
 constexpr uint64_t kSetupTag = 0xC011'5E70;
 constexpr size_t kMaxWindowDescription = 64 << 10;
+constexpr size_t kSmallMessageBytes = 8192;
 
 std::unique_ptr<Communicator> Communicator::create(bootstrap::World& world, const Options& options) {
   auto impl = std::make_unique<Impl>();
@@ -110,6 +111,10 @@ std::unique_ptr<Communicator> Communicator::create(bootstrap::World& world, cons
   const Deadline deadline = bootstrap::deadline_in(options.timeout_s);
   for (auto& r : reqs) r.wait(deadline);
   impl->pool.peers.resize(static_cast<size_t>(n));
+  // Over UCX a small chunk is cheaper as one tagged message than as a put, a fence and a
+  // notification message (8-byte allreduce on shared memory: about 30% less time).
+  if (options.data_path == DataPath::automatic && options.transport.backend == transport::Backend::Ucx)
+    impl->pool.send_up_to = kSmallMessageBytes;
   impl->pool.send.resize(static_cast<size_t>(n));
   for (int p = 0; p < n; ++p)
     impl->pool.send[static_cast<size_t>(p)] =

@@ -31,7 +31,7 @@ Run::Run(transport::Transport& t, const Pool& pool, std::size_t region, std::siz
     if (p.in != nullptr && p.count > 0) untouched_.emplace_back(p.sched, p.sched + p.count);
   }
   const auto n = static_cast<std::size_t>(t_.size());
-  expected_.resize(n), next_.resize(n), note_.resize(n), posted_.resize(n), sent_count_.resize(n), recv_count_.resize(n);
+  expected_.resize(n), next_.resize(n), note_.resize(n), sent_count_.resize(n), recv_count_.resize(n);
 }
 
 namespace {
@@ -148,7 +148,7 @@ void Run::start_step() {
       } else if (c.count > 0) {
         src = at(tr.src, c.offset);
       }
-      if (pool_.send[to])
+      if (sends(to, c.count * es_))
         sends_.emplace_back(tr.to, t_.send(tr.to, chunk_tag(imm), src, c.count * es_));
       else
         sends_.emplace_back(tr.to, t_.write(tr.to, src, c.count * es_, pool_.peers[to], landing_bytes(tr, c.offset), imm));
@@ -156,18 +156,18 @@ void Run::start_step() {
   }
   incoming_.assign(s.recvs.size(), {});
   for (auto& e : expected_) e.clear();
-  for (auto& p : posted_) p.clear();
   std::fill(next_.begin(), next_.end(), 0);
   for (std::size_t i = 0; i < s.recvs.size(); ++i) {
     const Transfer& tr = s.recvs[i];
     const auto from = static_cast<std::size_t>(tr.from);
     incoming_[i].chunks = chunks_of(tr);
     for (std::size_t k = 0; k < incoming_[i].chunks.size(); ++k) {
-      expected_[from].push_back({i, k});
-      if (!pool_.send[from]) continue;
       const Chunk& c = incoming_[i].chunks[k];
       const uint32_t imm = (uint32_t{tag_} << 16) | (recv_count_[from]++ & 0xffffu);
-      posted_[from].push_back(t_.recv(tr.from, chunk_tag(imm), pool_.base + landing_bytes(tr, c.offset), c.count * es_));
+      transport::Request recv;
+      if (sends(from, c.count * es_))
+        recv = t_.recv(tr.from, chunk_tag(imm), pool_.base + landing_bytes(tr, c.offset), c.count * es_);
+      expected_[from].push_back({i, k, imm, std::move(recv)});
     }
     // Reduces into the same elements apply in list order, so results do not vary between runs.
     if (tr.action != Action::reduce) continue;
@@ -207,25 +207,23 @@ void Run::apply_arrived() {
 
 bool Run::poll_step() {
   for (std::size_t p = 0; p < expected_.size(); ++p) {
-    if (pool_.send[p]) {  // receives complete in any order; count them in the expected order
-      while (next_[p] < expected_[p].size() && posted_[p][next_[p]].test()) {
-        ++events_;
-        ++incoming_[expected_[p][next_[p]++].transfer].arrived;
-      }
-      continue;
-    }
     while (next_[p] < expected_[p].size()) {
-      if (!note_[p].valid()) note_[p] = t_.notification(static_cast<int>(p));
-      if (!note_[p].test()) break;
-      const uint32_t imm = note_[p].wait_value(transport::Deadline::max());  // complete: test() said so
-      const uint32_t want = (uint32_t{tag_} << 16) | (recv_count_[p]++ & 0xffffu);
-      if (imm != want)
-        throw ProtocolError("collective: notification " + std::to_string(imm) + " from rank " + std::to_string(p) +
-                            " where " + std::to_string(want) +
-                            " was expected (run tag, chunk index): the ranks disagree on the sequence of calls");
-      note_[p] = transport::Request();
+      Expected& e = expected_[p][next_[p]];
+      if (e.recv.valid()) {  // a message: its tag was the check
+        if (!e.recv.test()) break;
+      } else {
+        if (!note_[p].valid()) note_[p] = t_.notification(static_cast<int>(p));
+        if (!note_[p].test()) break;
+        const uint32_t imm = note_[p].wait_value(transport::Deadline::max());  // complete: test() said so
+        if (imm != e.imm)
+          throw ProtocolError("collective: notification " + std::to_string(imm) + " from rank " + std::to_string(p) +
+                              " where " + std::to_string(e.imm) +
+                              " was expected (run tag, chunk index): the ranks disagree on the sequence of calls");
+        note_[p] = transport::Request();
+      }
       ++events_;
-      ++incoming_[expected_[p][next_[p]++].transfer].arrived;
+      ++next_[p];
+      ++incoming_[e.transfer].arrived;
     }
   }
   apply_arrived();

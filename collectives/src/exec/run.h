@@ -17,10 +17,11 @@
 // user's buffer registered and its key exchanged on every call. The mirror inherits the
 // schedule's one-sided safety, since it is addressed exactly like the user buffer.
 //
-// Two-sided (Pool::send, where the transport would only emulate writes): the sender sends
-// each chunk as a tagged message and the receiver posts a receive at the same landing place
-// when the step starts. The tag carries the run's tag and the chunk's index in place of the
-// immediate. A chunk can then land only once its receiver has started the step.
+// Two-sided (Pool::send, where the transport would only emulate writes; and small chunks where
+// a message is cheaper than a write, Pool::send_up_to): the sender sends the chunk as a tagged
+// message and the receiver posts a receive at the same landing place when the step starts. The
+// tag carries the run's tag and the chunk's index in place of the immediate. Such a chunk can
+// land only once its receiver has started the step.
 //
 // Pipelining. Every transfer is cut into chunks (kChunkBytes) posted at once; the receiver
 // reduces chunk k as soon as it lands, while chunk k+1 is on the wire.
@@ -63,6 +64,10 @@ struct Pool {
   std::size_t bytes = 0;
   std::vector<transport::RemoteWindow> peers;  // indexed by rank; empty entry for this rank
   std::vector<bool> send;  // indexed by rank: move data to it with send/recv (DataPath), not writes
+  // Chunks up to this many bytes go as tagged messages to every peer, where one message costs
+  // less than a write, a fence and a notification (UCX); -1 (none) where it does not (verbs,
+  // whose write with immediate is one operation).
+  std::size_t send_up_to = static_cast<std::size_t>(-1) / 2;
 };
 
 // Pool bytes a schedule needs: its scratch plus the user mirror.
@@ -96,6 +101,8 @@ class Run {
   };
   struct Expected {
     std::size_t transfer, chunk;
+    uint32_t imm;               // the immediate (or the tag's low bits) it comes with
+    transport::Request recv;    // sent (Run::sends): the receive posted for it
   };
 
   void start_step();
@@ -120,6 +127,8 @@ class Run {
   schedules::Schedule sched_;
   std::vector<UserPiece> user_;
   std::vector<std::size_t> bounds_;  // piece starts in schedule offsets, for chunk cuts
+  // Whether a chunk of `bytes` to or from `peer` goes as a tagged message (else a write).
+  bool sends(std::size_t peer, std::size_t bytes) const { return pool_.send[peer] || bytes <= pool_.send_up_to; }
   std::vector<std::pair<std::size_t, std::size_t>> untouched_;  // sorted, disjoint [begin, end)
   DataType type_;
   ReduceOp op_;
@@ -136,7 +145,6 @@ class Run {
   std::vector<std::vector<Expected>> expected_;    // per peer, in arrival order
   std::vector<std::size_t> next_;                  // per peer: index into expected_
   std::vector<transport::Request> note_;           // per peer: the notification being awaited
-  std::vector<std::vector<transport::Request>> posted_;  // per two-sided peer: receives, as expected_
   std::vector<uint32_t> sent_count_, recv_count_;  // per peer, across the run: immediates' index
 };
 
