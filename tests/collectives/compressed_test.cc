@@ -146,7 +146,12 @@ TEST_P(COMP_SUITE, MultiRankEveryCodecWithinItsBound) {
     check_codec(c, "topk:0.5", Compression::Scheme::two_phase, 5000);
   });
 }
-INSTANTIATE_TEST_SUITE_P(Ranks, COMP_SUITE, ::testing::Values(2, 3, 4),
+#if defined(COMM_RDMA)
+constexpr int kRanks[] = {2, 3, 4};
+#else
+constexpr int kRanks[] = {2, 3, 4, 5, 8};
+#endif
+INSTANTIATE_TEST_SUITE_P(Ranks, COMP_SUITE, ::testing::ValuesIn(kRanks),
                          [](const auto& p) { return std::to_string(p.param) + "ranks"; });
 
 // Codec "none" sums exactly in rank order (two-phase: the owner adds the shares 0..n-1).
