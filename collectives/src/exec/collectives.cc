@@ -14,7 +14,7 @@ namespace {
 using schedules::Algorithm;
 using schedules::Block;
 
-Algorithm allreduce_algorithm(const Communicator::Impl& c, const CallOptions& call, int n, size_t count,
+Algorithm allreduce_algorithm(Communicator::Impl& c, const CallOptions& call, int n, size_t count,
                               size_t es) {
   const Communicator::Options& o = c.options;
   AllreduceAlgorithm want = call.algorithm.value_or(o.algorithm);
@@ -25,12 +25,18 @@ Algorithm allreduce_algorithm(const Communicator::Impl& c, const CallOptions& ca
     case AllreduceAlgorithm::halving_doubling: a = Algorithm::halving_doubling_allreduce; break;
     case AllreduceAlgorithm::recursive_doubling: a = Algorithm::recursive_doubling_allreduce; break;
     case AllreduceAlgorithm::automatic: {
+      // Training loops repeat the same sizes: the last answer is kept.
+      if (c.last_choice.count == count && c.last_choice.element_size == es) {
+        a = c.last_choice.algorithm;
+        break;
+      }
       double best = std::numeric_limits<double>::infinity();
       for (Algorithm candidate : {Algorithm::ring_allreduce, Algorithm::double_binary_tree_allreduce,
                                   Algorithm::halving_doubling_allreduce, Algorithm::recursive_doubling_allreduce}) {
         const double s = schedules::estimate(candidate, n, count, es, c.model()).seconds;
         if (s < best) best = s, a = candidate;
       }
+      c.last_choice = {count, es, a};
       break;
     }
   }
@@ -75,7 +81,7 @@ void add_contiguous_runs(Communicator::Impl& c, Operation& op, Algorithm a, char
   auto need = [&](size_t seg) {
     return (schedules::scratch_elements(a, n, seg, std::min(pieces, seg)) + seg) * es;
   };
-  const size_t seg = largest_fitting(count, [&](size_t s) { return need(s) <= c.pool.bytes; });
+  const size_t seg = need(count) <= c.pool.bytes ? count : largest_fitting(count, [&](size_t s) { return need(s) <= c.pool.bytes; });
   if (count > 0 && seg == 0) throw pool_too_small(op.name, c.pool.bytes);
   for (size_t begin = 0; begin < count; begin += seg) {
     const size_t len = std::min(seg, count - begin);

@@ -30,6 +30,10 @@ struct Communicator::Impl {
   exec::Pool pool;
 
   CostModel cost;  // what automatic choices are made with
+  struct Choice {
+    size_t count = static_cast<size_t>(-1), element_size = 0;
+    schedules::Algorithm algorithm{};
+  } last_choice;  // the automatic allreduce algorithm for the last size asked about
 
   uint64_t next_seq = 0;
   uint16_t next_run_tag = 0;

@@ -134,6 +134,7 @@ std::unique_ptr<Communicator> Communicator::create(bootstrap::World& world, cons
     // The user's calls are numbered from 0, and the measurement's scratch use is not theirs.
     c.next_seq = 0;
     c.peak_scratch = 0;
+    c.last_choice = {};  // choices made before the model was known
   } else {
     c.cost.source = "single rank: nothing to measure";
   }
