@@ -81,7 +81,7 @@ void add_contiguous_runs(Communicator::Impl& c, Operation& op, Algorithm a, char
   auto need = [&](size_t seg) {
     return (schedules::scratch_elements(a, n, seg, std::min(pieces, seg)) + seg) * es;
   };
-  const size_t seg = need(count) <= c.pool.bytes ? count : largest_fitting(count, [&](size_t s) { return need(s) <= c.pool.bytes; });
+  const size_t seg = count > 0 && need(count) <= c.pool.bytes ? count : largest_fitting(count, [&](size_t s) { return need(s) <= c.pool.bytes; });
   if (count > 0 && seg == 0) throw pool_too_small(op.name, c.pool.bytes);
   for (size_t begin = 0; begin < count; begin += seg) {
     const size_t len = std::min(seg, count - begin);
