@@ -164,6 +164,9 @@ allreduce)
   "$run" -n 3 --link 1gbit --timeout 60 -- "$build/tools/rdmacoll-allreduce-perf" -b 8 -e 1M -f 16 -c 1 \
     >"$tmp/out" 2>"$tmp/err"; rc=$?
   expect_rc 0
+  expect_out out "^\[rank 0\] # Link: 1gbit per rank and direction (rdmacoll-run --link)$"
+  expect_out out "^\[rank 0\] # Out of bounds values : 0 OK$"
+  expect_out out "^\[rank 0\] # Transport: ucx tcp/rc[0-9]*r0"
   expect_out out "^\[rank 0\] .*1048576 "
   ;;
 *)
