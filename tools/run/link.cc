@@ -110,6 +110,7 @@ bool delete_namespace(const std::string& name) {
 }
 
 bool launcher_alive(pid_t pid) {
+  if (pid == getpid()) return false;  // a launcher that had our pid before us; we have built nothing yet
   if (kill(pid, 0) != 0 && errno == ESRCH) return false;
   // A pid reused by another program does not keep a namespace alive.
   std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
