@@ -39,7 +39,7 @@ constexpr auto kGrace = std::chrono::seconds(3);  // between SIGTERM and SIGKILL
 constexpr size_t kMaxLine = 64 * 1024;            // a longer "line" is forwarded in pieces
 
 int usage(std::ostream& out, int code) {
-  out << "usage: rdmacoll-run -n N [--addr HOST:PORT | --link RATE [--link-subnet NET]] [--timeout SEC] [--no-prefix]\n"
+  out << "usage: rdmacoll-run -n N [--addr HOST:PORT | --link RATE [--link-subnet NET] [--link-burst BYTES]] [--timeout SEC] [--no-prefix]\n"
          "                    [--] PROGRAM [ARGS...]\n"
          "Starts N ranks of PROGRAM on this host with RDMACOLL_RANK, RDMACOLL_WORLD_SIZE, RDMACOLL_ADDR,\n"
          "LOCAL_RANK and LOCAL_WORLD_SIZE set, and prefixes their output lines with \"[rank i] \".\n"
@@ -52,6 +52,7 @@ int usage(std::ostream& out, int code) {
          "                  sets UCX_TLS=tcp,self, UCX_NET_DEVICES, RDMACOLL_TRANSPORT=ucx unless set, and\n"
          "                  RDMACOLL_LINK=RATE. Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN)\n"
          "  --link-subnet NET  the ranks' /24 network with --link (default 10.77.0.0/24; rank r gets .r+1)\n"
+         "  --link-burst BYTES tbf's burst with --link (default: 3028, two frames, or 100 us at RATE if more)\n"
          "When a rank fails, or on SIGINT/SIGTERM/SIGHUP, the other ranks get SIGTERM (the signal itself\n"
          "when forwarding one), then SIGKILL 3 s later; a second Ctrl-C kills at once. Each rank runs in its\n"
          "own process group, which is what gets signalled, and reads stdin from /dev/null.\n"
@@ -252,6 +253,7 @@ int main(int argc, char** argv) {
   std::optional<std::string> link_rate;
   uint64_t link_bps = 0;
   uint32_t link_subnet = rdmacoll::run::parse_subnet("10.77.0.0/24");
+  std::optional<uint64_t> link_burst;
   bool subnet_given = false;
   int first = 1;
   try {
@@ -279,6 +281,8 @@ int main(int argc, char** argv) {
       } else if (a == "--link-subnet") {
         link_subnet = rdmacoll::run::parse_subnet(value());
         subnet_given = true;
+      } else if (a == "--link-burst") {
+        link_burst = rdmacoll::run::parse_burst(value());
       } else if (a == "--no-prefix") {
         g_prefix = false;
       } else {
@@ -295,8 +299,8 @@ int main(int argc, char** argv) {
       if (n > 254) throw rdmacoll::ConfigError("--link supports at most 254 ranks (one /24 network)");
       rdmacoll::run::require_privileges();
       check_ucx_env();
-    } else if (subnet_given) {
-      throw rdmacoll::ConfigError("--link-subnet needs --link");
+    } else if (subnet_given || link_burst) {
+      throw rdmacoll::ConfigError(std::string(subnet_given ? "--link-subnet" : "--link-burst") + " needs --link");
     }
     if (addr.empty() && !link_rate) addr = "127.0.0.1:" + std::to_string(free_port());
   } catch (const rdmacoll::ConfigError& e) {
@@ -322,7 +326,7 @@ int main(int argc, char** argv) {
   if (link_rate) {
     try {
       rdmacoll::run::remove_stale_namespaces();
-      net.emplace(n, link_bps, link_subnet);
+      net.emplace(n, link_bps, link_subnet, rdmacoll::run::tbf_params(link_bps, link_burst));
     } catch (const rdmacoll::Error& e) {
       std::cerr << "rdmacoll-run: cannot build the --link network: " << e.what() << "\n";
       return 1;

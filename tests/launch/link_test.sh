@@ -96,6 +96,7 @@ env)
   "$run" -n 2 --link 100mbit -- sh -c 'echo "ns=$(readlink /proc/self/ns/net) link=$RDMACOLL_LINK tls=$UCX_TLS dev=$UCX_NET_DEVICES transport=$RDMACOLL_TRANSPORT addr=$RDMACOLL_ADDR"
     ip -4 -o addr show | awk "{print \"addr\", \$2, \$4}"
     ls /sys/class/net | tr "\n" " " | sed "s/^/sysfs /"; echo
+    tc qdisc show dev "$UCX_NET_DEVICES"
     python3 -c "$0" 1000' "$transfer" >"$tmp/out" 2>"$tmp/err" & lpid=$!
   wait $lpid; rc=$?
   expect_rc 0
@@ -104,6 +105,7 @@ env)
     expect_out out "^\[rank $r\] addr lo 127\.0\.0\.1/8\$"
     expect_out out "^\[rank $r\] addr rc${lpid}r$r 10\.77\.0\.$((r + 1))/24\$"
     expect_out out "^\[rank $r\] sysfs .*rc${lpid}r$r"
+    expect_out out "^\[rank $r\] qdisc tbf .* rate 100Mbit burst 302[0-9]b lat 50ms"  # tc prints 3025b for 3028
   done
   [ "$(grep -c "addr rc" "$tmp/out")" = 2 ] || fail "a rank sees more than its own link"
   # Two namespaces, neither the host's.
@@ -133,6 +135,12 @@ throttle)
   us=$(sed -n 's/^\[rank 1\] round trip us //p' "$tmp/out")
   echo "16 KiB message and 1-byte answer over a 50mbit link: $us us (2740 us on the wire)"
   awk -v u="$us" 'BEGIN { exit !(u > 1370 && u < 20000) }' || fail "16 KiB round trip $us us at 50mbit (expected 1370-20000)"
+  # ... and does with --link-burst 65536, which shows the option reaches tbf.
+  "$run" -n 2 --link 50mbit --link-burst 65536 --timeout 30 -- python3 -c "$pingpong" 16384 >"$tmp/out" 2>"$tmp/err"; rc=$?
+  expect_rc 0
+  us=$(sed -n 's/^\[rank 1\] round trip us //p' "$tmp/out")
+  echo "the same with --link-burst 65536: $us us"
+  awk -v u="$us" 'BEGIN { exit !(u > 0 && u < 1370) }' || fail "16 KiB round trip $us us at 50mbit with a 64 KiB burst (expected < 1370)"
   # rdmacoll's own UCX transport over the link (shared memory would give GB/s): 8 MiB of 1 MiB sends.
   "$run" -n 2 --link 50mbit --timeout 30 -- "$build/tools/rdmacoll-bw" --transport ucx -o send -s 1M -n 8 -w 1 -t 2 -J \
     >"$tmp/out" 2>"$tmp/err"; rc=$?
@@ -146,13 +154,14 @@ throttle)
   ;;
 cleanup)
   for args in "--link 100mbits" "--link fast" "--link 1kbit" "--link 100mbit --addr 127.0.0.1:1" \
-              "--link 100mbit --link-subnet 10.1.2.3/24" "--link-subnet 10.1.2.0/24"; do
+              "--link 100mbit --link-subnet 10.1.2.3/24" "--link-subnet 10.1.2.0/24" "--link 1gbit --link-burst 1000" \
+              "--link-burst 5000"; do
     # shellcheck disable=SC2086  # word splitting is the point
     "$run" -n 2 $args -- true >"$tmp/out" 2>"$tmp/err"; rc=$?
     [ "$rc" = 2 ] || fail "'rdmacoll-run -n 2 $args' exited $rc, expected 2"
     expect_out err "^usage: rdmacoll-run"
   done
-  expect_out err "^rdmacoll-run: --link-subnet needs --link\$"
+  expect_out err "^rdmacoll-run: --link-burst needs --link\$"
   "$run" -n 2 --link 100mbits -- true >"$tmp/out" 2>"$tmp/err"
   expect_out err "^rdmacoll-run: bad --link rate '100mbits': unknown unit 'mbits'; expected a number and one of tc's units"
   # Without the capabilities: exit 2 naming them, before anything is built.

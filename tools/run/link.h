@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -32,11 +33,15 @@ uint32_t parse_subnet(std::string_view text);
 // that fits in it through at memory speed, so small (e.g. compressed) messages would look
 // faster than the link; this one still gives one TCP stream 91-96% of the rate (the rest is
 // headers, and at 1gbit the CPU).
+// `burst_bytes` overrides the burst (rdmacoll-run --link-burst).
 struct TbfParams {
   uint64_t burst_bytes;
   int latency_ms;
 };
-TbfParams tbf_params(uint64_t rate_bps);
+TbfParams tbf_params(uint64_t rate_bps, std::optional<uint64_t> burst_bytes = std::nullopt);
+
+// --link-burst: bytes, at least one full-size frame (1514) and at most 64 MiB.
+uint64_t parse_burst(std::string_view text);
 
 // Throws ConfigError unless this process has CAP_NET_ADMIN and CAP_SYS_ADMIN, naming the
 // missing ones.
@@ -49,8 +54,8 @@ void remove_stale_namespaces();
 class LinkNetwork {
  public:
   // Builds the namespaces, bridge and links for `ranks` ranks on subnet `subnet` (see
-  // parse_subnet). Throws Error naming the command that failed; what was built is removed.
-  LinkNetwork(int ranks, uint64_t rate_bps, uint32_t subnet);
+  // parse_subnet), each direction of each link limited to `rate_bps` by tbf with `tbf`. Throws Error naming the command that failed; what was built is removed.
+  LinkNetwork(int ranks, uint64_t rate_bps, uint32_t subnet, const TbfParams& tbf);
   ~LinkNetwork();  // removes every namespace; never throws
   LinkNetwork(const LinkNetwork&) = delete;
   LinkNetwork& operator=(const LinkNetwork&) = delete;
