@@ -35,7 +35,7 @@ strip() { sed -e '/^\[rank [1-9]/d' -e 's/^\[rank 0\] //'; }
   echo "# commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "# each run: ${RUN#"$ROOT"/} -n RANKS --link RATE --timeout 600 -- rdmacoll-allreduce-perf ${sweep[*]} -c 1"
   echo "# (UCX_TLS=tcp,self and UCX_NET_DEVICES=<the rank's veth>, set by --link; tbf on both ends of each"
-  echo "# rank's veth: burst max(3028 B, 100 us at RATE), latency 50ms; one TCP stream gets 91-96% of RATE)"
+  echo "# rank's veth: burst 3028 B up to 250mbit, 128 KiB above; latency 50ms; one TCP stream gets 94-96% of RATE)"
   for rate in 100mbit 1gbit; do
     echo
     echo "## link $rate: raw rate of the link, rdmacoll-bw --transport ucx -o send -s 1M, 2 ranks"

@@ -52,7 +52,7 @@ int usage(std::ostream& out, int code) {
          "                  sets UCX_TLS=tcp,self, UCX_NET_DEVICES, RDMACOLL_TRANSPORT=ucx unless set, and\n"
          "                  RDMACOLL_LINK=RATE. Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN)\n"
          "  --link-subnet NET  the ranks' /24 network with --link (default 10.77.0.0/24; rank r gets .r+1)\n"
-         "  --link-burst BYTES tbf's burst with --link (default: 3028, two frames, or 100 us at RATE if more)\n"
+         "  --link-burst BYTES tbf's burst with --link (default: 3028, two frames, up to 250mbit; 128 KiB above)\n"
          "When a rank fails, or on SIGINT/SIGTERM/SIGHUP, the other ranks get SIGTERM (the signal itself\n"
          "when forwarding one), then SIGKILL 3 s later; a second Ctrl-C kills at once. Each rank runs in its\n"
          "own process group, which is what gets signalled, and reads stdin from /dev/null.\n"

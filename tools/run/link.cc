@@ -172,10 +172,13 @@ uint32_t parse_subnet(std::string_view text) {
 }
 
 TbfParams tbf_params(uint64_t rate_bps, std::optional<uint64_t> burst_bytes) {
-  if (burst_bytes) return {*burst_bytes, 50};
-  // 100 us at RATE is under two frames up to 240 Mbit/s; above that it spares tbf a wake-up per
-  // frame (two frames at 1gbit cost TCP ~5% more of the rate on this 2-core machine).
-  return {std::max<uint64_t>(rate_bps / 8 / 10000, 2 * 1514), 50};
+  constexpr int kLatencyMs = 50;
+  if (burst_bytes) return {*burst_bytes, kLatencyMs};
+  // Up to 250 Mbit/s, two full-size frames. Above, a burst smaller than the 64 KB GSO packets
+  // that TCP hands a veth makes tbf cut each one into frames in software, and on a busy 2-core
+  // machine that halved allreduce throughput at 500mbit (4 ranks) and cut it 2-4x at 1gbit.
+  if (rate_bps <= 250'000'000) return {2 * 1514, kLatencyMs};
+  return {std::max<uint64_t>(128 * 1024, rate_bps / 8 / 10000), kLatencyMs};  // or 100 us at RATE
 }
 
 uint64_t parse_burst(std::string_view text) {

@@ -28,11 +28,11 @@ uint64_t parse_rate(std::string_view text);
 uint32_t parse_subnet(std::string_view text);
 
 // tbf's token bucket and queue for a rate: the burst is two full-size Ethernet frames (3028
-// bytes), or 100 us at the rate where that is more (above 240 Mbit/s: 12.5 KB at 1gbit); a
-// packet may wait 50 ms in the queue before it is dropped. A larger burst would let a message
-// that fits in it through at memory speed, so small (e.g. compressed) messages would look
-// faster than the link; this one still gives one TCP stream 91-96% of the rate (the rest is
-// headers, and at 1gbit the CPU).
+// bytes) up to 250 Mbit/s, and 128 KiB (or 100 us at the rate, if more) above; a packet may
+// wait 50 ms in the queue before it is dropped. A message that fits in the burst crosses an
+// idle link at memory speed, so a large burst makes small (e.g. compressed) messages look
+// faster than the link; but below 64 KB (TCP's GSO packets on a veth) it costs CPU that fast
+// links on this machine do not have (see tbf_params). One TCP stream gets 91-96% of the rate.
 // `burst_bytes` overrides the burst (rdmacoll-run --link-burst).
 struct TbfParams {
   uint64_t burst_bytes;
