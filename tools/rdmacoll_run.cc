@@ -39,8 +39,9 @@ constexpr auto kGrace = std::chrono::seconds(3);  // between SIGTERM and SIGKILL
 constexpr size_t kMaxLine = 64 * 1024;            // a longer "line" is forwarded in pieces
 
 int usage(std::ostream& out, int code) {
-  out << "usage: rdmacoll-run -n N [--addr HOST:PORT | --link RATE [--link-subnet NET] [--link-burst BYTES]] [--timeout SEC] [--no-prefix]\n"
-         "                    [--] PROGRAM [ARGS...]\n"
+  out << "usage: rdmacoll-run -n N [--addr HOST:PORT] [--timeout SEC] [--no-prefix] [--] PROGRAM [ARGS...]\n"
+         "       rdmacoll-run -n N --link RATE [--link-subnet NET] [--link-burst BYTES] [--timeout SEC]\n"
+         "                    [--no-prefix] [--] PROGRAM [ARGS...]\n"
          "Starts N ranks of PROGRAM on this host with RDMACOLL_RANK, RDMACOLL_WORLD_SIZE, RDMACOLL_ADDR,\n"
          "LOCAL_RANK and LOCAL_WORLD_SIZE set, and prefixes their output lines with \"[rank i] \".\n"
          "  -n N            number of ranks (at least 1)\n"
@@ -156,7 +157,7 @@ uint16_t free_port() {
 // What keeps a rank from starting, sent by the child through a close-on-exec pipe (which reads
 // EOF when exec succeeds).
 struct SpawnFailure {
-  int err = 0;            // errno; 0: the rank started
+  int err = 0;         // errno; 0: the rank started
   char step[40] = "";  // empty: execvp; else the step of entering the network namespace
 };
 
