@@ -39,56 +39,8 @@ start_sleepers() {
   [ "$(ip netns list | grep -c "^rdmacoll-$lpid-")" = 3 ] || fail "expected 3 namespaces of launcher $lpid: $(ip netns list)"
 }
 
-# Rank 1 sends $1 bytes to rank 0 over TCP on the link; rank 0 prints "Mbit/s X", timed from the
-# first byte to the end. Every wait has a deadline.
-transfer='
-import os, socket, sys, time
-n = int(sys.argv[1]); host = os.environ["RDMACOLL_ADDR"].split(":")[0]
-if os.environ["RDMACOLL_RANK"] == "0":
-    s = socket.create_server((host, 5001)); s.settimeout(20)
-    c, _ = s.accept(); c.settimeout(20); got = 0; t0 = None
-    while True:
-        d = c.recv(1 << 20)
-        if not d: break
-        t0 = t0 or time.monotonic(); got += len(d)
-    dt = time.monotonic() - t0
-    print("received %d bytes, Mbit/s %.2f" % (got, got * 8 / dt / 1e6))
-    sys.exit(got != n)
-deadline = time.monotonic() + 20
-while True:
-    try: c = socket.create_connection((host, 5001), timeout=5); break
-    except OSError:
-        if time.monotonic() > deadline: raise
-        time.sleep(0.05)
-c.sendall(b"x" * n); c.close()
-'
-
-# Rank 1 sends $1 bytes to rank 0 and waits for a 1-byte answer, 15 times with pauses (so the
-# token bucket is full each time); prints the median round trip in microseconds.
-pingpong='
-import os, socket, statistics, sys, time
-n = int(sys.argv[1]); host = os.environ["RDMACOLL_ADDR"].split(":")[0]
-def recvn(c, k):
-    while k > 0:
-        d = c.recv(k)
-        if not d: sys.exit("peer closed")
-        k -= len(d)
-if os.environ["RDMACOLL_RANK"] == "0":
-    s = socket.create_server((host, 5002)); s.settimeout(20)
-    c, _ = s.accept(); c.settimeout(20); c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    for _ in range(15): recvn(c, n); c.sendall(b"k")
-    sys.exit(0)
-deadline = time.monotonic() + 20
-while True:
-    try: c = socket.create_connection((host, 5002), timeout=5); break
-    except OSError:
-        if time.monotonic() > deadline: raise
-        time.sleep(0.05)
-c.settimeout(20); c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1); times = []
-for _ in range(15):
-    time.sleep(0.02); t = time.monotonic(); c.sendall(b"x" * n); recvn(c, 1); times.append(time.monotonic() - t)
-print("round trip us %.0f" % (statistics.median(times) * 1e6))
-'
+# TCP between rank 0 and rank 1 over the link: "transfer BYTES" or "pingpong BYTES".
+peer=$(dirname "$0")/link_peer.py
 
 case $case_ in
 env)
@@ -97,7 +49,7 @@ env)
     ip -4 -o addr show | awk "{print \"addr\", \$2, \$4}"
     ls /sys/class/net | tr "\n" " " | sed "s/^/sysfs /"; echo
     tc qdisc show dev "$UCX_NET_DEVICES"
-    python3 -c "$0" 1000' "$transfer" >"$tmp/out" 2>"$tmp/err" & lpid=$!
+    python3 "$0" transfer 1000' "$peer" >"$tmp/out" 2>"$tmp/err" & lpid=$!
   wait $lpid; rc=$?
   expect_rc 0
   for r in 0 1; do
@@ -123,20 +75,20 @@ env)
   ;;
 throttle)
   # 4 MB over TCP at 50mbit takes ~0.7 s; without the limit, well under 0.1 s.
-  "$run" -n 2 --link 50mbit --timeout 30 -- python3 -c "$transfer" 4000000 >"$tmp/out" 2>"$tmp/err"; rc=$?
+  "$run" -n 2 --link 50mbit --timeout 30 -- python3 "$peer" transfer 4000000 >"$tmp/out" 2>"$tmp/err"; rc=$?
   expect_rc 0
   mbit=$(sed -n 's/^\[rank 0\] received 4000000 bytes, Mbit\/s //p' "$tmp/out")
   echo "TCP over a 50mbit link: $mbit Mbit/s"
   awk -v m="$mbit" 'BEGIN { exit !(m > 15 && m < 75) }' || fail "TCP got $mbit Mbit/s over a 50mbit link (expected 15-75)"
   # A message smaller than a generous tbf burst must still take its time on the wire: 16 KiB
   # (with headers ~17.1 KB) at 50mbit is 2.7 ms; through a 64 KB burst it would take ~0.2 ms.
-  "$run" -n 2 --link 50mbit --timeout 30 -- python3 -c "$pingpong" 16384 >"$tmp/out" 2>"$tmp/err"; rc=$?
+  "$run" -n 2 --link 50mbit --timeout 30 -- python3 "$peer" pingpong 16384 >"$tmp/out" 2>"$tmp/err"; rc=$?
   expect_rc 0
   us=$(sed -n 's/^\[rank 1\] round trip us //p' "$tmp/out")
   echo "16 KiB message and 1-byte answer over a 50mbit link: $us us (2740 us on the wire)"
   awk -v u="$us" 'BEGIN { exit !(u > 1370 && u < 20000) }' || fail "16 KiB round trip $us us at 50mbit (expected 1370-20000)"
   # ... and does with --link-burst 65536, which shows the option reaches tbf.
-  "$run" -n 2 --link 50mbit --link-burst 65536 --timeout 30 -- python3 -c "$pingpong" 16384 >"$tmp/out" 2>"$tmp/err"; rc=$?
+  "$run" -n 2 --link 50mbit --link-burst 65536 --timeout 30 -- python3 "$peer" pingpong 16384 >"$tmp/out" 2>"$tmp/err"; rc=$?
   expect_rc 0
   us=$(sed -n 's/^\[rank 1\] round trip us //p' "$tmp/out")
   echo "the same with --link-burst 65536: $us us"
