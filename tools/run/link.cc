@@ -12,10 +12,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -80,8 +82,16 @@ void run_command(const std::vector<std::string>& args) {
     said.append(buf, static_cast<size_t>(n));
   }
   close(err[0]);
+  // Its stderr is closed; it should be gone, but the deadline holds for the exit too.
   int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  for (pid_t w; (w = waitpid(pid, &status, WNOHANG)) == 0 || (w < 0 && errno == EINTR);) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      timed_out = true;
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);  // SIGKILL cannot be ignored
+      break;
+    }
+    usleep(1000);
   }
   while (!said.empty() && (said.back() == '\n' || said.back() == ' ')) said.pop_back();
   if (timed_out) throw Error("'" + line + "' did not finish in 10 s; killed it");
