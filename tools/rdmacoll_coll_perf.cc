@@ -183,6 +183,7 @@ int run(const Options& o, const std::vector<std::string>& args, int json_fd) {
   info.algorithm = std::string(rdmacoll::collectives::to_string(o.algorithm.value_or(comm->options().algorithm)));
   rdmacoll::perf::Timer timer;
   info.clock = timer.source();
+  info.link = rdmacoll::settings::get_string("RDMACOLL_LINK");
   {
     char host[256] = {};
     gethostname(host, sizeof host - 1);

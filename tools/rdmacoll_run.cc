@@ -5,6 +5,7 @@
 //
 // One thread, one poll() loop over every rank's stdout/stderr pipe plus a signalfd, so SIGCHLD,
 // Ctrl-C and the deadlines are handled in the same place as the output, with no signal handlers.
+// With --link, each rank runs in its own network namespace behind a rate-limited link (run/link.h).
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -29,6 +30,7 @@
 #include "rdmacoll/bootstrap/launch.h"
 #include "rdmacoll/error.h"
 #include "rdmacoll/settings.h"
+#include "run/link.h"
 
 namespace {
 
@@ -38,17 +40,26 @@ constexpr size_t kMaxLine = 64 * 1024;            // a longer "line" is forwarde
 
 int usage(std::ostream& out, int code) {
   out << "usage: rdmacoll-run -n N [--addr HOST:PORT] [--timeout SEC] [--no-prefix] [--] PROGRAM [ARGS...]\n"
+         "       rdmacoll-run -n N --link RATE [--link-subnet NET] [--link-burst BYTES] [--timeout SEC]\n"
+         "                    [--no-prefix] [--] PROGRAM [ARGS...]\n"
          "Starts N ranks of PROGRAM on this host with RDMACOLL_RANK, RDMACOLL_WORLD_SIZE, RDMACOLL_ADDR,\n"
          "LOCAL_RANK and LOCAL_WORLD_SIZE set, and prefixes their output lines with \"[rank i] \".\n"
          "  -n N            number of ranks (at least 1)\n"
          "  --addr H:P      rendezvous address for rank 0's store (default: 127.0.0.1 and a free port)\n"
          "  --timeout SEC   stop the job after SEC (\"90\", \"2.5\", \"500ms\", \"5m\"); default: no limit\n"
          "  --no-prefix     forward the ranks' output unchanged\n"
+         "  --link RATE     run each rank in its own network namespace, joined to the others through a bridge\n"
+         "                  by a link limited to RATE in each direction (tc syntax: 100mbit, 1gbit, 500kbit);\n"
+         "                  sets UCX_TLS=tcp,self, UCX_NET_DEVICES, RDMACOLL_TRANSPORT=ucx unless set, and\n"
+         "                  RDMACOLL_LINK=RATE. Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN)\n"
+         "  --link-subnet NET  the ranks' /24 network with --link (default 10.77.0.0/24; rank r gets .r+1)\n"
+         "  --link-burst BYTES tbf's burst with --link (default: 3028, two frames, up to 250mbit; 128 KiB above)\n"
          "When a rank fails, or on SIGINT/SIGTERM/SIGHUP, the other ranks get SIGTERM (the signal itself\n"
          "when forwarding one), then SIGKILL 3 s later; a second Ctrl-C kills at once. Each rank runs in its\n"
          "own process group, which is what gets signalled, and reads stdin from /dev/null.\n"
          "Exit status: 0 all ranks exited 0; 1 a rank failed (exit status or signal in the message);\n"
-         "2 bad usage; 124 --timeout expired; 127 PROGRAM cannot be executed; 128+S the launcher got signal S.\n";
+         "2 bad usage (also: --link without the privileges it needs); 124 --timeout expired; 127 PROGRAM cannot\n"
+         "be executed; 128+S the launcher got signal S.\n";
   return code;
 }
 
@@ -143,9 +154,24 @@ uint16_t free_port() {
   return ntohs(a.sin_port);
 }
 
-// Forks rank `i`. Returns 0, or the errno of a failed execvp (reported through a close-on-exec
-// pipe: it reads EOF when exec succeeds).
-int spawn(Rank& r, int n, const std::string& addr, char** argv, const sigset_t& old_mask) {
+// What keeps a rank from starting, sent by the child through a close-on-exec pipe (which reads
+// EOF when exec succeeds).
+struct SpawnFailure {
+  int err = 0;         // errno; 0: the rank started
+  char step[40] = "";  // empty: execvp; else the step of entering the network namespace
+};
+
+// Only with --link: where rank r runs and what it is told about the link.
+struct LinkEnv {
+  const rdmacoll::run::LinkNetwork* net;
+  std::string rate;
+};
+
+void setenv_default(const char* name, const std::string& value) { setenv(name, value.c_str(), 0); }
+
+// Forks rank `i`.
+SpawnFailure spawn(Rank& r, int n, const std::string& addr, char** argv, const sigset_t& old_mask,
+                   const std::optional<LinkEnv>& link) {
   int out[2], err[2], status[2];
   if (pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) || pipe2(status, O_CLOEXEC) || (r.pid = fork()) < 0)
     throw rdmacoll::Error("cannot start rank " + std::to_string(r.index) + ": " + std::strerror(errno));
@@ -166,9 +192,23 @@ int spawn(Rank& r, int n, const std::string& addr, char** argv, const sigset_t& 
     setenv("RDMACOLL_ADDR", addr.c_str(), 1);
     setenv("LOCAL_RANK", rank.c_str(), 1);
     setenv("LOCAL_WORLD_SIZE", size.c_str(), 1);
+    SpawnFailure f;
+    if (link) {
+      const char* step = "";
+      if ((f.err = link->net->enter(r.index, &step)) != 0) {
+        std::strncpy(f.step, step, sizeof f.step - 1);
+        (void)!write(status[1], &f, sizeof f);
+        _exit(126);
+      }
+      // UCX's shared-memory transports are not namespaced and would bypass the link.
+      setenv_default("UCX_TLS", "tcp,self");
+      setenv_default("UCX_NET_DEVICES", link->net->rank_device(r.index));
+      setenv_default("RDMACOLL_TRANSPORT", "ucx");
+      setenv("RDMACOLL_LINK", link->rate.c_str(), 1);
+    }
     execvp(argv[0], argv);
-    int e = errno;
-    (void)!write(status[1], &e, sizeof e);
+    f.err = errno;
+    (void)!write(status[1], &f, sizeof f);
     _exit(127);
   }
   setpgid(r.pid, r.pid);  // also here, so the group exists before we might signal it
@@ -177,12 +217,32 @@ int spawn(Rank& r, int n, const std::string& addr, char** argv, const sigset_t& 
   r.out[0] = {out[0], 1, {}};
   r.out[1] = {err[0], 2, {}};
   for (Stream& s : r.out) fcntl(s.fd, F_SETFL, O_NONBLOCK);
-  int e = 0;
+  SpawnFailure f;
   ssize_t got;
-  while ((got = read(status[0], &e, sizeof e)) < 0 && errno == EINTR) {
+  while ((got = read(status[0], &f, sizeof f)) < 0 && errno == EINTR) {
   }
   close(status[0]);
-  return got == sizeof e ? e : 0;
+  return got == sizeof f ? f : SpawnFailure{};
+}
+
+// With --link, UCX must send over the rank's link: warn about settings that would not.
+void check_ucx_env() {
+  if (const char* tls = getenv("UCX_TLS")) {
+    std::string other, list = tls;
+    for (size_t start = 0; start <= list.size();) {
+      size_t comma = std::min(list.find(',', start), list.size());
+      std::string t = list.substr(start, comma - start);
+      if (t != "tcp" && t != "self") other += (other.empty() ? "" : ",") + t;
+      start = comma + 1;
+    }
+    if (!other.empty())
+      std::cerr << "rdmacoll-run: warning: UCX_TLS=" << tls << " is kept, but '" << other
+                << "' may carry traffic past the --link limit (shared memory is not namespaced); unset it or use "
+                   "UCX_TLS=tcp,self\n";
+  }
+  if (const char* dev = getenv("UCX_NET_DEVICES"))
+    std::cerr << "rdmacoll-run: warning: UCX_NET_DEVICES=" << dev
+              << " is kept; the ranks' link devices are rc<launcher pid>r<rank>\n";
 }
 
 }  // namespace
@@ -191,6 +251,11 @@ int main(int argc, char** argv) {
   int n = 0;
   std::string addr;
   std::optional<double> timeout;
+  std::optional<std::string> link_rate;
+  uint64_t link_bps = 0;
+  uint32_t link_subnet = rdmacoll::run::parse_subnet("10.77.0.0/24");
+  std::optional<uint64_t> link_burst;
+  bool subnet_given = false;
   int first = 1;
   try {
     for (; first < argc; ++first) {
@@ -211,6 +276,14 @@ int main(int argc, char** argv) {
         rdmacoll::bootstrap::parse_host_port(addr, "--addr");  // only to reject a bad one early
       } else if (a == "--timeout") {
         timeout = rdmacoll::settings::parse_seconds("--timeout", value());
+      } else if (a == "--link") {
+        link_rate = value();
+        link_bps = rdmacoll::run::parse_rate(*link_rate);
+      } else if (a == "--link-subnet") {
+        link_subnet = rdmacoll::run::parse_subnet(value());
+        subnet_given = true;
+      } else if (a == "--link-burst") {
+        link_burst = rdmacoll::run::parse_burst(value());
       } else if (a == "--no-prefix") {
         g_prefix = false;
       } else {
@@ -220,7 +293,17 @@ int main(int argc, char** argv) {
     if (n == 0) throw rdmacoll::ConfigError("-n N is required");
     if (first >= argc) throw rdmacoll::ConfigError("no program given");
     if (timeout && *timeout <= 0) throw rdmacoll::ConfigError("--timeout must be positive");
-    if (addr.empty()) addr = "127.0.0.1:" + std::to_string(free_port());
+    if (link_rate) {
+      if (!addr.empty())
+        throw rdmacoll::ConfigError("--addr and --link do not go together: with --link the rendezvous is rank 0's "
+                                    "address on the link");
+      if (n > 254) throw rdmacoll::ConfigError("--link supports at most 254 ranks (one /24 network)");
+      rdmacoll::run::require_privileges();
+      check_ucx_env();
+    } else if (subnet_given || link_burst) {
+      throw rdmacoll::ConfigError(std::string(subnet_given ? "--link-subnet" : "--link-burst") + " needs --link");
+    }
+    if (addr.empty() && !link_rate) addr = "127.0.0.1:" + std::to_string(free_port());
   } catch (const rdmacoll::ConfigError& e) {
     std::cerr << "rdmacoll-run: " << e.what() << "\n";
     return usage(std::cerr, 2);
@@ -235,6 +318,24 @@ int main(int argc, char** argv) {
   for (int s : {SIGCHLD, SIGINT, SIGTERM, SIGHUP}) sigaddset(&mask, s);
   sigprocmask(SIG_BLOCK, &mask, &old_mask);
   int sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+
+  // Built with the signals blocked, so a Ctrl-C meanwhile waits in the signalfd and the network
+  // is removed on the way out (the destructor). A launcher killed outright leaves namespaces
+  // named after its pid, which the next --link run removes.
+  std::optional<rdmacoll::run::LinkNetwork> net;
+  std::optional<LinkEnv> link;
+  if (link_rate) {
+    try {
+      rdmacoll::run::remove_stale_namespaces();
+      net.emplace(n, link_bps, link_subnet, rdmacoll::run::tbf_params(link_bps, link_burst));
+    } catch (const rdmacoll::Error& e) {
+      std::cerr << "rdmacoll-run: cannot build the --link network: " << e.what() << "\n";
+      return 1;
+    }
+    link = LinkEnv{&*net, *link_rate};
+    // Each namespace is fresh: nothing else listens on rank 0's address.
+    addr = net->rank_ip(0) + ":29500";
+  }
 
   std::vector<Rank> ranks(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) ranks[static_cast<size_t>(i)].index = i;
@@ -256,10 +357,22 @@ int main(int argc, char** argv) {
     return list;
   };
 
+  // A signal that came during the network's setup: start nothing.
+  for (signalfd_siginfo si; read(sigfd, &si, sizeof si) == sizeof si;) {
+    if (si.ssi_signo == SIGCHLD) continue;
+    std::cerr << "rdmacoll-run: got SIG" << sigabbrev_np(static_cast<int>(si.ssi_signo)) << " before starting the ranks\n";
+    return 128 + static_cast<int>(si.ssi_signo);
+  }
   try {
     for (size_t i = 0; i < ranks.size() && !stopping; ++i) {
-      if (int e = spawn(ranks[i], n, addr, argv + first, old_mask)) {
-        std::cerr << "rdmacoll-run: cannot execute '" << argv[first] << "': " << std::strerror(e) << "\n";
+      SpawnFailure f = spawn(ranks[i], n, addr, argv + first, old_mask, link);
+      if (f.err && f.step[0]) {
+        std::cerr << "rdmacoll-run: rank " << i << " cannot enter network namespace "
+                  << net->rank_namespace(static_cast<int>(i)) << ": " << f.step << ": " << std::strerror(f.err) << "\n";
+        code = 1;
+        stop(SIGKILL);
+      } else if (f.err) {
+        std::cerr << "rdmacoll-run: cannot execute '" << argv[first] << "': " << std::strerror(f.err) << "\n";
         code = 127;
         stop(SIGKILL);
       }

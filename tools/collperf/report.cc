@@ -109,6 +109,7 @@ void print_header(std::ostream& out, const RunInfo& info) {
   out << "# Transport: " << info.transport_line << "\n";
   if (o.collective == Collective::allreduce || o.deterministic)
     out << "# Algorithm: " << info.algorithm << (o.deterministic ? ", deterministic" : "") << "\n";
+  if (!info.link.empty()) out << "# Link: " << info.link << " per rank and direction (rdmacoll-run --link)\n";
   out << "# Clock: " << info.clock << "\n#\n# Using ranks\n";
   for (const RankLine& r : info.rank_lines)
     out << printf_string("#  Rank %2d Pid %6ld on %10s", r.rank, r.pid, r.host.c_str()) << " transport "

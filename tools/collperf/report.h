@@ -58,6 +58,7 @@ struct RunInfo {
   std::string transport_line;  // Transport::describe()
   std::string algorithm;       // the allreduce algorithm asked for ("auto", ...)
   std::string clock;           // where the times come from
+  std::string link;            // RDMACOLL_LINK: the rate of the link rdmacoll-run --link made, if any
   std::vector<RankLine> rank_lines;
   // Footer: per rank peak resident memory and peak scratch use; the pool's (fixed) size.
   std::vector<int64_t> peak_rss_bytes;

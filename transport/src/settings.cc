@@ -76,6 +76,9 @@ constexpr Spec kSpecs[] = {
      "Scripts: where install-deps.sh unpacks Debian's kernel for the soft-RoCE guest."},
     {"RDMACOLL_GUEST_DIR", Type::String, "/var/tmp/rdmacoll-guest",
      "Scripts: the guest harness's cache (initramfs) and job files."},
+    {"RDMACOLL_LINK", Type::String, "",
+     "Set by rdmacoll-run --link RATE to RATE (e.g. 100mbit): the rate-limited link this rank runs behind, "
+     "for programs to report; unset: no such link."},
 };
 
 const Spec& find(std::string_view name) {
