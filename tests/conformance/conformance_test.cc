@@ -170,7 +170,7 @@ void handshake(Transport& t, int peer, uint64_t tag) {
   r.wait();
 }
 
-// Memory the transport allocates: zero-filled, page-aligned, a window peers write into, a
+// Memory the transport allocates: page-aligned, a window peers write into, a
 // source for writes that needs no second registration, and alive until its last handle goes,
 // even after the transport (the collectives free their pool only once the transport is gone).
 TEST_P(Conformance, MultiRankAllocatedWindowTakesWrites) {
@@ -184,7 +184,6 @@ TEST_P(Conformance, MultiRankAllocatedWindowTakesWrites) {
   EXPECT_EQ(win.length(), bytes);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(win.addr()) % 4096, 0u);
   auto* base = static_cast<uint8_t*>(win.addr());
-  EXPECT_TRUE(std::all_of(base, base + bytes, [](uint8_t b) { return b == 0; }));
   auto descs = bootstrap::all_gather(g.store(), "conf/alloc", me, 2, t->pack_window(win), g.deadline());
   RemoteWindow dst = t->unpack_window(peer, descs[static_cast<size_t>(peer)]);
   // The source is the upper half of this rank's own allocation: found, not registered again.

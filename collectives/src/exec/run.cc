@@ -122,8 +122,8 @@ std::vector<Run::Chunk> Run::chunks_of(const Transfer& t) const {
   cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
   std::vector<Chunk> out;
   std::size_t begin = 0;
-  for (std::size_t c : cuts) out.push_back({begin, c - begin}), begin = c;
-  out.push_back({begin, t.count - begin});  // a zero-count transfer is one empty chunk: still delivered
+  for (std::size_t c : cuts) out.push_back({begin, c - begin, false}), begin = c;
+  out.push_back({begin, t.count - begin, false});  // a zero-count transfer is one empty chunk: still delivered
   return out;
 }
 
@@ -162,11 +162,18 @@ void Run::start_step() {
     const auto from = static_cast<std::size_t>(tr.from);
     incoming_[i].chunks = chunks_of(tr);
     for (std::size_t k = 0; k < incoming_[i].chunks.size(); ++k) {
-      const Chunk& c = incoming_[i].chunks[k];
+      Chunk& c = incoming_[i].chunks[k];
       const uint32_t imm = (uint32_t{tag_} << 16) | (recv_count_[from]++ & 0xffffu);
       transport::Request recv;
-      if (sends(from, c.count * es_))
-        recv = t_.recv(tr.from, chunk_tag(imm), pool_.base + landing_bytes(tr, c.offset), c.count * es_);
+      if (sends(from, c.count * es_)) {
+        char* where = pool_.base + landing_bytes(tr, c.offset);
+        c.direct = tr.action == Action::overwrite && tr.dst.memory == Memory::user && c.count > 0;
+        if (c.direct) {
+          forget(tr.dst.offset + c.offset, tr.dst.offset + c.offset + c.count);  // about to be overwritten
+          where = at(tr.dst, c.offset);
+        }
+        recv = t_.recv(tr.from, chunk_tag(imm), where, c.count * es_);
+      }
       expected_[from].push_back({i, k, imm, std::move(recv)});
     }
     // Reduces into the same elements apply in list order, so results do not vary between runs.
@@ -182,7 +189,7 @@ void Run::start_step() {
 }
 
 void Run::apply(const Transfer& tr, const Chunk& c) {
-  if (c.count == 0) return;
+  if (c.count == 0 || c.direct) return;
   const char* landed = pool_.base + landing_bytes(tr, c.offset);
   if (tr.action == Action::reduce && tr.dst.memory == Memory::user) {
     reduce_user(tr.dst.offset + c.offset, landed, c.count);

@@ -15,7 +15,9 @@
 // Data for the user buffer (overwrite transfers) lands in the mirror at the same offset and is
 // copied into the user buffer on arrival: writing into user memory directly would need the
 // user's buffer registered and its key exchanged on every call. The mirror inherits the
-// schedule's one-sided safety, since it is addressed exactly like the user buffer.
+// schedule's one-sided safety, since it is addressed exactly like the user buffer. A chunk that
+// comes as a message (below) is received straight into the user buffer instead: the receiver
+// names the place, and nothing else in the step touches it (schedule.h's hazard rule).
 //
 // Two-sided (Pool::send, where the transport would only emulate writes; and small chunks where
 // a message is cheaper than a write, Pool::send_up_to): the sender sends the chunk as a tagged
@@ -93,6 +95,7 @@ class Run {
  private:
   struct Chunk {
     std::size_t offset, count;  // elements, relative to the transfer
+    bool direct;  // received: a message straight into user memory, nothing to copy on arrival
   };
   struct Incoming {
     std::vector<Chunk> chunks;

@@ -518,7 +518,6 @@ Memory UcxTransport::allocate_memory(size_t length, unsigned access) {
   m->addr = attr.address;
   m->length = length;
   m->access = access;
-  std::memset(m->addr, 0, length);
   cache_->adopt(m);
   return Memory(m, m->addr, length);
 }

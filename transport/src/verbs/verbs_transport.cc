@@ -409,7 +409,6 @@ Memory VerbsTransport::allocate_memory(size_t length, unsigned access) {
   auto m = std::make_shared<VerbsAllocation>();
   m->block.reset(std::aligned_alloc(page, (length + page - 1) / page * page));
   if (!m->block) throw std::bad_alloc();
-  std::memset(m->block.get(), 0, length);
   m->addr = m->block.get();
   m->length = length;
   m->access = access;

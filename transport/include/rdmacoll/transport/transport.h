@@ -162,7 +162,8 @@ class Transport {
   // Registration (cached; the cache drops entries whose memory was freed or remapped).
   virtual Memory register_memory(void* addr, size_t length, unsigned access = kLocalOnly) = 0;
   virtual CacheStats cache_stats() const = 0;
-  // Allocates `length` bytes (page-aligned, zero-filled) registered with `access`; they live as
+  // Allocates `length` bytes (page-aligned, contents unspecified: nothing touches the pages, so
+  // they cost no memory until used) registered with `access`; they live as
   // long as the returned Memory or a copy of it does, which may outlive the transport (the
   // exception to the lifetime rule above). Writes from inside it need no other registration.
   // Windows peers write into should come from
