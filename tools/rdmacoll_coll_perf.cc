@@ -196,7 +196,8 @@ struct CompressedSize {
     const uint64_t h = result_hash(out, count);
     rec[5] = static_cast<double>(h >> 32), rec[6] = static_cast<double>(h & 0xFFFFFFFFu);
     if (call.o.check) {
-      comm.allreduce(budget.data(), budget.data(), count, DataType::f32, ReduceOp::sum);
+      // avg divides the sum, and so its error, by n.
+      comm.allreduce(budget.data(), budget.data(), count, DataType::f32, op);
       rec[3] = relerr_limit(codec, uses_two_phase(codec, compression.scheme), exact, budget.data(), count);
     }
   }

@@ -34,8 +34,8 @@ bool uses_two_phase(const collectives::Codec& codec, collectives::Compression::S
 //    (|v - in| and the server residual), plus float rounding of the sums (1e-6 |in|).
 void local_error_budget(const collectives::Codec& codec, const float* in, size_t count,
                         const collectives::ErrorFeedback* feedback, float* budget);
-// 2. With e1 the budgets summed over ranks: 2 ||e1 + b2||_2 / ||exact||_2 + 1e-6, where b2
-//    (two-phase only) is error_bound(|exact| + e1), what the owners' re-encoding of the reduced
+// 2. With e1 the budgets reduced over ranks by the call's op (avg divides the error too):
+//    2 ||e1 + b2||_2 / ||exact||_2 + 1e-6, where b2 (two-phase only) is error_bound(|exact| + e1), what the owners' re-encoding of the reduced
 //    blocks may lose. Twice: the bounds are taken over the whole buffer, the call encodes each
 //    block (and segment) on its own, so its codec blocks start elsewhere. +inf when exact is 0.
 double relerr_limit(const collectives::Codec& codec, bool two_phase, const float* exact, const float* e1,
