@@ -117,6 +117,7 @@ std::string compressed_heads(bool with_compressed) {
                          f[11], f[12]);
       if (with_compressed) s += printf_string("  %4s", last);
     }
+    while (s.back() == ' ') s.pop_back();
     return s + "\n";
   };
   const char* names[] = {"count", "type", "redop", "root", "time", "algbw", "busbw", "wire", "walgbw", "wbusbw",
