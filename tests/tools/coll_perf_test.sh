@@ -125,26 +125,28 @@ json)
   grep -q '"wrong": null' "$tmp/json" || fail "-c 0 should leave wrong null"
   ;;
 compress)
-  # rdmacoll-allreduce-perf --compress with 3 ranks: wire bytes the transport counted against
-  # the fp32 ring's 2(n-1)/n size (int8 about 1/4, sign and topk far less), relerr finite and
-  # within the codec's limit (-c 1: also the same bits on every rank), auto declining where the
-  # link (shared memory) outruns the codec; then bad usage.
+  # rdmacoll-allreduce-perf --compress: wire bytes the transport counted against the fp32 ring's
+  # 2(n-1)/n size (int8 about 1/4, sign and topk far less), relerr finite and within the codec's
+  # limit (-c 1: also the same bits on every rank), auto declining where the link (shared memory)
+  # outruns the codec; then bad usage. 3 ranks, except auto: on a 2-core host 3 ranks
+  # oversubscribe it and the measured plain/compressed times come within noise of each other
+  # at some sizes; with 2 ranks plain is about twice as fast at 256 KiB.
   ar=$(tool allreduce)
-  json_run() {  # json_run WHAT SIZES [checker flags...] -- [tool flags...]
-    local what=$1 sizes=$2; shift 2
+  json_run() {  # json_run WHAT RANKS SIZES [checker flags...] -- [tool flags...]
+    local what=$1 n=$2 sizes=$3; shift 3
     local want=()
     while [ "$1" != -- ]; do want+=("$1"); shift; done; shift
-    "$run" -n 3 --no-prefix -- "$ar" "${flags[@]}" -n 3 -w 1 -c 1 --json "$@" >"$tmp/json" 2>"$tmp/err"; rc=$?
+    "$run" -n "$n" --no-prefix -- "$ar" "${flags[@]}" -n 3 -w 1 -c 1 --json "$@" >"$tmp/json" 2>"$tmp/err"; rc=$?
     expect_rc 0 "$what"
-    python3 "$here/check_coll_json.py" rdmacoll-allreduce-perf 3 "$tmp/json" "$sizes" 1 "${want[@]}" \
+    python3 "$here/check_coll_json.py" rdmacoll-allreduce-perf "$n" "$tmp/json" "$sizes" 1 "${want[@]}" \
       >"$tmp/verdict" || fail "$what: $(cat "$tmp/verdict")"
   }
-  json_run "--compress int8" 262144,1048576 --wire-fraction 0.2:0.3 --compressed true --max-relerr 0.05 -- \
+  json_run "--compress int8" 3 262144,1048576 --wire-fraction 0.2:0.3 --compressed true --max-relerr 0.05 -- \
     --compress int8 -b 256K -e 1M -f 4
   grep -q '"compression": {"codec": "int8:256", "auto": false' "$tmp/json" || fail "no compression settings"
-  json_run "--compress topk:0.05" 1048576 --wire-fraction 0.05:0.2 --compressed true -- \
+  json_run "--compress topk:0.05" 3 1048576 --wire-fraction 0.05:0.2 --compressed true -- \
     --compress topk:0.05 -b 1M -e 1M --seed 3
-  json_run "--compress auto" 4194304 --compressed false --max-relerr 1e-6 -- --compress auto -b 4M -e 4M
+  json_run "--compress auto" 2 262144 --compressed false --max-relerr 1e-6 -- --compress auto -b 256K -e 256K
   # The table: sign, avg, error feedback, both placements checked (#wrong, fields 14 and 23).
   "$run" -n 3 --no-prefix -- "$ar" "${flags[@]}" --compress sign -o avg --feedback -b 64K -e 256K -f 4 -n 3 -w 1 \
     >"$tmp/out" 2>"$tmp/err"; rc=$?
