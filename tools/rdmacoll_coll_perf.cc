@@ -6,18 +6,23 @@
 // For each datatype, op and size: out of place then in place, warmup calls, a barrier, then
 // --iters calls back to back (all issued, then waited, unless -z 1), timed on every rank; with
 // --check one more call on fresh inputs, every element verified on every rank.
+// --compress (allreduce only): the compressed allreduce on gradient-like inputs, with the wire
+// bytes the transport counted and the relative error against a plain allreduce (see README).
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "collperf/compress.h"
 #include "collperf/data.h"
 #include "collperf/options.h"
 #include "collperf/report.h"
@@ -26,6 +31,7 @@
 #include "perf/session.h"
 #include "perf/timer.h"
 #include "rdmacoll/bootstrap/store.h"
+#include "rdmacoll/collectives/codec.h"
 #include "rdmacoll/collectives/communicator.h"
 #include "rdmacoll/error.h"
 #include "rdmacoll/settings.h"
@@ -39,10 +45,22 @@ namespace {
 using namespace rdmacoll::collperf;
 using rdmacoll::collectives::CallOptions;
 using rdmacoll::collectives::Communicator;
+using rdmacoll::collectives::Compression;
 using rdmacoll::collectives::Work;
 namespace bs = rdmacoll::bootstrap;
 
 constexpr Collective kCollective = Collective::RDMACOLL_COLLPERF_COLLECTIVE;
+
+// What a run of calls put on the wire (compressed allreduces: Work::wire(), Work::compressed()).
+struct Tally {
+  uint64_t bytes_sent = 0;
+  size_t calls = 0, compressed = 0;
+  void add(const Work& w) {
+    bytes_sent += w.wire().bytes_sent;
+    ++calls;
+    compressed += w.compressed() ? 1 : 0;
+  }
+};
 
 // One call of the collective under test. Inputs are `count` elements everywhere (allgather
 // reads only block `rank` of them; broadcast only the root's).
@@ -50,8 +68,11 @@ struct Call {
   Communicator& comm;
   const Options& o;
   CallOptions copts;
+  const Compression* compression = nullptr;  // --compress: the float allreduce overload
 
   Work issue(const void* in, void* out, size_t count, DataType type, ReduceOp op) const {
+    if (compression)
+      return comm.allreduce_async(static_cast<const float*>(in), static_cast<float*>(out), count, op, *compression);
     switch (kCollective) {
       case Collective::allreduce: return comm.allreduce_async(in, out, count, type, op, copts);
       case Collective::reduce_scatter: return comm.reduce_scatter_async(in, out, count, type, op, copts);
@@ -62,25 +83,32 @@ struct Call {
     return {};
   }
 
-  // Mean microseconds per call over o.iters calls, after o.warmup untimed ones and a barrier.
+  // Mean microseconds per call over o.iters calls, after o.warmup untimed ones and a barrier;
+  // `tally`, if given, gets the timed calls' wire bytes.
   double time(const rdmacoll::perf::Timer& timer, const void* in, void* out, size_t count, DataType type,
-              ReduceOp op) const {
-    run(o.warmup, in, out, count, type, op);
+              ReduceOp op, Tally* tally = nullptr) const {
+    run(o.warmup, in, out, count, type, op, nullptr);
     comm.barrier();
     const uint64_t t0 = timer.now();
-    run(o.iters, in, out, count, type, op);
+    run(o.iters, in, out, count, type, op, tally);
     return timer.micros(timer.now() - t0) / static_cast<double>(o.iters);
   }
 
-  void run(size_t calls, const void* in, void* out, size_t count, DataType type, ReduceOp op) const {
+  void run(size_t calls, const void* in, void* out, size_t count, DataType type, ReduceOp op, Tally* tally) const {
     if (o.blocking) {
-      for (size_t i = 0; i < calls; ++i) issue(in, out, count, type, op).wait();
+      for (size_t i = 0; i < calls; ++i) {
+        Work w = issue(in, out, count, type, op);
+        w.wait();
+        if (tally) tally->add(w);
+      }
       return;
     }
     std::vector<Work> works;
     works.reserve(calls);
     for (size_t i = 0; i < calls; ++i) works.push_back(issue(in, out, count, type, op));
     for (Work& w : works) w.wait();
+    if (tally)
+      for (const Work& w : works) tally->add(w);
   }
 
   // Wrong elements of this rank's part of the result of one call on fresh inputs.
@@ -111,6 +139,100 @@ struct Call {
     return 0;
   }
 };
+
+// --compress: one size of the sweep on this rank. Per placement, a record of kCompressedFields
+// doubles that every rank gathers: [time us, wire bytes per timed call, relerr, relerr limit
+// (-1: unchecked), 1 if the timed calls compressed, result hash (high, low 32 bits)].
+constexpr size_t kCompressedFields = 7;
+
+struct CompressedSize {
+  const Call& call;
+  Communicator& comm;
+  const rdmacoll::collectives::Codec& codec;
+  const Compression& compression;  // call's; its feedback (if any) is this size's own
+  float* in;
+  float* out;
+  float* exact;
+  size_t count;
+  ReduceOp op;
+
+  // Order: out-of-place timing; the exact result (a plain allreduce of the same inputs); one
+  // out-of-place and one in-place call on those inputs for relerr and the check; in-place timing
+  // (last, as in-place sums grow the buffer call after call). Error feedback, if on, is carried
+  // through all of them.
+  std::vector<double> measure(const rdmacoll::perf::Timer& timer) {
+    std::vector<double> rec(2 * kCompressedFields, -1.0);
+    fill_gradient(comm.rank(), in, count);
+    std::memcpy(out, in, count * 4);
+    if (compression.only_if_faster) comm.compression_pays(codec, count, compression.scheme);  // not in the timing
+    Tally oop;
+    rec[0] = call.time(timer, in, out, count, DataType::f32, op, &oop);
+    tally_into(oop, rec.data());
+    comm.allreduce(in, exact, count, DataType::f32, op);
+    one_call(false, rec.data());
+    one_call(true, rec.data() + kCompressedFields);
+    std::memcpy(out, in, count * 4);
+    Tally ip;
+    rec[kCompressedFields] = call.time(timer, out, out, count, DataType::f32, op, &ip);
+    tally_into(ip, rec.data() + kCompressedFields);
+    return rec;
+  }
+
+  static void tally_into(const Tally& t, double* rec) {
+    rec[1] = t.calls ? static_cast<double>(t.bytes_sent) / static_cast<double>(t.calls) : 0;
+    rec[4] = t.calls && t.compressed == t.calls ? 1 : 0;
+  }
+
+  void one_call(bool in_place, double* rec) {
+    std::vector<float> budget;
+    if (call.o.check) {
+      budget.resize(count);
+      local_error_budget(codec, in, count, compression.feedback, budget.data());
+    }
+    if (in_place) std::memcpy(out, in, count * 4);
+    else std::memset(out, 0xFF, count * 4);  // NaN: an unwritten element cannot pass
+    call.issue(in_place ? out : in, out, count, DataType::f32, op).wait();
+    rec[2] = relative_error(out, exact, count);
+    const uint64_t h = result_hash(out, count);
+    rec[5] = static_cast<double>(h >> 32), rec[6] = static_cast<double>(h & 0xFFFFFFFFu);
+    if (call.o.check) {
+      // avg divides the sum, and so its error, by n.
+      comm.allreduce(budget.data(), budget.data(), count, DataType::f32, op);
+      rec[3] = relerr_limit(codec, uses_two_phase(codec, compression.scheme), exact, budget.data(), count);
+    }
+  }
+};
+
+// A placement's columns from every rank's record (see CompressedSize); `own_wrong` gets 1 if
+// this rank's result fails the check.
+Placement compressed_placement(const Options& o, int n, int rank, size_t bytes, const std::vector<double>& all,
+                               size_t at, uint64_t& own_wrong) {
+  std::vector<double> times;
+  double wire = 0, relerr = 0, limit = -1;
+  int64_t wrong = o.check ? 0 : -1;
+  const double* first = all.data() + at;
+  for (int r = 0; r < n; ++r) {
+    const double* rec = all.data() + static_cast<size_t>(r) * 2 * kCompressedFields + at;
+    times.push_back(rec[0]);
+    wire += rec[1] / n;
+    relerr = std::isnan(rec[2]) || std::isnan(relerr) ? std::nan("") : std::max(relerr, rec[2]);
+    limit = std::max(limit, rec[3]);
+    // Bitwise rank 0's result, and relerr finite and within the limit.
+    const bool bad = rec[5] != first[5] || rec[6] != first[6] || !std::isfinite(rec[2]) || !(rec[2] <= rec[3]);
+    if (o.check && bad) {
+      ++wrong;
+      if (r == rank) ++own_wrong;
+    }
+  }
+  Placement p = placement(Collective::allreduce, n, bytes, combine(o.average, times), wrong);
+  Wire w = wire_columns(n, bytes, p.time_us, wire);
+  w.relerr = relerr;
+  w.relerr_limit = o.check ? limit : -1;
+  w.compressed = first[4] == 1;
+  w.only_if_faster = o.compress_auto;
+  p.wire = w;
+  return p;
+}
 
 int64_t peak_rss_bytes() {
   rusage u{};
@@ -168,6 +290,12 @@ int run(const Options& o, const std::vector<std::string>& args, int json_fd) {
   // destroyed with that call in flight, and its transport may still touch them while it shuts down.
   const std::vector<size_t> sweep = sizes(o);
   rdmacoll::perf::Buffer in(sweep.back()), outbuf(sweep.back());
+  std::unique_ptr<rdmacoll::collectives::Codec> codec;
+  std::optional<rdmacoll::perf::Buffer> exact;  // --compress: the plain allreduce's result
+  if (!o.compress.empty()) {
+    codec = rdmacoll::collectives::make_codec(o.compress);
+    exact.emplace(sweep.back());
+  }
 
   Communicator::Options copt = Communicator::Options::from_settings();
   if (o.backend) copt.transport.backend = *o.backend;
@@ -214,6 +342,16 @@ int run(const Options& o, const std::vector<std::string>& args, int json_fd) {
   copts.algorithm = o.algorithm;
   if (o.deterministic) copts.deterministic = true;
   const Call call{*comm, o, copts};
+  Compression compression;
+  rdmacoll::collectives::ErrorFeedback feedback;  // --feedback: reset for each size
+  if (codec) {
+    compression.codec = codec.get();
+    compression.seed = o.seed;
+    compression.scheme = o.scheme;
+    compression.only_if_faster = o.compress_auto;
+    if (o.feedback) compression.feedback = &feedback;
+  }
+  const Call compressed_call{*comm, o, {}, &compression};
 
   std::vector<Row> rows;
   uint64_t own_wrong = 0;
@@ -222,6 +360,25 @@ int run(const Options& o, const std::vector<std::string>& args, int json_fd) {
     for (ReduceOp op : o.ops) {
       for (size_t bytes : sweep) {
         const size_t count = bytes / es;
+        if (codec) {
+          feedback.reset();
+          CompressedSize one{compressed_call, *comm, *codec, compression, reinterpret_cast<float*>(in.data()),
+                             reinterpret_cast<float*>(outbuf.data()), reinterpret_cast<float*>(exact->data()), count, op};
+          std::vector<double> mine = one.measure(timer);
+          std::vector<double> all(mine.size() * static_cast<size_t>(n));
+          std::copy(mine.begin(), mine.end(), all.begin() + static_cast<ptrdiff_t>(mine.size()) * rank);
+          comm->allgather(all.data(), all.data(), all.size(), DataType::f64);
+          Row row;
+          row.bytes = count * es;
+          row.count = count;
+          row.type = type;
+          row.redop = std::string(rdmacoll::collectives::to_string(op));
+          row.out_of_place = compressed_placement(o, n, rank, row.bytes, all, 0, own_wrong);
+          row.in_place = compressed_placement(o, n, rank, row.bytes, all, kCompressedFields, own_wrong);
+          if (printer && json_fd < 0) print_row(out, row);
+          rows.push_back(row);
+          continue;
+        }
         // Mine: [out-of-place us, in-place us, out-of-place wrong, in-place wrong]; -1: unchecked.
         std::vector<double> mine(4, -1.0);
         fill_input(type, has_op(kCollective) ? std::optional(op) : std::nullopt, rank, in.data(), 0, count);
@@ -280,7 +437,8 @@ int run(const Options& o, const std::vector<std::string>& args, int json_fd) {
   bs::finalize(world, bs::deadline_in(timeout));
   const int64_t wrong = total_wrong(rows);
   if (wrong > 0 || own_wrong > 0) {
-    std::cerr << name << ": rank " << rank << ": the check found " << own_wrong << " wrong element(s) here"
+    const char* what = codec ? " wrong result(s) (bits unlike rank 0's, or relerr over its limit)" : " wrong element(s)";
+    std::cerr << name << ": rank " << rank << ": the check found " << own_wrong << what << " here"
               << (printer ? ", " + std::to_string(wrong) + " on all ranks" : "") << "\n";
     return 1;
   }

@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """Validates the --json output of rdmacoll-allreduce-perf and its siblings.
-usage: check_coll_json.py TOOL RANKS FILE SIZES ROWS_PER_SIZE
+usage: check_coll_json.py TOOL RANKS FILE SIZES ROWS_PER_SIZE [--wire-fraction LO:HI]
+                          [--compressed true|false] [--max-relerr X]
   SIZES: comma-separated sizes in bytes, in sweep order; ROWS_PER_SIZE: rows (type x op) each.
+  With --compress output ("compression" present) the wire columns are checked against each
+  other and, if asked: wire bytes per rank within LO..HI times the fp32 ring's 2(n-1)/n size,
+  every placement's "compressed" as given, relerr at most X.
 Exit 0 when valid; prints what is wrong and exits 1 otherwise."""
 import json
 import math
@@ -18,17 +22,85 @@ TYPES = {"float": 4, "double": 8, "half": 2, "bfloat16": 2, "int8": 1, "uint8": 
 
 from json_check import fail, need
 
+NUM = (int, float)
+
+
+def expectations(args):
+    """The optional flags after the positional arguments."""
+    want = {}
+    while args:
+        if len(args) < 2:
+            fail(f"bad checker arguments {args}")
+        flag, value, args = args[0], args[1], args[2:]
+        if flag == "--wire-fraction":
+            lo, hi = value.split(":")
+            want["wire"] = (float(lo), float(hi))
+        elif flag == "--compressed":
+            want["compressed"] = value == "true"
+        elif flag == "--max-relerr":
+            want["relerr"] = float(value)
+        else:
+            fail(f"unknown checker flag {flag}")
+    return want
+
+
+def check_compression(doc, rows, ranks, check, want):
+    """--compress output: the wire columns, relerr and the "compressed" flag of every placement."""
+    c = need(doc, "compression", dict, "top")
+    need(c, "codec", str, "compression")
+    need(c, "auto", bool, "compression")
+    need(c, "feedback", bool, "compression")
+    need(c, "seed", int, "compression")
+    if need(c, "scheme", str, "compression") not in ("auto", "two_phase", "allgather"):
+        fail(f"compression.scheme {c['scheme']}")
+    factor = FACTORS["allreduce"](ranks)
+    for i, r in enumerate(rows):
+        w = f"rows[{i}]"
+        if r["type"] != "float" or r["redop"] not in ("sum", "avg"):
+            fail(f"{w}: --compress with {r['type']} {r['redop']}")
+        ring = factor * r["size"]
+        for p in ("out_of_place", "in_place"):
+            pl, wp = r[p], f"{w}.{p}"
+            wire, walg, wbus, ratio = (need(pl, k, NUM, wp) for k in
+                                       ("wire_bytes", "wire_algbw_gbs", "wire_busbw_gbs", "compression_ratio"))
+            if not math.isclose(wbus, wire / (pl["time_us"] * 1e-6) / 1e9, rel_tol=1e-4, abs_tol=1e-6):
+                fail(f"{wp}: wire_busbw {wbus} is not wire_bytes/time")
+            if factor > 0 and not math.isclose(walg, wbus / factor, rel_tol=1e-4, abs_tol=1e-6):
+                fail(f"{wp}: wire_algbw {walg} is not wire_busbw / {factor}")
+            if wire > 0 and not math.isclose(ratio, ring / wire, rel_tol=1e-4):
+                fail(f"{wp}: compression_ratio {ratio} is not 2(n-1)/n size / wire_bytes")
+            relerr = pl.get("relerr")
+            if not isinstance(relerr, NUM) or isinstance(relerr, bool) or not relerr >= 0:
+                fail(f"{wp}: relerr {relerr!r} is not a finite non-negative number")
+            limit = pl.get("relerr_limit", "missing")
+            if check:
+                if not isinstance(limit, NUM) or not relerr <= limit:
+                    fail(f"{wp}: relerr {relerr} over its limit {limit}")
+            elif limit is not None:
+                fail(f"{wp}: relerr_limit should be null without --check")
+            compressed = need(pl, "compressed", bool, wp)
+            if "wire" in want and r["size"] > 0:
+                lo, hi = want["wire"]
+                if not lo * ring <= wire <= hi * ring:
+                    fail(f"{wp}: {wire} wire bytes per rank is {wire / ring:.3f} of the fp32 ring's {ring:.0f}, "
+                         f"not within {lo}..{hi}")
+            if "compressed" in want and compressed != want["compressed"]:
+                fail(f"{wp}: compressed is {compressed}, expected {want['compressed']}")
+            if "relerr" in want and relerr > want["relerr"]:
+                fail(f"{wp}: relerr {relerr} above {want['relerr']}")
+
 
 def main():
     tool, ranks, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     sizes = [int(s) for s in sys.argv[4].split(",")]
     per_size = int(sys.argv[5])
+    want = expectations(sys.argv[6:])
     try:
         with open(path) as f:
             doc = json.load(f)
     except json.JSONDecodeError as e:
         fail(f"does not parse: {e}")
-    num = (int, float)
+    num = NUM
     if need(doc, "tool", str, "top") != tool:
         fail(f"tool is {doc['tool']}, expected {tool}")
     coll = need(doc, "collective", str, "top")
@@ -95,7 +167,11 @@ def main():
         fail("scratch_bytes")
     if len(need(doc, "peak_scratch_bytes", list, "top")) != ranks:
         fail("peak_scratch_bytes")
-    print(f"valid: {len(rows)} row(s)")
+    if "compression" in doc:
+        check_compression(doc, rows, ranks, check, want)
+    elif want:
+        fail("no 'compression' to check (run with --compress)")
+    print(f"valid: {len(rows)} row(s)" + (", compressed" if "compression" in doc else ""))
 
 
 main()

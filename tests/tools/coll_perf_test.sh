@@ -3,7 +3,7 @@
 # rdmacoll-run (or mpirun), the table and JSON checked, every element of every result verified
 # by the tools themselves (-c 1), exit codes checked. Host: UCX over shared memory; guest: verbs.
 # usage: coll_perf_test.sh CASE BUILD_DIR TRANSPORT [rdma]
-#   CASE: usage | sweep | all-types | json | mpirun | wrong-root | mismatch | not-launched
+#   CASE: usage | sweep | all-types | json | compress | mpirun | wrong-root | mismatch | not-launched
 #   TRANSPORT: ucx | verbs
 #   rdma: run on this host's RDMA device (skip without one, fail if REQUIRE_RDMA_DEVICE=1)
 # Exit 0 pass, 1 fail, 77 skip.
@@ -123,6 +123,54 @@ json)
   expect_rc 0 "broadcast -J -c 0"
   python3 "$here/check_coll_json.py" rdmacoll-broadcast-perf 2 "$tmp/json" 8 1 >"$tmp/verdict" || fail "$(cat "$tmp/verdict")"
   grep -q '"wrong": null' "$tmp/json" || fail "-c 0 should leave wrong null"
+  ;;
+compress)
+  # rdmacoll-allreduce-perf --compress: wire bytes the transport counted against the fp32 ring's
+  # 2(n-1)/n size (int8 about 1/4, sign and topk far less), relerr finite and within the codec's
+  # limit (-c 1: also the same bits on every rank), auto declining where the link (shared memory)
+  # outruns the codec; then bad usage. 3 ranks, except auto: on a 2-core host 3 ranks
+  # oversubscribe it and the measured plain/compressed times come within noise of each other
+  # at some sizes; with 2 ranks plain is about twice as fast at 256 KiB.
+  ar=$(tool allreduce)
+  json_run() {  # json_run WHAT RANKS SIZES [checker flags...] -- [tool flags...]
+    local what=$1 n=$2 sizes=$3; shift 3
+    local want=()
+    while [ "$1" != -- ]; do want+=("$1"); shift; done; shift
+    "$run" -n "$n" --no-prefix -- "$ar" "${flags[@]}" -n 3 -w 1 -c 1 --json "$@" >"$tmp/json" 2>"$tmp/err"; rc=$?
+    expect_rc 0 "$what"
+    python3 "$here/check_coll_json.py" rdmacoll-allreduce-perf "$n" "$tmp/json" "$sizes" 1 "${want[@]}" \
+      >"$tmp/verdict" || fail "$what: $(cat "$tmp/verdict")"
+  }
+  json_run "--compress int8" 3 262144,1048576 --wire-fraction 0.2:0.3 --compressed true --max-relerr 0.05 -- \
+    --compress int8 -b 256K -e 1M -f 4
+  grep -q '"compression": {"codec": "int8:256", "auto": false' "$tmp/json" || fail "no compression settings"
+  json_run "--compress topk:0.05" 3 1048576 --wire-fraction 0.05:0.2 --compressed true -- \
+    --compress topk:0.05 -b 1M -e 1M --seed 3
+  json_run "--compress auto" 2 262144 --compressed false --max-relerr 1e-6 -- --compress auto -b 256K -e 256K
+  # The table: sign, avg, error feedback, both placements checked (#wrong, fields 14 and 23).
+  "$run" -n 3 --no-prefix -- "$ar" "${flags[@]}" --compress sign -o avg --feedback -b 64K -e 256K -f 4 -n 3 -w 1 \
+    >"$tmp/out" 2>"$tmp/err"; rc=$?
+  expect_rc 0 "--compress sign table"
+  expect_in out "^# Compression: sign:256, scheme auto, error feedback on, seed 0"
+  expect_in out "^#       size         count      type   redop    root     time   algbw   busbw        wire  walgbw  wbusbw   ratio    relerr #wrong     time"
+  for s in 65536 262144; do
+    expect_in out "^ *$s  *[0-9]*     float     avg  *-1  *[0-9.]*  *[0-9.]*  *[0-9.]*  *[0-9]*  *[0-9.]*  *[0-9.]*  *[0-9.]*  *[0-9.]*e[-+][0-9]*  *0  "
+  done
+  grep -E '^ +[0-9]+ ' "$tmp/out" | awk 'NF != 23 || $14 != 0 || $23 != 0 || $12 < 10 { bad = 1 } END { exit !bad }' &&
+    fail "a sign row has a wrong result, a missing column or a ratio under 10"
+  expect_in out "^# Out of bounds values : 0 OK$"
+  expect_in out "^# Avg bus bandwidth    : [0-9.e+-]*$"
+  for bad in "--compress bogus" "--compress powersgd:2" "--compress int8 -d half" "--compress int8 -o max" \
+             "--compress int8 --algo ring" "--compress int8 --scheme ring" "--feedback" "--seed 1"; do
+    # shellcheck disable=SC2086
+    "$ar" $bad >"$tmp/out" 2>"$tmp/err"; rc=$?; expect_rc 2 "$bad"
+    expect_in err "^usage: rdmacoll-run -n N rdmacoll-allreduce-perf"
+  done
+  expect_in err "apply with --compress only"
+  "$(tool allgather)" --compress int8 >"$tmp/out" 2>"$tmp/err"; rc=$?; expect_rc 2 "allgather --compress"
+  expect_in err "applies to rdmacoll-allreduce-perf only"
+  "$ar" --compress int8 -o max >"$tmp/out" 2>"$tmp/err"; rc=$?; expect_rc 2 "-o max"
+  expect_in err "needs -o sum or -o avg"
   ;;
 mpirun)
   command -v mpirun >/dev/null || { echo "SKIP: mpirun not found"; exit 77; }

@@ -2,14 +2,17 @@
 // the data patterns against the real reduction kernels, and the table and JSON output.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <sstream>
 #include <vector>
 
+#include "collperf/compress.h"
 #include "collperf/data.h"
 #include "collperf/options.h"
 #include "collperf/report.h"
 #include "perf/options.h"
+#include "rdmacoll/collectives/codec.h"
 #include "rdmacoll/collectives/reduce.h"
 
 namespace rdmacoll::collperf {
@@ -98,6 +101,46 @@ TEST(CollPerfOptions, UsageNamesEveryFlag) {
   EXPECT_EQ(usage(Collective::broadcast).find("--algo"), std::string::npos);
 }
 
+TEST(CollPerfOptions, CompressTakesACodecOrAuto) {
+  using Scheme = collectives::Compression::Scheme;
+  Options o = parse_all(Collective::allreduce, {});
+  EXPECT_TRUE(o.compress.empty());
+  o = parse_all(Collective::allreduce, {"--compress", "int8"});
+  EXPECT_EQ(o.compress, "int8:256");  // canonical
+  EXPECT_FALSE(o.compress_auto);
+  EXPECT_FALSE(o.feedback);
+  EXPECT_EQ(o.scheme, Scheme::automatic);
+  EXPECT_EQ(o.seed, 0u);
+  o = parse_all(Collective::allreduce, {"--compress", "auto"});
+  EXPECT_EQ(o.compress, "int8:256");
+  EXPECT_TRUE(o.compress_auto);
+  o = parse_all(Collective::allreduce, {"--compress=auto:topk:0.05", "-o", "avg", "-d", "float", "--feedback",
+                                        "--scheme", "allgather", "--seed", "77"});
+  EXPECT_EQ(o.compress, collectives::parse_codec("topk:0.05").name());
+  EXPECT_TRUE(o.compress_auto);
+  EXPECT_TRUE(o.feedback);
+  EXPECT_EQ(o.scheme, Scheme::allgather);
+  EXPECT_EQ(o.seed, 77u);
+  EXPECT_EQ(parse_all(Collective::allreduce, {"--compress", "sign", "--scheme", "two_phase"}).scheme, Scheme::two_phase);
+  EXPECT_EQ(scheme_name(Scheme::two_phase), "two_phase");
+  const std::string u = usage(Collective::allreduce);
+  for (const char* f : {"--compress", "--feedback", "--scheme", "--seed"}) EXPECT_NE(u.find(f), std::string::npos) << f;
+  EXPECT_EQ(usage(Collective::reduce).find("--compress"), std::string::npos);
+}
+
+TEST(CollPerfOptions, CompressOnlyWithFloatSumOrAvgAllreduce) {
+  for (std::vector<std::string> bad : std::vector<std::vector<std::string>>{
+           {"--compress", "bogus"}, {"--compress", "auto:bogus"}, {"--compress", "powersgd:2"}, {"--compress"},
+           {"--compress", "int8", "-d", "half"}, {"--compress", "int8", "-d", "all"}, {"--compress", "int8", "-o", "max"},
+           {"--compress", "int8", "-o", "all"}, {"--compress", "int8", "--algo", "ring"},
+           {"--compress", "int8", "--deterministic"}, {"--compress", "int8", "--scheme", "tree"},
+           {"--compress", "int8", "--seed", "-1"}, {"--feedback"}, {"--scheme", "allgather"}, {"--seed", "3"}}) {
+    EXPECT_THROW(parse_all(Collective::allreduce, bad), perf::UsageError) << bad[0] << " " << bad.back();
+  }
+  EXPECT_THROW(parse_all(Collective::reduce_scatter, {"--compress", "int8"}), perf::UsageError);
+  EXPECT_THROW(parse_all(Collective::broadcast, {"--compress", "int8"}), perf::UsageError);
+}
+
 TEST(CollPerfSizes, FactorAndStep) {
   Options o = parse_all(Collective::allreduce, {"-b", "8", "-e", "1M", "-f", "8"});
   EXPECT_EQ(sizes(o), (std::vector<size_t>{8, 64, 512, 4096, 32768, 262144}));
@@ -132,6 +175,94 @@ TEST(CollPerfReport, AlgbwAndAverageModes) {
   EXPECT_EQ(combine(Average::mean, t), 4);
   EXPECT_EQ(combine(Average::min, t), 1);
   EXPECT_EQ(combine(Average::max, t), 7);
+}
+
+TEST(CollPerfReport, WireColumns) {
+  // 3 ranks, 3 MB of fp32: the ring sends 2(n-1)/n x 3 MB = 4 MB per rank.
+  EXPECT_DOUBLE_EQ(ring_bytes_per_rank(3, 3000000), 4000000);
+  const Wire w = wire_columns(3, 3000000, 100, 1000000);  // 1 MB per rank in 100 us
+  EXPECT_DOUBLE_EQ(w.bytes, 1000000);
+  EXPECT_DOUBLE_EQ(w.busbw_gbs, 10.0);      // wire bytes / time
+  EXPECT_DOUBLE_EQ(w.algbw_gbs, 10.0 / (4.0 / 3));  // / the busbw factor
+  EXPECT_DOUBLE_EQ(w.ratio, 4.0);
+  const Wire none = wire_columns(1, 4096, 0, 0);  // one rank sends nothing; no time
+  EXPECT_EQ(none.busbw_gbs, 0);
+  EXPECT_EQ(none.algbw_gbs, 0);
+  EXPECT_EQ(none.ratio, 0);
+}
+
+TEST(CollPerfCompress, RelativeErrorAndHash) {
+  const std::vector<float> exact{3, 4, 0}, off{3, 4, 0.5f}, nan{3, NAN, 0};
+  EXPECT_EQ(relative_error(exact.data(), exact.data(), 3), 0);
+  EXPECT_DOUBLE_EQ(relative_error(off.data(), exact.data(), 3), 0.1);  // 0.5 / 5
+  EXPECT_TRUE(std::isnan(relative_error(nan.data(), exact.data(), 3)));
+  const std::vector<float> zero(3, 0.0f);
+  EXPECT_TRUE(std::isinf(relative_error(off.data(), zero.data(), 3)));
+  EXPECT_EQ(result_hash(exact.data(), 3), result_hash(std::vector<float>{3, 4, 0}.data(), 3));
+  EXPECT_NE(result_hash(exact.data(), 3), result_hash(off.data(), 3));
+  const std::vector<float> neg_zero{3, 4, -0.0f};  // bitwise: -0 is not 0
+  EXPECT_NE(result_hash(exact.data(), 3), result_hash(neg_zero.data(), 3));
+}
+
+TEST(CollPerfCompress, GradientInputsDependOnRankAndSpreadOverDecades) {
+  constexpr size_t kCount = 1 << 16;
+  std::vector<float> a(kCount), b(kCount), a2(kCount);
+  fill_gradient(0, a.data(), kCount);
+  fill_gradient(1, b.data(), kCount);
+  fill_gradient(0, a2.data(), kCount);
+  EXPECT_EQ(a, a2);
+  size_t same = 0, negative = 0;
+  float lo = INFINITY, hi = 0;
+  for (size_t i = 0; i < kCount; ++i) {
+    same += a[i] == b[i];
+    negative += a[i] < 0;
+    ASSERT_TRUE(std::isfinite(a[i]));
+    if (a[i] != 0) lo = std::min(lo, std::fabs(a[i])), hi = std::max(hi, std::fabs(a[i]));
+  }
+  EXPECT_LT(same, kCount / 100);
+  EXPECT_GT(negative, kCount / 3);
+  EXPECT_LT(negative, kCount * 2 / 3);
+  EXPECT_GT(hi / lo, 1e4);
+}
+
+// The -c 1 limit: the sum of 3 ranks' inputs compressed by each codec (locally, the two-phase
+// arithmetic without a network) is within it, and a wrong result is not.
+TEST(CollPerfCompress, RelerrLimitHoldsForTheCodecsAndCatchesGarbage) {
+  constexpr size_t kCount = 30000;
+  constexpr int kRanks = 3;
+  for (const char* name : {"none", "fp16", "int8", "sign", "qsgd:4", "terngrad", "topk:0.05", "randk:0.1"}) {
+    auto codec = collectives::make_codec(name);
+    std::vector<float> exact(kCount, 0.0f), out(kCount, 0.0f), e1(kCount, 0.0f), x(kCount), d(kCount), budget(kCount);
+    std::vector<std::byte> wire(codec->wire_bytes(kCount));
+    for (int r = 0; r < kRanks; ++r) {
+      fill_gradient(r, x.data(), kCount);
+      local_error_budget(*codec, x.data(), kCount, nullptr, budget.data());
+      codec->encode(x.data(), kCount, wire.data(), 5 + static_cast<uint64_t>(r));
+      codec->decode_add(wire.data(), kCount, out.data());
+      for (size_t i = 0; i < kCount; ++i) exact[i] += x[i], e1[i] += budget[i];
+    }
+    const bool two_phase = !codec->sparse();
+    if (two_phase) {  // the owner's re-encoding of the sum
+      codec->encode(out.data(), kCount, wire.data(), 9);
+      codec->decode(wire.data(), kCount, out.data());
+    }
+    const double limit = relerr_limit(*codec, two_phase, exact.data(), e1.data(), kCount);
+    const double relerr = relative_error(out.data(), exact.data(), kCount);
+    EXPECT_LE(relerr, limit) << name;
+    EXPECT_LT(limit, 1e3) << name;
+    for (size_t i = 0; i < kCount; ++i) d[i] = exact[i] * 1e4f;  // far off
+    EXPECT_GT(relative_error(d.data(), exact.data(), kCount), limit) << name;
+  }
+  // Error feedback's held-back residual widens the budget by what it holds.
+  auto int8 = collectives::make_codec("int8");
+  std::vector<float> x(1024), plain(1024), fed(1024);
+  fill_gradient(0, x.data(), 1024);
+  local_error_budget(*int8, x.data(), 1024, nullptr, plain.data());
+  collectives::ErrorFeedback ef;
+  ef.worker.assign(1024, 1.0f);
+  ef.server.assign(1024, 0.0f);
+  local_error_budget(*int8, x.data(), 1024, &ef, fed.data());
+  for (size_t i = 0; i < 1024; ++i) ASSERT_GE(fed[i], plain[i] + 0.99f) << i;
 }
 
 std::vector<Row> two_rows() {
@@ -201,6 +332,48 @@ TEST(CollPerfReport, JsonHasEveryField) {
   // Non-finite numbers would make invalid JSON.
   EXPECT_EQ(j.find("inf"), std::string::npos);
   EXPECT_EQ(j.find("nan"), std::string::npos);
+}
+
+TEST(CollPerfReport, CompressedTableAndJson) {
+  RunInfo info;
+  info.ranks = 3;
+  info.options = parse_all(Collective::allreduce, {"--compress", "auto", "--feedback"});
+  info.peak_rss_bytes = {1, 2, 3};
+  info.peak_scratch_bytes = {0, 0, 0};
+  Row r;
+  r.bytes = 3000000;
+  r.count = 750000;
+  r.redop = "sum";
+  for (Placement* p : {&r.out_of_place, &r.in_place}) {
+    *p = placement(Collective::allreduce, 3, r.bytes, 100, 0);
+    Wire w = wire_columns(3, r.bytes, 100, 1000000);
+    w.relerr = 0.0042;
+    w.relerr_limit = 0.5;
+    w.compressed = p == &r.out_of_place;
+    w.only_if_faster = true;
+    p->wire = w;
+  }
+  std::ostringstream out;
+  print_header(out, info);
+  print_row(out, r);
+  const std::string s = out.str();
+  EXPECT_NE(s.find("# Compression: int8:256 only where it is faster (auto), scheme auto, error feedback on, seed 0"),
+            std::string::npos)
+      << s;
+  const std::string heads = "#       size         count      type   redop    root     time   algbw   busbw        wire  walgbw  "
+                            "wbusbw   ratio    relerr #wrong  comp";
+  EXPECT_NE(s.find(heads + "     time"), std::string::npos) << s;
+  EXPECT_NE(s.find("     3000000        750000     float     sum      -1    100.0   30.00   40.00     1000000    7.50   "
+                   "10.00    4.00  4.20e-03      0   yes    100.0"),
+            std::string::npos)
+      << s;
+  EXPECT_NE(s.find("0    no\n"), std::string::npos) << s;
+  const std::string j = to_json(info, {r});
+  for (const char* k : {"\"compression\": {\"codec\": \"int8:256\", \"auto\": true, \"scheme\": \"auto\", \"feedback\": true",
+                        "\"wire_bytes\": 1e+06", "\"wire_algbw_gbs\": 7.5", "\"wire_busbw_gbs\": 10",
+                        "\"compression_ratio\": 4", "\"relerr\": 0.0042", "\"relerr_limit\": 0.5",
+                        "\"compressed\": true", "\"compressed\": false"})
+    EXPECT_NE(j.find(k), std::string::npos) << k << "\n" << j;
 }
 
 // The patterns reduced by the library's own kernels agree bitwise with the reference the tools

@@ -1,10 +1,12 @@
 #include "collperf/options.h"
 
 #include <charconv>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 
 #include "perf/options.h"
+#include "rdmacoll/collectives/codec.h"
 #include "rdmacoll/settings.h"
 
 namespace rdmacoll::collperf {
@@ -37,6 +39,15 @@ bool has_op(Collective c) {
   return c == Collective::allreduce || c == Collective::reduce_scatter || c == Collective::reduce;
 }
 bool has_root(Collective c) { return c == Collective::broadcast || c == Collective::reduce; }
+
+std::string_view scheme_name(collectives::Compression::Scheme s) {
+  switch (s) {
+    case collectives::Compression::Scheme::automatic: return "auto";
+    case collectives::Compression::Scheme::two_phase: return "two_phase";
+    case collectives::Compression::Scheme::allgather: return "allgather";
+  }
+  return "?";
+}
 
 std::string_view nccl_name(DataType t) {
   switch (t) {
@@ -77,7 +88,16 @@ std::string usage(Collective c) {
   o << "  -a, --average 0|1|2|3    time reported: rank 0's, mean, min or max over ranks (default 1)\n"
        "  -z, --blocking 0|1       1: wait for each call before the next; 0: issue all, then wait (default 0)\n";
   if (c == Collective::allreduce)
-    o << "      --algo A             auto|ring|tree|halving_doubling|recursive_doubling (default RDMACOLL_ALGO, else auto)\n";
+    o << "      --algo A             auto|ring|tree|halving_doubling|recursive_doubling (default RDMACOLL_ALGO, else auto)\n"
+         "      --compress CODEC     compressed allreduce (-d float, -o sum or avg): int8, sign, qsgd:4, topk:0.01,\n"
+         "                           fp16, bf16, terngrad, randk:F, none, ...; auto (= auto:int8) or auto:CODEC\n"
+         "                           compress only where it is measured to be faster. Adds the wire bytes per\n"
+         "                           rank, wire algbw/busbw, compression ratio and relerr against a plain\n"
+         "                           allreduce; -c 1 then checks that every rank got the same bits and relerr\n"
+         "                           is below a limit from the codec's error bound\n"
+         "      --feedback           with --compress: error feedback carried across the calls of each size\n"
+         "      --scheme S           with --compress: auto|two_phase|allgather (default auto)\n"
+         "      --seed N             with --compress: seed of the stochastic codecs (default 0)\n";
   o << "      --deterministic      reproducible (ordered) reductions (RDMACOLL_DETERMINISTIC)\n"
        "      --transport T        ucx | verbs (default RDMACOLL_TRANSPORT, else ucx)\n"
        "      --timeout SEC        deadline of every call and of the setup (default RDMACOLL_TIMEOUT)\n"
@@ -105,8 +125,44 @@ constexpr perf::Flag kFlags[] = {
     {'n', "iters", true},    {'w', "warmup_iters", true}, {'c', "check", true},   {'d', "datatype", true},
     {'o', "op", true},       {'r', "root", true},      {'a', "average", true},    {'z', "blocking", true},
     {0, "algo", true},       {0, "deterministic", false}, {0, "transport", true}, {0, "timeout", true},
-    {'J', "json", false},    {'h', "help", false},
+    {'J', "json", false},    {'h', "help", false},     {0, "compress", true},     {0, "feedback", false},
+    {0, "scheme", true},     {0, "seed", true},
 };
+
+// --compress VALUE: "CODEC", "auto" (int8) or "auto:CODEC", checked as a codec name here.
+void parse_compress(Options& o, const std::string& value) {
+  std::string name = value;
+  o.compress_auto = value == "auto" || value.starts_with("auto:");
+  if (value == "auto") name = "int8";
+  else if (o.compress_auto) name = value.substr(5);
+  collectives::CodecSpec spec;
+  try {
+    spec = collectives::parse_codec(name);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string("--compress: ") + e.what() + "; or auto, auto:CODEC");
+  }
+  if (spec.kind == collectives::CodecKind::powersgd)
+    throw UsageError("--compress " + name + ": PowerSGD runs above the collectives, it is not an element codec");
+  o.compress = spec.name();
+}
+
+// --compress works on the compressed allreduce's terms (communicator.h: float32, sum or avg).
+void check_compress(Collective c, const Options& o, bool compress_flags) {
+  if (o.compress.empty()) {
+    if (compress_flags) throw UsageError("--feedback, --scheme and --seed apply with --compress only");
+    return;
+  }
+  if (c != Collective::allreduce) throw UsageError("--compress applies to rdmacoll-allreduce-perf only");
+  if (o.types != std::vector<DataType>{DataType::f32})
+    throw UsageError("--compress needs -d float: the compressed allreduce is float32 only");
+  for (ReduceOp op : o.ops)
+    if (op != ReduceOp::sum && op != ReduceOp::avg)
+      throw UsageError("--compress needs -o sum or -o avg, not " + std::string(collectives::to_string(op)) +
+                       ": the compressed allreduce sums");
+  if (o.algorithm) throw UsageError("--algo does not apply to --compress (the compressed allreduce's is --scheme)");
+  if (o.deterministic)
+    throw UsageError("--deterministic does not apply to --compress (every rank already ends with the same bits)");
+}
 
 constexpr size_t kMaxSizes = 10000;  // a sweep longer than this is a typo (-i 1 -e 1G)
 
@@ -115,7 +171,7 @@ constexpr size_t kMaxSizes = 10000;  // a sweep longer than this is a typo (-i 1
 Options parse(Collective c, const std::vector<std::string>& args) {
   Options o;
   o.collective = c;
-  bool factor_given = false;
+  bool factor_given = false, compress_flags = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::optional<perf::FlagValue> fv = perf::read_flag(kFlags, args, i);
     if (!fv) throw UsageError("unexpected argument '" + args[i] + "' (the tools take no positional arguments)");
@@ -178,6 +234,17 @@ Options parse(Collective c, const std::vector<std::string>& args) {
         throw UsageError(e.what());
       }
       if (o.timeout <= 0) throw UsageError("--timeout must be positive");
+    } else if (n == "compress") parse_compress(o, value);
+    else if (n == "feedback") o.feedback = compress_flags = true;
+    else if (n == "scheme") {
+      compress_flags = true;
+      if (value == "auto") o.scheme = collectives::Compression::Scheme::automatic;
+      else if (value == "two_phase") o.scheme = collectives::Compression::Scheme::two_phase;
+      else if (value == "allgather") o.scheme = collectives::Compression::Scheme::allgather;
+      else throw UsageError("--scheme '" + value + "' is not one of auto, two_phase, allgather");
+    } else if (n == "seed") {
+      o.seed = static_cast<uint64_t>(parse_int(flag, value, 0, std::numeric_limits<int64_t>::max()));
+      compress_flags = true;
     } else if (n == "json") o.json = true;
     else if (n == "help") o.help = true;
   }
@@ -189,6 +256,7 @@ Options parse(Collective c, const std::vector<std::string>& args) {
   if (o.stepbytes > 0 && (o.maxbytes - o.minbytes) / o.stepbytes >= kMaxSizes)
     throw UsageError("--stepbytes " + std::to_string(o.stepbytes) + " makes more than " + std::to_string(kMaxSizes) +
                      " sizes between --minbytes and --maxbytes");
+  check_compress(c, o, compress_flags);
   if (!has_op(c)) o.ops = {ReduceOp::sum};  // carried along, never used or printed
   if (!has_root(c)) o.root = 0;
   return o;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -45,6 +46,13 @@ struct Options {
   bool deterministic = false;
   std::optional<transport::Backend> backend;    // default RDMACOLL_TRANSPORT
   double timeout = 0;                           // seconds; 0 = RDMACOLL_TIMEOUT
+  // --compress (allreduce, float, sum or avg only): the codec's canonical name ("int8:256");
+  // empty: plain allreduces. compress_auto: "auto" or "auto:CODEC", Compression::only_if_faster.
+  std::string compress;
+  bool compress_auto = false;
+  bool feedback = false;  // one ErrorFeedback per size, carried across its calls
+  collectives::Compression::Scheme scheme = collectives::Compression::Scheme::automatic;
+  uint64_t seed = 0;      // Compression::seed
   bool json = false;
   bool help = false;
 };
@@ -56,6 +64,9 @@ std::string usage(Collective c);
 // The message sizes in bytes: minbytes, then times stepfactor (or plus stepbytes), up to and
 // including maxbytes.
 std::vector<size_t> sizes(const Options& o);
+
+// "auto", "two_phase", "allgather" (what --scheme takes).
+std::string_view scheme_name(collectives::Compression::Scheme s);
 
 // nccl-tests' type names ("float", "half", "bfloat16", "int8", ...), used in the table and JSON.
 std::string_view nccl_name(DataType t);

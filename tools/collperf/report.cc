@@ -48,6 +48,22 @@ Placement placement(Collective c, int nranks, size_t bytes, double time_us, int6
   return p;
 }
 
+double ring_bytes_per_rank(int nranks, size_t bytes) {
+  return busbw_factor(Collective::allreduce, nranks) * static_cast<double>(bytes);
+}
+
+Wire wire_columns(int nranks, size_t bytes, double time_us, double wire_bytes) {
+  Wire w;
+  w.bytes = wire_bytes;
+  const double factor = busbw_factor(Collective::allreduce, nranks);
+  if (time_us > 0) {
+    w.busbw_gbs = wire_bytes / (time_us * 1e-6) / 1e9;
+    if (factor > 0) w.algbw_gbs = w.busbw_gbs / factor;
+  }
+  if (wire_bytes > 0) w.ratio = ring_bytes_per_rank(nranks, bytes) / wire_bytes;
+  return w;
+}
+
 double avg_busbw(const std::vector<Row>& rows) {
   if (rows.empty()) return 0;
   double s = 0;
@@ -81,8 +97,42 @@ std::string time_text(double us) {
 
 std::string placement_text(const Placement& p) {
   std::string wrong = p.wrong < 0 ? "N/A" : std::to_string(p.wrong);
-  return printf_string("  %7s  %6.2f  %6.2f  %5s", time_text(p.time_us).c_str(), p.algbw_gbs, p.busbw_gbs,
-                       wrong.c_str());
+  std::string s = printf_string("  %7s  %6.2f  %6.2f", time_text(p.time_us).c_str(), p.algbw_gbs, p.busbw_gbs);
+  if (const std::optional<Wire>& w = p.wire) {
+    s += printf_string("  %10.0f  %6.2f  %6.2f  %6.2f  %8.2e", w->bytes, w->algbw_gbs, w->busbw_gbs, w->ratio,
+                       w->relerr);
+    s += printf_string("  %5s", wrong.c_str());
+    if (w->only_if_faster) s += printf_string("  %4s", w->compressed ? "yes" : "no");
+    return s;
+  }
+  return s + printf_string("  %5s", wrong.c_str());
+}
+
+// The column heads of a --compress table: per placement the plain three, then the wire's.
+std::string compressed_heads(bool with_compressed) {
+  auto line = [&](const char* lead, const char* const* f, const char* last) {
+    std::string s = printf_string("%s  %12s  %8s  %6s  %6s", lead, f[0], f[1], f[2], f[3]);
+    for (int p = 0; p < 2; ++p) {
+      s += printf_string("  %7s  %6s  %6s  %10s  %6s  %6s  %6s  %8s %6s", f[4], f[5], f[6], f[7], f[8], f[9], f[10],
+                         f[11], f[12]);
+      if (with_compressed) s += printf_string("  %4s", last);
+    }
+    while (s.back() == ' ') s.pop_back();
+    return s + "\n";
+  };
+  const char* names[] = {"count", "type", "redop", "root", "time", "algbw", "busbw", "wire", "walgbw", "wbusbw",
+                         "ratio", "relerr", "#wrong"};
+  const char* units[] = {"(elements)", "", "", "", "(us)", "(GB/s)", "(GB/s)", "(B)", "(GB/s)", "(GB/s)", "", "", ""};
+  const std::string heads = line("#       size", names, "comp");
+  const size_t width = (heads.size() - 1 - 52) / 2;  // one placement's columns
+  auto centered = [&](const std::string& t) {
+    const size_t left = (width - t.size()) / 2;
+    return std::string(left, ' ') + t + std::string(width - t.size() - left, ' ');
+  };
+  std::string top = "#" + std::string(51, ' ') + centered("out-of-place (algbw, busbw: uncompressed fp32 bytes)") +
+                    centered("in-place");
+  while (!top.empty() && top.back() == ' ') top.pop_back();
+  return top + "\n" + heads + line("#        (B)", units, "");
 }
 
 // JSON has no inf or nan.
@@ -115,6 +165,16 @@ void print_header(std::ostream& out, const RunInfo& info) {
     out << printf_string("#  Rank %2d Pid %6ld on %10s", r.rank, r.pid, r.host.c_str()) << " transport "
         << transport::to_string(t.backend) << " device " << (r.device.empty() ? "-" : r.device) << " ("
         << (r.qp_type.empty() ? "-" : r.qp_type) << ")\n";
+  if (!o.compress.empty()) {
+    out << "# Compression: " << o.compress << (o.compress_auto ? " only where it is faster (auto)" : "")
+        << ", scheme " << scheme_name(o.scheme) << ", error feedback " << (o.feedback ? "on" : "off") << ", seed "
+        << o.seed << "; gradient-like float inputs\n"
+        << "# wire: bytes sent per rank per call (the transport's counters, mean over the timed calls and ranks);\n"
+        << "# wbusbw = wire / time, walgbw = wbusbw / 2(n-1)/n; ratio = 2(n-1)/n size / wire; relerr = ||out -\n"
+        << "# exact|| / ||exact|| of one call against a plain allreduce, max over ranks\n#\n"
+        << compressed_heads(o.compress_auto) << std::flush;
+    return;
+  }
   out << "#\n"
          "#                                                              out-of-place                       in-place\n"
          "#       size         count      type   redop    root     time   algbw   busbw #wrong     time   algbw   busbw #wrong\n"
@@ -150,8 +210,16 @@ std::string to_json(const RunInfo& info, const std::vector<Row>& rows) {
     return s + "]";
   };
   auto place = [&](const Placement& p) {
-    return "{\"time_us\": " + num(p.time_us) + ", \"algbw_gbs\": " + num(p.algbw_gbs) + ", \"busbw_gbs\": " +
-           num(p.busbw_gbs) + ", \"wrong\": " + (p.wrong < 0 ? std::string("null") : std::to_string(p.wrong)) + "}";
+    std::string s = "{\"time_us\": " + num(p.time_us) + ", \"algbw_gbs\": " + num(p.algbw_gbs) +
+                    ", \"busbw_gbs\": " + num(p.busbw_gbs) +
+                    ", \"wrong\": " + (p.wrong < 0 ? std::string("null") : std::to_string(p.wrong));
+    if (const std::optional<Wire>& w = p.wire)
+      s += ", \"wire_bytes\": " + num(w->bytes) + ", \"wire_algbw_gbs\": " + num(w->algbw_gbs) +
+           ", \"wire_busbw_gbs\": " + num(w->busbw_gbs) + ", \"compression_ratio\": " + num(w->ratio) +
+           ", \"relerr\": " + num(w->relerr) +
+           ", \"relerr_limit\": " + (w->relerr_limit < 0 ? std::string("null") : num(w->relerr_limit)) +
+           ", \"compressed\": " + (w->compressed ? "true" : "false");
+    return s + "}";
   };
   j << "{\n"
     << "  \"tool\": " << json_quote(tool_name(o.collective)) << ",\n"
@@ -168,8 +236,12 @@ std::string to_json(const RunInfo& info, const std::vector<Row>& rows) {
     << ", \"check\": " << (o.check ? "true" : "false") << ", \"blocking\": " << (o.blocking ? "true" : "false")
     << ", \"average\": " << static_cast<int>(o.average) << ", \"algorithm\": " << json_quote(info.algorithm)
     << ", \"deterministic\": " << (o.deterministic ? "true" : "false") << ", \"clock\": " << json_quote(info.clock)
-    << "},\n"
-    << "  \"hosts\": [";
+    << "},\n";
+  if (!o.compress.empty())
+    j << "  \"compression\": {\"codec\": " << json_quote(o.compress) << ", \"auto\": " << (o.compress_auto ? "true" : "false")
+      << ", \"scheme\": " << json_quote(scheme_name(o.scheme)) << ", \"feedback\": " << (o.feedback ? "true" : "false")
+      << ", \"seed\": " << o.seed << ", \"wire_bytes\": \"per rank per call, mean over the timed calls and ranks\"},\n";
+  j << "  \"hosts\": [";
   for (size_t i = 0; i < info.rank_lines.size(); ++i)
     j << (i ? ", " : "") << "{\"rank\": " << info.rank_lines[i].rank << ", \"pid\": " << info.rank_lines[i].pid
       << ", \"host\": " << json_quote(info.rank_lines[i].host) << ", \"device\": " << json_quote(info.rank_lines[i].device)

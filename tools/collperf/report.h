@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <iosfwd>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,14 +21,34 @@ double busbw_factor(Collective c, int nranks);
 // The time reported for a size from every rank's mean time per call (-a).
 double combine(Average a, const std::vector<double>& per_rank_us);
 
+// What a compressed allreduce (--compress) put on the wire, and how close its result was.
+struct Wire {
+  double bytes = 0;      // per rank per call (Work::wire().bytes_sent), mean over the timed calls and the ranks
+  double busbw_gbs = 0;  // bytes / time: what each rank's link carried
+  double algbw_gbs = 0;  // busbw / the allreduce's busbw factor, as the plain algbw and busbw relate
+  double ratio = 0;      // the plain fp32 ring's bytes per rank, 2(n-1)/n size, over `bytes` (0 if none)
+  double relerr = 0;     // ||out - exact|| / ||exact|| of one call, max over ranks
+  double relerr_limit = -1;    // what -c 1 holds relerr to; -1: not checked
+  bool compressed = true;      // the timed calls compressed (false: only_if_faster declined)
+  bool only_if_faster = false; // --compress auto: the table shows `compressed`
+};
+
 struct Placement {
   double time_us = 0;
   double algbw_gbs = 0;  // bytes / time, 1e9 bytes per second
   double busbw_gbs = 0;
   int64_t wrong = -1;    // elements that differ from the reference, summed over ranks; -1: not checked
+                         // (--compress: ranks whose result is not rank 0's bits or whose relerr fails)
+  std::optional<Wire> wire;  // --compress only
 };
 // algbw and busbw of `bytes` moved in `time_us` (0 when the time is not positive).
 Placement placement(Collective c, int nranks, size_t bytes, double time_us, int64_t wrong);
+
+// The plain ring allreduce's bytes sent per rank for `bytes` of fp32: 2(n-1)/n bytes.
+double ring_bytes_per_rank(int nranks, size_t bytes);
+// Wire's bandwidths and ratio for an allreduce of `bytes` (fp32) that sent `wire_bytes` per rank
+// in `time_us` (0 where the time, the busbw factor or the wire bytes are 0).
+Wire wire_columns(int nranks, size_t bytes, double time_us, double wire_bytes);
 
 struct Row {
   size_t bytes = 0;
