@@ -2,7 +2,7 @@
 # Tests of rdmacoll-run --link: ranks in their own network namespaces behind tbf-limited veth
 # links. Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN), iproute2 and python3; skips without root.
 # usage: link_test.sh CASE RDMACOLL_RUN BUILD_DIR
-#   CASE: env | throttle | cleanup | allreduce
+#   CASE: env | throttle | cleanup | allreduce | compress-auto
 # Exit 0 pass, 1 fail, 77 skip (ctest SKIP_RETURN_CODE).
 set -u
 case_=$1 run=$2 build=$3
@@ -163,6 +163,22 @@ allreduce)
   expect_out out "^\[rank 0\] # Out of bounds values : 0 OK$"
   expect_out out "^\[rank 0\] # Transport: ucx tcp/rc[0-9]*r0"
   expect_out out "^\[rank 0\] .*1048576 "
+  ;;
+compress-auto)
+  # --compress auto accepts on a slow link (it declines over shared memory: tests/tools), and
+  # the bytes the transport counted shrink by int8's ratio.
+  "$run" -n 2 --link 100mbit --timeout 120 --no-prefix -- "$build/tools/rdmacoll-allreduce-perf" -b 1M -e 1M \
+    -n 1 -w 0 --compress auto -J >"$tmp/out" 2>"$tmp/err"; rc=$?
+  expect_rc 0
+  python3 - "$tmp/out" <<'PY' || fail "--compress auto on a 100mbit link"
+import json, sys
+row = json.load(open(sys.argv[1]))["rows"][0]
+for place in ("out_of_place", "in_place"):
+    p = row[place]
+    assert p["compressed"] is True, f"{place}: auto declined to compress on a 100mbit link"
+    assert 3.5 < p["compression_ratio"] < 4.1, f"{place}: int8 ratio {p['compression_ratio']}"
+    assert p["relerr"] < 0.05, f"{place}: relerr {p['relerr']}"
+PY
   ;;
 *)
   echo "unknown case '$case_'"; exit 1
