@@ -300,6 +300,9 @@ uint64_t Work::nonfinite() const {
 
 void Work::wait() { wait(bootstrap::deadline_in(comm_->impl_->options.timeout_s)); }
 
+// How long a wait spins on an idle transport before it starts yielding the core.
+constexpr auto kSpinBeforeYield = std::chrono::microseconds(4);
+
 void Work::wait(Deadline deadline) {
   Communicator::Impl& c = *comm_->impl_;
   transport::Transport& t = *c.transport;
@@ -317,13 +320,15 @@ void Work::wait(Deadline deadline) {
     }
     const uint64_t ev = c.queue.empty() ? 0 : c.queue.front()->events;
     if (ev != seen) seen = ev, last_change = now;
-    // Spin while things move, yielding the core whenever a turn found nothing (ranks may
-    // outnumber cores: a spinning rank would otherwise hold its core for a whole time slice
-    // while the peer it waits for cannot run). Once things stop for the spin time, let the
-    // transport sleep until it has an event (capped, so the deadline is checked).
+    // Spin while things move. Once a few microseconds pass with nothing (longer than a message
+    // takes over shared memory), yield the core on every idle turn: ranks may outnumber cores,
+    // and a spinning rank would otherwise hold its core for a whole time slice while the peer
+    // it waits for cannot run (a yield costs a system call, which the first microseconds of
+    // every wait cannot afford). Once things stop for the spin time, let the transport sleep
+    // until it has an event (capped, so the deadline is checked).
     if (t.options().progress != transport::ProgressMode::Poll && now - last_change > spin)
       t.wait_for_event(std::min(deadline, now + std::chrono::milliseconds(5)));
-    else if (ev == seen && now != last_change)
+    else if (now - last_change > kSpinBeforeYield)
       std::this_thread::yield();
   }
 }
