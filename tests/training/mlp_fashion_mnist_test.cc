@@ -1,7 +1,8 @@
 // One epoch of single-process training on the real Fashion-MNIST training set (Debian's
 // dataset-fashion-mnist; skipped with a reason if it is not installed): batch 64, lr 0.05,
 // momentum 0.9, no weight decay, the default 784-256-128-10 net. Evaluated on the whole
-// 10,000-image test set. Prints the epoch time.
+// 10,000-image test set. Prints the epoch time, then quantizes and prunes the trained model
+// and checks what that costs in accuracy.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -10,6 +11,7 @@
 
 #include "rdmacoll/training/fashion_mnist.h"
 #include "rdmacoll/training/mlp.h"
+#include "rdmacoll/training/post_training.h"
 #include "rdmacoll/training/sgd.h"
 #include "rdmacoll/training/shard.h"
 
@@ -49,6 +51,18 @@ TEST(MlpFashionMnist, OneEpochReachesEightyPercentTestAccuracy) {
   RecordProperty("epoch_seconds", std::to_string(seconds));
   RecordProperty("test_accuracy", std::to_string(acc));
   EXPECT_GE(acc, 0.80);
+
+  // Post-training compression of the same model, on the same test set.
+  const QuantizedMlp q = quantize_int8(model, QuantScale::per_row);
+  const double q_acc = q.dequantize().accuracy(test);
+  Mlp pruned = model;
+  const PruneReport p = prune_magnitude(pruned, 0.5, PruneScope::global);
+  const double p_acc = pruned.accuracy(test);
+  std::printf("fp32 %zu B, acc %.4f; int8 per-row %zu B, acc %.4f; pruned 50%% global: CSR %zu B, "
+              "bitmap %zu B, acc %.4f\n",
+              dense_size_bytes(model), acc, q.size_bytes(), q_acc, p.csr_bytes, p.bitmap_bytes, p_acc);
+  EXPECT_NEAR(q_acc, acc, 0.01);
+  EXPECT_GE(p_acc, 0.75);
 }
 
 }  // namespace

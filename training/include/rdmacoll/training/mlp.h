@@ -99,7 +99,8 @@ class Mlp {
   void backward();
   // The same, layer by layer from the last to the first; after layer l's weight and bias
   // gradients are complete, calls on_layer_ready(l), which may start sending that slice of
-  // grads() while the earlier layers are computed. It must not change params() or grads()
+  // grads() (or reduce it in place) while the earlier layers are computed. It must not change
+  // params() (layer l's weights are still needed for the layers before it) nor grads()
   // outside layer l's slice.
   void backward(const std::function<void(std::size_t layer)>& on_layer_ready);
 
