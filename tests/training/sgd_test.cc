@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <initializer_list>
 #include <numbers>
+#include <utility>
 #include <vector>
 
 namespace rdmacoll::training {
@@ -66,40 +68,36 @@ TEST(Sgd, ClippingScalesToTheNormAndReportsTheNormBefore) {
   EXPECT_THROW(clip_grad_norm(g, 0.0), std::invalid_argument);
 }
 
+// (step, expected rate) pairs.
+void expect_rates(const LrSchedule& s, std::initializer_list<std::pair<std::size_t, float>> want) {
+  for (const auto& [t, lr] : want) EXPECT_FLOAT_EQ(s.at(t), lr) << "step " << t;
+}
+
 TEST(LrSchedule, ValuesAtChosenSteps) {
   const LrSchedule constant{};
-  EXPECT_FLOAT_EQ(constant.at(0), 0.1f);
-  EXPECT_FLOAT_EQ(constant.at(1000), 0.1f);
+  expect_rates(constant, {{0, 0.1f}, {1000, 0.1f}});
 
   LrSchedule step{LrSchedule::Kind::step, 0.1f};
   step.step_size = 5;
   step.gamma = 0.5f;
-  EXPECT_FLOAT_EQ(step.at(0), 0.1f);
-  EXPECT_FLOAT_EQ(step.at(4), 0.1f);
-  EXPECT_FLOAT_EQ(step.at(5), 0.05f);
-  EXPECT_FLOAT_EQ(step.at(14), 0.025f);
-  EXPECT_FLOAT_EQ(step.at(15), 0.0125f);
+  expect_rates(step, {{0, 0.1f}, {4, 0.1f}, {5, 0.05f}, {14, 0.025f}, {15, 0.0125f}});
 
   LrSchedule cosine{LrSchedule::Kind::cosine, 0.1f};
   cosine.total_steps = 100;
   cosine.min_lr = 0.001f;
-  EXPECT_FLOAT_EQ(cosine.at(0), 0.1f);
-  EXPECT_FLOAT_EQ(cosine.at(50), 0.001f + 0.099f * 0.5f);
-  EXPECT_FLOAT_EQ(cosine.at(25), static_cast<float>(0.001 + 0.099 * (1 + std::cos(std::numbers::pi / 4)) / 2));
-  EXPECT_FLOAT_EQ(cosine.at(100), 0.001f);
-  EXPECT_FLOAT_EQ(cosine.at(500), 0.001f);
+  expect_rates(cosine,
+               {{0, 0.1f},
+                {25, static_cast<float>(0.001 + 0.099 * (1 + std::cos(std::numbers::pi / 4)) / 2)},
+                {50, 0.001f + 0.099f * 0.5f},
+                {100, 0.001f},
+                {500, 0.001f}});
 
   // Warm-up for 4 steps, then cosine over the remaining 10.
   LrSchedule warm = cosine;
   warm.warmup_steps = 4;
   warm.total_steps = 14;
   warm.min_lr = 0.0f;
-  EXPECT_FLOAT_EQ(warm.at(0), 0.025f);
-  EXPECT_FLOAT_EQ(warm.at(1), 0.05f);
-  EXPECT_FLOAT_EQ(warm.at(3), 0.1f);
-  EXPECT_FLOAT_EQ(warm.at(4), 0.1f);
-  EXPECT_FLOAT_EQ(warm.at(9), 0.05f);
-  EXPECT_FLOAT_EQ(warm.at(14), 0.0f);
+  expect_rates(warm, {{0, 0.025f}, {1, 0.05f}, {3, 0.1f}, {4, 0.1f}, {9, 0.05f}, {14, 0.0f}});
 
   LrSchedule bad = cosine;
   bad.warmup_steps = 100;
