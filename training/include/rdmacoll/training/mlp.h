@@ -55,6 +55,8 @@ struct ForwardResult {
 
 inline constexpr std::size_t kDefaultMlpSizes[] = {784, 256, 128, 10};
 
+// Copies are deep (parameters, gradients and the state kept for backward()); a moved-from
+// Mlp may only be assigned to or destroyed.
 class Mlp {
  public:
   // sizes: input, hidden..., classes (at least 2 entries, all > 0; classes <= 256 because labels
