@@ -168,6 +168,16 @@ Work Communicator::allreduce_async(const float* in, float* out, size_t count, Re
   const std::shared_ptr<Impl::CompressBuffers> buf = c.compress;  // the hooks hold it
   std::vector<std::function<void()>> local;  // one rank: the segments' arithmetic, in order
 
+  // A run that allgathers the n encoded blocks of wb bytes in `gather` (block q from rank q).
+  auto add_gather = [&](size_t wb, std::byte* gather) {
+    std::vector<Block> equal(un);
+    for (size_t q = 0; q < un; ++q) equal[q] = {q * wb, wb};
+    const schedules::Algorithm ag = allgather_algorithm(n);
+    c.add_run(*w, true, un * wb, [me, n, ag, equal] {
+      return ag == schedules::Algorithm::recursive_doubling_allgather ? schedules::recursive_doubling_allgather(me, n, equal)
+                                                                      : schedules::ring_allgather(me, n, equal);
+    }, {{0, reinterpret_cast<char*>(gather), un * wb, nullptr}});
+  };
   for (size_t begin = 0, index = 0; begin < count; begin += seg, ++index) {
     const size_t len = std::min(seg, count - begin);
     const std::vector<Block> blocks = schedules::even_blocks(len, un);
@@ -212,13 +222,7 @@ Work Communicator::allreduce_async(const float* in, float* out, size_t count, Re
       c.add_run(*w, true, 2 * un * wb, [me, n, wb] { return schedules::alltoall(me, n, wb); },
                 {{0, reinterpret_cast<char*>(send), un * wb, nullptr}, {un * wb, reinterpret_cast<char*>(recv), un * wb, nullptr}});
       w->plans.back().before = encode_shares;
-      std::vector<Block> equal(un);
-      for (size_t q = 0; q < un; ++q) equal[q] = {q * wb, wb};
-      const schedules::Algorithm ag = allgather_algorithm(n);
-      c.add_run(*w, true, un * wb, [me, n, ag, equal] {
-        return ag == schedules::Algorithm::recursive_doubling_allgather ? schedules::recursive_doubling_allgather(me, n, equal)
-                                                                        : schedules::ring_allgather(me, n, equal);
-      }, {{0, reinterpret_cast<char*>(gather), un * wb, nullptr}});
+      add_gather(wb, gather);
       w->plans.back().before = reduce_and_reencode;
       w->plans.back().after = decode_all;
     } else {
@@ -238,13 +242,7 @@ Work Communicator::allreduce_async(const float* in, float* out, size_t count, Re
         local.push_back([=] { encode_mine(), sum_all(); });
         continue;
       }
-      std::vector<Block> equal(un);
-      for (size_t q = 0; q < un; ++q) equal[q] = {q * wb, wb};
-      const schedules::Algorithm ag = allgather_algorithm(n);
-      c.add_run(*w, true, un * wb, [me, n, ag, equal] {
-        return ag == schedules::Algorithm::recursive_doubling_allgather ? schedules::recursive_doubling_allgather(me, n, equal)
-                                                                        : schedules::ring_allgather(me, n, equal);
-      }, {{0, reinterpret_cast<char*>(gather), un * wb, nullptr}});
+      add_gather(wb, gather);
       w->plans.back().before = encode_mine;
       w->plans.back().after = sum_all;
     }
