@@ -8,7 +8,6 @@
 // --check one more call on fresh inputs, every element verified on every rank.
 // --compress (allreduce only): the compressed allreduce on gradient-like inputs, with the wire
 // bytes the transport counted and the relative error against a plain allreduce (see README).
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -234,19 +233,6 @@ Placement compressed_placement(const Options& o, int n, int rank, size_t bytes, 
   return p;
 }
 
-int64_t peak_rss_bytes() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return static_cast<int64_t>(u.ru_maxrss) * 1024;  // Linux: KiB
-}
-
-// The command line as one string, arguments separated by `sep`.
-std::string join(const std::vector<std::string>& args, char sep) {
-  std::string s;
-  for (const std::string& a : args) s += (s.empty() ? "" : std::string(1, sep)) + a;
-  return s;
-}
-
 int g_rank = -1;  // for error messages, once known
 
 // Runs the sweep; returns the exit status.
@@ -270,21 +256,8 @@ int run(const Options& o, const std::vector<std::string>& args, int json_fd) {
   bs::World world = bs::connect_world(*launch, bs::deadline_in(timeout));
 
   // Every rank must run the same sweep, or the calls do not match up: compare the flags first.
-  std::vector<bs::Bytes> all_args;
-  {
-    std::string mine = join(args, '\x1f');
-    all_args = bs::all_gather(*world.store, "collperf/args", rank, launch->world_size,
-                              bs::Bytes(mine.begin(), mine.end()), bs::deadline_in(timeout));
-  }
-  auto shown = [&](int r) {
-    std::string s(all_args[static_cast<size_t>(r)].begin(), all_args[static_cast<size_t>(r)].end());
-    std::replace(s.begin(), s.end(), '\x1f', ' ');
-    return "'" + s + "'";
-  };
-  for (int r = 1; r < launch->world_size; ++r)
-    if (all_args[static_cast<size_t>(r)] != all_args[0])
-      throw rdmacoll::ConfigError("rank " + std::to_string(r) + " was started with " + shown(r) + " but rank 0 with " +
-                                  shown(0) + "; start every rank with the same flags");
+  rdmacoll::perf::require_same_args(*world.store, "collperf/args", rank, launch->world_size, args,
+                                    bs::deadline_in(timeout));
 
   // The buffers outlive the communicator: when a call fails (a timeout), the communicator is
   // destroyed with that call in flight, and its transport may still touch them while it shuts down.
@@ -421,7 +394,7 @@ int run(const Options& o, const std::vector<std::string>& args, int json_fd) {
 
   // The footer's memory figures, gathered through the communicator as well.
   std::vector<int64_t> mem(2 * static_cast<size_t>(n));
-  mem[2 * static_cast<size_t>(rank)] = peak_rss_bytes();
+  mem[2 * static_cast<size_t>(rank)] = rdmacoll::perf::peak_rss_bytes();
   mem[2 * static_cast<size_t>(rank) + 1] = static_cast<int64_t>(comm->peak_scratch_bytes());
   comm->allgather(mem.data(), mem.data(), mem.size(), DataType::i64);
   for (int r = 0; r < n; ++r) {

@@ -1,7 +1,9 @@
 #include "runner.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <iostream>
@@ -141,6 +143,29 @@ int run(Tool tool, int argc, char** argv, const Measure& measure) {
     return 1;
   }
   return 0;
+}
+
+void require_same_args(bootstrap::Store& store, const std::string& key, int rank, int world_size,
+                       const std::vector<std::string>& args, Deadline deadline) {
+  std::string mine;
+  for (const std::string& a : args) mine += (mine.empty() ? "" : "\x1f") + a;
+  const std::vector<bootstrap::Bytes> all =
+      bootstrap::all_gather(store, key, rank, world_size, bootstrap::Bytes(mine.begin(), mine.end()), deadline);
+  auto shown = [&](int r) {
+    std::string s(all[static_cast<size_t>(r)].begin(), all[static_cast<size_t>(r)].end());
+    std::replace(s.begin(), s.end(), '\x1f', ' ');
+    return "'" + s + "'";
+  };
+  for (int r = 1; r < world_size; ++r)
+    if (all[static_cast<size_t>(r)] != all[0])
+      throw ConfigError("rank " + std::to_string(r) + " was started with " + shown(r) + " but rank 0 with " +
+                        shown(0) + "; start every rank with the same flags");
+}
+
+int64_t peak_rss_bytes() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<int64_t>(u.ru_maxrss) * 1024;  // Linux: KiB
 }
 
 }  // namespace rdmacoll::perf

@@ -2,12 +2,15 @@
 // printer report, and turn failures into exit codes (0 ok, 1 error or wrong data, 2 usage).
 #pragma once
 
+#include <cstdint>
 #include <functional>
+#include <string>
 #include <string_view>
 #include <vector>
 
 #include "options.h"
 #include "session.h"
+#include "rdmacoll/bootstrap/store.h"
 
 namespace rdmacoll::perf {
 
@@ -27,6 +30,15 @@ void complete(Session& s, transport::Request& r, Deadline deadline, const char* 
 int stdout_for_json();
 // Writes the whole document to `fd`; throws Error if it cannot.
 void write_json(int fd, std::string_view doc);
+
+// Launched tools: every rank must run with the same flags, or their calls do not match up.
+// Gathers each rank's `args` through the store under `key`; throws ConfigError naming the first
+// rank whose flags differ from rank 0's, and both command lines.
+void require_same_args(bootstrap::Store& store, const std::string& key, int rank, int world_size,
+                       const std::vector<std::string>& args, Deadline deadline);
+
+// This process's peak resident set size in bytes (getrusage).
+int64_t peak_rss_bytes();
 
 inline double seconds(Clock::time_point t) { return std::chrono::duration<double>(t.time_since_epoch()).count(); }
 

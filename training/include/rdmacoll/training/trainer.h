@@ -1,0 +1,97 @@
+// The pieces of data-parallel SGD that sit between the model and the collectives: averaging the
+// ranks' gradients bucket by bucket (optionally compressed, with error feedback), checking that
+// the replicas stayed identical, and standardising the inputs. Uses only the public collectives
+// API (communicator.h, codec.h, powersgd.h).
+//
+// One bucket per layer: the layer's slice of grads() (weight then bias, see mlp.h), so a
+// bucket's allreduce can start as soon as Mlp::backward(callback) reports the layer ready:
+//
+//   backward:   layer 2 ready -> start(2)   layer 1 ready -> start(1)   layer 0 ready -> start(0)
+//   wire:                        [allreduce 2 ......][allreduce 1 ..........][allreduce 0 ....]
+//   finish():                                                               wait all <--------
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "rdmacoll/collectives/codec.h"
+#include "rdmacoll/collectives/communicator.h"
+#include "rdmacoll/collectives/powersgd.h"
+#include "rdmacoll/training/mlp.h"
+
+namespace rdmacoll::training {
+
+// How gradients are averaged: a codec name as collectives::parse_codec reads it ("none", "int8",
+// "qsgd:4", "topk:0.01", "powersgd:2", ...) or "auto" (int8 where it is measured to pay,
+// Compression::only_if_faster).
+struct ExchangeMode {
+  enum class Kind { plain, codec, powersgd };
+  Kind kind = Kind::plain;
+  collectives::CodecSpec spec;  // codec, powersgd: the parsed name
+  bool only_if_faster = false;  // auto
+  std::string name() const;     // "none", "int8:256", "auto", "powersgd:2", ...
+};
+// Throws std::invalid_argument naming the value and the valid forms.
+ExchangeMode parse_exchange_mode(std::string_view text);
+
+// What the exchanges since the last reset put on the wire and cost this rank.
+struct ExchangeStats {
+  std::uint64_t wire_bytes = 0;   // Work::wire().bytes_sent summed (the transport's counters)
+  double plain_bytes = 0;         // what a plain fp32 ring allreduce of the same buckets sends
+  double wait_seconds = 0;        // in finish() waits and in the (blocking) PowerSGD calls
+  std::uint64_t calls = 0;        // collective calls issued
+  std::uint64_t nonfinite = 0;    // NaN/Inf inputs this rank's encoders met
+};
+
+// Averages one replica's gradients over all ranks, one bucket per layer. Every rank must call
+// start() for the same layers in the same order, then finish(), every step.
+class GradientExchange {
+ public:
+  // `layers` is the model's layout (Mlp::layers()); the communicator outlives this object.
+  GradientExchange(collectives::Communicator& comm, std::span<const LayerView> layers, ExchangeMode mode);
+  ~GradientExchange();
+  GradientExchange(const GradientExchange&) = delete;
+  GradientExchange& operator=(const GradientExchange&) = delete;
+
+  // Starts averaging layer `layer`'s slice of `grads` (the whole gradient buffer) in place.
+  // Plain and codec buckets are non-blocking (allreduce_async); PowerSGD runs its two
+  // allreduces of the weight matrix here (they are blocking) and starts the bias's. `step`
+  // seeds the stochastic codecs.
+  void start(std::size_t layer, std::span<float> grads, std::uint64_t step);
+  // Waits for every bucket started since the last finish(); grads then holds the average.
+  void finish();
+
+  const ExchangeStats& stats() const noexcept { return stats_; }
+  void reset_stats() noexcept { stats_ = {}; }
+  const ExchangeMode& mode() const noexcept { return mode_; }
+
+ private:
+  void progress();  // lets the calls in flight advance (the executor has no thread of its own)
+
+  collectives::Communicator& comm_;
+  std::vector<LayerView> layers_;
+  ExchangeMode mode_;
+  std::unique_ptr<collectives::Codec> codec_;
+  std::vector<collectives::ErrorFeedback> feedback_;     // codec: one per bucket
+  std::vector<collectives::PowerSgdState> powersgd_;     // powersgd: one per weight matrix
+  std::vector<collectives::Work> in_flight_;
+  ExchangeStats stats_;
+};
+
+// 64-bit FNV-1a of the parameters' bytes: equal replicas have equal digests.
+std::uint64_t parameter_digest(std::span<const float> params) noexcept;
+
+// Mean and standard deviation of every pixel of `images` (accumulated in double).
+struct Standardization {
+  float mean = 0, std = 1;
+};
+Standardization pixel_statistics(std::span<const float> images) noexcept;
+// x = (x - mean) / std for every element.
+void standardize(std::span<float> images, Standardization s) noexcept;
+
+}  // namespace rdmacoll::training

@@ -1,0 +1,150 @@
+#include "rdmacoll/training/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+namespace rdmacoll::training {
+
+using collectives::CodecKind;
+using collectives::DataType;
+using collectives::ReduceOp;
+
+std::string ExchangeMode::name() const {
+  switch (kind) {
+    case Kind::plain: return "none";
+    case Kind::codec: return only_if_faster ? "auto" : spec.name();
+    case Kind::powersgd: return spec.name();
+  }
+  return "?";
+}
+
+ExchangeMode parse_exchange_mode(std::string_view text) {
+  ExchangeMode m;
+  if (text == "auto") {
+    m.kind = ExchangeMode::Kind::codec;
+    m.spec = collectives::parse_codec("int8");
+    m.only_if_faster = true;
+    return m;
+  }
+  try {
+    m.spec = collectives::parse_codec(text);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string(e.what()) + "; or auto (int8 where it pays)");
+  }
+  if (m.spec.kind == CodecKind::none) m.kind = ExchangeMode::Kind::plain;
+  else if (m.spec.kind == CodecKind::powersgd) m.kind = ExchangeMode::Kind::powersgd;
+  else m.kind = ExchangeMode::Kind::codec;
+  return m;
+}
+
+GradientExchange::GradientExchange(collectives::Communicator& comm, std::span<const LayerView> layers,
+                                   ExchangeMode mode)
+    : comm_(comm), layers_(layers.begin(), layers.end()), mode_(mode) {
+  if (mode_.kind == ExchangeMode::Kind::codec) {
+    codec_ = collectives::make_codec(mode_.spec);
+    feedback_.resize(layers_.size());
+  }
+  if (mode_.kind == ExchangeMode::Kind::powersgd) powersgd_.resize(layers_.size());
+}
+
+GradientExchange::~GradientExchange() = default;
+
+namespace {
+
+using Seconds = std::chrono::duration<double>;
+double since(std::chrono::steady_clock::time_point t0) {
+  return Seconds(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+void GradientExchange::start(std::size_t layer, std::span<float> grads, std::uint64_t step) {
+  const LayerView& v = layers_.at(layer);
+  if (v.offset() + v.count() > grads.size())
+    throw std::invalid_argument("GradientExchange::start: layer " + std::to_string(layer) +
+                                " does not fit the gradient buffer");
+  const double n = comm_.size();
+  // A plain ring allreduce sends 2 (n-1)/n of the buffer per rank.
+  stats_.plain_bytes += 2.0 * (n - 1) / n * 4.0 * static_cast<double>(v.count());
+  float* g = grads.data() + v.offset();
+  switch (mode_.kind) {
+    case ExchangeMode::Kind::plain:
+      in_flight_.push_back(comm_.allreduce_async(g, g, v.count(), DataType::f32, ReduceOp::avg));
+      ++stats_.calls;
+      break;
+    case ExchangeMode::Kind::codec: {
+      collectives::Compression c;
+      c.codec = codec_.get();
+      c.feedback = &feedback_[layer];
+      c.seed = step;
+      c.only_if_faster = mode_.only_if_faster;
+      in_flight_.push_back(comm_.allreduce_async(g, g, v.count(), ReduceOp::avg, c));
+      ++stats_.calls;
+      break;
+    }
+    case ExchangeMode::Kind::powersgd: {
+      // The bias first (non-blocking), then the weight matrix's two blocking allreduces.
+      float* b = grads.data() + v.bias_offset;
+      in_flight_.push_back(comm_.allreduce_async(b, b, v.bias_count(), DataType::f32, ReduceOp::avg));
+      const auto t0 = std::chrono::steady_clock::now();
+      collectives::PowerSgdResult r = collectives::powersgd_allreduce(
+          comm_, grads.data() + v.weight_offset, v.rows, v.cols, mode_.spec.rank, powersgd_[layer]);
+      stats_.wait_seconds += since(t0);
+      stats_.wire_bytes += r.wire.bytes_sent;
+      stats_.calls += 3;
+      break;
+    }
+  }
+  progress();
+}
+
+void GradientExchange::progress() {
+  for (collectives::Work& w : in_flight_)
+    if (!w.test()) break;  // calls complete in order
+}
+
+void GradientExchange::finish() {
+  const auto t0 = std::chrono::steady_clock::now();
+  for (collectives::Work& w : in_flight_) w.wait();
+  stats_.wait_seconds += since(t0);
+  for (const collectives::Work& w : in_flight_) {
+    stats_.wire_bytes += w.wire().bytes_sent;
+    stats_.nonfinite += w.nonfinite();
+  }
+  in_flight_.clear();
+}
+
+std::uint64_t parameter_digest(std::span<const float> params) noexcept {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  const auto* p = reinterpret_cast<const unsigned char*>(params.data());
+  for (std::size_t i = 0; i < params.size_bytes(); ++i) {
+    h ^= p[i];
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+Standardization pixel_statistics(std::span<const float> images) noexcept {
+  if (images.empty()) return {};
+  double sum = 0, sq = 0;
+  for (float x : images) {
+    sum += x;
+    sq += static_cast<double>(x) * x;
+  }
+  const double n = static_cast<double>(images.size());
+  const double mean = sum / n;
+  const double var = std::max(0.0, sq / n - mean * mean);
+  Standardization s;
+  s.mean = static_cast<float>(mean);
+  s.std = var > 0 ? static_cast<float>(std::sqrt(var)) : 1.0f;
+  return s;
+}
+
+void standardize(std::span<float> images, Standardization s) noexcept {
+  const float inv = 1.0f / s.std;
+  for (float& x : images) x = (x - s.mean) * inv;
+}
+
+}  // namespace rdmacoll::training
