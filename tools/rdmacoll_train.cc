@@ -355,6 +355,9 @@ int run(const Options& o, const std::vector<std::string>& args) {
       }
     }
     row.train_loss = n_ex > 0 ? loss / n_ex : 0;
+    if (!std::isfinite(row.train_loss))  // the same sum on every rank: all stop alike
+      throw Error("training diverged in epoch " + std::to_string(epoch + 1) + ": the mean training loss is " +
+                  fixed(row.train_loss, 4) + "; try a smaller --lr, --clip, or another --compress");
     row.test_accuracy = n_test > 0 ? n_ok / n_test : 0;
     row.wire_bytes = wire / ranks;
     row.plain_bytes = plain / ranks;

@@ -48,7 +48,10 @@ struct ExchangeStats {
   std::uint64_t nonfinite = 0;    // NaN/Inf inputs this rank's encoders met
 };
 
-// Averages one replica's gradients over all ranks, one bucket per layer. Every rank must call
+// Averages one replica's gradients over all ranks, one bucket per layer. Codecs: error feedback
+// (one ErrorFeedback per bucket) for the biased ones, none for the unbiased (qsgd, terngrad,
+// randk), whose residual would grow. PowerSGD: one PowerSgdState (with its error feedback) per
+// weight matrix, biases allreduced plainly. Every rank must call
 // start() for the same layers in the same order, then finish(), every step.
 class GradientExchange {
  public:
@@ -77,7 +80,7 @@ class GradientExchange {
   std::vector<LayerView> layers_;
   ExchangeMode mode_;
   std::unique_ptr<collectives::Codec> codec_;
-  std::vector<collectives::ErrorFeedback> feedback_;     // codec: one per bucket
+  std::vector<collectives::ErrorFeedback> feedback_;     // biased codecs: one per bucket
   std::vector<collectives::PowerSgdState> powersgd_;     // powersgd: one per weight matrix
   std::vector<collectives::Work> in_flight_;
   ExchangeStats stats_;
