@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# rdmacoll-train as users run it: short runs on 2 local ranks over UCX (6000 training and 2000
+# test images, one epoch, a few seconds each) with the JSON log validated by
+# check_train_json.py, the replica check catching a perturbed rank, and bad usage.
+# usage: train_test.sh CASE BUILD_DIR
+#   CASE: int8 | none | overlap | powersgd | diverged | usage
+set -u
+case_=$1
+build=$2
+here=$(cd "$(dirname "$0")" && pwd)
+train=$build/tools/rdmacoll-train
+run=$build/tools/rdmacoll-run
+on_rdma=
+. "$here/tool_test_lib.sh"
+data=${RDMACOLL_FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
+short="--epochs 1 --limit-train 6000 --limit-test 2000"
+
+need_data() {
+  [ -f "$data/train-images-idx3-ubyte.gz" ] || [ -f "$data/train-images-idx3-ubyte" ] ||
+    { echo "SKIP: no Fashion-MNIST in $data (apt-get install dataset-fashion-mnist)"; exit 77; }
+}
+
+# train2 NAME ARGS...: a 2-rank run with --json $tmp/NAME.json, output in $tmp/NAME.{out,err}.
+train2() {
+  local name=$1; shift
+  # shellcheck disable=SC2086
+  "$run" -n 2 --timeout 60 -- "$train" --data "$data" $short --json "$tmp/$name.json" "$@" \
+    >"$tmp/$name.out" 2>"$tmp/$name.err"; rc=$?
+}
+
+check() {  # check NAME COMPRESS MIN_ACC [MIN_RATIO MAX_RATIO]
+  local name=$1; shift
+  python3 "$here/check_train_json.py" "$tmp/$name.json" 2 1 "$@" >"$tmp/$name.check" || fail "$(cat "$tmp/$name.check")"
+}
+
+case $case_ in
+  int8)
+    need_data
+    train2 int8 --compress int8 --csv "$tmp/int8.csv"; expect_rc 0 "--compress int8"
+    check int8 int8:256 0.6 3.5 4.1
+    expect_in int8.out "^\[rank 0\] #  epoch  train_loss  test_acc"
+    expect_in int8.out "^\[rank 0\]  *1  *[0-9.]*  *0\.[6-9]"
+    expect_in int8.csv "^epoch,train_loss,test_accuracy,"
+    [ "$(wc -l <"$tmp/int8.csv")" = 2 ] || fail "int8.csv: expected a header and one row"
+    ;;
+  none)
+    need_data
+    train2 none --compress none; expect_rc 0 "--compress none"
+    check none none 0.6 0.9 1.05
+    ;;
+  overlap)
+    need_data
+    train2 plain --compress int8; expect_rc 0 "--compress int8"
+    train2 overlap --compress int8 --overlap; expect_rc 0 "--compress int8 --overlap"
+    check overlap int8:256 0.6 3.5 4.1
+    # Overlapping changes when the calls run, not what they compute: the same weights.
+    d1=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["epochs"][-1]["digest"])' "$tmp/plain.json")
+    d2=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["epochs"][-1]["digest"])' "$tmp/overlap.json")
+    [ "$d1" = "$d2" ] || fail "--overlap changed the trained weights: digest $d2, without it $d1"
+    ;;
+  powersgd)
+    need_data
+    train2 powersgd --compress powersgd:2 --overlap; expect_rc 0 "--compress powersgd:2"
+    check powersgd powersgd:2 0.6 20 200
+    ;;
+  diverged)
+    need_data
+    # Rank 1's weights are nudged after the first epoch: every rank must stop with the named error.
+    "$run" -n 3 --timeout 60 -- "$train" --data "$data" --epochs 2 --limit-train 1500 --limit-test 300 \
+      --debug-perturb-rank 1 >"$tmp/out" 2>"$tmp/err"; rc=$?
+    expect_rc 1 "a diverged replica"
+    expect_in err "replicas diverged in epoch 1: the parameters of rank(s) 1 ([0-9a-f]*) differ from rank 0's"
+    ;;
+  usage)
+    "$train" --help >"$tmp/out" 2>"$tmp/err"; rc=$?
+    expect_rc 0 "--help"
+    expect_in out "^usage: rdmacoll-run -n N rdmacoll-train"
+    for bad in "--bogus" "--epochs" "--epochs 0" "--batch x" "--lr -1" "--momentum 2" "--schedule linear" \
+               "--compress int9" "--compress powersgd:0" "--limit-train 0" "--timeout 0" "--csv f --json f" "extra"; do
+      # shellcheck disable=SC2086
+      "$train" $bad >"$tmp/out" 2>"$tmp/err"; rc=$?
+      expect_rc 2 "$bad"
+      [ -s "$tmp/out" ] && fail "'$bad' wrote to stdout"
+      expect_in err "usage: rdmacoll-run -n N rdmacoll-train"
+    done
+    "$train" --epochs 1 >"$tmp/out" 2>"$tmp/err"; rc=$?
+    expect_rc 2 "not launched"
+    expect_in err "not launched"
+    "$run" -n 2 --timeout 60 -- "$train" --batch 1 >"$tmp/out" 2>"$tmp/err"; rc=$?
+    [ "$rc" = 1 ] || fail "--batch 1 on 2 ranks: exit status $rc, expected 1 (a rank exits 2)"
+    expect_in err "is smaller than the 2 ranks"
+    "$run" -n 2 --timeout 60 -- "$train" --data "$tmp/nowhere" >"$tmp/out" 2>"$tmp/err"; rc=$?
+    expect_rc 1 "missing data set"
+    expect_in err "nowhere/train-images-idx3-ubyte"
+    expect_in err "dataset-fashion-mnist"
+    ;;
+  *) echo "unknown case $case_"; exit 2 ;;
+esac
+echo PASS
