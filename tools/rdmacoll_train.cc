@@ -116,6 +116,13 @@ std::string json_number(double v) {
   return o.str();
 }
 
+// A float flag as given (0.1, not 0.100000001).
+std::string json_float(float v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.7g", static_cast<double>(v));
+  return std::isfinite(v) ? buf : "null";
+}
+
 std::string json_row(const EpochRow& r) {
   std::ostringstream o;
   o << "{\"epoch\": " << r.epoch << ", \"train_loss\": " << json_number(r.train_loss)
@@ -151,14 +158,14 @@ std::string json_document(const Options& o, const RunInfo& info, const std::vect
     << ", \"transport\": " << perf::json_quote(info.transport)
     << ", \"link\": " << (info.link.empty() ? "null" : perf::json_quote(info.link))
     << ", \"compress\": " << perf::json_quote(o.compress.name()) << ", \"overlap\": " << (o.overlap ? "true" : "false")
-    << ", \"epochs\": " << o.epochs << ", \"batch\": " << o.batch << ", \"lr\": " << json_number(o.lr)
-    << ", \"momentum\": " << json_number(o.momentum) << ", \"weight_decay\": " << json_number(o.weight_decay)
+    << ", \"epochs\": " << o.epochs << ", \"batch\": " << o.batch << ", \"lr\": " << json_float(o.lr)
+    << ", \"momentum\": " << json_float(o.momentum) << ", \"weight_decay\": " << json_float(o.weight_decay)
     << ", \"schedule\": \"" << train::schedule_name(o.schedule) << "\", \"warmup_steps\": " << o.warmup_steps
     << ", \"clip\": " << json_number(o.clip) << ", \"seed\": " << o.seed << ", \"data\": " << perf::json_quote(o.data)
     << ", \"train_examples\": " << info.train_examples << ", \"test_examples\": " << info.test_examples
     << ", \"steps_per_epoch\": " << info.steps_per_epoch << ", \"model\": [784, 256, 128, 10], \"parameters\": "
-    << info.parameters << ", \"input_mean\": " << json_number(info.input.mean)
-    << ", \"input_std\": " << json_number(info.input.std) << "},\n  \"epochs\": [";
+    << info.parameters << ", \"input_mean\": " << json_float(info.input.mean)
+    << ", \"input_std\": " << json_float(info.input.std) << "},\n  \"epochs\": [";
   for (size_t i = 0; i < rows.size(); ++i) j << (i ? ",\n    " : "\n    ") << json_row(rows[i]);
   j << (rows.empty() ? "" : "\n  ") << "],\n  \"completed\": " << (done ? "true" : "false")
     << ",\n  \"final_test_accuracy\": " << (rows.empty() ? "null" : json_number(rows.back().test_accuracy))

@@ -227,14 +227,8 @@ Options parse(Collective c, const std::vector<std::string>& args) {
       } catch (const ConfigError&) {
         throw UsageError("--transport '" + value + "' is not one of ucx, verbs");
       }
-    } else if (n == "timeout") {
-      try {
-        o.timeout = settings::parse_seconds("--timeout", value);
-      } catch (const ConfigError& e) {
-        throw UsageError(e.what());
-      }
-      if (o.timeout <= 0) throw UsageError("--timeout must be positive");
-    } else if (n == "compress") parse_compress(o, value);
+    } else if (n == "timeout") o.timeout = perf::parse_timeout(value);
+    else if (n == "compress") parse_compress(o, value);
     else if (n == "feedback") o.feedback = compress_flags = true;
     else if (n == "scheme") {
       compress_flags = true;

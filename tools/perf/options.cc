@@ -125,8 +125,6 @@ std::vector<size_t> size_sweep(size_t begin, size_t end, size_t factor) {
   return out;
 }
 
-namespace {
-
 int64_t parse_count(std::string_view flag, std::string_view value, int64_t lo, int64_t hi) {
   int64_t v = 0;
   auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
@@ -137,6 +135,19 @@ int64_t parse_count(std::string_view flag, std::string_view value, int64_t lo, i
                      std::to_string(hi) + "]");
   return v;
 }
+
+double parse_timeout(std::string_view value) {
+  double t = 0;
+  try {
+    t = settings::parse_seconds("--timeout", value);
+  } catch (const ConfigError& e) {
+    throw UsageError(e.what());
+  }
+  if (t <= 0) throw UsageError("--timeout must be positive");
+  return t;
+}
+
+namespace {
 
 constexpr Flag kFlags[] = {
     {'o', "op", true},          {0, "transport", true},    {0, "progress", true},  {'d', "ib-dev", true},
@@ -202,14 +213,8 @@ Options parse(Tool tool, const std::vector<std::string>& args) {
     else if (n == "report-gbits") o.gbits = true;
     else if (n == "check") o.check = true;
     else if (n == "json") o.json = true;
-    else if (n == "timeout") {
-      try {
-        o.timeout = settings::parse_seconds("--timeout", value);
-      } catch (const ConfigError& e) {
-        throw UsageError(e.what());
-      }
-      if (o.timeout <= 0) throw UsageError("--timeout must be positive");
-    } else if (n == "help") o.help = true;
+    else if (n == "timeout") o.timeout = parse_timeout(value);
+    else if (n == "help") o.help = true;
     for (std::string_view m : {"op", "transport", "iters", "warmup", "tx-depth", "check"})
       if (n == m) o.explicit_flags.insert(std::string(m));
     if (n == "size" || n == "all" || n == "minbytes" || n == "maxbytes" || n == "stepfactor")

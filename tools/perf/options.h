@@ -65,6 +65,11 @@ std::string usage(Tool tool);
 
 // "4096", "64K", "1M", "1G" (binary multiples). Throws UsageError naming `flag`.
 size_t parse_size(std::string_view flag, std::string_view value);
+// An integer in [lo, hi]. Throws UsageError naming `flag`.
+int64_t parse_count(std::string_view flag, std::string_view value, int64_t lo, int64_t hi);
+// --timeout SEC as settings::parse_seconds reads it ("30", "2.5", "500ms", "2m"), positive.
+// Throws UsageError.
+double parse_timeout(std::string_view value);
 
 // One command-line flag of a tool: -x and/or --long-name, with or without a value.
 struct Flag {

@@ -6,7 +6,6 @@
 #include <stdexcept>
 
 #include "perf/options.h"
-#include "rdmacoll/settings.h"
 
 namespace rdmacoll::train {
 
@@ -59,16 +58,6 @@ constexpr perf::Flag kFlags[] = {
     {0, "timeout", true},     {0, "debug-perturb-rank", true}, {'h', "help", false},
 };
 
-std::uint64_t parse_uint(const std::string& flag, const std::string& value, std::uint64_t lo, std::uint64_t hi) {
-  std::uint64_t v = 0;
-  auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
-  if (value.empty() || ec != std::errc() || p != value.data() + value.size())
-    throw UsageError(flag + " '" + value + "' is not a non-negative integer");
-  if (v < lo || v > hi)
-    throw UsageError(flag + " " + value + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
-  return v;
-}
-
 double parse_real(const std::string& flag, const std::string& value, double lo, double hi) {
   double v = 0;
   auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
@@ -83,15 +72,15 @@ double parse_real(const std::string& flag, const std::string& value, double lo, 
 
 Options parse(const std::vector<std::string>& args) {
   Options o;
-  constexpr std::uint64_t kMaxCount = std::uint64_t{1} << 32;
+  constexpr std::int64_t kMaxCount = std::int64_t{1} << 32;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::optional<perf::FlagValue> fv = perf::read_flag(kFlags, args, i);
     if (!fv) throw UsageError("unexpected argument '" + args[i] + "' (rdmacoll-train takes no positional arguments)");
     const std::string flag = "--" + std::string(fv->flag->long_name);
     const std::string& value = fv->value;
     const std::string_view n = fv->flag->long_name;
-    if (n == "epochs") o.epochs = parse_uint(flag, value, 1, 100000);
-    else if (n == "batch") o.batch = parse_uint(flag, value, 1, 1 << 20);
+    if (n == "epochs") o.epochs = static_cast<std::size_t>(perf::parse_count(flag, value, 1, 100000));
+    else if (n == "batch") o.batch = static_cast<std::size_t>(perf::parse_count(flag, value, 1, 1 << 20));
     else if (n == "lr") o.lr = static_cast<float>(parse_real(flag, value, 0, 1e3));
     else if (n == "momentum") o.momentum = static_cast<float>(parse_real(flag, value, 0, 1));
     else if (n == "weight-decay") o.weight_decay = static_cast<float>(parse_real(flag, value, 0, 1));
@@ -100,9 +89,9 @@ Options parse(const std::vector<std::string>& args) {
       else if (value == "step") o.schedule = training::LrSchedule::Kind::step;
       else if (value == "cosine") o.schedule = training::LrSchedule::Kind::cosine;
       else throw UsageError("--schedule '" + value + "' is not one of constant, step, cosine");
-    } else if (n == "warmup-steps") o.warmup_steps = parse_uint(flag, value, 0, kMaxCount);
+    } else if (n == "warmup-steps") o.warmup_steps = static_cast<std::size_t>(perf::parse_count(flag, value, 0, kMaxCount));
     else if (n == "clip") o.clip = parse_real(flag, value, 0, 1e9);
-    else if (n == "seed") o.seed = parse_uint(flag, value, 0, std::numeric_limits<std::uint64_t>::max());
+    else if (n == "seed") o.seed = static_cast<std::uint64_t>(perf::parse_count(flag, value, 0, std::numeric_limits<std::int64_t>::max()));
     else if (n == "data") {
       if (value.empty()) throw UsageError("--data needs a directory");
       o.data = value;
@@ -113,18 +102,12 @@ Options parse(const std::vector<std::string>& args) {
         throw UsageError(std::string("--compress: ") + e.what());
       }
     } else if (n == "overlap") o.overlap = true;
-    else if (n == "limit-train") o.limit_train = parse_uint(flag, value, 1, kMaxCount);
-    else if (n == "limit-test") o.limit_test = parse_uint(flag, value, 1, kMaxCount);
+    else if (n == "limit-train") o.limit_train = static_cast<std::size_t>(perf::parse_count(flag, value, 1, kMaxCount));
+    else if (n == "limit-test") o.limit_test = static_cast<std::size_t>(perf::parse_count(flag, value, 1, kMaxCount));
     else if (n == "csv") o.csv = value;
     else if (n == "json") o.json = value;
-    else if (n == "timeout") {
-      try {
-        o.timeout = settings::parse_seconds("--timeout", value);
-      } catch (const ConfigError& e) {
-        throw UsageError(e.what());
-      }
-      if (o.timeout <= 0) throw UsageError("--timeout must be positive");
-    } else if (n == "debug-perturb-rank") o.perturb_rank = static_cast<int>(parse_uint(flag, value, 0, 1 << 20));
+    else if (n == "timeout") o.timeout = perf::parse_timeout(value);
+    else if (n == "debug-perturb-rank") o.perturb_rank = static_cast<int>(perf::parse_count(flag, value, 0, 1 << 20));
     else if (n == "help") o.help = true;
   }
   if (!o.csv.empty() && o.csv == o.json) throw UsageError("--csv and --json name the same file");
