@@ -3,7 +3,7 @@
 # test images, one epoch, a few seconds each) with the JSON log validated by
 # check_train_json.py, the replica check catching a perturbed rank, and bad usage.
 # usage: train_test.sh CASE BUILD_DIR
-#   CASE: int8 | none | overlap | powersgd | diverged | usage
+#   CASE: int8 | none | overlap | powersgd | mpirun | diverged (and mismatched flags) | usage
 set -u
 case_=$1
 build=$2
@@ -63,6 +63,17 @@ case $case_ in
     train2 powersgd --compress powersgd:2 --overlap; expect_rc 0 "--compress powersgd:2"
     check powersgd powersgd:2 0.6 20 200
     ;;
+  mpirun)
+    need_data
+    command -v mpirun >/dev/null || { echo "SKIP: mpirun not found"; exit 77; }
+    addr=$("$run" --no-prefix -n 1 -- sh -c 'echo "$RDMACOLL_ADDR"') || fail "cannot get a free port"
+    mpirun --allow-run-as-root --oversubscribe -np 2 -x RDMACOLL_ADDR="$addr" -x UCX_TLS -x RDMACOLL_TIMEOUT \
+      "$train" --data "$data" --epochs 1 --limit-train 3000 --limit-test 1000 --compress bf16 \
+      --json "$tmp/mpi.json" >"$tmp/mpi.out" 2>"$tmp/mpi.err"; rc=$?
+    expect_rc 0 "mpirun -np 2"
+    python3 "$here/check_train_json.py" "$tmp/mpi.json" 2 1 bf16 0.5 1.7 2.1 >"$tmp/mpi.check" ||
+      fail "$(cat "$tmp/mpi.check")"
+    ;;
   diverged)
     need_data
     # Rank 1's weights are nudged after the first epoch: every rank must stop with the named error.
@@ -70,6 +81,11 @@ case $case_ in
       --debug-perturb-rank 1 >"$tmp/out" 2>"$tmp/err"; rc=$?
     expect_rc 1 "a diverged replica"
     expect_in err "replicas diverged in epoch 1: the parameters of rank(s) 1 ([0-9a-f]*) differ from rank 0's"
+    # Ranks started with different flags would issue different calls: refused before training.
+    "$run" -n 2 --timeout 60 -- sh -c 'exec "$0" "$@" --seed $((3 + RDMACOLL_RANK))' "$train" --data "$data" \
+      --epochs 1 --limit-train 600 >"$tmp/out" 2>"$tmp/err"; rc=$?
+    expect_rc 1 "ranks with different --seed"
+    expect_in err "rank 1 was started with .*--seed 4' but rank 0 with .*--seed 3'"
     ;;
   usage)
     "$train" --help >"$tmp/out" 2>"$tmp/err"; rc=$?
