@@ -34,13 +34,18 @@
 #include "rdmacoll/training/shard.h"
 #include "rdmacoll/training/trainer.h"
 #include "train/options.h"
+#include "train/report.h"
 
 namespace {
 
 using namespace rdmacoll;
 using collectives::Communicator;
 using collectives::DataType;
+using train::EpochRow;
 using train::Options;
+using train::RunInfo;
+using train::fixed;
+using train::hex64;
 namespace bs = rdmacoll::bootstrap;
 namespace tr = rdmacoll::training;
 
@@ -55,123 +60,6 @@ double since(std::chrono::steady_clock::time_point t0) {
 enum Field : size_t {
   kLossSum, kExamples, kCorrect, kTested, kWire, kPlain, kWait, kCompute, kRss, kDigestHi, kDigestLo, kFields
 };
-
-// One row of the table and the logs: rank 0's view of an epoch.
-struct EpochRow {
-  size_t epoch = 0;
-  double train_loss = 0, test_accuracy = 0, lr = 0;
-  double compute_s = 0, comm_s = 0;  // means over ranks
-  double wire_bytes = 0;             // mean over ranks
-  double plain_bytes = 0;            // mean over ranks: a plain fp32 ring allreduce's
-  std::optional<double> ratio;       // plain / wire; none on one rank (nothing on the wire)
-  int64_t peak_rss_max = 0;          // bytes, max over ranks
-  int peak_rss_rank = 0;
-  uint64_t digest = 0;
-};
-
-std::string fixed(double v, int digits) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
-  return buf;
-}
-
-std::string hex64(uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "%016" PRIx64, v);
-  return buf;
-}
-
-void print_table_header(std::ostream& out) {
-  out << "#  epoch  train_loss  test_acc        lr  compute(s)  comm(s)    wire(MB)   ratio  rss_max(MiB)\n";
-}
-
-void print_row(std::ostream& out, const EpochRow& r) {
-  char buf[256];
-  std::snprintf(buf, sizeof buf, "%8zu  %10.4f  %8.4f  %8.5f  %10.2f  %7.2f  %10.2f  %6s  %8.1f (r%d)\n", r.epoch,
-                r.train_loss, r.test_accuracy, r.lr, r.compute_s, r.comm_s, r.wire_bytes / 1e6,
-                r.ratio ? fixed(*r.ratio, 2).c_str() : "-", static_cast<double>(r.peak_rss_max) / 1048576.0,
-                r.peak_rss_rank);
-  out << buf << std::flush;
-}
-
-constexpr const char* kCsvHeader =
-    "epoch,train_loss,test_accuracy,lr,compute_s,comm_s,wire_bytes,plain_bytes,compression_ratio,peak_rss_bytes_max,"
-    "peak_rss_rank,digest\n";
-
-std::string csv_row(const EpochRow& r) {
-  std::ostringstream o;
-  o.precision(9);
-  o << r.epoch << ',' << r.train_loss << ',' << r.test_accuracy << ',' << r.lr << ',' << r.compute_s << ','
-    << r.comm_s << ',' << fixed(r.wire_bytes, 0) << ',' << fixed(r.plain_bytes, 0) << ','
-    << (r.ratio ? fixed(*r.ratio, 4) : "") << ',' << r.peak_rss_max << ',' << r.peak_rss_rank << ','
-    << hex64(r.digest) << '\n';
-  return o.str();
-}
-
-std::string json_number(double v) {
-  if (!std::isfinite(v)) return "null";
-  std::ostringstream o;
-  o.precision(9);
-  o << v;
-  return o.str();
-}
-
-// A float flag as given (0.1, not 0.100000001).
-std::string json_float(float v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.7g", static_cast<double>(v));
-  return std::isfinite(v) ? buf : "null";
-}
-
-std::string json_row(const EpochRow& r) {
-  std::ostringstream o;
-  o << "{\"epoch\": " << r.epoch << ", \"train_loss\": " << json_number(r.train_loss)
-    << ", \"test_accuracy\": " << json_number(r.test_accuracy) << ", \"lr\": " << json_number(r.lr)
-    << ", \"compute_s\": " << json_number(r.compute_s) << ", \"comm_s\": " << json_number(r.comm_s)
-    << ", \"wire_bytes\": " << fixed(r.wire_bytes, 0) << ", \"plain_bytes\": " << fixed(r.plain_bytes, 0)
-    << ", \"compression_ratio\": " << (r.ratio ? json_number(*r.ratio) : "null")
-    << ", \"peak_rss_bytes_max\": " << r.peak_rss_max << ", \"peak_rss_rank\": " << r.peak_rss_rank
-    << ", \"digest\": \"" << hex64(r.digest) << "\"}";
-  return o.str();
-}
-
-// Writes `text` to `path` whole (replacing it); throws Error naming the file.
-void write_file(const std::string& path, const std::string& text) {
-  std::ofstream f(path, std::ios::trunc);
-  f << text;
-  f.flush();
-  if (!f) throw Error("cannot write " + path + ": " + std::strerror(errno));
-}
-
-// The run's fixed facts, for the header and the JSON.
-struct RunInfo {
-  int ranks = 1;
-  std::string transport, link;
-  size_t train_examples = 0, test_examples = 0, parameters = 0, steps_per_epoch = 0;
-  tr::Standardization input;
-};
-
-std::string json_document(const Options& o, const RunInfo& info, const std::vector<EpochRow>& rows, double total_s,
-                          bool done) {
-  std::ostringstream j;
-  j << "{\n  \"tool\": \"rdmacoll-train\",\n  \"run\": {\"ranks\": " << info.ranks
-    << ", \"transport\": " << perf::json_quote(info.transport)
-    << ", \"link\": " << (info.link.empty() ? "null" : perf::json_quote(info.link))
-    << ", \"compress\": " << perf::json_quote(o.compress.name()) << ", \"overlap\": " << (o.overlap ? "true" : "false")
-    << ", \"epochs\": " << o.epochs << ", \"batch\": " << o.batch << ", \"lr\": " << json_float(o.lr)
-    << ", \"momentum\": " << json_float(o.momentum) << ", \"weight_decay\": " << json_float(o.weight_decay)
-    << ", \"schedule\": \"" << train::schedule_name(o.schedule) << "\", \"warmup_steps\": " << o.warmup_steps
-    << ", \"clip\": " << json_number(o.clip) << ", \"seed\": " << o.seed << ", \"data\": " << perf::json_quote(o.data)
-    << ", \"train_examples\": " << info.train_examples << ", \"test_examples\": " << info.test_examples
-    << ", \"steps_per_epoch\": " << info.steps_per_epoch << ", \"model\": [784, 256, 128, 10], \"parameters\": "
-    << info.parameters << ", \"input_mean\": " << json_float(info.input.mean)
-    << ", \"input_std\": " << json_float(info.input.std) << "},\n  \"epochs\": [";
-  for (size_t i = 0; i < rows.size(); ++i) j << (i ? ",\n    " : "\n    ") << json_row(rows[i]);
-  j << (rows.empty() ? "" : "\n  ") << "],\n  \"completed\": " << (done ? "true" : "false")
-    << ",\n  \"final_test_accuracy\": " << (rows.empty() ? "null" : json_number(rows.back().test_accuracy))
-    << ",\n  \"total_s\": " << json_number(total_s) << "\n}\n";
-  return j.str();
-}
 
 // Keeps the first `limit` examples (0: all).
 void limit_dataset(tr::Dataset& d, size_t limit) {
@@ -260,8 +148,8 @@ int run(const Options& o, const std::vector<std::string>& args) {
               << o.weight_decay << ", warm-up " << o.warmup_steps << ", clip " << o.clip << ", seed " << o.seed
               << "\n# compute, comm: mean over ranks; wire: bytes sent per rank (transport counters, mean over "
                  "ranks); ratio: plain fp32 ring allreduce bytes / wire bytes; rss_max: max over ranks (rank)\n";
-    print_table_header(std::cout);
-    if (!o.csv.empty()) write_file(o.csv, kCsvHeader);
+    train::print_table_header(std::cout);
+    if (!o.csv.empty()) train::write_file(o.csv, train::kCsvHeader);
   }
 
   std::vector<EpochRow> rows;
@@ -371,20 +259,20 @@ int run(const Options& o, const std::vector<std::string>& args) {
     if (wire > 0) row.ratio = plain / wire;
     rows.push_back(row);
     if (printer) {
-      print_row(std::cout, row);
+      train::print_row(std::cout, row);
       if (!o.csv.empty()) {
         std::ofstream f(o.csv, std::ios::app);
-        f << csv_row(row);
+        f << train::csv_row(row);
         if (!f.flush()) throw Error("cannot write " + o.csv + ": " + std::strerror(errno));
       }
-      if (!o.json.empty()) write_file(o.json, json_document(o, info, rows, since(t_run), false));
+      if (!o.json.empty()) train::write_file(o.json, train::json_document(o, info, rows, since(t_run), false));
     }
   }
   const double total_s = since(t_run);
   if (printer) {
     std::cout << "# final test accuracy " << fixed(rows.back().test_accuracy, 4) << " after " << o.epochs
               << " epoch(s), " << fixed(total_s, 1) << " s\n";
-    if (!o.json.empty()) write_file(o.json, json_document(o, info, rows, total_s, true));
+    if (!o.json.empty()) train::write_file(o.json, train::json_document(o, info, rows, total_s, true));
   }
   comm.reset();
   bs::finalize(world, bs::deadline_in(timeout));

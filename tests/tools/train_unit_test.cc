@@ -2,13 +2,17 @@
 // names, parameter digests, input standardisation. No network.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "perf/options.h"
 #include "rdmacoll/training/trainer.h"
 #include "train/options.h"
+#include "train/report.h"
 
 namespace {
 
@@ -111,6 +115,40 @@ TEST(TrainerStandardize, MeanZeroStdOne) {
   // A constant input has no spread: divide by 1, not 0.
   std::vector<float> c(4, 0.5f);
   EXPECT_EQ(rdmacoll::training::pixel_statistics(c).std, 1.0f);
+}
+
+TEST(TrainReport, JsonHasNullsForWhatIsNotANumber) {
+  rdmacoll::train::Options o;
+  rdmacoll::train::RunInfo info;
+  info.ranks = 1;
+  info.transport = "ucx \"shm\"";
+  rdmacoll::train::EpochRow row;
+  row.epoch = 1;
+  row.train_loss = std::numeric_limits<double>::quiet_NaN();
+  row.digest = 0xabcdef;
+  const std::string doc = rdmacoll::train::json_document(o, info, {row}, 1.5, true);
+  EXPECT_NE(doc.find("\"train_loss\": null"), std::string::npos) << doc;
+  EXPECT_NE(doc.find("\"compression_ratio\": null"), std::string::npos) << doc;  // one rank: no wire
+  EXPECT_NE(doc.find("\"digest\": \"0000000000abcdef\""), std::string::npos) << doc;
+  EXPECT_NE(doc.find("\"transport\": \"ucx \\\"shm\\\"\""), std::string::npos) << doc;
+  EXPECT_NE(doc.find("\"lr\": 0.1,"), std::string::npos) << doc;  // the flag as given
+  EXPECT_NE(doc.find("\"completed\": true"), std::string::npos) << doc;
+  const std::string empty = rdmacoll::train::json_document(o, info, {}, 0, false);
+  EXPECT_NE(empty.find("\"epochs\": [],"), std::string::npos) << empty;
+  EXPECT_NE(empty.find("\"final_test_accuracy\": null"), std::string::npos) << empty;
+}
+
+TEST(TrainReport, CsvRowMatchesHeader) {
+  rdmacoll::train::EpochRow row;
+  row.epoch = 3;
+  row.ratio = 3.94;
+  const std::string header = rdmacoll::train::kCsvHeader, line = rdmacoll::train::csv_row(row);
+  EXPECT_EQ(std::count(header.begin(), header.end(), ','), std::count(line.begin(), line.end(), ','));
+  EXPECT_EQ(line.substr(0, 2), "3,");
+  EXPECT_NE(line.find(",3.9400,"), std::string::npos) << line;
+  std::ostringstream table;
+  rdmacoll::train::print_row(table, row);
+  EXPECT_NE(table.str().find("  3.94  "), std::string::npos) << table.str();
 }
 
 }  // namespace
