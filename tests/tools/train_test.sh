@@ -3,7 +3,7 @@
 # test images, one epoch, a few seconds each) with the JSON log validated by
 # check_train_json.py, the replica check catching a perturbed rank, and bad usage.
 # usage: train_test.sh CASE BUILD_DIR
-#   CASE: int8 | none | overlap | powersgd | mpirun | diverged (and mismatched flags) | usage
+#   CASE: int8 | none | overlap | powersgd | sparse | mpirun | diverged (and mismatched flags) | usage
 set -u
 case_=$1
 build=$2
@@ -62,6 +62,16 @@ case $case_ in
     need_data
     train2 powersgd --compress powersgd:2 --overlap; expect_rc 0 "--compress powersgd:2"
     check powersgd powersgd:2 0.6 20 200
+    ;;
+  sparse)
+    need_data
+    # topk on 3 ranks, buckets overlapped: the sparse codecs' allgather scheme (see trainer.cc's
+    # work-around for calls in flight together).
+    "$run" -n 3 --timeout 60 -- "$train" --data "$data" $short --compress topk:0.01 --overlap \
+      --json "$tmp/sparse.json" >"$tmp/sparse.out" 2>"$tmp/sparse.err"; rc=$?
+    expect_rc 0 "--compress topk:0.01 on 3 ranks"
+    python3 "$here/check_train_json.py" "$tmp/sparse.json" 3 1 topk:0.01 0.5 20 100 >"$tmp/sparse.check" ||
+      fail "$(cat "$tmp/sparse.check")"
     ;;
   mpirun)
     need_data
