@@ -65,8 +65,8 @@ case $case_ in
     ;;
   sparse)
     need_data
-    # topk on 3 ranks, buckets overlapped: the sparse codecs' allgather scheme (see trainer.cc's
-    # work-around for calls in flight together).
+    # topk on 3 ranks, buckets overlapped: the sparse codecs' allgather scheme with calls of
+    # different sizes in flight together (their staging buffers were once freed under them).
     "$run" -n 3 --timeout 60 -- "$train" --data "$data" $short --compress topk:0.01 --overlap \
       --json "$tmp/sparse.json" >"$tmp/sparse.out" 2>"$tmp/sparse.err"; rc=$?
     expect_rc 0 "--compress topk:0.01 on 3 ranks"

@@ -84,15 +84,6 @@ void GradientExchange::start(std::size_t layer, std::span<float> grads, std::uin
       c.feedback = codec_->unbiased() ? nullptr : &feedback_[layer];
       c.seed = step;
       c.only_if_faster = mode_.only_if_faster;
-      // Work-around: compressed allreduces in the allgather scheme (the sparse codecs, topk and
-      // randk) corrupt memory on 3 or more ranks when two of different sizes are in flight at
-      // once (seen here: malloc aborts on every rank; one at a time, or two ranks, is fine).
-      // Until the collectives are fixed, a sparse bucket waits for the one before it.
-      if (codec_->sparse() && !in_flight_.empty()) {
-        const auto t0 = std::chrono::steady_clock::now();
-        in_flight_.back().wait();
-        stats_.wait_seconds += since(t0);
-      }
       in_flight_.push_back(comm_.allreduce_async(g, g, v.count(), ReduceOp::avg, c));
       ++stats_.calls;
       break;

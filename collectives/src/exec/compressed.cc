@@ -226,12 +226,14 @@ Work Communicator::allreduce_async(const float* in, float* out, size_t count, Re
       w->plans.back().before = reduce_and_reencode;
       w->plans.back().after = decode_all;
     } else {
-      auto encode_mine = [=] {
+      // Both hooks hold `buf`, as the two-phase ones do through reduce_and_reencode: the next
+      // call may replace c.compress with bigger buffers while this one is still in flight.
+      auto encode_mine = [=, hold = buf] {
         float* res = call.feedback ? call.feedback->worker.data() + begin : nullptr;
         self->nonfinite += encode_padded(*call.codec, call.in + begin, len, res, gather + static_cast<size_t>(call.me) * wb, wb,
                                          mix(seed ^ mix(static_cast<size_t>(call.me))));
       };
-      auto sum_all = [=] {
+      auto sum_all = [=, hold = buf] {
         float* dst = call.out + begin;
         call.codec->decode(gather, len, dst);
         for (size_t q = 1; q < un; ++q) call.codec->decode_add(gather + q * wb, len, dst);
