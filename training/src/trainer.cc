@@ -45,6 +45,10 @@ GradientExchange::GradientExchange(collectives::Communicator& comm, std::span<co
   if (mode_.kind == ExchangeMode::Kind::codec) {
     codec_ = collectives::make_codec(mode_.spec);
     feedback_.resize(layers_.size());
+    // auto: measure now whether compression pays for each bucket's size (collective, the same
+    // on every rank), so the measurement is not counted in the first step's timings.
+    if (mode_.only_if_faster)
+      for (const LayerView& v : layers_) comm_.compression_pays(*codec_, v.count());
   }
   if (mode_.kind == ExchangeMode::Kind::powersgd) powersgd_.resize(layers_.size());
 }

@@ -56,6 +56,7 @@ struct ExchangeStats {
 class GradientExchange {
  public:
   // `layers` is the model's layout (Mlp::layers()); the communicator outlives this object.
+  // Collective for "auto": measures per bucket size whether compression pays.
   GradientExchange(collectives::Communicator& comm, std::span<const LayerView> layers, ExchangeMode mode);
   ~GradientExchange();
   GradientExchange(const GradientExchange&) = delete;
