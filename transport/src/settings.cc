@@ -74,6 +74,7 @@ constexpr Spec kSpecs[] = {
     // there is one list and rdmacoll-info does not flag them as typos.
     {"RDMACOLL_KERNEL_DIR", Type::String, "/var/cache/rdmacoll/kernel",
      "Scripts: where install-deps.sh unpacks Debian's kernel for the soft-RoCE guest."},
+    {"RDMACOLL_DEMO_EPOCHS", Type::Int, "3", "Scripts: epochs per codec in scripts/demo.sh's training runs."},
     {"RDMACOLL_GUEST_DIR", Type::String, "/var/tmp/rdmacoll-guest",
      "Scripts: the guest harness's cache (initramfs) and job files."},
     {"RDMACOLL_LINK", Type::String, "",
