@@ -53,25 +53,6 @@ size_t pieces_for(Algorithm a, int n, size_t count, size_t es, const schedules::
   }
 }
 
-// The largest x in [1, hi] with fits(x) (fits is monotone: scratch never shrinks as counts
-// grow), or 0 if not even 1 fits.
-template <class F>
-size_t largest_fitting(size_t hi, F fits) {
-  if (hi == 0 || !fits(1)) return 0;
-  size_t lo = 1;
-  while (lo < hi) {
-    const size_t mid = lo + (hi - lo + 1) / 2;
-    if (fits(mid)) lo = mid;
-    else hi = mid - 1;
-  }
-  return lo;
-}
-
-std::length_error pool_too_small(std::string_view what, size_t pool) {
-  return std::length_error(std::string(what) + ": RDMACOLL_BUFFSIZE (" + std::to_string(pool) +
-                           " bytes) is too small for even one element per segment");
-}
-
 // Allreduce, broadcast, reduce: contiguous segments of the buffer, each its own run. `in`:
 // the input where the run takes it from the caller's buffer itself (UserPiece::in).
 void add_contiguous_runs(Communicator::Impl& c, Operation& op, Algorithm a, char* out, size_t count, int root,
@@ -81,7 +62,7 @@ void add_contiguous_runs(Communicator::Impl& c, Operation& op, Algorithm a, char
   auto need = [&](size_t seg) {
     return (schedules::scratch_elements(a, n, seg, std::min(pieces, seg)) + seg) * es;
   };
-  const size_t seg = count > 0 && need(count) <= c.pool.bytes ? count : largest_fitting(count, [&](size_t s) { return need(s) <= c.pool.bytes; });
+  const size_t seg = largest_fitting(count, [&](size_t s) { return need(s) <= c.pool.bytes; });
   if (count > 0 && seg == 0) throw pool_too_small(op.name, c.pool.bytes);
   for (size_t begin = 0; begin < count; begin += seg) {
     const size_t len = std::min(seg, count - begin);
@@ -174,6 +155,11 @@ void check_root(std::string_view name, int root, int n) {
 }
 
 }  // namespace
+
+std::length_error pool_too_small(std::string_view what, size_t pool) {
+  return std::length_error(std::string(what) + ": RDMACOLL_BUFFSIZE (" + std::to_string(pool) +
+                           " bytes) is too small for even one element per segment");
+}
 
 // Recursive doubling has log n steps against the ring's n-1, for the same bytes.
 Algorithm allgather_algorithm(int n) {

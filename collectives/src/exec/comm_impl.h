@@ -6,7 +6,9 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "exec/operation.h"
@@ -77,5 +79,24 @@ struct Communicator::Impl {
 
 // The allgather algorithm for n ranks (collectives.cc); calibration needs to know it.
 schedules::Algorithm allgather_algorithm(int n);
+
+// Segmenting a call to fit the pool: the largest x in [1, hi] with fits(x) (fits is monotone:
+// scratch never shrinks as counts grow), hi itself without a search when it fits (the common
+// case), or 0 if not even 1 fits.
+template <class F>
+size_t largest_fitting(size_t hi, F fits) {
+  if (hi == 0) return 0;
+  if (fits(hi)) return hi;
+  if (!fits(1)) return 0;
+  size_t lo = 1;
+  while (lo < hi) {
+    const size_t mid = lo + (hi - lo + 1) / 2;
+    if (fits(mid)) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+// "NAME: RDMACOLL_BUFFSIZE (N bytes) is too small for even one element per segment".
+std::length_error pool_too_small(std::string_view what, size_t pool);
 
 }  // namespace rdmacoll::collectives

@@ -144,19 +144,8 @@ Work Communicator::allreduce_async(const float* in, float* out, size_t count, Re
   // Elements per segment: the largest whose run needs at most half the pool.
   auto block_wire = [&](size_t len) { return codec.wire_bytes(two_phase ? (len + un - 1) / un : len); };
   auto need = [&](size_t len) { return (two_phase ? 2 : 1) * un * block_wire(len); };
-  size_t seg = count;
-  if (count > 0 && need(count) > c.pool.bytes / 2) {
-    size_t lo = 1, hi = count;
-    while (lo < hi) {
-      const size_t mid = lo + (hi - lo + 1) / 2;
-      if (need(mid) <= c.pool.bytes / 2) lo = mid;
-      else hi = mid - 1;
-    }
-    if (need(lo) > c.pool.bytes / 2)
-      throw std::length_error("allreduce (compressed): RDMACOLL_BUFFSIZE (" + std::to_string(c.pool.bytes) +
-                              " bytes) is too small for one element per segment");
-    seg = lo;
-  }
+  const size_t seg = largest_fitting(count, [&](size_t len) { return need(len) <= c.pool.bytes / 2; });
+  if (count > 0 && seg == 0) throw pool_too_small("allreduce (compressed)", c.pool.bytes);
   const size_t wmax = block_wire(seg), acc_len = two_phase ? (seg + un - 1) / un : 0;
   if (!c.compress || c.compress->send.size() < un * wmax || c.compress->acc.size() < acc_len) {
     auto bigger = std::make_shared<Impl::CompressBuffers>();

@@ -139,7 +139,7 @@ void Run::start_step() {
   for (const Transfer& tr : s.sends) {
     for (const Chunk& c : chunks_of(tr)) {
       const auto to = static_cast<std::size_t>(tr.to);
-      const uint32_t imm = (uint32_t{tag_} << 16) | (sent_count_[to]++ & 0xffffu);
+      const uint32_t imm = immediate(sent_count_[to]++);
       const char* src = pool_.base;
       if (c.count > 0 && tr.src.memory == Memory::user && !untouched_.empty()) {
         const std::size_t b = tr.src.offset + c.offset, e = b + c.count;
@@ -163,7 +163,7 @@ void Run::start_step() {
     incoming_[i].chunks = chunks_of(tr);
     for (std::size_t k = 0; k < incoming_[i].chunks.size(); ++k) {
       Chunk& c = incoming_[i].chunks[k];
-      const uint32_t imm = (uint32_t{tag_} << 16) | (recv_count_[from]++ & 0xffffu);
+      const uint32_t imm = immediate(recv_count_[from]++);
       transport::Request recv;
       if (sends(from, c.count * es_)) {
         char* where = pool_.base + landing_bytes(tr, c.offset);

@@ -130,6 +130,8 @@ class Run {
   schedules::Schedule sched_;
   std::vector<UserPiece> user_;
   std::vector<std::size_t> bounds_;  // piece starts in schedule offsets, for chunk cuts
+  // The immediate (or tag) of a peer's index-th chunk in this run: the run's tag, the index.
+  uint32_t immediate(uint32_t index) const { return (uint32_t{tag_} << 16) | (index & 0xffffu); }
   // Whether a chunk of `bytes` to or from `peer` goes as a tagged message (else a write).
   bool sends(std::size_t peer, std::size_t bytes) const { return pool_.send[peer] || bytes <= pool_.send_up_to; }
   std::vector<std::pair<std::size_t, std::size_t>> untouched_;  // sorted, disjoint [begin, end)
