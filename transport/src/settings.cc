@@ -64,6 +64,12 @@ constexpr Spec kSpecs[] = {
     {"RDMACOLL_COST_MODEL", Type::String, "measure",
      "Collectives: the cost model behind automatic choices: measure (at communicator creation) or "
      "ALPHA_US,LINK_GBPS,REDUCE_GBPS, e.g. 5,12.5,8 (microseconds per step, 1e9 bytes/s sent and reduced)."},
+    {"RDMACOLL_CHECK_ARGS", Type::Bool, "1",
+     "Collectives: every call sends a 24-byte digest of its arguments to the next rank, so ranks that disagree "
+     "(count, type, op, root, codec, algorithm) fail before any data is used; 0 skips it (must match on all ranks)."},
+    {"RDMACOLL_ABORT_ON_ERROR", Type::Bool, "1",
+     "Collectives: a rank whose call fails tells every peer, which then fail at once with its reason; 0: each "
+     "rank waits for its own deadline."},
     {"RDMACOLL_DATA_PATH", Type::String, "auto",
      "Collectives: how data reaches a peer: write (one-sided, into its pool), send (tagged messages) or auto "
      "(write where the transport writes directly, send where it would emulate writes, as UCX over tcp does; "

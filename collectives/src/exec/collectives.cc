@@ -111,7 +111,7 @@ void add_block_runs(Communicator::Impl& c, Operation& op, Algorithm a, char* out
 }
 
 std::shared_ptr<Operation> new_op(Communicator::Impl& c, std::string name, Algorithm a, DataType type,
-                                         ReduceOp op) {
+                                         ReduceOp op, size_t count, bool reduces, int root = -1) {
   dtype_size(type);  // validates the enum
   auto o = std::make_shared<Operation>();
   o->seq = c.next_seq++;
@@ -119,6 +119,7 @@ std::shared_ptr<Operation> new_op(Communicator::Impl& c, std::string name, Algor
   o->algorithm = std::string(schedules::to_string(a));
   o->type = type;
   o->op = op;
+  set_args(c, *o, count, reduces, root);
   return o;
 }
 
@@ -156,6 +157,18 @@ void check_root(std::string_view name, int root, int n) {
 
 }  // namespace
 
+void set_args(const Communicator::Impl& c, Operation& op, size_t count, bool reduces, int root) {
+  if (!c.options.check_args || c.transport->size() == 1) return;
+  std::string& a = op.args;
+  a.reserve(96);
+  a += "call=", a += op.name;
+  a += " count=", a += std::to_string(count);
+  if (count > 0 || op.name != "barrier") a += " type=", a += to_string(op.type);
+  if (reduces) a += " op=", a += to_string(op.op);
+  if (root >= 0) a += " root=", a += std::to_string(root);
+  a += " algorithm=", a += op.algorithm;
+}
+
 std::length_error pool_too_small(std::string_view what, size_t pool) {
   return std::length_error(std::string(what) + ": RDMACOLL_BUFFSIZE (" + std::to_string(pool) +
                            " bytes) is too small for even one element per segment");
@@ -173,7 +186,7 @@ Work Communicator::allreduce_async(const void* in, void* out, size_t count, Data
   Impl& c = *impl_;
   const int n = size();
   const Algorithm a = allreduce_algorithm(c, o, n, count, dtype_size(type));
-  auto w = new_op(c, "allreduce", a, type, op);
+  auto w = new_op(c, "allreduce", a, type, op, count, true);
   const size_t es = dtype_size(type);
   if (n > 1) add_contiguous_runs(c, *w, a, static_cast<char*>(out), count, 0, input_of(in, out));
   else w->prologue = copy_in(in, out, count * es);
@@ -188,7 +201,7 @@ Work Communicator::reduce_scatter_async(const void* in, void* out, size_t count,
   const int n = size(), me = rank();
   const bool det = o.deterministic.value_or(c.options.deterministic);
   const Algorithm a = det ? Algorithm::ordered_reduce_scatter : Algorithm::ring_reduce_scatter;
-  auto w = new_op(c, "reduce_scatter", a, type, op);
+  auto w = new_op(c, "reduce_scatter", a, type, op, count, true);
   const size_t es = dtype_size(type);
   if (n > 1) add_block_runs(c, *w, a, static_cast<char*>(out), count, input_of(in, out));
   else w->prologue = copy_in(in, out, count * es);
@@ -206,7 +219,7 @@ Work Communicator::allgather_async(const void* in, void* out, size_t count, Data
   const int n = size(), me = rank();
   const size_t es = dtype_size(type);
   const Algorithm a = allgather_algorithm(n);
-  auto w = new_op(c, "allgather", a, type, ReduceOp::sum);
+  auto w = new_op(c, "allgather", a, type, ReduceOp::sum, count, false);
   const Block b = schedules::even_blocks(count, static_cast<size_t>(n))[static_cast<size_t>(me)];
   w->prologue = copy_in(static_cast<const char*>(in) + b.offset * es, static_cast<char*>(out) + b.offset * es,
                         b.count * es);
@@ -226,7 +239,7 @@ Work Communicator::broadcast_async(const void* in, void* out, size_t count, Data
               schedules::estimate(Algorithm::binomial_broadcast, n, count, es, c.model()).seconds
           ? Algorithm::chain_broadcast
           : Algorithm::binomial_broadcast;
-  auto w = new_op(c, "broadcast", a, type, ReduceOp::sum);
+  auto w = new_op(c, "broadcast", a, type, ReduceOp::sum, count, false, root);
   if (rank() == root) w->prologue = copy_in(in, out, count * es);
   if (n > 1) add_contiguous_runs(c, *w, a, static_cast<char*>(out), count, root);
   return c.submit(this, std::move(w));
@@ -240,7 +253,7 @@ Work Communicator::reduce_async(const void* in, void* out, size_t count, DataTyp
   check_root("reduce", root, n);
   const bool det = o.deterministic.value_or(c.options.deterministic);
   const Algorithm a = det ? Algorithm::ordered_reduce : Algorithm::binomial_reduce;
-  auto w = new_op(c, "reduce", a, type, op);
+  auto w = new_op(c, "reduce", a, type, op, count, true, root);
   const size_t es = dtype_size(type);
   if (n > 1) add_contiguous_runs(c, *w, a, static_cast<char*>(out), count, root, input_of(in, out));
   else w->prologue = copy_in(in, out, count * es);
@@ -252,7 +265,7 @@ Work Communicator::reduce_async(const void* in, void* out, size_t count, DataTyp
 Work Communicator::barrier_async() {
   Impl& c = *impl_;
   const int n = size();
-  auto w = new_op(c, "barrier", Algorithm::dissemination_barrier, DataType::u8, ReduceOp::sum);
+  auto w = new_op(c, "barrier", Algorithm::dissemination_barrier, DataType::u8, ReduceOp::sum, 0, false);
   // Zero-count transfers touch no scratch, so a barrier needs no fence; and it is one itself.
   if (n > 1) w->plans.push_back(c.fence());
   c.scratch_dirty = false;

@@ -27,6 +27,9 @@ struct Communicator::Impl {
   // peer's write may land until the transport is gone (the registration keeps what it needs
   // of the backend alive, and is dropped before the memory is freed).
   transport::Memory pool_registration;
+  // The argument checks and abort messages (control.h): its buffers, too, are the transport's
+  // to write until it is gone.
+  exec::Control control;
   // Outlives everything below (windows and requests refer to it).
   std::unique_ptr<transport::Transport> transport;
   exec::Pool pool;
@@ -48,6 +51,27 @@ struct Communicator::Impl {
   std::size_t peak_scratch = 0;
   std::deque<std::shared_ptr<Operation>> queue;
   std::exception_ptr failed;  // the first error: every later call fails with it
+  // The argument lines of the last calls submitted (seq, args), for a peer's mismatch report
+  // about a call this rank has already finished.
+  std::deque<std::pair<uint64_t, std::string>> recent_args;
+  unsigned idle_turns = 0;  // progress() calls that moved nothing: control is looked at every 16th
+
+  // Fails the communicator with `error`: every queued call fails with it, and with
+  // abort_on_error every peer is told (unless the error came from a peer, or was already
+  // reported to them).
+  void fail(std::exception_ptr error, bool tell_peers);
+  // Handles control messages that have arrived: throws PeerFailedError for a peer's failure,
+  // ArgumentMismatchError for a peer's mismatch report.
+  void check_control();
+  // The ranks disagree on call `seq`: tells every peer this rank's argument line for it, gathers
+  // theirs (`lines` holds those already known) and throws ArgumentMismatchError.
+  [[noreturn]] void mismatch(uint64_t seq, std::map<int, std::string> lines);
+  // Some rank's collective deadline passed (this one's: `own` set, the message so far; or a
+  // peer's: its report is in `reports`). Tells every peer which ranks this one waits for, listens
+  // briefly for theirs, and throws TimeoutError naming the ranks that never answered.
+  [[noreturn]] void timed_out(std::map<int, std::vector<int>> reports, const std::string& own);
+  // This rank's argument line for call `seq`: "" if it has not reached it.
+  std::string args_of(uint64_t seq) const;
 
   // Appends a data run needing `bytes` of the pool to `op`, with a fence before it where a
   // peer could otherwise write into scratch this rank still uses. `all_dependent`: every
@@ -76,6 +100,11 @@ struct Communicator::Impl {
   std::shared_ptr<CompressBuffers> compress;
   std::map<std::string, bool> codec_pays;  // compression_pays' measured answers, by codec, scheme and size class
 };
+
+// Sets op.args, the line of what the ranks must agree on (control.h), from op's name, type, op
+// and algorithm and the call's count, op (`reduces`) and root (>= 0); nothing when the check is
+// off or there is one rank.
+void set_args(const Communicator::Impl& c, Operation& op, size_t count, bool reduces, int root = -1);
 
 // The allgather algorithm for n ranks (collectives.cc); calibration needs to know it.
 schedules::Algorithm allgather_algorithm(int n);

@@ -1,6 +1,7 @@
 // Communicator creation, the operation queue and Work. The calls themselves: collectives.cc.
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <stdexcept>
 #include <thread>
 
@@ -59,6 +60,8 @@ Communicator::Options Communicator::Options::from_settings() {
   o.timeout_s = settings::get_seconds("RDMACOLL_TIMEOUT");
   o.cost_model = parse_cost_model(settings::get_string("RDMACOLL_COST_MODEL"));
   o.data_path = parse_data_path(settings::get_string("RDMACOLL_DATA_PATH"));
+  o.check_args = settings::get_bool("RDMACOLL_CHECK_ARGS");
+  o.abort_on_error = settings::get_bool("RDMACOLL_ABORT_ON_ERROR");
   return o;
 }
 
@@ -67,6 +70,10 @@ std::string Operation::describe() const {
   if (run) s += ", run " + std::to_string(current + 1) + " of " + std::to_string(plans.size()) + ": " + run->pending();
   else if (!started) s += ", not started: queued behind an earlier call";
   return s + ")";
+}
+
+std::vector<int> Operation::waiting_for() const {
+  return run ? run->waiting_for() : std::vector<int>{};
 }
 
 Communicator::Communicator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -125,6 +132,7 @@ std::unique_ptr<Communicator> Communicator::create(bootstrap::World& world, cons
     d.resize(reqs[static_cast<size_t>(2 * k++)].bytes());
     impl->pool.peers[static_cast<size_t>(p)] = t.unpack_window(p, d);
   }
+  if (n > 1) impl->control.start(t);
   std::unique_ptr<Communicator> comm(new Communicator(std::move(impl)));
   Impl& c = *comm->impl_;
   if (options.cost_model) {
@@ -206,6 +214,11 @@ void Communicator::Impl::add_run(Operation& op, bool all_dependent, std::size_t 
 }
 
 Work Communicator::Impl::submit(Communicator* self, std::shared_ptr<Operation> op) {
+  if (!op->args.empty()) {
+    op->digest = exec::digest_of(op->args);
+    if (recent_args.size() == 8) recent_args.pop_front();
+    recent_args.emplace_back(op->seq, op->args);
+  }
   if (failed) op->error = failed, op->done = true;
   else queue.push_back(op);
   return Work(self, std::move(op));
@@ -225,6 +238,11 @@ bool Communicator::Impl::advance(Operation& op) {
   if (!op.started) {
     op.started = true;
     op.wire = wire_totals();
+    if (!op.args.empty() && control.started()) {
+      control.ring_check(op.seq, op.digest);
+      // The earlier calls' ring checks (usually arrived by now): kept few, and none unseen.
+      if (const auto late = control.late_mismatch()) mismatch(late->seq, {});
+    }
     if (op.prologue) op.prologue();
   }
   for (;;) {
@@ -239,13 +257,19 @@ bool Communicator::Impl::advance(Operation& op) {
       const Operation::Plan& plan = op.plans[op.current];
       if (plan.before) plan.before();
       const DataType type = plan.fence ? DataType::u8 : op.type;
+      const bool check = !plan.fence && !op.args.empty() && control.started();
       op.run = std::make_unique<exec::Run>(*transport, pool, plan.region, plan.region_bytes, plan.build(), plan.user,
-                                           type, op.op, next_run_tag++);
+                                           type, op.op, next_run_tag++, check ? &control : nullptr, op.seq, op.digest);
       peak_scratch = std::max(peak_scratch, exec::pool_bytes(op.run->schedule(), type));
       ++op.events;
     }
     const uint64_t before = op.run->events();
-    const bool finished = op.run->advance();
+    bool finished = false;
+    try {
+      finished = op.run->advance();
+    } catch (const exec::CheckFailed&) {
+      mismatch(op.seq, {});
+    }
     op.events += op.run->events() - before;
     if (!finished) return false;
     op.run.reset();
@@ -255,16 +279,62 @@ bool Communicator::Impl::advance(Operation& op) {
   }
 }
 
+// A transport's error names the operation and the peer, not the collective: say which call it
+// broke, keeping the error's type.
+static std::exception_ptr in_context(std::exception_ptr e, const Operation& op, int rank) {
+  const auto wrap = [&](const std::exception& x) {
+    return "rdmacoll: rank " + std::to_string(rank) + ": " + op.describe() + " failed: " + x.what();
+  };
+  try {
+    std::rethrow_exception(e);
+  } catch (const TransportError& x) {
+    return std::make_exception_ptr(TransportError(wrap(x)));
+  } catch (const ProtocolError& x) {
+    return std::make_exception_ptr(ProtocolError(wrap(x)));
+  } catch (const TimeoutError& x) {
+    return std::make_exception_ptr(TimeoutError(wrap(x)));
+  } catch (...) {
+    return e;
+  }
+}
+
+// How long a rank whose call failed on its own listens for a peer's report of the cause.
+constexpr double kListenForCause_s = 0.25;
+
 bool Communicator::Impl::progress(const Operation& target) {
   while (!queue.empty() && !target.done) {
     std::shared_ptr<Operation> head = queue.front();
     try {
-      if (!advance(*head)) return false;
+      if (!advance(*head)) {
+        if (++idle_turns % 16 == 0) check_control();
+        return false;
+      }
+    } catch (const PeerFailedError&) {
+      fail(std::current_exception(), false);
+      break;
+    } catch (const ArgumentMismatchError&) {
+      fail(std::current_exception(), false);  // mismatch() told every peer
+      break;
+    } catch (const TimeoutError&) {
+      fail(std::current_exception(), false);  // timed_out() told every peer
+      break;
     } catch (...) {
-      // The ranks are out of step now; fail this call and every later one with the cause.
-      failed = std::current_exception();
-      for (auto& op : queue) op->error = failed, op->done = true, op->run.reset();
-      queue.clear();
+      // An error of this rank's own (a transport failure, a message that does not fit). A peer
+      // may have found its cause already (a mismatch makes messages the wrong size): listen a
+      // moment for its report, which then stands instead.
+      std::exception_ptr error = in_context(std::current_exception(), *head, transport->rank());
+      bool own = true;
+      if (control.started()) {
+        try {
+          for (const Deadline until = bootstrap::deadline_in(kListenForCause_s); bootstrap::Clock::now() < until;) {
+            check_control();
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          }
+        } catch (...) {
+          error = std::current_exception(), own = false;
+        }
+      }
+      fail(error, own);
       break;
     }
     head->done = true;
@@ -272,6 +342,116 @@ bool Communicator::Impl::progress(const Operation& target) {
     queue.pop_front();
   }
   return target.done;
+}
+
+void Communicator::Impl::fail(std::exception_ptr error, bool tell_peers) {
+  // The ranks are out of step now; fail the queued calls and every later one with the cause.
+  failed = error;
+  const uint64_t seq = queue.empty() ? next_seq : queue.front()->seq;
+  for (auto& op : queue) op->error = failed, op->done = true, op->run.reset();
+  queue.clear();
+  if (!tell_peers || !options.abort_on_error || !control.started()) return;
+  std::string why;
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    why = e.what();
+  } catch (...) {
+    why = "unknown error";
+  }
+  control.broadcast({exec::ControlMessage::Kind::failed, seq, why}, 1.0);
+}
+
+std::string Communicator::Impl::args_of(uint64_t seq) const {
+  for (const auto& [s, args] : recent_args)
+    if (s == seq) return args;
+  return "";
+}
+
+void Communicator::Impl::check_control() {
+  if (const auto late = control.late_mismatch()) mismatch(late->seq, {});
+  auto messages = control.poll();
+  if (messages.empty()) return;
+  std::map<int, std::string> args;
+  std::map<int, std::vector<int>> waits;
+  uint64_t args_seq = 0;
+  for (auto& [from, m] : messages) {
+    switch (m.kind) {
+      case exec::ControlMessage::Kind::failed: {
+        const std::string at = queue.empty() ? "between calls" : "in " + queue.front()->describe();
+        throw PeerFailedError("rdmacoll: rank " + std::to_string(transport->rank()) + ": rank " + std::to_string(from) +
+                              " failed call #" + std::to_string(m.seq) + " and aborted the communicator (this rank was " +
+                              at + "): " + m.text);
+      }
+      case exec::ControlMessage::Kind::args:
+        if (args.empty() || m.seq == args_seq) args_seq = m.seq, args[from] = m.text;
+        break;
+      case exec::ControlMessage::Kind::timeout:
+        waits[from] = exec::parse_ranks(m.text, transport->size());
+        break;
+    }
+  }
+  if (!args.empty()) mismatch(args_seq, std::move(args));
+  timed_out(std::move(waits), "");
+}
+
+// How long a rank listens for the others' reports once a deadline has passed.
+constexpr double kReportGrace_s = 1.0;
+
+void Communicator::Impl::timed_out(std::map<int, std::vector<int>> reports, const std::string& own) {
+  const int me = transport->rank(), n = transport->size();
+  std::vector<int> first;  // the ranks whose deadline passed before this one heard of it
+  for (const auto& [r, on] : reports) first.push_back(r);
+  const std::vector<int> mine = queue.empty() ? std::vector<int>{} : queue.front()->waiting_for();
+  const std::string here = queue.empty() ? "between calls" : queue.front()->describe();
+  control.broadcast({exec::ControlMessage::Kind::timeout, queue.empty() ? next_seq : queue.front()->seq,
+                     exec::format_ranks(mine)}, kReportGrace_s);
+  const Deadline deadline = bootstrap::deadline_in(kReportGrace_s);
+  while (static_cast<int>(reports.size()) < n - 1 && bootstrap::Clock::now() < deadline) {
+    bool any = false;
+    for (auto& [from, m] : control.poll())
+      if (m.kind == exec::ControlMessage::Kind::timeout) reports[from] = exec::parse_ranks(m.text, n), any = true;
+    if (!any) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  reports[me] = mine;
+  std::vector<int> silent;
+  for (int r = 0; r < n; ++r)
+    if (!reports.count(r)) silent.push_back(r);
+  std::string waiting;
+  for (const auto& [r, on] : reports)
+    if (!on.empty()) waiting += (waiting.empty() ? "" : "; ") + std::to_string(r) + " on " + exec::format_ranks(on, ", ");
+  char limit[64];
+  std::snprintf(limit, sizeof limit, "%g s (RDMACOLL_TIMEOUT)", options.timeout_s);
+  std::string msg = own.empty() ? "rdmacoll: rank " + std::to_string(me) + ": " + here + " failed: the collective deadline (" +
+                                      limit + ") passed on rank" + (first.size() > 1 ? "s " : " ") + exec::format_ranks(first, ", ")
+                                : own + " after " + limit;
+  msg += silent.empty() ? "; every rank answered, so none is missing: they wait for each other (did every rank make "
+                          "the same calls in the same order, with the same RDMACOLL_CHECK_ARGS?)"
+                        : std::string("; missing: rank") + (silent.size() > 1 ? "s " : " ") + exec::format_ranks(silent, ", ") +
+                              " (did not answer)";
+  if (!waiting.empty()) msg += "; ranks waiting: " + waiting;
+  throw TimeoutError(msg);
+}
+
+void Communicator::Impl::mismatch(uint64_t seq, std::map<int, std::string> lines) {
+  const int me = transport->rank(), n = transport->size();
+  lines[me] = args_of(seq);
+  control.broadcast({exec::ControlMessage::Kind::args, seq, lines[me]}, 1.0);
+  // Everyone who learns of it answers at once; one who is busy elsewhere (or gone) is named as
+  // not answering once this short wait is over.
+  const Deadline deadline = bootstrap::deadline_in(std::min(options.timeout_s, 5.0));
+  while (static_cast<int>(lines.size()) < n && bootstrap::Clock::now() < deadline) {
+    bool any = false;
+    for (auto& [from, m] : control.poll())
+      if (m.kind == exec::ControlMessage::Kind::args && m.seq == seq) lines[from] = m.text, any = true;
+    if (!any) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  std::string name = "call";
+  for (const auto& [s, args] : recent_args)
+    if (s == seq) name = args.substr(5, args.find(' ') - 5);  // "call=NAME ..."
+  throw ArgumentMismatchError("rdmacoll: rank " + std::to_string(me) + ": " + name + " #" + std::to_string(seq) +
+                              ": the ranks called it with different arguments (found before any data was used): " +
+                              exec::describe_disagreement(lines, n));
 }
 
 bool Work::test() {
@@ -298,12 +478,14 @@ uint64_t Work::nonfinite() const {
   return op_->nonfinite;
 }
 
-void Work::wait() { wait(bootstrap::deadline_in(comm_->impl_->options.timeout_s)); }
+void Work::wait() { wait_until(bootstrap::deadline_in(comm_->impl_->options.timeout_s), true); }
+
+void Work::wait(Deadline deadline) { wait_until(deadline, false); }
 
 // How long a wait spins on an idle transport before it starts yielding the core.
 constexpr auto kSpinBeforeYield = std::chrono::microseconds(4);
 
-void Work::wait(Deadline deadline) {
+void Work::wait_until(Deadline deadline, bool fatal) {
   Communicator::Impl& c = *comm_->impl_;
   transport::Transport& t = *c.transport;
   const auto spin = std::chrono::duration<double, std::micro>(t.options().adaptive_spin_us);
@@ -316,7 +498,15 @@ void Work::wait(Deadline deadline) {
       std::string msg = "rdmacoll: rank " + std::to_string(t.rank()) + ": " + (&head == op_.get() ? "" : "waiting for ") +
                         head.describe() + " timed out";
       if (&head != op_.get()) msg += "; " + op_->name + " #" + std::to_string(op_->seq) + " is queued behind it";
-      throw TimeoutError(msg);
+      if (!fatal) throw TimeoutError(msg);
+      // The collective's own deadline: the communicator fails, and the ranks agree on who is missing.
+      try {
+        if (!c.options.abort_on_error || !c.control.started()) throw TimeoutError(msg);
+        c.timed_out({}, msg);
+      } catch (...) {
+        c.fail(std::current_exception(), false);
+      }
+      std::rethrow_exception(c.failed);
     }
     const uint64_t ev = c.queue.empty() ? 0 : c.queue.front()->events;
     if (ev != seen) seen = ev, last_change = now;

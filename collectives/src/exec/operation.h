@@ -8,9 +8,11 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "exec/control.h"
 #include "exec/run.h"
 #include "rdmacoll/bootstrap/store.h"
 #include "rdmacoll/collectives/communicator.h"
@@ -29,6 +31,10 @@ struct Operation {
   uint64_t seq = 0;
   std::string name;       // "allreduce"
   std::string algorithm;  // "ring_allreduce", for messages
+  // What the ranks must agree on, as "call=allreduce count=1024 type=f32 op=sum
+  // algorithm=ring_allreduce" (control.h), and its digest; empty when the check is off.
+  std::string args;
+  uint64_t digest = 0;
   DataType type = DataType::u8;
   ReduceOp op = ReduceOp::sum;
   std::function<void()> prologue, epilogue;
@@ -46,6 +52,8 @@ struct Operation {
 
   // "allreduce #12 (ring_allreduce, run 2 of 5: step 3/4, waiting for data from ranks 1, 2)"
   std::string describe() const;
+  // The ranks this call waits for now.
+  std::vector<int> waiting_for() const;
 };
 
 }  // namespace rdmacoll::collectives

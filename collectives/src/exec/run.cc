@@ -19,9 +19,10 @@ std::size_t pool_bytes(const schedules::Schedule& s, DataType type) {
 }
 
 Run::Run(transport::Transport& t, const Pool& pool, std::size_t region, std::size_t region_bytes,
-         schedules::Schedule schedule, std::vector<UserPiece> user, DataType type, ReduceOp op, uint16_t tag)
+         schedules::Schedule schedule, std::vector<UserPiece> user, DataType type, ReduceOp op, uint16_t tag,
+         Control* control, uint64_t seq, uint64_t digest)
     : t_(t), pool_(pool), sched_(std::move(schedule)), user_(std::move(user)), type_(type), op_(op),
-      es_(dtype_size(type)), region_(region), mirror_(region + sched_.scratch * es_), tag_(tag) {
+      es_(dtype_size(type)), region_(region), mirror_(region + sched_.scratch * es_), tag_(tag), control_(control) {
   if (region > pool_.bytes || region_bytes > pool_.bytes - region || pool_bytes(sched_, type_) > region_bytes)
     throw std::length_error("collective run needs " + std::to_string(pool_bytes(sched_, type_)) +
                             " scratch bytes, its region of the pool has " + std::to_string(region_bytes));
@@ -32,6 +33,19 @@ Run::Run(transport::Transport& t, const Pool& pool, std::size_t region, std::siz
   }
   const auto n = static_cast<std::size_t>(t_.size());
   expected_.resize(n), next_.resize(n), note_.resize(n), sent_count_.resize(n), recv_count_.resize(n);
+  if (control_ != nullptr) {
+    // Ahead of any data: the check to every peer this run sends to, and the receives of theirs.
+    std::vector<char> to(n), from(n);
+    for (const schedules::Step& st : sched_.steps) {
+      for (const Transfer& tr : st.sends) to[static_cast<std::size_t>(tr.to)] = 1;
+      for (const Transfer& tr : st.recvs) from[static_cast<std::size_t>(tr.from)] = 1;
+    }
+    checks_.resize(n);
+    for (std::size_t p = 0; p < n; ++p) {
+      if (to[p]) control_->send_check(static_cast<int>(p), tag_, seq, digest);
+      if (from[p]) checks_[p] = control_->expect_check(static_cast<int>(p), tag_, seq, digest);
+    }
+  }
 }
 
 namespace {
@@ -214,6 +228,13 @@ void Run::apply_arrived() {
 
 bool Run::poll_step() {
   for (std::size_t p = 0; p < expected_.size(); ++p) {
+    if (next_[p] < expected_[p].size() && !checks_.empty() && checks_[p]) {
+      const std::optional<bool> same = control_->checked(*checks_[p]);
+      if (!same) continue;  // nothing from p is used before its check
+      if (!*same) throw CheckFailed{static_cast<int>(p)};
+      checks_[p].reset();
+      ++events_;
+    }
     while (next_[p] < expected_[p].size()) {
       Expected& e = expected_[p][next_[p]];
       if (e.recv.valid()) {  // a message: its tag was the check
@@ -275,7 +296,19 @@ bool Run::advance() {
   }
   // What the schedule never touched still has to reach the output.
   while (!untouched_.empty()) settle(untouched_.front().first, untouched_.front().second);
+  for (auto& c : checks_)
+    if (c) control_->keep(std::move(c));
   return true;
+}
+
+std::vector<int> Run::waiting_for() const {
+  std::vector<int> out;
+  for (std::size_t p = 0; p < expected_.size(); ++p)
+    if (next_[p] < expected_[p].size()) out.push_back(static_cast<int>(p));
+  for (const auto& s : sends_) out.push_back(s.first);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
 }
 
 std::string Run::pending() const {

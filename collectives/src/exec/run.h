@@ -31,12 +31,14 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "rdmacoll/collectives/datatype.h"
 #include "rdmacoll/transport/transport.h"
+#include "exec/control.h"
 #include "schedule.h"
 
 namespace rdmacoll::collectives::exec {
@@ -81,13 +83,19 @@ class Run {
   // caught. The run uses pool bytes [region, region + region_bytes) on every rank (the
   // communicator alternates two halves so that consecutive runs need no fence). Throws
   // std::length_error if the schedule does not fit the region.
+  // `control` (nullptr: no check): the run sends every peer it sends to the check {seq, digest}
+  // and uses nothing from a peer before that peer's check matched (control.h); throws
+  // CheckFailed if it did not.
   Run(transport::Transport& t, const Pool& pool, std::size_t region, std::size_t region_bytes,
-      schedules::Schedule schedule, std::vector<UserPiece> user, DataType type, ReduceOp op, uint16_t tag);
+      schedules::Schedule schedule, std::vector<UserPiece> user, DataType type, ReduceOp op, uint16_t tag,
+      Control* control = nullptr, uint64_t seq = 0, uint64_t digest = 0);
   // Progresses without blocking; true once this rank's part is complete.
   bool advance();
   bool done() const { return step_ >= sched_.steps.size(); }
   // What this rank still waits for: "step 2/5, waiting for data from ranks 1, 3".
   std::string pending() const;
+  // The ranks it waits for: data not arrived from them, or writes to them not complete.
+  std::vector<int> waiting_for() const;
   const schedules::Schedule& schedule() const { return sched_; }
   // Counts arrivals and completions: waiters spin while it moves and sleep once it stops.
   uint64_t events() const { return events_; }
@@ -151,6 +159,8 @@ class Run {
   std::vector<std::size_t> next_;                  // per peer: index into expected_
   std::vector<transport::Request> note_;           // per peer: the notification being awaited
   std::vector<uint32_t> sent_count_, recv_count_;  // per peer, across the run: immediates' index
+  Control* control_;
+  std::vector<std::shared_ptr<Control::Pending>> checks_;  // per peer: its check, until it matched
 };
 
 }  // namespace rdmacoll::collectives::exec

@@ -42,4 +42,18 @@ class ProtocolError : public Error {
   using Error::Error;
 };
 
+// Ranks called a collective with different arguments (which collective, count, datatype, op,
+// root, codec or algorithm). Every rank throws it, naming each rank's value of what differs.
+class ArgumentMismatchError : public Error {
+ public:
+  using Error::Error;
+};
+
+// Another rank's collective failed and it aborted the communicator: this rank fails at once
+// with that rank's reason instead of waiting for its deadline.
+class PeerFailedError : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace rdmacoll

@@ -136,21 +136,23 @@ void UcxTransport::shutdown() noexcept {
   closing_ = true;
   try {
     if (abandoned_) {
-      // Nothing may be sent any more: queued sends may read memory the caller has freed. So no
-      // progress at all: the endpoints and what is queued on them go with the worker.
-      if (self_accepted_) self_accepted_->abandon();
+      // Nothing may be sent any more: queued sends may read memory the caller has freed. An
+      // endpoint with peer error handling is force-closed, which drops what is queued on it at
+      // once (UCX asserts if an endpoint with requests still queued goes with the worker: a
+      // frozen peer over tcp); the others, and what is queued on them, go with the worker.
+      if (self_accepted_ && !self_accepted_->handles_peer_failure()) self_accepted_->abandon();
       for (auto& p : peers_)
-        if (p.ep) p.ep->abandon();
+        if (p.ep && !p.ep->handles_peer_failure()) p.ep->abandon();
     } else {
       say_goodbye();
     }
     // Endpoints first, newest first, all closing together: a flush (what was posted gets
     // delivered) where the peer is healthy, a force where it failed; bounded (ucx::close_all).
     std::vector<ucx::Endpoint*> eps{self_accepted_.get()};
-    std::vector<bool> force{false};
+    std::vector<bool> force{abandoned_};
     for (auto it = peers_.rbegin(); it != peers_.rend(); ++it) {
       eps.push_back(it->ep.get());
-      force.push_back(it->failed != nullptr);
+      force.push_back(abandoned_ || it->failed != nullptr);
     }
     ucx::close_all(worker_, eps, 2.0, force);
     self_accepted_.reset();

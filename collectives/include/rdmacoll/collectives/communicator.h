@@ -116,6 +116,12 @@ struct Compression {
 // A collective in flight. test() progresses the communicator and says whether this call is
 // complete; wait() progresses until it is, or throws TimeoutError naming the collective, its
 // sequence number and the ranks it still waits for. An error is rethrown by test()/wait().
+//
+// Failure. wait() (the communicator's timeout, RDMACOLL_TIMEOUT) and any error in a call fail
+// the communicator: the call and every later one throw that error, and (abort_on_error) every
+// peer is told, whose calls then throw PeerFailedError with this rank's reason. wait(deadline)
+// with a deadline of the caller's only throws TimeoutError: the call stays in flight and may be
+// waited for again. Ranks that disagree on a call's arguments all throw ArgumentMismatchError.
 class Work {
  public:
   Work() = default;
@@ -133,6 +139,7 @@ class Work {
   bool compressed() const;
 
  private:
+  void wait_until(Deadline deadline, bool fatal);
   Communicator* comm_ = nullptr;
   std::shared_ptr<Operation> op_;
 };
@@ -168,6 +175,11 @@ class Communicator {
     double timeout_s = 60;        // RDMACOLL_TIMEOUT: a collective's deadline from its start
     std::optional<CostModel> cost_model;  // RDMACOLL_COST_MODEL; nullopt: measure at creation
     DataPath data_path = DataPath::automatic;  // RDMACOLL_DATA_PATH
+    // RDMACOLL_CHECK_ARGS: every call's arguments are compared around the ranks before its data
+    // is used (ArgumentMismatchError on every rank, naming each rank's value). Same on all ranks.
+    bool check_args = true;
+    // RDMACOLL_ABORT_ON_ERROR: a failed call tells every peer, which fail at once (PeerFailedError).
+    bool abort_on_error = true;
     static Options from_settings();
   };
 

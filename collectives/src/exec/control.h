@@ -1,0 +1,137 @@
+// The communicator's control traffic beside the data: the argument check that travels with
+// every collective, and the abort messages that make one rank's failure every rank's at once.
+//
+// Argument check. Every call has an argument line ("call=allreduce count=1024 type=f32 op=sum
+// algorithm=ring_allreduce"; Operation::args) and its 64-bit digest. Each run of a call sends
+// {sequence number, digest} ahead of its first data to every peer it sends to (a 24-byte tagged
+// message per peer and run, tagged with the run's tag), and takes nothing from a peer (no
+// notification consumed, no chunk applied) before that peer's check has arrived and matched. So
+// whatever a rank uses of a call's data comes from a peer that agreed on the call.
+//
+// Ranks that disagree about who sends to whom (a broadcast's root) may never receive from each
+// other, so each call also sends one check around the ring, to the next rank; that one is not
+// waited for, but looked at while the communicator waits (late()), so no disagreement goes
+// unseen. Whoever sees one tells everyone through the control messages below. (A message chunk
+// received straight into the output may land there before its check is looked at; it is never
+// used.)//
+// Timeout. Ranks that wait on each other time out together, each naming the rank it waited
+// for, which is the missing one only for the rank next to it. So a rank whose deadline passes
+// tells every peer which ranks it waits for, and every rank that hears of it does the same;
+// each then listens for a moment, and the ranks that never answered are the missing ones, named
+// alike on every rank.
+//
+// Abort. A rank whose call fails (mismatch, timeout, transport error) sends every peer a
+// control message; every rank keeps one receive posted per peer for them and looks at them
+// while it waits, so peers fail at once with the first rank's reason instead of timing out one
+// by one. For a mismatch, every rank that learns of it sends every peer its own argument line
+// for that call, so each rank can report every rank's value.
+//
+// Wire formats (little-endian), parsed by pure functions (fuzzed: tests/fuzz):
+//   check:   magic "RCCK" | version u16 | reserved u16 | seq u64 | digest u64           (24 bytes)
+//   control: magic "RCAB" | version u16 | kind u16 | seq u64 | text length u32 | text  (<= kMaxControl)
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "rdmacoll/transport/transport.h"
+
+namespace rdmacoll::collectives::exec {
+
+inline constexpr uint16_t kControlVersion = 1;
+inline constexpr std::size_t kCheckBytes = 24;
+inline constexpr std::size_t kMaxControlText = 2000;
+inline constexpr std::size_t kMaxControl = 20 + kMaxControlText;
+
+struct CheckMessage {
+  uint64_t seq = 0, digest = 0;
+};
+std::vector<uint8_t> encode_check(const CheckMessage& m);
+// nullopt with `why` set if the bytes are not a check message of this version.
+std::optional<CheckMessage> parse_check(std::span<const uint8_t> bytes, std::string* why = nullptr);
+
+struct ControlMessage {
+  enum class Kind : uint16_t { failed = 1, args = 2, timeout = 3 };
+  Kind kind = Kind::failed;
+  uint64_t seq = 0;
+  // failed: the reason; args: the sender's argument line for `seq` ("" if it had not reached
+  // it); timeout: the ranks the sender waits for, "1,3" (format_ranks).
+  std::string text;
+};
+std::vector<uint8_t> encode_control(const ControlMessage& m);  // text cut at kMaxControlText
+std::optional<ControlMessage> parse_control(std::span<const uint8_t> bytes, std::string* why = nullptr);
+
+// "1, 3" <-> {1, 3}. parse_ranks ignores what is not a rank in [0, size).
+std::string format_ranks(const std::vector<int>& ranks, const char* sep = ",");
+std::vector<int> parse_ranks(std::string_view text, int size);
+
+// Thrown by a run whose peer's check did not match (the communicator then reports the mismatch).
+struct CheckFailed {
+  int peer;
+};
+
+// FNV-1a over the argument line: what the check compares.
+uint64_t digest_of(std::string_view args);
+
+// "count: rank 0 = 1024, rank 1 = 1000; op: ..." for the keys whose values differ among the
+// argument lines given (rank -> "k=v k=v ..."; an empty line: "had not reached the call").
+std::string describe_disagreement(const std::map<int, std::string>& lines, int size);
+
+// The control channel of one communicator. Its buffers are written by the transport: the
+// owner destroys it after the transport.
+class Control {
+ public:
+  Control() = default;
+  // Posts one control receive per peer.
+  void start(transport::Transport& t);
+  // A check this rank waits for: from `from`, for a run tagged `tag` of call `seq`.
+  struct Pending {
+    transport::Request recv;
+    std::vector<uint8_t> buffer;
+    uint64_t seq = 0, digest = 0;
+    int from = 0;
+  };
+  // Sends the call's check to the next rank and keeps the receive of the previous one's (late()).
+  void ring_check(uint64_t seq, uint64_t digest);
+  // Sends this rank's check for a run of call `seq` to `peer`.
+  void send_check(int peer, uint16_t tag, uint64_t seq, uint64_t digest);
+  // Posts the receive of `from`'s check for the run tagged `tag`; the caller compares with
+  // checked(). Control keeps the buffer alive while the receive is posted.
+  std::shared_ptr<Pending> expect_check(int from, uint16_t tag, uint64_t seq, uint64_t digest);
+  // nullopt while it has not arrived, then whether the peer's call matches this rank's (same
+  // sequence number and digest). Throws ProtocolError on a malformed message.
+  std::optional<bool> checked(Pending& p);
+  // Checks not waited for: the ring check, and those a run finished without (a peer that sent it
+  // nothing). The communicator tests them while it waits.
+  void keep(std::shared_ptr<Pending> p) { late_.push_back(std::move(p)); }
+  // Tests the kept checks: the first that arrived and did not match, or nullptr.
+  std::shared_ptr<Pending> late_mismatch();
+  // Control messages that have arrived, each with its sender (receives re-posted).
+  std::vector<std::pair<int, ControlMessage>> poll();
+  // Sends `m` to every peer and waits (at most `grace` seconds) for the sends to leave.
+  void broadcast(const ControlMessage& m, double grace);
+  bool started() const { return t_ != nullptr; }
+
+ private:
+  void post(int peer);
+  transport::Transport* t_ = nullptr;
+  std::vector<std::vector<uint8_t>> buffers_;  // per peer
+  std::vector<transport::Request> recvs_;      // per peer
+  struct Sent {
+    std::vector<uint8_t> bytes;
+    transport::Request req;
+  };
+  std::deque<Sent> sent_;  // checks and control messages in flight: kept until their sends complete
+  std::deque<std::shared_ptr<Pending>> expected_;  // check receives posted, kept until complete
+  std::vector<std::shared_ptr<Pending>> late_;
+};
+
+}  // namespace rdmacoll::collectives::exec

@@ -1,0 +1,233 @@
+// Faults between ranks, end to end: ranks that disagree on a call's arguments (every rank
+// reports every rank's value, before any data is used), a rank that never comes (every rank
+// names it, having agreed on who is missing), and the abort path (a rank whose deadline is
+// short makes the others fail at once). Built twice like the communicator tests: UCX on the
+// host, verbs in the soft-RoCE guest. Killed and stopped processes: tests/collectives/kill_test.sh.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "comm_fixture.h"
+#include "rdmacoll/collectives/codec.h"
+#include "rdmacoll/error.h"
+
+#if defined(COMM_RDMA)
+#define FAULT_SUITE FaultsVerbs
+#define PEER_SUITE PeerFailureVerbs
+#else
+#define FAULT_SUITE FaultsUcx
+#define PEER_SUITE PeerFailureUcx
+#endif
+
+namespace rdmacoll::collectives {
+namespace {
+
+using rdmacoll::testing::RankGroup;
+
+// One argument that rank 1 gets wrong. `call(c, odd)` makes the collective, with the odd value
+// on rank 1; `field` and the two values are what every rank's message must name.
+struct Disagreement {
+  const char* name;
+  const char* field;
+  const char* usual;
+  const char* odd;
+  std::function<void(Communicator&, bool)> call;
+};
+
+void run_allreduce(Communicator& c, size_t count, DataType type, ReduceOp op, const CallOptions& o = {}) {
+  std::vector<double> buf(count + 1, 1.0);  // large enough for any type
+  c.allreduce(buf.data(), buf.data(), count, type, op, o);
+}
+
+const std::vector<Disagreement>& disagreements() {
+  static const std::vector<Disagreement> all = {
+      {"count", "count", "4096", "4000", [](Communicator& c, bool odd) { run_allreduce(c, odd ? 4000 : 4096, DataType::f32, ReduceOp::sum); }},
+      {"datatype", "type", "f32", "i32", [](Communicator& c, bool odd) { run_allreduce(c, 4096, odd ? DataType::i32 : DataType::f32, ReduceOp::sum); }},
+      {"op", "op", "sum", "max", [](Communicator& c, bool odd) { run_allreduce(c, 4096, DataType::f32, odd ? ReduceOp::max : ReduceOp::sum); }},
+      {"algorithm", "algorithm", "ring_allreduce", "halving_doubling_allreduce",
+       [](Communicator& c, bool odd) {
+         run_allreduce(c, 4096, DataType::f32, ReduceOp::sum,
+                       {odd ? AllreduceAlgorithm::halving_doubling : AllreduceAlgorithm::ring, {}});
+       }},
+      {"broadcast_root", "root", "0", "2",
+       [](Communicator& c, bool odd) {
+         std::vector<float> buf(1000, 1.0f);
+         c.broadcast(buf.data(), buf.data(), buf.size(), DataType::f32, odd ? 2 : 0);
+       }},
+      {"reduce_root", "root", "0", "1",
+       [](Communicator& c, bool odd) {
+         std::vector<float> in(1000, 1.0f), out(1000);
+         c.reduce(in.data(), out.data(), in.size(), DataType::f32, ReduceOp::sum, odd ? 1 : 0);
+       }},
+      {"collective", "call", "allreduce", "broadcast",
+       [](Communicator& c, bool odd) {
+         std::vector<float> buf(1000, 1.0f);
+         if (odd) c.broadcast(buf.data(), buf.data(), buf.size(), DataType::f32, 0);
+         else c.allreduce(buf.data(), buf.data(), buf.size(), DataType::f32, ReduceOp::sum);
+       }},
+      {"codec", "codec", "int8", "fp16",
+       [](Communicator& c, bool odd) {
+         const auto codec = make_codec(odd ? "fp16" : "int8");
+         std::vector<float> buf(4096, 1.0f);
+         c.allreduce_async(buf.data(), buf.data(), buf.size(), ReduceOp::sum, Compression{codec.get(), nullptr, 1, {}, false}).wait();
+       }},
+      {"compressed_or_not", "codec", "int8", "(none)",
+       [](Communicator& c, bool odd) {
+         const auto codec = make_codec("int8");
+         std::vector<float> buf(4096, 1.0f);
+         if (odd) c.allreduce(buf.data(), buf.data(), buf.size(), DataType::f32, ReduceOp::sum);
+         else c.allreduce_async(buf.data(), buf.data(), buf.size(), ReduceOp::sum, Compression{codec.get(), nullptr, 1, {}, false}).wait();
+       }},
+  };
+  return all;
+}
+
+class FAULT_SUITE : public ::testing::TestWithParam<size_t> {};
+
+// Three ranks, rank 1 odd: every rank throws ArgumentMismatchError naming the field and both
+// values with their ranks; the communicator stays failed; nobody waits for a deadline. A rank
+// whose part ends before it hears (a broadcast's root only sends) throws it from its next call.
+TEST_P(FAULT_SUITE, MismatchEveryRankNamesEveryValue) {
+  if (skip_without_device()) return;
+  const Disagreement& d = disagreements()[GetParam()];
+  Backend b;
+  RankGroup g(3);
+  Communicator::Options o = Communicator::Options::from_settings();
+  o.timeout_s = 60;  // the check must answer long before this
+  auto c = Communicator::create(g.world(), o);
+  const auto start = bootstrap::Clock::now();
+  std::vector<float> x(8, 1.0f);
+  try {
+    d.call(*c, g.rank() == 1);
+    c->allreduce(x.data(), x.data(), x.size(), DataType::f32, ReduceOp::sum);
+    ADD_FAILURE() << "rank " << g.rank() << ": the disagreement on " << d.name << " went unnoticed";
+  } catch (const ArgumentMismatchError& e) {
+    const std::string msg = e.what();
+    std::printf("rank %d: %s\n", g.rank(), msg.c_str());
+    EXPECT_NE(msg.find(std::string(d.field) + ":"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("rank 1 = " + std::string(d.odd)), std::string::npos) << msg;
+    EXPECT_NE(msg.find("rank 0 = " + std::string(d.usual)), std::string::npos) << msg;
+    EXPECT_NE(msg.find("rank 2 = " + std::string(d.usual)), std::string::npos) << msg;
+    EXPECT_NE(msg.find("#0"), std::string::npos) << msg;
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "rank " << g.rank() << ": " << e.what();
+  }
+  EXPECT_LT(bootstrap::Clock::now() - start, std::chrono::seconds(30)) << "it waited for a deadline";
+  // Failed for good: a later call throws the same error at once.
+  EXPECT_THROW(c->allreduce(x.data(), x.data(), x.size(), DataType::f32, ReduceOp::sum), ArgumentMismatchError);
+  bootstrap::barrier(g.store(), "faults/mismatch/done", g.rank(), 3, g.deadline());
+  c.reset();
+  g.join();
+}
+
+INSTANTIATE_TEST_SUITE_P(Arguments, FAULT_SUITE, ::testing::Range<size_t>(0, 9),
+                         [](const ::testing::TestParamInfo<size_t>& i) { return std::string(disagreements()[i.param].name); });
+
+// Rank `absent` never calls (it stays alive, silent, until the others are done); the others
+// call allreduce with the given per-rank timeouts. Returns (on the calling ranks) the error and
+// how long the call took.
+struct Outcome {
+  std::string error;
+  bool timeout = false, peer_failed = false;
+  double seconds = 0;
+};
+
+template <class Setup>
+void with_absent_rank(int n, int absent, Setup timeout_of, std::function<void(int, const Outcome&)> check) {
+  Backend b;
+  RankGroup g(n);
+  Communicator::Options o = Communicator::Options::from_settings();
+  o.timeout_s = timeout_of(g.rank());
+  auto c = Communicator::create(g.world(), o);
+  if (g.rank() != absent) {
+    std::vector<float> buf(1 << 16, 1.0f);
+    Outcome out;
+    const auto start = bootstrap::Clock::now();
+    try {
+      c->allreduce(buf.data(), buf.data(), buf.size(), DataType::f32, ReduceOp::sum, {AllreduceAlgorithm::ring, {}});
+      out.error = "(completed)";
+    } catch (const TimeoutError& e) {
+      out.error = e.what(), out.timeout = true;
+    } catch (const PeerFailedError& e) {
+      out.error = e.what(), out.peer_failed = true;
+    } catch (const std::exception& e) {
+      out.error = e.what();
+    }
+    out.seconds = std::chrono::duration<double>(bootstrap::Clock::now() - start).count();
+    std::printf("rank %d after %.2f s: %s\n", g.rank(), out.seconds, out.error.c_str());
+    check(g.rank(), out);
+  }
+  bootstrap::barrier(g.store(), "faults/absent/done", g.rank(), n, g.deadline());
+  c.reset();
+  g.join();
+}
+
+// Four ranks in a ring, rank 1 absent: every other rank waits on its predecessor, so each
+// deadline alone would name a different rank. They agree instead: every rank names rank 1.
+TEST(PEER_SUITE, TimeoutNamesTheMissingRankOnEveryRank) {
+  if (skip_without_device()) return;
+  with_absent_rank(4, 1, [](int) { return 2.0; }, [](int, const Outcome& out) {
+    EXPECT_TRUE(out.timeout) << out.error;
+    EXPECT_NE(out.error.find("missing: rank 1 "), std::string::npos) << out.error;
+    EXPECT_NE(out.error.find("allreduce #0"), std::string::npos) << out.error;
+    EXPECT_LT(out.seconds, 2.0 + 2.0 + 1.0) << "not within the timeout and its margin";
+  });
+}
+
+// Abort path: rank 2's deadline is short, rank 0's long. Rank 0 fails as soon as rank 2 does,
+// with the same verdict (rank 1 missing), not 60 s later.
+TEST(PEER_SUITE, OneRanksDeadlineFailsTheOthersAtOnce) {
+  if (skip_without_device()) return;
+  with_absent_rank(3, 1, [](int r) { return r == 2 ? 1.5 : 60.0; }, [](int, const Outcome& out) {
+    EXPECT_TRUE(out.timeout) << out.error;
+    EXPECT_NE(out.error.find("missing: rank 1 "), std::string::npos) << out.error;
+    EXPECT_LT(out.seconds, 20.0) << "rank 0 waited for its own deadline";
+  });
+}
+
+// With the abort path off, each rank waits for its own deadline and names what it waited for.
+TEST(PEER_SUITE, WithoutAbortEachRankNamesWhatItWaitedFor) {
+  if (skip_without_device()) return;
+  rdmacoll::testing::ScopedEnv off("RDMACOLL_ABORT_ON_ERROR", "0");
+  with_absent_rank(3, 1, [](int) { return 1.5; }, [](int r, const Outcome& out) {
+    EXPECT_TRUE(out.timeout) << out.error;
+    EXPECT_EQ(out.error.find("missing:"), std::string::npos) << out.error;
+    EXPECT_GE(out.seconds, 1.4);
+    if (r == 2) {  // its ring predecessor
+      EXPECT_NE(out.error.find("ranks 1"), std::string::npos) << out.error;
+    }
+  });
+}
+
+// RDMACOLL_CHECK_ARGS set differently: the ranks that check wait for a check rank 1 never
+// sends, and the error says so, naming the setting.
+TEST(PEER_SUITE, CheckSettingDisagreementIsNamed) {
+  if (skip_without_device()) return;
+  Backend b;
+  RankGroup g(3);
+  Communicator::Options o = Communicator::Options::from_settings();
+  o.timeout_s = 1.5;
+  o.check_args = g.rank() != 1;
+  std::unique_ptr<Communicator> c;
+  try {  // creation already runs collectives (the cost model), which is where it shows
+    c = Communicator::create(g.world(), o);
+    std::vector<float> buf(1000, 1.0f);
+    c->allreduce(buf.data(), buf.data(), buf.size(), DataType::f32, ReduceOp::sum, {AllreduceAlgorithm::ring, {}});
+    ADD_FAILURE() << "completed";
+  } catch (const TimeoutError& e) {
+    std::printf("rank %d: %s\n", g.rank(), e.what());
+    if (g.rank() != 1) {
+      EXPECT_NE(std::string(e.what()).find("RDMACOLL_CHECK_ARGS"), std::string::npos) << e.what();
+    }
+  }
+  bootstrap::barrier(g.store(), "faults/checkoff/done", g.rank(), 3, g.deadline());
+  c.reset();
+  g.join();
+}
+
+}  // namespace
+}  // namespace rdmacoll::collectives
