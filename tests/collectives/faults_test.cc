@@ -124,7 +124,13 @@ TEST_P(FAULT_SUITE, MismatchEveryRankNamesEveryValue) {
   g.join();
 }
 
-INSTANTIATE_TEST_SUITE_P(Arguments, FAULT_SUITE, ::testing::Range<size_t>(0, 9),
+#if defined(COMM_RDMA)
+// Soft-RoCE under TCG takes some 10 s a case: there, one of each kind (a size, a root, a codec).
+#define FAULT_CASES ::testing::Values<size_t>(0, 4, 7)
+#else
+#define FAULT_CASES ::testing::Range<size_t>(0, 9)
+#endif
+INSTANTIATE_TEST_SUITE_P(Arguments, FAULT_SUITE, FAULT_CASES,
                          [](const ::testing::TestParamInfo<size_t>& i) { return std::string(disagreements()[i.param].name); });
 
 // Rank `absent` never calls (it stays alive, silent, until the others are done); the others

@@ -61,6 +61,44 @@ tool_case allreduce_perf_verbs 29617 env RDMACOLL_IB_DEVICE="$RXE_DEVICE" "$T/rd
   -b 8 -e 1M -f 32 -n 5 -w 1 -c 1 -o all
 tool_case reduce_scatter_perf_verbs 29618 env RDMACOLL_IB_DEVICE="$RXE_DEVICE" "$T/rdmacoll-reduce-scatter-perf" \
   --transport verbs -b 8 -e 1M -f 32 -n 5 -w 1 -c 1 -d all
+
+# A bad link: loss, delay, reordering and duplication on both guests' egress (tc netem). RC
+# retransmits; every element of every result must still be exact (-c 1).
+if tc qdisc replace dev eth0 root netem delay 5ms 1ms loss 1% duplicate 1% reorder 10% 2>"/run/netem.err"; then
+  tool_case allreduce_perf_verbs_netem 29619 env RDMACOLL_IB_DEVICE="$RXE_DEVICE" "$T/rdmacoll-allreduce-perf" \
+    --transport verbs -b 8 -e 256K -f 8 -n 3 -w 1 -c 1
+  tool_case compressed_allreduce_netem 29620 env RDMACOLL_IB_DEVICE="$RXE_DEVICE" "$T/rdmacoll-allreduce-perf" \
+    --transport verbs -b 4K -e 256K -f 64 -n 3 -w 1 -c 1 --compress int8 --feedback
+  tc qdisc del dev eth0 root
+else
+  xml_cases+="<testcase name=\"allreduce_perf_verbs_netem\" classname=\"tools.MultiRank\"><failure message=\"tc netem\"><![CDATA[$(cat /run/netem.err)]]></failure></testcase>"$'\n'
+  rc=1
+fi
+
+# The link cut under a stream of allreduces (guest 2 takes eth0 down): both ranks must fail with
+# an error naming the call and the other rank, within their deadline, not hang.
+link_down_case() {
+  local name=allreduce_link_down peer=$((1 - RDMACOLL_RANK)) out=/run/link_down.out status t0 t
+  t0=$(date +%s.%N)
+  RDMACOLL_ADDR=${RXE_GUEST_ADDRS%% *}:29621 RDMACOLL_TIMEOUT=15 RDMACOLL_IB_DEVICE="$RXE_DEVICE" timeout 180 \
+    "$T/rdmacoll-allreduce-perf" --transport verbs -b 64K -e 64K -n 1000000 -w 1 -z 1 >"$out" 2>&1 &
+  local pid=$!
+  if [ "$RDMACOLL_RANK" = 1 ]; then sleep 25; ip link set eth0 down; fi
+  wait $pid; status=$?
+  [ "$RDMACOLL_RANK" = 1 ] && ip link set eth0 up
+  t=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
+  echo "rank $RDMACOLL_RANK: $name: exit $status"
+  tail -5 "$out" | sed "s/^/  /"
+  local why=""
+  [ $status = 1 ] || why="exit status $status, expected 1"
+  grep -q "allreduce #[0-9]" "$out" || why+=" no 'allreduce #N' in the error"
+  grep -q "rank $peer\b" "$out" || why+=" the error does not name rank $peer"
+  xml_cases+="<testcase name=\"$name\" classname=\"tools.MultiRank\" time=\"$t\">"
+  [ -z "$why" ] || { xml_cases+="<failure message=\"$why\"><![CDATA[$(tail -c 4000 "$out" | sed 's/]]>/]] >/g')]]></failure>"; rc=1; }
+  xml_cases+="</testcase>"$'\n'
+}
+link_down_case
+
 {
   echo '<?xml version="1.0" encoding="UTF-8"?>'
   echo "<testsuites><testsuite name=\"tools-rank$RDMACOLL_RANK\">"
