@@ -12,6 +12,8 @@ Deadline deadline_in(double seconds) {
 
 Deadline default_deadline() { return deadline_in(settings::get_seconds("RDMACOLL_TIMEOUT")); }
 
+std::string job_token() { return settings::raw("RDMACOLL_JOB_TOKEN").value_or(""); }
+
 namespace {
 std::vector<std::string> rank_keys(const std::string& prefix, int world_size) {
   std::vector<std::string> keys;
