@@ -193,6 +193,7 @@ void print(std::ostream& out) {
   for (const Spec& s : kSpecs) {
     auto v = raw(s.name);
     std::string shown = v ? *v : (s.default_value.empty() ? "(auto)" : std::string(s.default_value));
+    if (v && s.name == "RDMACOLL_JOB_TOKEN") shown = "(set, hidden)";  // a secret: never printed
     out << std::left << std::setw(24) << s.name << ' ' << std::setw(8) << type_name(s.type) << ' '
         << std::setw(16) << shown << ' ' << std::setw(8) << (v ? "env" : "default") << ' ' << s.doc
         << '\n';

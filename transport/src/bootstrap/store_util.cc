@@ -53,4 +53,15 @@ void barrier(Store& store, const std::string& name, int rank, int world_size, De
   wait_ranks(store, "barrier '" + name + "'", keys, rank, deadline);
 }
 
+void barrier_rank0_last(Store& store, const std::string& name, int rank, int world_size, Deadline deadline) {
+  barrier(store, name, rank, world_size, deadline);
+  if (rank != 0) {
+    store.set("barrier/" + name + "/done/" + std::to_string(rank), std::string());
+    return;
+  }
+  std::vector<std::string> keys;
+  for (int r = 1; r < world_size; ++r) keys.push_back("barrier/" + name + "/done/" + std::to_string(r));
+  store.wait(keys, deadline);
+}
+
 }  // namespace rdmacoll::bootstrap

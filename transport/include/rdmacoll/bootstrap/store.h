@@ -108,5 +108,9 @@ std::vector<Bytes> all_gather(Store& store, const std::string& prefix, int rank,
                               std::span<const uint8_t> mine, Deadline deadline);
 // Returns when all ranks have reached the barrier `name`; the timeout names the missing ranks.
 void barrier(Store& store, const std::string& name, int rank, int world_size, Deadline deadline);
+// A barrier after which rank 0 returns last: only once every other rank has had its answer and
+// said it is done with the store for now. For rank 0, which serves a TCP store, before it may
+// stop: a plain barrier lets it leave while the last rank's own wait is still unanswered.
+void barrier_rank0_last(Store& store, const std::string& name, int rank, int world_size, Deadline deadline);
 
 }  // namespace rdmacoll::bootstrap
