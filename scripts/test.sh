@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
     --skip-install) INSTALL=0; shift ;;
     --host-only) GUEST=0; shift ;;
     --no-fuzz) FUZZ=0; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "scripts/test.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
