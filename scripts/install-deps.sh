@@ -28,6 +28,10 @@ PACKAGES=(
   libgloo-dev
   # math, tests, compression
   libeigen3-dev googletest libgtest-dev libgmock-dev zlib1g-dev
+  # bootstrap authentication (HMAC-SHA256 with the job token)
+  libssl-dev
+  # fuzzing the network parsers (libFuzzer and the sanitizers come with clang)
+  clang libclang-rt-dev
   # test and benchmark scripts (JSON checks, output parsing)
   python3
   # soft-RoCE guest (kernel is unpacked separately, see below)

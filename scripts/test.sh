@@ -9,19 +9,25 @@
 #      pass there by skipping.
 # Where the guest cannot start: with CI=true the run fails with the reason; elsewhere the
 # guest stages are skipped with the reason.
+#   4. builds the libFuzzer targets of the network parsers with clang (build-fuzz/ beside the
+#      build directory, RDMACOLL_FUZZ=ON) and runs each for 60 s from its seed corpus
+#      (tests/fuzz/corpus/<target>/); a crash, leak, sanitizer report or timeout fails the stage.
 #
-# usage: scripts/test.sh [--build-dir DIR] [--skip-install] [--host-only]
+# usage: scripts/test.sh [--build-dir DIR] [--skip-install] [--host-only] [--no-fuzz]
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=$ROOT/build
 INSTALL=1
 GUEST=1
+FUZZ=1
+FUZZ_SECONDS=60
 while [ $# -gt 0 ]; do
   case $1 in
     --build-dir) BUILD=$(realpath -m "$2"); shift 2 ;;
     --skip-install) INSTALL=0; shift ;;
     --host-only) GUEST=0; shift ;;
+    --no-fuzz) FUZZ=0; shift ;;
     -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "scripts/test.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -106,6 +112,40 @@ else
     record "rdma: two guests, one rank each" "$RESULTS"/guest2-*.xml
     [ $rc -eq 0 ] || compgen -G "$RESULTS/guest2-*.xml" >/dev/null || fail_stage "rdma: two guests" "guests exited $rc"
   fi
+fi
+
+# Fuzzing: one -j1 clang build of the parsers only (about a minute), then each target for
+# FUZZ_SECONDS on one core, from a scratch copy of its corpus (the checked-in seeds stay as they
+# are). The finding, if any, is left in $RESULTS/fuzz-<target>/ with libFuzzer's log.
+if [ $FUZZ = 0 ]; then
+  SUMMARY+=("fuzz: skipped (--no-fuzz)")
+elif ! command -v clang++ >/dev/null; then
+  fail_stage "fuzz" "clang++ not found (scripts/install-deps.sh installs clang)"
+else
+  FUZZ_BUILD=$BUILD-fuzz
+  say "fuzzing the network parsers (${FUZZ_SECONDS} s per target, built in $FUZZ_BUILD)"
+  fuzz_start=$(date +%s)
+  if ! { CC=clang CXX=clang++ cmake -S "$ROOT" -B "$FUZZ_BUILD" -DRDMACOLL_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+         cmake --build "$FUZZ_BUILD" -j2; }; then
+    fail_stage "fuzz" "the fuzz targets did not build"
+  else
+    for corpus in "$ROOT"/tests/fuzz/corpus/*/; do
+      target=$(basename "$corpus")
+      out=$RESULTS/fuzz-$target
+      rm -rf "$out"; mkdir -p "$out/corpus"
+      cp "$corpus"/* "$out/corpus/"
+      if (cd "$out" && "$FUZZ_BUILD/tests/fuzz/$target" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
+            -max_len=8192 -print_final_stats=1 corpus >"$out/log" 2>&1); then
+        runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out/log")
+        SUMMARY+=("$(printf '%-46s %s' "fuzz: $target:" "no finding in ${FUZZ_SECONDS} s (${runs:-?} inputs)")")
+        TOTAL_PASS=$((TOTAL_PASS + 1))
+      else
+        tail -40 "$out/log"
+        fail_stage "fuzz: $target" "finding, see $out/log and $out/crash-* (reproduce: $FUZZ_BUILD/tests/fuzz/$target FILE)"
+      fi
+    done
+  fi
+  echo "fuzz stage: $(( $(date +%s) - fuzz_start )) s"
 fi
 
 say "summary ($(( $(date +%s) - START )) s)"

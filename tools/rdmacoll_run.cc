@@ -1,6 +1,7 @@
 // rdmacoll-run: starts N ranks of a program on this host, in the spirit of `torchrun --standalone`.
-// Each rank gets RDMACOLL_RANK/RDMACOLL_WORLD_SIZE/RDMACOLL_ADDR (what detect_launch() reads) and
-// its output comes back line by line with a "[rank i] " prefix. The first rank to fail brings the
+// Each rank gets RDMACOLL_RANK/RDMACOLL_WORLD_SIZE/RDMACOLL_ADDR (what detect_launch() reads), a
+// job token (RDMACOLL_JOB_TOKEN: random per job unless the caller set one) that authenticates it
+// to the rendezvous store, and its output comes back line by line with a "[rank i] " prefix. The first rank to fail brings the
 // whole job down, and no rank outlives the launcher.
 //
 // One thread, one poll() loop over every rank's stdout/stderr pipe plus a signalfd, so SIGCHLD,
@@ -10,6 +11,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -44,6 +46,8 @@ int usage(std::ostream& out, int code) {
          "                    [--no-prefix] [--] PROGRAM [ARGS...]\n"
          "Starts N ranks of PROGRAM on this host with RDMACOLL_RANK, RDMACOLL_WORLD_SIZE, RDMACOLL_ADDR,\n"
          "LOCAL_RANK and LOCAL_WORLD_SIZE set, and prefixes their output lines with \"[rank i] \".\n"
+         "RDMACOLL_JOB_TOKEN, the secret the ranks' rendezvous is authenticated with, is kept when set\n"
+         "(to join ranks started elsewhere) and otherwise made afresh for the job from 32 random bytes.\n"
          "  -n N            number of ranks (at least 1)\n"
          "  --addr H:P      rendezvous address for rank 0's store (default: 127.0.0.1 and a free port)\n"
          "  --timeout SEC   stop the job after SEC (\"90\", \"2.5\", \"500ms\", \"5m\"); default: no limit\n"
@@ -152,6 +156,22 @@ uint16_t free_port() {
     throw rdmacoll::Error(std::string("cannot find a free port on 127.0.0.1: ") + std::strerror(errno));
   close(fd);
   return ntohs(a.sin_port);
+}
+
+// 32 bytes from the kernel's CSPRNG as 64 hex digits: the job's RDMACOLL_JOB_TOKEN.
+std::string random_token() {
+  uint8_t b[32];
+  size_t got = 0;
+  while (got < sizeof b) {
+    ssize_t n = getrandom(b + got, sizeof b - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw rdmacoll::Error(std::string("getrandom failed: ") + std::strerror(errno));
+    got += static_cast<size_t>(n);
+  }
+  static const char hex[] = "0123456789abcdef";
+  std::string s;
+  for (uint8_t x : b) s += hex[x >> 4], s += hex[x & 15];
+  return s;
 }
 
 // What keeps a rank from starting, sent by the child through a close-on-exec pipe (which reads
@@ -304,6 +324,9 @@ int main(int argc, char** argv) {
       throw rdmacoll::ConfigError(std::string(subnet_given ? "--link-subnet" : "--link-burst") + " needs --link");
     }
     if (addr.empty() && !link_rate) addr = "127.0.0.1:" + std::to_string(free_port());
+    // Inherited by every rank; never printed. A caller's own token is kept, so ranks started
+    // by another launcher with the same token can join.
+    if (!rdmacoll::settings::raw("RDMACOLL_JOB_TOKEN")) setenv("RDMACOLL_JOB_TOKEN", random_token().c_str(), 1);
   } catch (const rdmacoll::ConfigError& e) {
     std::cerr << "rdmacoll-run: " << e.what() << "\n";
     return usage(std::cerr, 2);

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Tests of rdmacoll-run and rdmacoll-hello as users run them: real processes, real exit codes.
 # usage: launch_test.sh CASE RDMACOLL_RUN RDMACOLL_HELLO
-#   CASE: hello | failing-rank | timeout | signal | usage | noexec | mpirun
+#   CASE: hello | failing-rank | timeout | signal | usage | noexec | mpirun | token
 # Exit 0 pass, 1 fail, 77 skip (ctest SKIP_RETURN_CODE).
 set -u
 case_=$1 run=$2 hello=$3
@@ -9,7 +9,7 @@ case_=$1 run=$2 hello=$3
 PATH=$(dirname "$hello"):$PATH
 export PATH
 # A launcher's variables in our own environment would change what the ranks see.
-unset RDMACOLL_RANK RDMACOLL_WORLD_SIZE RDMACOLL_ADDR OMPI_COMM_WORLD_RANK OMPI_COMM_WORLD_SIZE \
+unset RDMACOLL_RANK RDMACOLL_WORLD_SIZE RDMACOLL_ADDR RDMACOLL_JOB_TOKEN OMPI_COMM_WORLD_RANK OMPI_COMM_WORLD_SIZE \
       SLURM_PROCID SLURM_NTASKS RANK WORLD_SIZE
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
@@ -129,6 +129,38 @@ mpirun)
     expect_out out "^rank $r of 4 on .* \[launcher: Open MPI (OMPI_COMM_WORLD_RANK/SIZE)\]: rendezvous 127.0.0.1:[0-9]*, reached all 4 ranks\$"
   done
   ls "$tmp"/rdmacoll-ompi-*.addr >/dev/null 2>&1 && fail "rank 0 left its address file behind"
+  ;;
+token)
+  # Every rank of a job gets the same fresh token; the next job another; the caller's is kept.
+  "$run" --no-prefix -n 2 -- sh -c 'echo "$RDMACOLL_JOB_TOKEN"' >"$tmp/out" 2>"$tmp/err"; rc=$?
+  expect_rc 0
+  [ "$(sort -u "$tmp/out" | wc -l)" = 1 ] || fail "the ranks got different tokens"
+  grep -qx '[0-9a-f]\{64\}' "$tmp/out" || fail "the token is not 64 hex digits"
+  first=$(head -n 1 "$tmp/out")
+  "$run" --no-prefix -n 1 -- sh -c 'echo "$RDMACOLL_JOB_TOKEN"' >"$tmp/out" 2>"$tmp/err"
+  [ "$(cat "$tmp/out")" != "$first" ] || fail "two jobs got the same token"
+  RDMACOLL_JOB_TOKEN=kept "$run" --no-prefix -n 1 -- sh -c 'echo "$RDMACOLL_JOB_TOKEN"' >"$tmp/out" 2>"$tmp/err"
+  [ "$(cat "$tmp/out")" = kept ] || fail "the caller's token was replaced"
+  # A process with another token is refused and told why; rank 0 logs it and the job goes on
+  # when the real rank 1 comes.
+  addr=$("$run" --no-prefix -n 1 -- sh -c 'echo "$RDMACOLL_ADDR"') || fail "cannot get a free port"
+  env RDMACOLL_TIMEOUT=30 RDMACOLL_JOB_TOKEN=right RDMACOLL_RANK=0 RDMACOLL_WORLD_SIZE=2 RDMACOLL_ADDR="$addr" \
+    rdmacoll-hello --expect 2 >"$tmp/out0" 2>"$tmp/err0" &
+  rank0=$!
+  for token in wrong ""; do
+    env RDMACOLL_TIMEOUT=10 RDMACOLL_JOB_TOKEN="$token" RDMACOLL_RANK=1 RDMACOLL_WORLD_SIZE=2 RDMACOLL_ADDR="$addr" \
+      rdmacoll-hello --expect 2 >"$tmp/out" 2>"$tmp/err"; rc=$?
+    expect_rc 1
+    expect_out err "refused this process: .*authentication failed"
+  done
+  env RDMACOLL_TIMEOUT=30 RDMACOLL_JOB_TOKEN=right RDMACOLL_RANK=1 RDMACOLL_WORLD_SIZE=2 RDMACOLL_ADDR="$addr" \
+    rdmacoll-hello --expect 2 >"$tmp/out" 2>"$tmp/err"; rc=$?
+  expect_rc 0
+  wait $rank0; rc=$?
+  cp "$tmp/err0" "$tmp/err"
+  expect_rc 0
+  expect_out err "TCP store: refusing 127.0.0.1:[0-9]*: .*authentication failed"
+  expect_out out0 "rank 0 of 2 .*reached all 2 ranks"
   ;;
 *)
   echo "unknown case '$case_'"; exit 1

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <random>
 #include <thread>
 
 #include "rdmacoll/error.h"
@@ -43,6 +44,13 @@ RankGroup::RankGroup(int world_size) {
       info->port = static_cast<uint16_t>(info->port + std::hash<std::string>{}(current_test_name()) % 2000);
     world_ = bootstrap::connect_world(*info, bootstrap::default_deadline());
     return;
+  }
+  // Like rdmacoll-run: a random job token unless one is set, inherited by the ranks below.
+  if (!settings::raw("RDMACOLL_JOB_TOKEN")) {
+    std::random_device rd;
+    std::string token;
+    for (int i = 0; i < 8; ++i) token += std::to_string(rd()) + "-";
+    setenv("RDMACOLL_JOB_TOKEN", token.c_str(), 1);
   }
   bootstrap::LaunchInfo info;
   info.rank = 0;

@@ -151,27 +151,33 @@ TEST(RegCache, MissOnLargerRange) {
   EXPECT_EQ(cache.stats().entries, 1u);  // the larger one replaced the smaller
 }
 
-TEST(RegCache, AccessUpgradeRegistersOneRangeCoveringBothWithBothRights) {
+// Rights are never merged: a registration gets exactly the rights its caller asked for, so
+// remote access reaches only the ranges registered for it (issue 8: windows only).
+TEST(RegCache, AccessUpgradeRegistersOnlyTheRangeAskedForWithOnlyTheRightsAskedFor) {
   FakeBackend fake;
   RegCache cache(fake.callback());
   Mapping m(16 * kPage);
   Memory local = cache.get(m.data(), 4 * kPage, kLocalOnly);
   Memory remote = cache.get(m.data() + 2 * kPage, 4 * kPage, kRemoteWrite);
   ASSERT_EQ(fake.calls(), 2u);
-  EXPECT_EQ(fake.last().addr, u(m.data()));
-  EXPECT_EQ(fake.last().length, 6 * kPage);
+  EXPECT_EQ(fake.last().addr, u(m.data()) + 2 * kPage);
+  EXPECT_EQ(fake.last().length, 4 * kPage);
   EXPECT_EQ(fake.last().access, unsigned{kRemoteWrite});
-  // Both earlier ranges are now hits on the new registration.
-  EXPECT_EQ(cache.get(m.data(), 4 * kPage, kLocalOnly).impl(), remote.impl());
-  EXPECT_EQ(cache.get(m.data() + kPage, 5 * kPage, kRemoteWrite).impl(), remote.impl());
-  Memory read = cache.get(m.data(), kPage, kRemoteRead);
-  EXPECT_EQ(fake.last().access, unsigned{kRemoteWrite | kRemoteRead});
-  EXPECT_EQ(read.impl()->access, unsigned{kRemoteWrite | kRemoteRead});
+  EXPECT_EQ(cache.stats().entries, 1u);  // the local entry it overlapped is dropped, not merged
+  // Inside the window, local use is a hit on it; the window's own range too.
+  EXPECT_EQ(cache.get(m.data() + 3 * kPage, kPage, kLocalOnly).impl(), remote.impl());
+  EXPECT_EQ(cache.get(m.data() + 2 * kPage, 4 * kPage, kRemoteWrite).impl(), remote.impl());
+  // Read access on part of it is a new registration of that part with read only.
+  Memory read = cache.get(m.data() + 2 * kPage, kPage, kRemoteRead);
+  EXPECT_EQ(fake.last().addr, u(m.data()) + 2 * kPage);
+  EXPECT_EQ(fake.last().length, kPage);
+  EXPECT_EQ(read.impl()->access, unsigned{kRemoteRead});
   EXPECT_EQ(fake.calls(), 3u);
-  EXPECT_EQ(cache.stats().entries, 1u);
-  // The caller's handle to the replaced registration is still whole.
+  // The callers' handles to the replaced registrations are still whole.
   EXPECT_EQ(local.impl()->length, 4 * kPage);
   EXPECT_EQ(local.impl()->access, unsigned{kLocalOnly});
+  EXPECT_EQ(remote.impl()->length, 4 * kPage);
+  EXPECT_EQ(remote.impl()->access, unsigned{kRemoteWrite});
 }
 
 TEST(RegCache, RegistersThePageAlignedEnclosingRange) {
@@ -210,25 +216,43 @@ TEST(RegCache, StatsCountHitsMissesInvalidationsAndEntries) {
   EXPECT_EQ(s.hits + s.misses, 5u);
 }
 
-TEST(RegCache, OverlappingEntriesMergeIntoOne) {
+TEST(RegCache, OverlappingEntriesWithTheSameRightsMergeIntoOne) {
   FakeBackend fake;
   RegCache cache(fake.callback());
   Mapping m(32 * kPage);
-  Memory a = cache.get(m.data(), 2 * kPage, kRemoteRead);
-  Memory b = cache.get(m.data() + 4 * kPage, 2 * kPage, kRemoteWrite);
+  Memory a = cache.get(m.data(), 2 * kPage, kLocalOnly);
+  Memory b = cache.get(m.data() + 4 * kPage, 2 * kPage, kLocalOnly);
   Memory c = cache.get(m.data() + 10 * kPage, kPage, kLocalOnly);  // not touched below
   ASSERT_EQ(cache.stats().entries, 3u);
   Memory merged = cache.get(m.data() + kPage, 4 * kPage, kLocalOnly);  // overlaps a and b
   EXPECT_EQ(fake.last().addr, u(m.data()));
   EXPECT_EQ(fake.last().length, 6 * kPage);
-  EXPECT_EQ(fake.last().access, unsigned{kRemoteRead | kRemoteWrite});
+  EXPECT_EQ(fake.last().access, unsigned{kLocalOnly});
   EXPECT_EQ(cache.stats().entries, 2u);
   EXPECT_EQ(cache.stats().invalidations, 0u);  // a merge is not an invalidation
-  EXPECT_EQ(cache.get(m.data() + 5 * kPage, kPage, kRemoteWrite).impl(), merged.impl());
+  EXPECT_EQ(cache.get(m.data() + 5 * kPage, kPage, kLocalOnly).impl(), merged.impl());
   EXPECT_EQ(cache.get(m.data() + 10 * kPage, kPage, kLocalOnly).impl(), c.impl());
   // Adjacent is not overlapping.
   (void)cache.get(m.data() + 6 * kPage, kPage, kLocalOnly);
   EXPECT_EQ(cache.stats().entries, 3u);
+}
+
+TEST(RegCache, EntriesWithOtherRightsAreReplacedNeverMergedInto) {
+  FakeBackend fake;
+  RegCache cache(fake.callback());
+  Mapping m(32 * kPage);
+  Memory window = cache.get(m.data(), 2 * kPage, kRemoteWrite);
+  Memory readable = cache.get(m.data() + 4 * kPage, 2 * kPage, kRemoteRead);
+  Memory local = cache.get(m.data() + kPage, 4 * kPage, kLocalOnly);  // overlaps both
+  EXPECT_EQ(fake.last().addr, u(m.data()) + kPage);
+  EXPECT_EQ(fake.last().length, 4 * kPage);
+  EXPECT_EQ(fake.last().access, unsigned{kLocalOnly});
+  EXPECT_EQ(cache.stats().entries, 1u);
+  // A window next to local memory stays exactly the window.
+  Memory again = cache.get(m.data(), 2 * kPage, kRemoteWrite);
+  EXPECT_EQ(fake.last().addr, u(m.data()));
+  EXPECT_EQ(fake.last().length, 2 * kPage);
+  EXPECT_EQ(fake.last().access, unsigned{kRemoteWrite});
 }
 
 TEST(RegCache, ZeroLengthIsAnEmptyMemoryAndNullIsRejected) {

@@ -63,6 +63,14 @@ TEST(Settings, PrintListsEverySettingWithItsDoc) {
   }
 }
 
+TEST(Settings, PrintNeverShowsTheJobToken) {
+  ScopedEnv env("RDMACOLL_JOB_TOKEN", "s3cret-token-value");
+  std::ostringstream out;
+  settings::print(out);
+  EXPECT_EQ(out.str().find("s3cret-token-value"), std::string::npos);
+  EXPECT_NE(out.str().find("(set, hidden)"), std::string::npos);
+}
+
 // The README documents every setting (the brief promises a newcomer a complete table).
 TEST(Settings, ReadmeDocumentsEverySetting) {
   std::ifstream in(std::string(RDMACOLL_SOURCE_DIR) + "/README.md");

@@ -151,6 +151,9 @@ void require_same_args(bootstrap::Store& store, const std::string& key, int rank
   for (const std::string& a : args) mine += (mine.empty() ? "" : "\x1f") + a;
   const std::vector<bootstrap::Bytes> all =
       bootstrap::all_gather(store, key, rank, world_size, bootstrap::Bytes(mine.begin(), mine.end()), deadline);
+  // Every rank may stop below; rank 0, which serves the store, must not exit while another rank
+  // still reads the arguments (it would see "connection closed" instead of the difference).
+  bootstrap::barrier_rank0_last(store, key + "/read", rank, world_size, deadline);
   auto shown = [&](int r) {
     std::string s(all[static_cast<size_t>(r)].begin(), all[static_cast<size_t>(r)].end());
     std::replace(s.begin(), s.end(), '\x1f', ' ');

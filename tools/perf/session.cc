@@ -144,6 +144,10 @@ Session::Session(Options options) : o_(std::move(options)) {
                          std::string(tool_name(o_.tool)) + " THIS_HOST` on the client");
     throw;
   }
+  // Both sides judge the flags and may both stop; the server, which serves the store, must not
+  // take it away while the client still reads the options (the client would see "connection
+  // closed" instead of the mismatch).
+  bs::barrier_rank0_last(*world_.store, "perf/options-read", rank_, n, bs::deadline_in(timeout_));
   std::vector<std::string> keys, flags;
   for (const bs::Bytes& b : all) {
     std::string s = to_string(b);

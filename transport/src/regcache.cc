@@ -311,14 +311,17 @@ Memory RegCache::get(void* addr, size_t length, unsigned access) {
       }
     }
     ++stats_.misses;
-    // The new registration replaces every entry it overlaps, so it covers them all with all
-    // their rights; their holders keep them alive.
+    // The new registration replaces every entry it overlaps (their holders keep them alive).
+    // It grows to cover the ones with exactly the rights asked for, so that they stay hits, but
+    // never takes over another entry's range or rights: merging a kRemoteWrite window with a
+    // neighbouring kLocalOnly entry would expose memory to remote writes that no caller asked to
+    // expose. An overlapping entry with other rights is only dropped from the cache.
     it = entries_.lower_bound(start);
     if (it != entries_.begin() && entry_end(*std::prev(it)) > start) --it;
     for (; it != entries_.end() && it->first < end; ++it) {
+      if (it->second->access != want) continue;
       start = std::min(start, it->first);
       end = std::max(end, entry_end(*it));
-      want |= it->second->access;
     }
   }
 

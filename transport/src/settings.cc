@@ -27,6 +27,9 @@ constexpr Spec kSpecs[] = {
      "Number of ranks (also read: OMPI_COMM_WORLD_SIZE, SLURM_NTASKS, WORLD_SIZE)."},
     {"RDMACOLL_ADDR", Type::String, "",
      "Rendezvous address HOST:PORT served by rank 0 (also read: MASTER_ADDR/MASTER_PORT, Slurm's first node)."},
+    {"RDMACOLL_JOB_TOKEN", Type::String, "",
+     "Secret shared by a job's ranks: every rendezvous message is signed with it (HMAC-SHA256) and the store "
+     "refuses processes without it. rdmacoll-run sets a random one per job; unset: unauthenticated, with a warning."},
     {"RDMACOLL_STORE_DIR", Type::String, "/tmp",
      "Open MPI without RDMACOLL_ADDR: where rank 0 publishes its address (must be shared across nodes)."},
     {"RDMACOLL_TIMEOUT", Type::Seconds, "60",
@@ -196,6 +199,7 @@ void print(std::ostream& out) {
   for (const Spec& s : kSpecs) {
     auto v = raw(s.name);
     std::string shown = v ? *v : (s.default_value.empty() ? "(auto)" : std::string(s.default_value));
+    if (v && s.name == "RDMACOLL_JOB_TOKEN") shown = "(set, hidden)";  // a secret: never printed
     out << std::left << std::setw(24) << s.name << ' ' << std::setw(8) << type_name(s.type) << ' '
         << std::setw(16) << shown << ' ' << std::setw(8) << (v ? "env" : "default") << ' ' << s.doc
         << '\n';

@@ -19,7 +19,10 @@ constexpr uint32_t kMagic = 0x434d4452;  // "RDMC" in little-endian byte order
 //   1  first version
 //   2  window descriptions (verbs, UCX) carry the access the owner granted (u32 after the
 //      length); verbs connection data carries the QP's responder resources for RDMA READ (u8)
-constexpr uint16_t kVersion = 2;
+//   3  the TCP store's connections start with a handshake and every message carries an
+//      HMAC-SHA256 tag (bootstrap/store_proto.h); UCX wire-up messages carry a nonce, and the
+//      wire-up hello the receiving rank and a tag (conn_data.h)
+constexpr uint16_t kVersion = 3;
 
 class Writer {
  public:

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "bootstrap/auth.h"
 #include "rdmacoll/error.h"
 #include "rdmacoll/log.h"
 #include "rdmacoll/settings.h"
@@ -175,6 +176,7 @@ World connect_world(const LaunchInfo& info, Deadline deadline) {
   World w;
   w.info = info;
   log::set_rank(info.rank);
+  if (info.world_size > 1 && job_token().empty()) auth::warn_without_token();
   if (!info.addr_file.empty()) {
     if (info.rank == 0) {
       if (w.info.host.empty()) w.info.host = own_host();

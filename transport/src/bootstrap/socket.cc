@@ -160,15 +160,24 @@ void send_frame(int fd, const std::vector<uint8_t>& payload, Deadline deadline, 
   if (payload.size() > kMaxFrame) throw TransportError("frame of " + std::to_string(payload.size()) + " bytes is too large");
   uint8_t len[4];
   for (int i = 0; i < 4; ++i) len[i] = static_cast<uint8_t>(payload.size() >> (8 * i));
+  if (payload.size() <= 4096) {
+    // One segment: a length sent on its own would wait for the peer's delayed ACK.
+    std::vector<uint8_t> frame(len, len + 4);
+    frame.insert(frame.end(), payload.begin(), payload.end());
+    io_all(fd, frame.data(), frame.size(), true, deadline, peer);
+    return;
+  }
   io_all(fd, len, 4, true, deadline, peer);
   io_all(fd, const_cast<uint8_t*>(payload.data()), payload.size(), true, deadline, peer);
 }
 
-std::vector<uint8_t> recv_frame(int fd, Deadline deadline, const std::string& peer) {
+std::vector<uint8_t> recv_frame(int fd, Deadline deadline, const std::string& peer, size_t max) {
   uint8_t len[4];
   io_all(fd, len, 4, false, deadline, peer);
   size_t n = len[0] | (size_t{len[1]} << 8) | (size_t{len[2]} << 16) | (size_t{len[3]} << 24);
-  if (n > kMaxFrame) throw ProtocolError("frame of " + std::to_string(n) + " bytes from " + peer + " exceeds the limit");
+  if (n > max)
+    throw ProtocolError("frame of " + std::to_string(n) + " bytes from " + peer + " exceeds the limit of " +
+                        std::to_string(max) + " bytes");
   std::vector<uint8_t> buf(n);
   io_all(fd, buf.data(), n, false, deadline, peer);
   return buf;

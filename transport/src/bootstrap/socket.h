@@ -37,7 +37,8 @@ Fd connect_tcp(const std::string& host, uint16_t port, Deadline deadline);
 // Frames are a u32 little-endian length then the payload; frames above kMaxFrame are refused.
 constexpr size_t kMaxFrame = size_t{256} << 20;
 void send_frame(int fd, const std::vector<uint8_t>& payload, Deadline deadline, const std::string& peer);
-std::vector<uint8_t> recv_frame(int fd, Deadline deadline, const std::string& peer);
+// Frames longer than `max` are refused before their payload is read.
+std::vector<uint8_t> recv_frame(int fd, Deadline deadline, const std::string& peer, size_t max = kMaxFrame);
 
 std::string errno_string(int err);
 

@@ -12,6 +12,8 @@ Deadline deadline_in(double seconds) {
 
 Deadline default_deadline() { return deadline_in(settings::get_seconds("RDMACOLL_TIMEOUT")); }
 
+std::string job_token() { return settings::raw("RDMACOLL_JOB_TOKEN").value_or(""); }
+
 namespace {
 std::vector<std::string> rank_keys(const std::string& prefix, int world_size) {
   std::vector<std::string> keys;
@@ -49,6 +51,17 @@ void barrier(Store& store, const std::string& name, int rank, int world_size, De
   std::vector<std::string> keys = rank_keys("barrier/" + name, world_size);
   store.set(keys[static_cast<size_t>(rank)], std::string());
   wait_ranks(store, "barrier '" + name + "'", keys, rank, deadline);
+}
+
+void barrier_rank0_last(Store& store, const std::string& name, int rank, int world_size, Deadline deadline) {
+  barrier(store, name, rank, world_size, deadline);
+  if (rank != 0) {
+    store.set("barrier/" + name + "/done/" + std::to_string(rank), std::string());
+    return;
+  }
+  std::vector<std::string> keys;
+  for (int r = 1; r < world_size; ++r) keys.push_back("barrier/" + name + "/done/" + std::to_string(r));
+  store.wait(keys, deadline);
 }
 
 }  // namespace rdmacoll::bootstrap

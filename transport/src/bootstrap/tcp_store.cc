@@ -1,8 +1,14 @@
 // TCP store: rank 0 serves a map of keys to byte strings; clients set, add, and wait for keys.
 // A wait is held by the server until the keys exist or the client's deadline passes, so a
 // client never polls and a timeout reply can name the keys still missing.
+//
+// Every connection first proves it knows the job token (store_proto.h has the handshake and
+// the message layout); a connection that fails to is refused, logged with its address, and
+// closed, and the server goes on serving the job's ranks.
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -12,7 +18,9 @@
 #include <mutex>
 #include <thread>
 
+#include "bootstrap/auth.h"
 #include "bootstrap/socket.h"
+#include "bootstrap/store_proto.h"
 #include "rdmacoll/bootstrap/store.h"
 #include "rdmacoll/error.h"
 #include "rdmacoll/log.h"
@@ -21,11 +29,10 @@
 namespace rdmacoll::bootstrap {
 namespace {
 
-enum Op : uint16_t { kSet = 1, kGet = 2, kWait = 3, kAdd = 4 };
-enum Reply : uint16_t { kOk = 100, kValue = 101, kTimedOut = 102, kInt = 103 };
-constexpr size_t kMaxKey = 4096;
-constexpr size_t kMaxValue = net::kMaxFrame - kMaxKey - 64;
-constexpr size_t kMaxKeys = 1 << 16;
+using namespace proto;
+
+// A connection that has not authenticated within this long is closed.
+constexpr auto kHandshakeTime = std::chrono::seconds(10);
 
 int64_t decode_int(const Bytes& b) {
   if (b.size() != 8) return 0;
@@ -47,16 +54,21 @@ struct TcpStoreServer::Impl {
     net::Fd fd;
     std::string peer;
     Bytes in;
+    auth::Nonce server_nonce{};
+    std::optional<auth::Context> ctx;  // set once the client's hello checked out
+    uint64_t recv_seq = 0, send_seq = 0;
+    Deadline handshake_deadline;
   };
   struct Pending {
     int fd;
-    Op op;
+    Type op;
     std::vector<std::string> keys;
     Deadline deadline;
   };
 
   std::string host;
   uint16_t port = 0;
+  auth::Key key;
   net::Fd listener;
   int wake[2] = {-1, -1};
   std::map<int, Conn> conns;
@@ -94,12 +106,39 @@ struct TcpStoreServer::Impl {
     char host_s[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?";
     getnameinfo(reinterpret_cast<sockaddr*>(&ss), len, host_s, sizeof host_s, serv, sizeof serv,
                 NI_NUMERICHOST | NI_NUMERICSERV);
-    conns[fd] = Conn{net::Fd(fd), std::string(host_s) + ":" + serv, {}};
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // replies are small and awaited
+    Conn& c = conns[fd];
+    c.fd = net::Fd(fd);
+    c.peer = std::string(host_s) + ":" + serv;
+    c.handshake_deadline = Clock::now() + kHandshakeTime;
+    try {
+      c.server_nonce = auth::random_nonce();
+      send(fd, server_hello(c.server_nonce));
+    } catch (const Error& e) {
+      RDMACOLL_WARN(kBoot, "TCP store: dropping %s: %s", c.peer.c_str(), e.what());
+      drop(fd);
+    }
   }
 
   void drop(int fd) {
     conns.erase(fd);
     std::erase_if(pending, [fd](const Pending& p) { return p.fd == fd; });
+  }
+
+  // Tells the peer why (best effort, unsigned), logs it with the peer's address, closes.
+  void refuse(int fd, const std::string& why) {
+    auto it = conns.find(fd);
+    if (it == conns.end()) return;
+    Conn& c = it->second;
+    RDMACOLL_WARN(kBoot, "TCP store: refusing %s: %s", c.peer.c_str(), why.c_str());
+    Bytes msg = refusal(why);
+    Bytes frame(4);
+    for (size_t i = 0; i < 4; ++i) frame[i] = static_cast<uint8_t>(msg.size() >> (8 * i));
+    frame.insert(frame.end(), msg.begin(), msg.end());
+    // Non-blocking and once: a peer that does not read does not hold up the server.
+    (void)!::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    drop(fd);
   }
 
   void read_from(int fd) {
@@ -109,63 +148,53 @@ struct TcpStoreServer::Impl {
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return drop(fd);
     if (n < 0) return;
     c.in.insert(c.in.end(), buf, buf + n);
-    while (c.in.size() >= 4) {
-      size_t len = c.in[0] | (size_t{c.in[1]} << 8) | (size_t{c.in[2]} << 16) | (size_t{c.in[3]} << 24);
-      if (len > net::kMaxFrame) {
-        RDMACOLL_WARN(kBoot, "TCP store: refusing %s: frame of %zu bytes exceeds the limit", c.peer.c_str(), len);
-        return drop(fd);
-      }
-      if (c.in.size() < 4 + len) break;
-      Bytes frame(c.in.begin() + 4, c.in.begin() + 4 + static_cast<ptrdiff_t>(len));
-      c.in.erase(c.in.begin(), c.in.begin() + 4 + static_cast<ptrdiff_t>(len));
-      try {
+    try {
+      for (;;) {
+        const size_t max = c.ctx ? net::kMaxFrame : kMaxHandshakeFrame;
+        auto len = complete_frame(c.in, max, "TCP store message from " + c.peer);
+        if (!len) return;
+        Bytes frame(c.in.begin() + 4, c.in.begin() + 4 + static_cast<ptrdiff_t>(*len));
+        c.in.erase(c.in.begin(), c.in.begin() + 4 + static_cast<ptrdiff_t>(*len));
         handle(fd, frame);
-      } catch (const Error& e) {
-        RDMACOLL_WARN(kBoot, "TCP store: dropping %s: %s", c.peer.c_str(), e.what());
-        return drop(fd);
+        if (!conns.count(fd)) return;
       }
-      if (!conns.count(fd)) return;
+    } catch (const Error& e) {
+      refuse(fd, e.what());
     }
   }
 
   void handle(int fd, const Bytes& frame) {
-    wire::Reader r(frame, "TCP store request from " + conns.at(fd).peer);
-    auto op = static_cast<Op>(r.header());
-    switch (op) {
-      case kSet: {
-        std::string key = r.str(kMaxKey);
-        auto v = r.bytes(kMaxValue);
-        r.expect_end();
-        data[key] = Bytes(v.begin(), v.end());
+    Conn& c = conns.at(fd);
+    const std::string what = "TCP store message from " + c.peer;
+    if (!c.ctx) {
+      c.ctx = accept_client_hello(frame, key, c.server_nonce, what);
+      c.recv_seq = 1;
+      RDMACOLL_DEBUG(kBoot, "TCP store: %s authenticated%s", c.peer.c_str(), key.from_token ? "" : " (no job token)");
+      reply(fd, wire::Writer().header(kOk));
+      return;
+    }
+    Request q = parse_request(auth::open(frame, key, auth::Direction::ClientToServer, *c.ctx, c.recv_seq++, what), what);
+    switch (q.op) {
+      case kSet:
+        data[q.keys[0]] = std::move(q.value);
         reply(fd, wire::Writer().header(kOk));
         serve_pending();
         return;
-      }
       case kAdd: {
-        std::string key = r.str(kMaxKey);
-        int64_t delta = r.i64();
-        r.expect_end();
-        int64_t v = decode_int(data[key]) + delta;
-        data[key] = encode_int(v);
+        int64_t v = static_cast<int64_t>(static_cast<uint64_t>(decode_int(data[q.keys[0]])) + static_cast<uint64_t>(q.delta));
+        data[q.keys[0]] = encode_int(v);
         reply(fd, wire::Writer().header(kInt).i64(v));
         serve_pending();
         return;
       }
       case kGet:
-      case kWait: {
-        uint64_t nkeys = op == kGet ? 1 : r.u64();
-        if (nkeys > kMaxKeys) throw ProtocolError("too many keys in one wait");
-        std::vector<std::string> keys;
-        for (uint64_t i = 0; i < nkeys; ++i) keys.push_back(r.str(kMaxKey));
-        uint64_t timeout_ms = r.u64();
-        r.expect_end();
-        pending.push_back({fd, op, std::move(keys),
-                           Clock::now() + std::chrono::milliseconds(std::min<uint64_t>(timeout_ms, 86400000))});
+      case kWait:
+        pending.push_back({fd, q.op, std::move(q.keys), Clock::now() + std::chrono::milliseconds(q.timeout_ms)});
         serve_pending();
         return;
-      }
+      default:
+        throw ProtocolError(what + ": unknown operation");
     }
-    throw ProtocolError("unknown operation " + std::to_string(op));
   }
 
   bool ready(const Pending& p) const {
@@ -205,13 +234,22 @@ struct TcpStoreServer::Impl {
       for (const auto& k : missing) w.str(k);
       reply(p.fd, w);
     }
+    std::vector<int> late;
+    for (const auto& [fd, c] : conns)
+      if (!c.ctx && c.handshake_deadline <= now) late.push_back(fd);
+    for (int fd : late) refuse(fd, "no authenticated hello within " + std::to_string(kHandshakeTime.count()) + " s");
+  }
+
+  void send(int fd, const Bytes& msg) {
+    net::send_frame(fd, msg, Clock::now() + std::chrono::seconds(10), conns.at(fd).peer);
   }
 
   void reply(int fd, wire::Writer& w) {
     auto it = conns.find(fd);
     if (it == conns.end()) return;
     try {
-      net::send_frame(fd, w.data(), Clock::now() + std::chrono::seconds(10), it->second.peer);
+      auth::seal(w.data(), key, auth::Direction::ServerToClient, *it->second.ctx, it->second.send_seq++);
+      send(fd, w.data());
     } catch (const Error& e) {
       RDMACOLL_WARN(kBoot, "TCP store: dropping %s: %s", it->second.peer.c_str(), e.what());
       drop(fd);
@@ -220,11 +258,14 @@ struct TcpStoreServer::Impl {
   void reply(int fd, wire::Writer&& w) { reply(fd, w); }
 };
 
-TcpStoreServer::TcpStoreServer(const std::string& host, uint16_t port) : impl_(std::make_unique<Impl>()) {
+TcpStoreServer::TcpStoreServer(const std::string& host, uint16_t port, const std::string& token)
+    : impl_(std::make_unique<Impl>()) {
   impl_->host = host;
+  impl_->key = auth::key_of(token);
   impl_->listener = net::listen_tcp(host, port, &impl_->port);
   if (pipe2(impl_->wake, O_CLOEXEC) != 0) throw TransportError("pipe2 failed: " + net::errno_string(errno));
-  RDMACOLL_INFO(kBoot, "TCP store serving on %s:%u", host.c_str(), impl_->port);
+  RDMACOLL_INFO(kBoot, "TCP store serving on %s:%u (%s)", host.c_str(), impl_->port,
+                impl_->key.from_token ? "job token required" : "no job token: unauthenticated");
   impl_->thread = std::thread([this] { impl_->run(); });
 }
 
@@ -245,21 +286,43 @@ struct TcpStore::Impl {
   std::string host;
   uint16_t port;
   std::string peer;
+  auth::Key key;
+  auth::Context ctx;
+  uint64_t send_seq = 0, recv_seq = 0;
   net::Fd fd;
   std::mutex mu;  // one request at a time on the connection
 
-  Bytes call(wire::Writer& w, Deadline reply_deadline) {
-    net::send_frame(fd.get(), w.data(), reply_deadline, peer);
-    return net::recv_frame(fd.get(), reply_deadline, peer);
+  void send(Bytes msg, Deadline deadline) {
+    auth::seal(msg, key, auth::Direction::ClientToServer, ctx, send_seq++);
+    net::send_frame(fd.get(), msg, deadline, peer);
+  }
+  Reply receive(Deadline deadline) {
+    Bytes frame = net::recv_frame(fd.get(), deadline, peer);
+    throw_if_refused(frame, peer);
+    return parse_reply(auth::open(frame, key, auth::Direction::ServerToClient, ctx, recv_seq++, peer), peer);
+  }
+  Reply call(wire::Writer& w, Deadline reply_deadline) {
+    send(std::move(w.data()), reply_deadline);
+    return receive(reply_deadline);
   }
 };
 
-TcpStore::TcpStore(const std::string& host, uint16_t port, Deadline connect_deadline)
+TcpStore::TcpStore(const std::string& host, uint16_t port, Deadline connect_deadline, const std::string& token)
     : impl_(std::make_unique<Impl>()) {
   impl_->host = host;
   impl_->port = port;
   impl_->peer = "rendezvous store " + host + ":" + std::to_string(port);
+  impl_->key = auth::key_of(token);
   impl_->fd = net::connect_tcp(host, port, connect_deadline);
+  // The handshake (store_proto.h): take the server's nonce, answer with ours, signed.
+  Deadline d = std::max(connect_deadline, default_deadline());
+  impl_->ctx.server_nonce =
+      parse_server_hello(net::recv_frame(impl_->fd.get(), d, impl_->peer, kMaxHandshakeFrame), impl_->peer);
+  impl_->ctx.client_nonce = auth::random_nonce();
+  net::send_frame(impl_->fd.get(), client_hello(impl_->key, impl_->ctx.server_nonce, impl_->ctx.client_nonce), d,
+                  impl_->peer);
+  impl_->send_seq = 1;
+  if (impl_->receive(d).type != kOk) throw ProtocolError(impl_->peer + ": unexpected reply to hello");
 }
 
 TcpStore::~TcpStore() = default;
@@ -270,19 +333,16 @@ void TcpStore::set(const std::string& key, std::span<const uint8_t> value) {
   std::lock_guard lock(impl_->mu);
   wire::Writer w;
   w.header(kSet).str(key).bytes(value);
-  Bytes reply = impl_->call(w, default_deadline());
-  wire::Reader r(reply, impl_->peer);
-  if (r.header() != kOk) throw ProtocolError(impl_->peer + ": unexpected reply to set");
+  if (impl_->call(w, default_deadline()).type != kOk) throw ProtocolError(impl_->peer + ": unexpected reply to set");
 }
 
 int64_t TcpStore::add(const std::string& key, int64_t delta) {
   std::lock_guard lock(impl_->mu);
   wire::Writer w;
   w.header(kAdd).str(key).i64(delta);
-  Bytes reply = impl_->call(w, default_deadline());
-  wire::Reader r(reply, impl_->peer);
-  if (r.header() != kInt) throw ProtocolError(impl_->peer + ": unexpected reply to add");
-  return r.i64();
+  Reply reply = impl_->call(w, default_deadline());
+  if (reply.type != kInt) throw ProtocolError(impl_->peer + ": unexpected reply to add");
+  return reply.number;
 }
 
 namespace {
@@ -290,10 +350,9 @@ uint64_t ms_left(Deadline d) {
   return static_cast<uint64_t>(
       std::max<long long>(0, std::chrono::duration_cast<std::chrono::milliseconds>(d - Clock::now()).count()));
 }
-[[noreturn]] void timed_out(wire::Reader& r, const std::string& store) {
-  uint64_t n = r.u64();
+[[noreturn]] void timed_out(const Reply& r, const std::string& store) {
   std::string missing;
-  for (uint64_t i = 0; i < n && i < 64; ++i) missing += (i ? ", " : "") + r.str(kMaxKey);
+  for (size_t i = 0; i < r.missing.size() && i < 64; ++i) missing += (i ? ", " : "") + r.missing[i];
   throw TimeoutError("timed out waiting for key(s) " + missing + " in " + store);
 }
 }  // namespace
@@ -303,13 +362,10 @@ Bytes TcpStore::get(const std::string& key, Deadline deadline) {
   wire::Writer w;
   w.header(kGet).str(key).u64(ms_left(deadline));
   // The server answers at the deadline at the latest; allow it a margin to do so.
-  Bytes reply = impl_->call(w, deadline + std::chrono::seconds(5));
-  wire::Reader r(reply, impl_->peer);
-  uint16_t type = r.header();
-  if (type == kTimedOut) timed_out(r, describe());
-  if (type != kValue) throw ProtocolError(impl_->peer + ": unexpected reply to get");
-  auto v = r.bytes(kMaxValue);
-  return Bytes(v.begin(), v.end());
+  Reply reply = impl_->call(w, deadline + std::chrono::seconds(5));
+  if (reply.type == kTimedOut) timed_out(reply, describe());
+  if (reply.type != kValue) throw ProtocolError(impl_->peer + ": unexpected reply to get");
+  return std::move(reply.value);
 }
 
 void TcpStore::wait(const std::vector<std::string>& keys, Deadline deadline) {
@@ -318,16 +374,10 @@ void TcpStore::wait(const std::vector<std::string>& keys, Deadline deadline) {
   w.header(kWait).u64(keys.size());
   for (const auto& k : keys) w.str(k);
   w.u64(ms_left(deadline));
-  Bytes reply = impl_->call(w, deadline + std::chrono::seconds(5));
-  wire::Reader r(reply, impl_->peer);
-  uint16_t type = r.header();
-  if (type == kTimedOut) timed_out(r, describe());
-  if (type != kOk) throw ProtocolError(impl_->peer + ": unexpected reply to wait");
+  Reply reply = impl_->call(w, deadline + std::chrono::seconds(5));
+  if (reply.type == kTimedOut) timed_out(reply, describe());
+  if (reply.type != kOk) throw ProtocolError(impl_->peer + ": unexpected reply to wait");
 }
-
-}  // namespace rdmacoll::bootstrap
-
-namespace rdmacoll::bootstrap {
 
 std::vector<std::string> TcpStore::missing(const std::vector<std::string>& keys) {
   std::lock_guard lock(impl_->mu);
@@ -335,15 +385,10 @@ std::vector<std::string> TcpStore::missing(const std::vector<std::string>& keys)
   w.header(kWait).u64(keys.size());
   for (const auto& k : keys) w.str(k);
   w.u64(0);  // answered at once: OK, or the list of missing keys
-  Bytes reply = impl_->call(w, default_deadline());
-  wire::Reader r(reply, impl_->peer);
-  uint16_t type = r.header();
-  std::vector<std::string> out;
-  if (type == kOk) return out;
-  if (type != kTimedOut) throw ProtocolError(impl_->peer + ": unexpected reply to wait");
-  uint64_t n = r.u64();
-  for (uint64_t i = 0; i < n; ++i) out.push_back(r.str(kMaxKey));
-  return out;
+  Reply reply = impl_->call(w, default_deadline());
+  if (reply.type == kOk) return {};
+  if (reply.type != kTimedOut) throw ProtocolError(impl_->peer + ": unexpected reply to wait");
+  return std::move(reply.missing);
 }
 
 }  // namespace rdmacoll::bootstrap

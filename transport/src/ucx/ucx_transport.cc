@@ -8,10 +8,10 @@
 #include <stdexcept>
 #include <thread>
 
+#include "conn_data.h"
 #include "rdmacoll/error.h"
 #include "rdmacoll/log.h"
 #include "ucx/ucx_tags.h"
-#include "wire.h"
 
 namespace rdmacoll::transport {
 
@@ -19,7 +19,6 @@ namespace tags = ucx::tags;
 
 namespace {
 
-enum WireType : uint16_t { kHelloMsg = 0x22, kWindowMsg = 0x23 };
 
 // The notification a write-with-immediate sends after its data: immediate and the write's
 // length, little-endian (the length lets the target count the bytes that landed).
@@ -333,14 +332,10 @@ void UcxTransport::finish(Op* op) {
       break;
     case Op::HelloRecv:
       try {
-        wire::Reader r({op->payload.data(), op->info.length}, "wire-up hello from rank " + std::to_string(op->peer));
-        if (r.header() != kHelloMsg) throw ProtocolError("rank " + std::to_string(op->peer) + " sent no wire-up hello");
-        uint32_t from = r.u32(), world = r.u32();
-        r.expect_end();
-        if (from != static_cast<uint32_t>(op->peer) || world != static_cast<uint32_t>(size()))
-          throw ProtocolError("wire-up hello on rank " + std::to_string(op->peer) + "'s tag says rank " +
-                              std::to_string(from) + " of " + std::to_string(world) + ", expected " +
-                              std::to_string(op->peer) + " of " + std::to_string(size()));
+        conn::decode_ucx_hello({op->payload.data(), op->info.length}, key_,
+                               {static_cast<uint32_t>(op->peer), static_cast<uint32_t>(rank()),
+                                static_cast<uint32_t>(size()), nonces_[static_cast<size_t>(op->peer)],
+                                nonces_[static_cast<size_t>(rank())]});
         s.complete(op->info.length);
       } catch (const Error&) {
         s.fail(std::current_exception());
@@ -567,27 +562,24 @@ std::vector<uint8_t> UcxTransport::pack_window(const Memory& window) {
   void* rkey = nullptr;
   size_t rkey_size = 0;
   ucx::check(ucp_rkey_pack(ctx_.get(), memh_of(window), &rkey, &rkey_size), "ucp_rkey_pack");
-  wire::Writer w;
-  w.header(kWindowMsg).u64(reinterpret_cast<uintptr_t>(window.addr())).u64(window.length());
-  w.u32(window.access() & (kRemoteWrite | kRemoteRead));
-  w.bytes({static_cast<const uint8_t*>(rkey), rkey_size});
+  conn::Window desc;
+  desc.addr = reinterpret_cast<uintptr_t>(window.addr());
+  desc.length = window.length();
+  desc.access = window.access() & (kRemoteWrite | kRemoteRead);
+  desc.packed_rkey.assign(static_cast<const uint8_t*>(rkey), static_cast<const uint8_t*>(rkey) + rkey_size);
   ucp_rkey_buffer_release(rkey);
-  return std::move(w.data());
+  return conn::encode_ucx_window(desc);
 }
 
 RemoteWindow UcxTransport::unpack_window(int peer, std::span<const uint8_t> packed) {
   check_peer(*this, peer, "unpack_window");
-  wire::Reader r(packed, "UCX window description from rank " + std::to_string(peer));
-  if (r.header() != kWindowMsg)
-    throw ProtocolError("not a UCX window description (from rank " + std::to_string(peer) +
-                        "; do all ranks use the same RDMACOLL_TRANSPORT?)");
+  conn::Window desc = conn::decode_ucx_window(packed, peer);
   auto win = std::make_shared<UcxWindow>();
   win->rank = peer;
-  win->addr = r.u64();
-  win->length = r.u64();
-  win->access = r.u32();
-  auto rkey = r.bytes(1 << 20);
-  r.expect_end();
+  win->addr = desc.addr;
+  win->length = desc.length;
+  win->access = desc.access;
+  const auto& rkey = desc.packed_rkey;
   const Peer& p = peers_[static_cast<size_t>(peer)];
   if (p.failed) std::rethrow_exception(p.failed);
   ucx::check(ucp_ep_rkey_unpack(p.ep->get(), rkey.data(), &win->rkey),
@@ -679,7 +671,7 @@ Request UcxTransport::notification(int peer) {
 // Wire-up hellos: tagged messages on the internal tag space, carried by the same machinery.
 std::shared_ptr<Request::State> UcxTransport::post_hello_recv(int peer) {
   Op* op = new_op(Op::HelloRecv, peer, OpDesc::of(OpDesc::Kind::HelloRecv));
-  op->payload.resize(64);
+  op->payload.resize(2 * conn::kUcxHelloBytes);  // room to see (and refuse) a longer one
   op->length = op->payload.size();
   Part* part = begin_part(op);
   ucp_request_param_t param = recv_param(part);
@@ -692,9 +684,9 @@ std::shared_ptr<Request::State> UcxTransport::post_hello_recv(int peer) {
 
 std::shared_ptr<Request::State> UcxTransport::post_hello_send(int peer) {
   Op* op = new_op(Op::HelloSend, peer, OpDesc::of(OpDesc::Kind::HelloSend));
-  wire::Writer w;
-  w.header(kHelloMsg).u32(static_cast<uint32_t>(rank())).u32(static_cast<uint32_t>(size()));
-  op->payload = std::move(w.data());
+  op->payload = conn::encode_ucx_hello(key_, {static_cast<uint32_t>(rank()), static_cast<uint32_t>(peer),
+                                              static_cast<uint32_t>(size()), nonces_[static_cast<size_t>(rank())],
+                                              nonces_[static_cast<size_t>(peer)]});
   op->length = op->payload.size();
   Part* part = begin_part(op);
   ucp_request_param_t param = send_param(part);

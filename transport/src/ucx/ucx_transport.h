@@ -28,6 +28,7 @@
 #include <string_view>
 #include <vector>
 
+#include "bootstrap/auth.h"
 #include "regcache.h"
 #include "transport_impl.h"
 #include "ucx/ucx.h"
@@ -134,6 +135,8 @@ class UcxTransport final : public Transport {
   ucx::WorkerPtr worker_;
   int efd_ = -1;  // the worker's event fd (WAKEUP only)
   UcxWireup wireup_ = UcxWireup::Address;
+  bootstrap::auth::Key key_;                // the job token: signs the wire-up hellos
+  std::vector<bootstrap::auth::Nonce> nonces_;  // each rank's wire-up nonce, from the store
   std::unique_ptr<RegCache> cache_;
   std::unique_ptr<ucx::Listener> listener_;
   std::vector<ucp_conn_request_h> conn_requests_;  // from on_conn_request, handled in progress

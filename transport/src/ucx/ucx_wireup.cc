@@ -35,16 +35,16 @@
 #include <fstream>
 #include <thread>
 
+#include "conn_data.h"
 #include "rdmacoll/error.h"
 #include "rdmacoll/log.h"
 #include "rdmacoll/settings.h"
 #include "ucx/ucx_transport.h"
-#include "wire.h"
 
 namespace rdmacoll::transport {
 namespace {
 
-enum WireType : uint16_t { kAddressMsg = 0x20, kListenMsg = 0x21 };
+constexpr uint16_t kAddressMsg = conn::kUcxAddress, kListenMsg = conn::kUcxListen;
 
 std::optional<std::string> env(const char* name) {
   const char* v = std::getenv(name);
@@ -298,6 +298,10 @@ void UcxTransport::connect(bootstrap::World& world) {
   // Every transport made on this store gets its own keys (a process may make several).
   int64_t generation = world.store->add("ucx/transports/" + std::to_string(me), 1);
   std::string prefix = "ucx/" + std::to_string(generation);
+  // Every rank's hellos are signed with the job token over both ends' nonces (conn_data.h).
+  key_ = bootstrap::auth::key_of(bootstrap::job_token());
+  nonces_.assign(static_cast<size_t>(n), {});
+  nonces_[static_cast<size_t>(me)] = bootstrap::auth::random_nonce();
   if (wireup_ == UcxWireup::Address)
     connect_by_address(world, prefix, deadline);
   else
@@ -321,22 +325,18 @@ void UcxTransport::connect(bootstrap::World& world) {
 void UcxTransport::connect_by_address(bootstrap::World& world, const std::string& prefix,
                                       bootstrap::Deadline deadline) {
   const int me = rank(), n = size();
-  wire::Writer w;
-  w.header(kAddressMsg).u32(static_cast<uint32_t>(me)).u32(static_cast<uint32_t>(n));
-  w.bytes(ucx::worker_address(worker_));
-  auto all = bootstrap::all_gather(*world.store, prefix, me, n, w.data(), deadline);
+  conn::UcxAddress mine{static_cast<uint32_t>(me), static_cast<uint32_t>(n), nonces_[static_cast<size_t>(me)], {}};
+  auto worker_address = ucx::worker_address(worker_);
+  mine.address.assign(worker_address.begin(), worker_address.end());
+  auto all = bootstrap::all_gather(*world.store, prefix, me, n, conn::encode(mine), deadline);
   std::vector<std::string> where(static_cast<size_t>(n), "its worker address");
   bool peer_errors = true;  // until an endpoint finds the transports lack it
   for (int p = 0; p < n; ++p) {
-    wire::Reader r(all[static_cast<size_t>(p)], "UCX worker address of rank " + std::to_string(p));
-    check_same_wireup(r.header(), kAddressMsg, p);
-    uint32_t from = r.u32(), world_size = r.u32();
-    auto span = r.bytes(1 << 20);
-    r.expect_end();
-    if (from != static_cast<uint32_t>(p) || world_size != static_cast<uint32_t>(n))
-      throw ProtocolError("UCX worker address under rank " + std::to_string(p) + "'s key claims rank " +
-                          std::to_string(from) + " of " + std::to_string(world_size));
-    std::vector<uint8_t> address(span.begin(), span.end());
+    const auto& published = all[static_cast<size_t>(p)];
+    check_same_wireup(conn::peek_type(published, "UCX connection data of rank " + std::to_string(p)), kAddressMsg, p);
+    conn::UcxAddress theirs = conn::decode_ucx_address(published, p, n);
+    nonces_[static_cast<size_t>(p)] = theirs.nonce;
+    std::vector<uint8_t>& address = theirs.address;
     ucp_ep_params_t params = ep_params(p);
     params.field_mask |= UCP_EP_PARAM_FIELD_REMOTE_ADDRESS;
     params.address = reinterpret_cast<const ucp_address_t*>(address.data());
@@ -357,21 +357,18 @@ void UcxTransport::connect_by_sockaddr(bootstrap::World& world, const std::strin
   accepting_ = true;
   listener_ = std::make_unique<ucx::Listener>(worker_, ip, 0, &on_conn_request, this);
   RDMACOLL_DEBUG(kUcx, "rank %d listens on %s:%u", me, ip.c_str(), listener_->port());
-  wire::Writer w;
-  w.header(kListenMsg).u32(static_cast<uint32_t>(me)).u32(static_cast<uint32_t>(n)).str(ip).u16(listener_->port());
-  auto all = bootstrap::all_gather(*world.store, prefix, me, n, w.data(), deadline);
+  conn::UcxListen mine{static_cast<uint32_t>(me), static_cast<uint32_t>(n), nonces_[static_cast<size_t>(me)], ip,
+                       listener_->port()};
+  auto all = bootstrap::all_gather(*world.store, prefix, me, n, conn::encode(mine), deadline);
   std::vector<std::string> where(static_cast<size_t>(n));
   std::vector<sockaddr_in> addrs(static_cast<size_t>(n));
   for (int p = 0; p < n; ++p) {
-    wire::Reader r(all[static_cast<size_t>(p)], "UCX listener address of rank " + std::to_string(p));
-    check_same_wireup(r.header(), kListenMsg, p);
-    uint32_t from = r.u32(), world_size = r.u32();
-    std::string peer_ip = r.str(64);
-    uint16_t port = r.u16();
-    r.expect_end();
-    if (from != static_cast<uint32_t>(p) || world_size != static_cast<uint32_t>(n))
-      throw ProtocolError("UCX listener address under rank " + std::to_string(p) + "'s key claims rank " +
-                          std::to_string(from) + " of " + std::to_string(world_size));
+    const auto& published = all[static_cast<size_t>(p)];
+    check_same_wireup(conn::peek_type(published, "UCX connection data of rank " + std::to_string(p)), kListenMsg, p);
+    conn::UcxListen theirs = conn::decode_ucx_listen(published, p, n);
+    nonces_[static_cast<size_t>(p)] = theirs.nonce;
+    const std::string& peer_ip = theirs.ip;
+    const uint16_t port = theirs.port;
     where[static_cast<size_t>(p)] = "listener " + peer_ip + ":" + std::to_string(port);
     sockaddr_in& sa = addrs[static_cast<size_t>(p)];
     sa.sin_family = AF_INET;

@@ -9,16 +9,15 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "conn_data.h"
 #include "rdmacoll/error.h"
 #include "rdmacoll/log.h"
 #include "rdmacoll/settings.h"
-#include "wire.h"
 
 namespace rdmacoll::transport {
 namespace {
 
 enum MsgType : uint8_t { kEager = 1, kRts = 2, kFin = 3 };
-enum WireType : uint16_t { kConnectMsg = 0x10, kWindowMsg = 0x11 };
 constexpr size_t kRecvSlotsPerPeer = 64;
 constexpr uint64_t kRecvBit = uint64_t{1} << 63;
 using Hdr = VerbsTransport::Header;
@@ -207,10 +206,12 @@ void VerbsTransport::connect(bootstrap::World& world) {
   std::array<uint8_t, 16> gid{};
   for (const auto& g : port_.gids)
     if (g.index == sel_.gid_index) gid = g.raw;
-  wire::Writer w;
-  w.header(kConnectMsg).u32(static_cast<uint32_t>(sizeof(Header))).u16(port_.lid).u8(static_cast<uint8_t>(mtu));
-  w.u8(static_cast<uint8_t>(max_dest_rd_atomic_));
-  w.raw(gid.data(), 16).u32(static_cast<uint32_t>(n));
+  conn::VerbsConnect mine;
+  mine.header_size = static_cast<uint32_t>(sizeof(Header));
+  mine.lid = port_.lid;
+  mine.mtu = static_cast<uint8_t>(mtu);
+  mine.dest_rd_atomic = static_cast<uint8_t>(max_dest_rd_atomic_);
+  mine.gid = gid;
   for (int p = 0; p < n; ++p) {
     Peer& peer = peers_[static_cast<size_t>(p)];
     if (p != me) {
@@ -221,29 +222,23 @@ void VerbsTransport::connect(bootstrap::World& world) {
       qpn_to_peer_[peer.qp->qp_num] = p;
       for (size_t s = 0; s < recv_slots_per_peer_; ++s) post_recv_slot(p, s);
     }
-    w.u32(peer.qp ? peer.qp->qp_num : 0).u32(initial_psn(me, p));
+    mine.qpn.push_back(peer.qp ? peer.qp->qp_num : 0);
+    mine.psn.push_back(initial_psn(me, p));
   }
-  auto all = bootstrap::all_gather(*world.store, "verbs/connect", me, n, w.data(), bootstrap::default_deadline());
+  auto all =
+      bootstrap::all_gather(*world.store, "verbs/connect", me, n, conn::encode(mine), bootstrap::default_deadline());
   for (int p = 0; p < n; ++p) {
     if (p == me) continue;
-    wire::Reader r(all[static_cast<size_t>(p)], "verbs connection data from rank " + std::to_string(p));
-    if (r.header() != kConnectMsg) throw ProtocolError("rank " + std::to_string(p) + " sent no verbs connection data");
-    if (r.u32() != sizeof(Header))
-      throw ProtocolError("rank " + std::to_string(p) + " runs an incompatible rdmacoll build (message header size)");
+    conn::VerbsConnect theirs =
+        conn::decode_verbs_connect(all[static_cast<size_t>(p)], p, n, static_cast<uint32_t>(sizeof(Header)));
     verbs::RcEndpoint ep;
-    ep.lid = r.u16();
-    ep.mtu = r.u8();
+    ep.lid = theirs.lid;
+    ep.mtu = theirs.mtu;
+    ep.gid = theirs.gid;
+    ep.qpn = theirs.qpn[static_cast<size_t>(me)];
+    ep.psn = theirs.psn[static_cast<size_t>(me)];
     // Our QP may keep no more READs in flight than the peer's QP accepts as responder.
-    const int peer_dest_rd_atomic = r.u8();
-    if (peer_dest_rd_atomic < 1)
-      throw ProtocolError("rank " + std::to_string(p) + " accepts no RDMA READ on its queue pairs");
-    r.raw(ep.gid.data(), 16);
-    if (r.u32() != static_cast<uint32_t>(n)) throw ProtocolError("rank " + std::to_string(p) + " has another world size");
-    for (int q = 0; q < n; ++q) {
-      uint32_t qpn = r.u32(), psn = r.u32();
-      if (q == me) ep.qpn = qpn, ep.psn = psn;
-    }
-    r.expect_end();
+    const int peer_dest_rd_atomic = theirs.dest_rd_atomic;
     Peer& peer = peers_[static_cast<size_t>(p)];
     verbs::qp_to_rtr(peer.qp.get(), ep, sel_.port, sel_.gid_index, mtu, port_.link_layer == "Ethernet", p,
                      max_dest_rd_atomic_);
@@ -470,23 +465,23 @@ std::vector<uint8_t> VerbsTransport::pack_window(const Memory& window) {
   check_window(window);
   const auto* mem = dynamic_cast<const VerbsMemory*>(window.impl().get());
   if (mem == nullptr) throw std::invalid_argument("pack_window: the memory was not registered by this verbs transport");
-  wire::Writer w;
-  w.header(kWindowMsg).u64(reinterpret_cast<uintptr_t>(window.addr())).u64(window.length());
-  w.u32(window.access() & (kRemoteWrite | kRemoteRead)).u32(mem->mr->rkey);
-  return std::move(w.data());
+  conn::Window desc;
+  desc.addr = reinterpret_cast<uintptr_t>(window.addr());
+  desc.length = window.length();
+  desc.access = window.access() & (kRemoteWrite | kRemoteRead);
+  desc.rkey = mem->mr->rkey;
+  return conn::encode_verbs_window(desc);
 }
 
 RemoteWindow VerbsTransport::unpack_window(int peer, std::span<const uint8_t> packed) {
   check_peer(*this, peer, "unpack_window");
-  wire::Reader r(packed, "window description from rank " + std::to_string(peer));
-  if (r.header() != kWindowMsg) throw ProtocolError("not a verbs window description (rank " + std::to_string(peer) + ")");
+  conn::Window desc = conn::decode_verbs_window(packed, peer);
   auto win = std::make_shared<VerbsWindow>();
   win->rank = peer;
-  win->addr = r.u64();
-  win->length = r.u64();
-  win->access = r.u32();
-  win->rkey = r.u32();
-  r.expect_end();
+  win->addr = desc.addr;
+  win->length = desc.length;
+  win->access = desc.access;
+  win->rkey = desc.rkey;
   return RemoteWindow(win);
 }
 

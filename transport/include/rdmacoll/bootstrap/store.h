@@ -41,11 +41,17 @@ class Store {
   }
 };
 
+// The job token every message to and from a TcpStoreServer is authenticated with:
+// RDMACOLL_JOB_TOKEN, or "" (no authentication; see README's "Bootstrap security").
+std::string job_token();
+
 // Serves a store over TCP on a background thread (rank 0 runs it). Binds to exactly the
 // address it is given (port 0 picks a free port). Stops and joins in the destructor.
+// Only clients that prove they hold `token` are served; others are refused and logged, and
+// the server goes on serving the rest.
 class TcpStoreServer {
  public:
-  TcpStoreServer(const std::string& host, uint16_t port);
+  TcpStoreServer(const std::string& host, uint16_t port, const std::string& token = job_token());
   ~TcpStoreServer();
   TcpStoreServer(const TcpStoreServer&) = delete;
   TcpStoreServer& operator=(const TcpStoreServer&) = delete;
@@ -59,10 +65,10 @@ class TcpStoreServer {
 };
 
 // A client of TcpStoreServer. Retries the connection until `connect_deadline`, since the
-// server may start after its clients.
+// server may start after its clients. Throws ProtocolError when the server refuses `token`.
 class TcpStore : public Store {
  public:
-  TcpStore(const std::string& host, uint16_t port, Deadline connect_deadline);
+  TcpStore(const std::string& host, uint16_t port, Deadline connect_deadline, const std::string& token = job_token());
   ~TcpStore() override;
   void set(const std::string& key, std::span<const uint8_t> value) override;
   using Store::set;
@@ -102,5 +108,9 @@ std::vector<Bytes> all_gather(Store& store, const std::string& prefix, int rank,
                               std::span<const uint8_t> mine, Deadline deadline);
 // Returns when all ranks have reached the barrier `name`; the timeout names the missing ranks.
 void barrier(Store& store, const std::string& name, int rank, int world_size, Deadline deadline);
+// A barrier after which rank 0 returns last: only once every other rank has had its answer and
+// said it is done with the store for now. For rank 0, which serves a TCP store, before it may
+// stop: a plain barrier lets it leave while the last rank's own wait is still unanswered.
+void barrier_rank0_last(Store& store, const std::string& name, int rank, int world_size, Deadline deadline);
 
 }  // namespace rdmacoll::bootstrap
