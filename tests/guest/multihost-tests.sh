@@ -7,6 +7,8 @@ set -uo pipefail
 BUILD=$1 RESULTS=$2
 export RDMACOLL_RANK=$RXE_GUEST_INDEX RDMACOLL_WORLD_SIZE=$RXE_GUEST_COUNT
 export RDMACOLL_ADDR=${RXE_GUEST_ADDRS%% *}:29500 REQUIRE_RDMA_DEVICE=1
+# Both guests share this script, so a fixed token: the stores are still authenticated.
+export RDMACOLL_JOB_TOKEN=${RDMACOLL_JOB_TOKEN:-rdmacoll-multihost-tests}
 rc=0
 # The rdma-labelled binaries: device tests and the transport conformance suite.
 for bin in "$BUILD"/tests/rdma/*_tests "$BUILD"/tests/conformance/*_rdma; do
