@@ -149,9 +149,9 @@ TEST(COMM_SUITE, MultiRankFloatSumsAndDeterministicMode) {
   if (skip_without_device()) return;
   Backend b;
   with_comm(5, [](Communicator& c) {
-    const size_t count = 65537;
+    constexpr size_t count = 65537;
     const int n = c.size();
-    auto values = [count](int rank) {
+    auto values = [](int rank) {  // count is a constant: nothing to capture
       std::mt19937 gen(static_cast<unsigned>(1234 + rank));
       std::uniform_real_distribution<float> d(-1, 1);
       std::vector<float> v(count);
