@@ -206,7 +206,7 @@ else
       echo "$t failed (exit $rc; 66: a TSan report, 124: timed out); the end of $TSAN_BUILD/test-results/tsan-$t.log:"
       tail -n 60 "$TSAN_BUILD/test-results/tsan-$t.log"
     done
-    record "tsan: store, regcache, ucx, collectives ($(( $(date +%s) - t0 )) s)" "${tsan_results[@]}"
+    record "tsan: store, regcache, ucx, comm ($(( $(date +%s) - t0 )) s)" "${tsan_results[@]}"
   else
     fail_stage "tsan" "build failed"
   fi
