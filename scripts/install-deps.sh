@@ -19,6 +19,9 @@ command -v apt-get >/dev/null || die "apt-get not found: rdmacoll's installer su
 PACKAGES=(
   # toolchain
   build-essential g++ cmake pkg-config git
+  # sanitizer builds (scripts/test.sh): clang, and its ASan/UBSan/TSan runtimes, which clang
+  # only recommends (and recommends are not installed here)
+  clang libclang-rt-dev
   # RDMA and UCX
   libibverbs-dev librdmacm-dev rdma-core ibverbs-providers ibverbs-utils perftest
   libucx-dev ucx-utils

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <new>
 #include <numeric>
+#include <string>
 
 #include "rdmacoll/error.h"
 #include "rdmacoll/transport/ib_info.h"
@@ -23,6 +24,12 @@
 #include "support/pattern.h"
 
 namespace rdmacoll::transport {
+// Which memory events reach the registration caches (memhooks.cc; bit 0: free() and realloc()
+// are seen) and, when not all, why. Not in a header: only tests ask.
+namespace detail {
+unsigned memhooks_events();
+std::string memhooks_problem();
+}  // namespace detail
 namespace {
 
 using rdmacoll::testing::RankGroup;
@@ -504,6 +511,10 @@ TEST_P(Conformance, RegistrationCacheHitsAndInvalidation) {
   void* old = buf->data();
   a = Memory();
   b = Memory();
+  // A sanitizer's free() keeps the block in its quarantine: no munmap, and its free() is not
+  // the one memhooks.cc interposes, so nothing tells the cache.
+  if (!(detail::memhooks_events() & 1u))
+    GTEST_SKIP() << "free() is not seen in this process: " << detail::memhooks_problem();
   buf.reset();  // freed: the entry must go
   EXPECT_GT(t->cache_stats().invalidations, mid.invalidations);
   // Memory now at the same address (if the allocator reuses it) is registered afresh.

@@ -23,13 +23,14 @@ class NoneCodec final : public Codec {
   std::size_t wire_bytes(std::size_t n) const noexcept override { return 4 * n; }
 
  protected:
+  // memcpy's pointers must not be null even for 0 bytes, and an empty vector's data() may be.
   EncodeStats do_encode(const float* in, std::size_t n, std::byte* wire, std::uint64_t) const override {
-    std::memcpy(wire, in, 4 * n);
+    if (n > 0) std::memcpy(wire, in, 4 * n);
     return {0, count_nonfinite(in, n), 0};
   }
   void do_decode(const std::byte* wire, std::size_t n, float* out, Mode mode) const override {
     if (mode == Mode::assign) {
-      std::memcpy(out, wire, 4 * n);
+      if (n > 0) std::memcpy(out, wire, 4 * n);
       return;
     }
     for (std::size_t i = 0; i < n; ++i) {

@@ -304,9 +304,11 @@ void int8_quantize(const float* x, std::size_t m, float inv, float half, float a
   for (; i < m; ++i) {
     const float y = x[i] * inv;
     const float r = (y + kMagic) - kMagic;
-    const int qi = std::clamp(static_cast<int>(r), -127, 127);
     const float ax = std::bit_cast<float>(bits_of(x[i]) & kAbsMask);
-    q[i] = static_cast<std::int8_t>(ax >= half && ax <= absmax ? qi : 0);  // false for NaN, Inf
+    // Converted only when kept (false for NaN, Inf): a float to int conversion out of int's
+    // range is undefined, not the lane's INT_MIN that _mm256_cvttps_epi32 gives.
+    const bool keep = ax >= half && ax <= absmax;
+    q[i] = static_cast<std::int8_t>(keep ? std::clamp(static_cast<int>(r), -127, 127) : 0);
   }
 }
 

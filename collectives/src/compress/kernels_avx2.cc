@@ -16,10 +16,20 @@
 #include "compress/kernel_table.h"
 #include "rdmacoll/collectives/half.h"
 
+// GCC takes a target pragma; clang ignores it (with -Wunknown-pragmas) and takes the same
+// features as an attribute applied to every function until the pop.
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
+#endif
 #define RDMACOLL_CODEC_ISA avx2
 #define RDMACOLL_CODEC_AVX2 1
 #include "compress/kernels.h"
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 #endif

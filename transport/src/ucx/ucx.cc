@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
+#include <stdexcept>
+#include <vector>
 
 #include "rdmacoll/error.h"
 #include "rdmacoll/settings.h"
@@ -60,6 +62,18 @@ void apply_rc_defaults() {
   set("UCX_RC_VERBS_MAX_GET_ZCOPY", std::to_string(*settings::get_int("RDMACOLL_IB_CHUNK")));
 }
 
+// Destroys the worker, then what was handed to free_after_worker (UCX may run callbacks on
+// it during ucp_worker_destroy), then lets go of the context.
+struct WorkerDeleter {
+  ContextPtr ctx;
+  std::vector<std::shared_ptr<void>> after;
+  void operator()(ucp_worker_h w) {
+    ucp_worker_destroy(w);
+    after.clear();
+    ctx.reset();
+  }
+};
+
 }  // namespace
 
 ContextPtr create_context(uint64_t features) {
@@ -88,7 +102,13 @@ WorkerPtr create_worker(const ContextPtr& ctx, std::optional<uint64_t> client_id
   }
   ucp_worker_h w = nullptr;
   check(ucp_worker_create(ctx.get(), &params, &w), "ucp_worker_create");
-  return WorkerPtr(w, [ctx](ucp_worker_h p) { ucp_worker_destroy(p); });
+  return WorkerPtr(w, WorkerDeleter{ctx, {}});
+}
+
+void free_after_worker(const WorkerPtr& worker, std::shared_ptr<void> keep) {
+  auto* d = std::get_deleter<WorkerDeleter>(worker);
+  if (d == nullptr) throw std::logic_error("free_after_worker: not a worker from create_worker");
+  d->after.push_back(std::move(keep));
 }
 
 std::vector<uint8_t> worker_address(const WorkerPtr& worker) {

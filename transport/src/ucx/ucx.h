@@ -32,6 +32,9 @@ ContextPtr create_context(uint64_t features);
 WorkerPtr create_worker(const ContextPtr& ctx, std::optional<uint64_t> client_id = std::nullopt);
 // The worker's address, for peers to connect to.
 std::vector<uint8_t> worker_address(const WorkerPtr& worker);
+// Keeps `keep` alive until the worker is destroyed (by its last owner), then frees it: for
+// records that UCX callbacks may still touch while ucp_worker_destroy runs.
+void free_after_worker(const WorkerPtr& worker, std::shared_ptr<void> keep);
 
 // An endpoint. Closing flushes it (bounded by a deadline; see close_all), or forces it once
 // its peer failed.

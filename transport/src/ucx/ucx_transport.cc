@@ -81,7 +81,8 @@ struct UcxTransport::Op {
   uint8_t small[kNotificationBytes] = {};  // notification payload (send or receive)
   std::vector<uint8_t> payload;            // hello
   // Still in flight when the transport went away: UCX may yet call back while it destroys the
-  // worker, so the record is leaked on purpose and its callbacks only free the UCX request.
+  // worker (which a RemoteWindow may keep alive past the transport), so the record is handed
+  // to the worker (ucx::free_after_worker) and its callbacks only free the UCX request.
   bool detached = false;
   // Completed by this side's progress rather than announced by an arrival.
   bool completes_locally() const { return kind == Send || kind == Write || kind == Read || kind == HelloSend; }
@@ -175,8 +176,9 @@ void UcxTransport::shutdown() noexcept {
         owned->detached = true;
         if (owned->state->pending())
           owned->state->fail(TransportError(owned->state->what() + ": the transport was destroyed with it in flight"));
-        (void)owned.release();  // see Op::detached
       }
+      // See Op::detached. (They were leaked until LeakSanitizer counted them.)
+      ucx::free_after_worker(worker_, std::make_shared<std::vector<std::unique_ptr<Op>>>(std::move(ops_)));
       ops_.clear();
     }
   } catch (const std::exception& e) {
