@@ -30,6 +30,7 @@
 #include "rdmacoll/settings.h"
 #include "rdmacoll/training/fashion_mnist.h"
 #include "rdmacoll/training/mlp.h"
+#include "rdmacoll/training/post_training.h"
 #include "rdmacoll/training/sgd.h"
 #include "rdmacoll/training/shard.h"
 #include "rdmacoll/training/trainer.h"
@@ -81,6 +82,26 @@ size_t correct_on_share(const tr::Mlp& model, const tr::Dataset& test, int rank,
   size_t correct = 0;
   for (size_t i = 0; i < tested; ++i) correct += pred[i] == test.labels[lo + i] ? 1 : 0;
   return correct;
+}
+
+// --prune, --quantize-weights: the trained model as it is, and each shrunk copy, evaluated on
+// the whole test set (rank 0 alone: the replicas are equal).
+std::vector<train::ModelVariant> shrink(const Options& o, const tr::Mlp& model, const tr::Dataset& test) {
+  std::vector<train::ModelVariant> out;
+  if (!o.prune && !o.quantize_int8) return out;
+  out.push_back({"fp32", "dense", model.accuracy(test), tr::dense_size_bytes(model), 0});
+  if (o.prune) {
+    tr::Mlp pruned = model;
+    const tr::PruneReport r = tr::prune_magnitude(pruned, *o.prune, tr::PruneScope::global);
+    const bool bitmap = r.bitmap_bytes <= r.csr_bytes;
+    out.push_back({"pruned", bitmap ? "bitmap" : "csr", pruned.accuracy(test), bitmap ? r.bitmap_bytes : r.csr_bytes,
+                   r.sparsity});
+  }
+  if (o.quantize_int8) {
+    const tr::QuantizedMlp q = tr::quantize_int8(model, tr::QuantScale::per_row);
+    out.push_back({"int8", "int8 per-row", q.dequantize().accuracy(test), q.size_bytes(), 0});
+  }
+  return out;
 }
 
 int run(const Options& o, const std::vector<std::string>& args) {
@@ -142,7 +163,8 @@ int run(const Options& o, const std::vector<std::string>& args) {
               << (info.link.empty() ? "" : ", link " + info.link) << "\n# model 784-256-128-10 (" << info.parameters
               << " parameters), " << info.train_examples << " training / " << info.test_examples
               << " test images, inputs standardised with mean " << fixed(info.input.mean, 4) << " std "
-              << fixed(info.input.std, 4) << "\n# compress " << o.compress.name() << (o.overlap ? ", overlap" : "")
+              << fixed(info.input.std, 4) << "\n# compress " << o.compress.name()
+              << (o.compress.error_feedback ? "" : " without error feedback") << (o.overlap ? ", overlap" : "")
               << ", batch " << o.batch << " (global), " << steps << " steps/epoch, lr " << o.lr << " "
               << train::schedule_name(o.schedule) << ", momentum " << o.momentum << ", weight decay "
               << o.weight_decay << ", warm-up " << o.warmup_steps << ", clip " << o.clip << ", seed " << o.seed
@@ -272,7 +294,9 @@ int run(const Options& o, const std::vector<std::string>& args) {
   if (printer) {
     std::cout << "# final test accuracy " << fixed(rows.back().test_accuracy, 4) << " after " << o.epochs
               << " epoch(s), " << fixed(total_s, 1) << " s\n";
-    if (!o.json.empty()) train::write_file(o.json, train::json_document(o, info, rows, total_s, true));
+    const std::vector<train::ModelVariant> variants = shrink(o, model, test_set);
+    train::print_variants(std::cout, variants);
+    if (!o.json.empty()) train::write_file(o.json, train::json_document(o, info, rows, total_s, true, variants));
   }
   comm.reset();
   bs::finalize(world, bs::deadline_in(timeout));
