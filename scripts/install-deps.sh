@@ -28,8 +28,8 @@ PACKAGES=(
   libgloo-dev
   # math, tests, compression
   libeigen3-dev googletest libgtest-dev libgmock-dev zlib1g-dev
-  # test and benchmark scripts (JSON checks, output parsing)
-  python3
+  # test and benchmark scripts (JSON checks, output parsing; the trainer's plots)
+  python3 gnuplot-nox
   # soft-RoCE guest (kernel is unpacked separately, see below)
   qemu-system-x86 busybox-static kmod iproute2 cpio xz-utils gzip util-linux procps
   # training data
