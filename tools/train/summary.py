@@ -44,7 +44,9 @@ def load(path):
             doc = json.load(f)
     except (OSError, ValueError) as e:
         raise SummaryError(f"{path}: {e}")
-    if not isinstance(doc, dict) or doc.get("tool") != "rdmacoll-train":
+    # pytorch-ddp: bench/peers/ddp_train.py's logs, in the same layout (comm_s is null: DDP
+    # overlaps it; wire_bytes is null where they were not counted).
+    if not isinstance(doc, dict) or doc.get("tool") not in ("rdmacoll-train", "pytorch-ddp"):
         raise SummaryError(f"{path}: not an rdmacoll-train --json log (no \"tool\": \"rdmacoll-train\")")
     epochs = doc.get("epochs")
     if not isinstance(epochs, list) or not epochs:
@@ -70,9 +72,10 @@ class Run:
         self.epochs = len(ep)
         self.acc = [e["test_accuracy"] for e in ep]
         self.final = self.acc[-1]
-        self.epoch_s = [e["compute_s"] + e["comm_s"] for e in ep]
-        self.comm_s = [e["comm_s"] for e in ep]
-        self.wire = [e["wire_bytes"] for e in ep]
+        self.epoch_s = [e["compute_s"] + (e["comm_s"] or 0) for e in ep]
+        self.comm_s = None if any(e["comm_s"] is None for e in ep) else [e["comm_s"] for e in ep]
+        self.counted = all(e["wire_bytes"] is not None for e in ep)
+        self.wire = [e["wire_bytes"] or 0 for e in ep]
         self.plain = [e["plain_bytes"] for e in ep]
         self.cum_s = list(accumulate(self.epoch_s))
         self.cum_wire = list(accumulate(self.wire))
@@ -107,7 +110,9 @@ def table(runs, target):
     lines.append(head)
     for r in runs:
         delta = None if base is None else 100.0 * (r.final - base.final)
-        if base is not None and r.wire_per_epoch() > 0:
+        if not r.counted:
+            ratio = "-"
+        elif base is not None and r.wire_per_epoch() > 0:
             ratio = fmt(base.wire_per_epoch() / r.wire_per_epoch(), ".1f") + "x"
         elif r.wire_per_epoch() > 0:  # no fp32 run given: what a plain ring would send (computed)
             ratio = fmt(sum(r.plain) / sum(r.wire), ".1f") + "x*"
@@ -123,8 +128,9 @@ def table(runs, target):
         label = r.label + ("" if r.completed else " (incomplete)")
         lines.append(f"{label:<16} {r.link:>8} {r.epochs:>3} {r.final:>8.4f} "
                      f"{fmt(delta, '+.2f') + ' pt' if delta is not None else '-':>9} "
-                     f"{r.wire_per_epoch() / 1e6:>10.2f} {ratio:>8} {sum(r.epoch_s) / r.epochs:>8.2f} "
-                     f"{sum(r.comm_s) / r.epochs:>7.2f} {to_target:>12} {speedup:>8}")
+                     f"{fmt(r.wire_per_epoch() / 1e6 if r.counted else None, '.2f'):>10} {ratio:>8} "
+                     f"{sum(r.epoch_s) / r.epochs:>8.2f} "
+                     f"{fmt(sum(r.comm_s) / r.epochs if r.comm_s else None, '.2f'):>7} {to_target:>12} {speedup:>8}")
     notes = [
         "# test_acc: after the last epoch; vs fp32: percentage points against the --compress none run",
         "# wire MB/ep: bytes sent per rank and epoch (transport counters, 10^6 B); fewer B: fp32's wire bytes / "
@@ -169,7 +175,7 @@ def plot(runs, target, outdir, title):
             f.write(f"# {r.path}\n# epoch  wire_bytes_cumulative  train_seconds_cumulative  test_accuracy\n")
             for e in range(r.epochs):
                 f.write(f"{e + 1} {r.cum_wire[e]:.0f} {r.cum_s[e]:.3f} {r.acc[e]:.4f}\n")
-        curves.append((name, f"{r.label} ({r.final:.4f})"))
+        curves.append((name, f"{r.label} ({r.final:.4f})", r.counted))
     links = sorted({r.link for r in runs})
     ranks = sorted({r.ranks for r in runs})
     if title is None:
@@ -189,10 +195,11 @@ def plot(runs, target, outdir, title):
         f"set arrow from graph 0, first {target} to graph 1, first {target} nohead dt 2 lc rgb '#888888'",
         f"set label 'target {target:g}' at graph 0.99, first {target} right offset 0,-0.8 tc rgb '#666666'",
     ] + [f"set linetype {i + 1} lc rgb '{c}'" for i, c in enumerate(PALETTE)]
-    def plots(col):
+    def plots(col):  # the same colour and point for a run in both plots; bytes only where counted
         return "plot " + ", \\\n     ".join(
-            f"{gp_quote(name)} using {col}:4 title {gp_quote(label)} lt {i % len(PALETTE) + 1} lw 2 pt {(5, 7, 9, 11, 13, 15)[i % 6]} ps 1.2"
-            for i, (name, label) in enumerate(curves))
+            f"{gp_quote(name)} using {col}:4 title {gp_quote(label)} lt {i % len(PALETTE) + 1} lw 2 "
+            f"pt {(5, 7, 9, 11, 13, 15)[i % 6]} ps 1.2"
+            for i, (name, label, counted) in enumerate(curves) if counted or col != 2)
     script = "\n".join(common + [
         "set output 'accuracy_vs_bytes.png'",
         f"set title {gp_quote(title + ': test accuracy vs bytes sent per rank')}",
