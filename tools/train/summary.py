@@ -168,6 +168,12 @@ def plot(runs, target, outdir, title):
     if gnuplot is None:
         raise SummaryError("gnuplot not found: install Debian's gnuplot-nox (scripts/install-deps.sh does)")
     os.makedirs(outdir, exist_ok=True)
+    # The range that tells the codecs apart: from a little under the lowest final accuracy within
+    # 0.1 of the best (or the target) to the top. A run that ended below it (one that diverged)
+    # would squash the others into a line; it keeps its legend entry, marked off the scale.
+    best = max(r.final for r in runs)
+    lo = min(r.final for r in runs if r.final >= best - 0.1)
+    ymin = max(0.0, math.floor((min(lo, target) - 0.05) * 20) / 20)
     curves = []
     for i, r in enumerate(runs):
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{i:02d}-{r.label}-{r.link}") + ".dat"
@@ -175,25 +181,22 @@ def plot(runs, target, outdir, title):
             f.write(f"# {r.path}\n# epoch  wire_bytes_cumulative  train_seconds_cumulative  test_accuracy\n")
             for e in range(r.epochs):
                 f.write(f"{e + 1} {r.cum_wire[e]:.0f} {r.cum_s[e]:.3f} {r.acc[e]:.4f}\n")
-        curves.append((name, f"{r.label} ({r.final:.4f})", r.counted))
+        off = ", off the scale" if r.final < ymin else ""
+        curves.append((name, f"{r.label} ({r.final:.4f}{off})", r.counted))
     links = sorted({r.link for r in runs})
     ranks = sorted({r.ranks for r in runs})
     if title is None:
         title = (f"Fashion-MNIST MLP, {'/'.join(map(str, ranks))} ranks"
                  + ("" if links == ["-"] else ", link " + ", ".join(links)))
-    # Accuracy below the range shows nothing useful: start a bit under the worst final one, but
-    # keep the first epochs of the good runs in view.
-    lo = min(r.final for r in runs)
-    ymin = max(0.0, math.floor((min(lo, target) - 0.03) * 20) / 20)
     common = [
-        "set terminal pngcairo size 1100,700 enhanced font 'DejaVu Sans,12' linewidth 2",
+        "set terminal pngcairo size 1200,720 enhanced font 'DejaVu Sans,12' linewidth 2",
         "set grid lc rgb '#dddddd'",
-        "set key outside right center box opaque title 'codec (final acc)'",
+        "set key outside right center box opaque font ',10' title 'codec (final acc)'",
         f"set yrange [{ymin}:*]",
         "set ylabel 'test accuracy'",
         "set style data linespoints",
         f"set arrow from graph 0, first {target} to graph 1, first {target} nohead dt 2 lc rgb '#888888'",
-        f"set label 'target {target:g}' at graph 0.99, first {target} right offset 0,-0.8 tc rgb '#666666'",
+        f"set label 'target {target:g}' at graph 0.01, first {target} left offset 0,0.7 tc rgb '#666666'",
     ] + [f"set linetype {i + 1} lc rgb '{c}'" for i, c in enumerate(PALETTE)]
     def plots(col):  # the same colour and point for a run in both plots; bytes only where counted
         return "plot " + ", \\\n     ".join(
