@@ -8,19 +8,21 @@
 # to 50% and with int8 weights. Writes the command, the machine's load, the summary tables
 # (rdmacoll-train-summary), the JSON logs, the trainers' output and the plots under OUT.
 # usage: bench/train_compare.sh [--build-dir DIR] [--epochs N] [--link-epochs N] [--link RATE]
-#                               [--no-link] [--codecs LIST] [--limit-train N] [--out DIR]
+#                               [--no-link] [--codecs LIST] [--limit-train N] [--torch] [--out DIR]
 #   --epochs N        epochs of every run (default 15, issue 7's recipe)
 #   --link-epochs N   epochs of the runs behind the link (default: --epochs)
 #   --link RATE       the slow link (default 100mbit); --no-link: only the unthrottled runs
 #   --codecs LIST     comma-separated, e.g. none,int8,sign,sign-noef (default: all of the above;
 #                     sign-noef is sign without error feedback)
 #   --limit-train N   train on the first N images only (a quick try of the script)
+#   --torch           also PyTorch 1.13 DDP over gloo (bench/peers/ddp_train.py: the same MLP, data,
+#                     batch, optimizer and ranks) plain, with its fp16 hook and PowerSGD ranks 4 and 1;
+#                     installs Debian's python3-torch if missing (large: about 200 packages)
 #   --out DIR         default bench/results/train_compare (its summary: DIR.txt beside it)
-# Not done here: the PyTorch DDP comparison issue 7 asks for (see README, Benchmarks).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$ROOT/build EPOCHS=15 LINK_EPOCHS="" RATE=100mbit OUT=$ROOT/bench/results/train_compare
-LIMIT=()
+LIMIT=() TORCH=0
 CODECS=none,fp16,bf16,int8,qsgd:4,sign,sign-noef,topk:0.01,powersgd:4,powersgd:1
 CMDLINE="bench/train_compare.sh $*"
 die() { echo "train_compare.sh: $*" >&2; exit 2; }
@@ -33,8 +35,9 @@ while [ $# -gt 0 ]; do
     --no-link) RATE=""; shift ;;
     --codecs) CODECS=$2; shift 2 ;;
     --limit-train) LIMIT=(--limit-train "$2"); shift 2 ;;
+    --torch) TORCH=1; shift ;;
     --out) OUT=$(realpath -m "$2"); shift 2 ;;
-    -h|--help) sed -n '2,19s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21s/^# \{0,1\}//p' "$0"; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -44,6 +47,12 @@ RUN=$BUILD/tools/rdmacoll-run TRAIN=$BUILD/tools/rdmacoll-train SUMMARY=$BUILD/t
 for f in "$RUN" "$TRAIN" "$SUMMARY"; do [ -x "$f" ] || die "$f is missing: build first (cmake --build $BUILD)"; done
 [ -z "$RATE" ] || [ "$(id -u)" = 0 ] || die "--link $RATE needs root (network namespaces); or --no-link"
 IFS=, read -r -a codecs <<<"$CODECS"
+if [ $TORCH = 1 ] && ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+  [ "$(id -u)" = 0 ] || die "--torch: python3-torch is not installed, and installing it needs root"
+  echo "train_compare.sh: installing python3-torch for --torch" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-torch >&2 ||
+    die "--torch: apt-get install python3-torch failed"
+fi
 unset UCX_TLS UCX_NET_DEVICES RDMACOLL_TRANSPORT
 TXT=$OUT.txt
 rm -rf "$OUT"
@@ -77,6 +86,19 @@ setting() {
       echo "## --compress $codec failed ($label):"; tail -5 "$dir/$name.out"; status=1
     fi
   done
+  if [ $TORCH = 1 ]; then
+    for hook in none fp16 powersgd:4 powersgd:1; do
+      local name=ddp_${hook//:/_} t0=$SECONDS
+      local args=(--hook "$hook" --epochs "$epochs" "${LIMIT[@]}" --json "$dir/$name.json")
+      echo "#   rdmacoll-run -n 4 ${*:+$* }-- python3 bench/peers/ddp_train.py ${args[*]/#$dir\//}" >>"$dir/commands.txt"
+      if "$RUN" -n 4 "$@" --no-prefix -- /usr/bin/python3 "$ROOT/bench/peers/ddp_train.py" "${args[@]}" >"$dir/$name.out" 2>&1; then
+        logs+=("$dir/$name.json")
+        echo "  $label DDP $hook: $((SECONDS - t0)) s, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+      else
+        echo "## DDP --hook $hook failed ($label):"; tail -5 "$dir/$name.out"; status=1
+      fi
+    done
+  fi
   echo
   echo "## $label, 4 ranks, $epochs epochs"
   cat "$dir/commands.txt"
