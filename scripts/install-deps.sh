@@ -35,8 +35,8 @@ PACKAGES=(
   libssl-dev
   # fuzzing the network parsers (libFuzzer and the sanitizers come with clang)
   clang libclang-rt-dev
-  # test and benchmark scripts (JSON checks, output parsing)
-  python3
+  # test and benchmark scripts (JSON checks, output parsing; the trainer's plots)
+  python3 gnuplot-nox
   # soft-RoCE guest (kernel is unpacked separately, see below)
   qemu-system-x86 busybox-static kmod iproute2 cpio xz-utils gzip util-linux procps
   # training data

@@ -50,6 +50,20 @@ def main():
             ratio = need(r, "compression_ratio", (int, float), where)
             if ratio_range and not ratio_range[0] <= ratio <= ratio_range[1]:
                 fail(f"{where}.compression_ratio {ratio} is outside [{ratio_range[0]}, {ratio_range[1]}]")
+    need(run, "error_feedback", bool, "run")
+    variants = doc.get("post_training", "missing")
+    if variants == "missing":
+        fail("no post_training (null or a list)")
+    for i, v in enumerate(variants or []):
+        where = f"post_training[{i}]"
+        for key in ("model", "format"):
+            need(v, key, str, where)
+        for key in ("sparsity", "test_accuracy"):
+            x = need(v, key, (int, float), where)
+            if not 0 <= x <= 1:
+                fail(f"{where}.{key} is {x}")
+        if need(v, "size_bytes", int, where) <= 0:
+            fail(f"{where}.size_bytes is {v['size_bytes']}")
     acc = need(doc, "final_test_accuracy", (int, float), "document")
     if acc < float(min_acc):
         fail(f"final test accuracy {acc} is below {min_acc}")

@@ -4,11 +4,14 @@
 # check_train_json.py, the replica check catching a perturbed rank, and bad usage.
 # usage: train_test.sh CASE BUILD_DIR
 #   CASE: int8 | none | overlap | powersgd | sparse | mpirun | diverged (and mismatched flags) | usage
+#         | summary (rdmacoll-train-summary's table, --prune, --quantize-weights, --no-error-feedback)
+#         | plots (its PNGs, made by gnuplot)
 set -u
 case_=$1
 build=$2
 here=$(cd "$(dirname "$0")" && pwd)
 train=$build/tools/rdmacoll-train
+summary=$build/tools/rdmacoll-train-summary
 run=$build/tools/rdmacoll-run
 on_rdma=
 . "$here/tool_test_lib.sh"
@@ -30,7 +33,7 @@ train2() {
 
 check() {  # check NAME COMPRESS MIN_ACC [MIN_RATIO MAX_RATIO]
   local name=$1; shift
-  python3 "$here/check_train_json.py" "$tmp/$name.json" 2 1 "$@" >"$tmp/$name.check" || fail "$(cat "$tmp/$name.check")"
+  python3 "$here/check_train_json.py" "$tmp/$name.json" 2 "${epochs:-1}" "$@" >"$tmp/$name.check" || fail "$(cat "$tmp/$name.check")"
 }
 
 case $case_ in
@@ -97,12 +100,58 @@ case $case_ in
     expect_rc 1 "ranks with different --seed"
     expect_in err "rank 1 was started with .*--seed 4' but rank 0 with .*--seed 3'"
     ;;
+  summary)
+    need_data
+    epochs=2 short="--epochs 2 --limit-train 1200 --limit-test 500"
+    train2 none --compress none --prune 0.5 --quantize-weights int8; expect_rc 0 "--compress none --prune 0.5"
+    check none none 0.3
+    train2 noef --compress sign --no-error-feedback; expect_rc 0 "--compress sign --no-error-feedback"
+    check noef sign:256 0.1
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(d["run"]["error_feedback"] is not False)' \
+      "$tmp/noef.json" || fail "noef.json: run.error_feedback is not false"
+    expect_in none.out "^\[rank 0\] #  model    format *sparsity  test_acc    size(B)  smaller"
+    expect_in none.out "^\[rank 0\] #  pruned   bitmap  *0\.50  *0\.[0-9]*  *[0-9]*  *1\.[0-9]*x"
+    expect_in none.out "^\[rank 0\] #  int8     int8 per-row  *0\.00  *0\.[0-9]*  *[0-9]*  *3\.[0-9]*x"
+    "$summary" --target 0.5 "$tmp/none.json" "$tmp/noef.json" >"$tmp/sum.out" 2>"$tmp/sum.err"; rc=$?
+    expect_rc 0 "rdmacoll-train-summary"
+    expect_in sum.out "^codec  *link  *ep test_acc  *vs fp32 wire MB/ep  *fewer B  *epoch s  *comm s  *to 0.5 (s) speed-up"
+    expect_in sum.out "^none  *-  *2  *0\.[0-9]*  *+0\.00 pt  *[0-9.]*  *1\.0x "
+    expect_in sum.out "^sign:256 no-EF  *-  *2  *0\.[0-9]* *[-+][0-9.]* pt  *[0-9.]*  *[0-9.]*x "
+    expect_in sum.out "^none  *pruned  *bitmap  *0\.50 "
+    # The fp32 row's accuracy is the JSON's final accuracy, and its post-training fp32 the same model's.
+    acc=$(python3 -c 'import json,sys; print("%.4f" % json.load(open(sys.argv[1]))["final_test_accuracy"])' "$tmp/none.json")
+    expect_in sum.out "^none  *-  *2  *$acc "
+    expect_in sum.out "^none  *fp32  *dense  *0\.00  *$acc "
+    "$summary" "$tmp/nowhere.json" >"$tmp/out" 2>"$tmp/err"; rc=$?
+    expect_rc 1 "a missing log"
+    expect_in err "rdmacoll-train-summary: .*nowhere.json"
+    "$summary" >"$tmp/out" 2>"$tmp/err"; rc=$?
+    expect_rc 2 "no logs"
+    ;;
+  plots)
+    need_data
+    command -v gnuplot >/dev/null || { echo "SKIP: gnuplot not found (apt-get install gnuplot-nox)"; exit 77; }
+    short="--epochs 2 --limit-train 1200 --limit-test 500"
+    train2 none --compress none; expect_rc 0 "--compress none"
+    train2 int8 --compress int8; expect_rc 0 "--compress int8"
+    "$summary" --plots "$tmp/plots" "$tmp/none.json" "$tmp/int8.json" >"$tmp/sum.out" 2>"$tmp/sum.err"; rc=$?
+    expect_rc 0 "rdmacoll-train-summary --plots"
+    for png in accuracy_vs_bytes accuracy_vs_time; do
+      f=$tmp/plots/$png.png
+      [ -s "$f" ] || fail "$png.png is missing or empty"
+      [ "$(head -c 8 "$f" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || fail "$png.png is not a PNG"
+      [ "$(stat -c %s "$f")" -gt 10000 ] || fail "$png.png has only $(stat -c %s "$f") bytes"
+      expect_in sum.out "^# plot: $f\$"
+    done
+    grep -q "title \"none (0\.[0-9]*)\"" "$tmp/plots/plots.gp" || fail "plots.gp has no curve titled none"
+    ;;
   usage)
     "$train" --help >"$tmp/out" 2>"$tmp/err"; rc=$?
     expect_rc 0 "--help"
     expect_in out "^usage: rdmacoll-run -n N rdmacoll-train"
     for bad in "--bogus" "--epochs" "--epochs 0" "--batch x" "--lr -1" "--momentum 2" "--schedule linear" \
-               "--compress int9" "--compress powersgd:0" "--limit-train 0" "--timeout 0" "--csv f --json f" "extra"; do
+               "--compress int9" "--compress powersgd:0" "--limit-train 0" "--timeout 0" "--csv f --json f" "extra" \
+               "--prune 1" "--quantize-weights fp16" "--no-error-feedback"; do
       # shellcheck disable=SC2086
       "$train" $bad >"$tmp/out" 2>"$tmp/err"; rc=$?
       expect_rc 2 "$bad"

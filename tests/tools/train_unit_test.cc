@@ -77,12 +77,25 @@ TEST(TrainOptions, CompressModes) {
     EXPECT_EQ(parse({"--compress", c}).compress.kind, ExchangeMode::Kind::codec) << c;
 }
 
+TEST(TrainOptions, ErrorFeedbackPruneQuantize) {
+  const auto o = parse({"--no-error-feedback", "--compress", "sign", "--prune", "0.5", "--quantize-weights", "int8"});
+  EXPECT_FALSE(o.compress.error_feedback);  // the flag may come before --compress
+  EXPECT_EQ(o.prune, 0.5);
+  EXPECT_TRUE(o.quantize_int8);
+  const auto d = parse({});
+  EXPECT_TRUE(d.compress.error_feedback);
+  EXPECT_FALSE(d.prune);
+  EXPECT_FALSE(d.quantize_int8);
+}
+
 TEST(TrainOptions, BadFlagsThrowUsageErrors) {
   const std::vector<std::vector<std::string>> bad = {
       {"--bogus"}, {"--epochs"}, {"--epochs", "0"}, {"--batch", "x"}, {"--batch", "0"}, {"--lr", "-1"},
       {"--lr", "nan"}, {"--momentum", "1.5"}, {"--schedule", "linear"}, {"--compress", "int9"},
       {"--compress", "powersgd:0"}, {"--limit-train", "0"}, {"--timeout", "0"}, {"--csv", "f", "--json", "f"},
-      {"positional"}, {"--overlap=1"}};
+      {"positional"}, {"--overlap=1"}, {"--prune", "0"}, {"--prune", "1"}, {"--prune", "x"},
+      {"--quantize-weights", "int4"}, {"--no-error-feedback"}, {"--compress", "powersgd:2", "--no-error-feedback"},
+      {"--compress", "auto", "--no-error-feedback"}};
   for (const auto& args : bad) {
     std::string joined;
     for (const auto& a : args) joined += a + " ";
@@ -133,6 +146,14 @@ TEST(TrainReport, JsonHasNullsForWhatIsNotANumber) {
   EXPECT_NE(doc.find("\"transport\": \"ucx \\\"shm\\\"\""), std::string::npos) << doc;
   EXPECT_NE(doc.find("\"lr\": 0.1,"), std::string::npos) << doc;  // the flag as given
   EXPECT_NE(doc.find("\"completed\": true"), std::string::npos) << doc;
+  EXPECT_NE(doc.find("\"post_training\": null"), std::string::npos) << doc;
+  EXPECT_NE(doc.find("\"error_feedback\": true"), std::string::npos) << doc;
+  const std::string shrunk = rdmacoll::train::json_document(
+      o, info, {row}, 1.5, true, {{"fp32", "dense", 0.89, 941096, 0}, {"pruned", "bitmap", 0.885, 500000, 0.5}});
+  EXPECT_NE(shrunk.find("{\"model\": \"pruned\", \"format\": \"bitmap\", \"sparsity\": 0.5, "
+                        "\"test_accuracy\": 0.885, \"size_bytes\": 500000}"),
+            std::string::npos)
+      << shrunk;
   const std::string empty = rdmacoll::train::json_document(o, info, {}, 0, false);
   EXPECT_NE(empty.find("\"epochs\": [],"), std::string::npos) << empty;
   EXPECT_NE(empty.find("\"final_test_accuracy\": null"), std::string::npos) << empty;

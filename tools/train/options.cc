@@ -39,6 +39,12 @@ std::string usage() {
          "      --compress C         none|fp16|bf16|int8|qsgd:S|sign|topk:F|powersgd:R|auto, any codec name\n"
          "                           (default none); error feedback per bucket; auto: int8 where measured faster\n"
          "      --overlap            start a layer's allreduce as soon as its gradients are ready\n"
+         "      --no-error-feedback  biased codecs (fp16, bf16, int8, sign, topk): drop each step's encoding error\n"
+         "                           instead of adding it to the next step's gradient\n"
+         "      --prune S            after training, also evaluate the model with the fraction S of its weights\n"
+         "                           (smallest magnitude over all layers) set to zero, and report its size\n"
+         "      --quantize-weights int8  after training, also evaluate the model with int8 weights (per-row\n"
+         "                           scales), and report its size\n"
          "      --limit-train N      use the first N training images (default: all 60000)\n"
          "      --limit-test N       evaluate on the first N test images (default: all 10000)\n"
          "      --csv FILE           per-epoch log as CSV (rank 0)\n"
@@ -55,7 +61,8 @@ constexpr perf::Flag kFlags[] = {
     {0, "weight-decay", true}, {0, "schedule", true},   {0, "warmup-steps", true}, {0, "clip", true},
     {0, "seed", true},        {0, "data", true},        {0, "compress", true},    {0, "overlap", false},
     {0, "limit-train", true}, {0, "limit-test", true},  {0, "csv", true},         {0, "json", true},
-    {0, "timeout", true},     {0, "debug-perturb-rank", true}, {'h', "help", false},
+    {0, "timeout", true},     {0, "debug-perturb-rank", true}, {0, "no-error-feedback", false},
+    {0, "prune", true},       {0, "quantize-weights", true},   {'h', "help", false},
 };
 
 double parse_real(const std::string& flag, const std::string& value, double lo, double hi) {
@@ -73,6 +80,7 @@ double parse_real(const std::string& flag, const std::string& value, double lo, 
 Options parse(const std::vector<std::string>& args) {
   Options o;
   constexpr std::int64_t kMaxCount = std::int64_t{1} << 32;
+  bool error_feedback = true;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::optional<perf::FlagValue> fv = perf::read_flag(kFlags, args, i);
     if (!fv) throw UsageError("unexpected argument '" + args[i] + "' (rdmacoll-train takes no positional arguments)");
@@ -102,6 +110,14 @@ Options parse(const std::vector<std::string>& args) {
         throw UsageError(std::string("--compress: ") + e.what());
       }
     } else if (n == "overlap") o.overlap = true;
+    else if (n == "no-error-feedback") error_feedback = false;
+    else if (n == "prune") {
+      o.prune = parse_real(flag, value, 0, 1);
+      if (*o.prune <= 0 || *o.prune >= 1) throw UsageError("--prune " + value + " is not a fraction in (0, 1)");
+    } else if (n == "quantize-weights") {
+      if (value != "int8") throw UsageError("--quantize-weights '" + value + "' is not int8 (the only format)");
+      o.quantize_int8 = true;
+    }
     else if (n == "limit-train") o.limit_train = static_cast<std::size_t>(perf::parse_count(flag, value, 1, kMaxCount));
     else if (n == "limit-test") o.limit_test = static_cast<std::size_t>(perf::parse_count(flag, value, 1, kMaxCount));
     else if (n == "csv") o.csv = value;
@@ -111,6 +127,13 @@ Options parse(const std::vector<std::string>& args) {
     else if (n == "help") o.help = true;
   }
   if (!o.csv.empty() && o.csv == o.json) throw UsageError("--csv and --json name the same file");
+  // Applied after the loop: --compress may come before or after it.
+  if (!error_feedback) {
+    if (o.compress.kind != training::ExchangeMode::Kind::codec || o.compress.only_if_faster)
+      throw UsageError("--no-error-feedback needs a codec (--compress fp16, int8, sign, topk:F, ...), not '" +
+                       o.compress.name() + "'");
+    o.compress.error_feedback = false;
+  }
   return o;
 }
 

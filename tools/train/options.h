@@ -26,6 +26,10 @@ struct Options {
   std::string data = "/usr/share/datasets/fashion-mnist";
   training::ExchangeMode compress;  // default: none (plain fp32 allreduce)
   bool overlap = false;
+  // After training, rank 0 reports the test accuracy and size of the model pruned to this
+  // sparsity (global magnitude pruning) and/or with int8 weights (per-row scales).
+  std::optional<double> prune;
+  bool quantize_int8 = false;
   std::size_t limit_train = 0;  // 0: all
   std::size_t limit_test = 0;   // 0: all
   std::string csv, json;        // log files; empty: none

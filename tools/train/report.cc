@@ -39,6 +39,20 @@ void print_row(std::ostream& out, const EpochRow& r) {
   out << buf << std::flush;
 }
 
+void print_variants(std::ostream& out, const std::vector<ModelVariant>& variants) {
+  if (variants.empty()) return;
+  out << "# after training (rank 0, the whole test set):\n#  model    format         sparsity  test_acc    size(B)  smaller\n";
+  const double base = static_cast<double>(variants.front().size_bytes);
+  for (const ModelVariant& v : variants) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "#  %-8s %-13s %9.2f  %8.4f  %9zu  %6.2fx\n", v.model.c_str(), v.format.c_str(),
+                  v.sparsity, v.test_accuracy, v.size_bytes,
+                  v.size_bytes ? base / static_cast<double>(v.size_bytes) : 0.0);
+    out << buf;
+  }
+  out << std::flush;
+}
+
 const char* const kCsvHeader =
     "epoch,train_loss,test_accuracy,lr,compute_s,comm_s,wire_bytes,plain_bytes,compression_ratio,peak_rss_bytes_max,"
     "peak_rss_rank,digest\n";
@@ -93,12 +107,13 @@ std::string json_row(const EpochRow& r) {
 }  // namespace
 
 std::string json_document(const Options& o, const RunInfo& info, const std::vector<EpochRow>& rows, double total_s,
-                          bool done) {
+                          bool done, const std::vector<ModelVariant>& variants) {
   std::ostringstream j;
   j << "{\n  \"tool\": \"rdmacoll-train\",\n  \"run\": {\"ranks\": " << info.ranks
     << ", \"transport\": " << perf::json_quote(info.transport)
     << ", \"link\": " << (info.link.empty() ? "null" : perf::json_quote(info.link))
     << ", \"compress\": " << perf::json_quote(o.compress.name()) << ", \"overlap\": " << (o.overlap ? "true" : "false")
+    << ", \"error_feedback\": " << (o.compress.error_feedback ? "true" : "false")
     << ", \"epochs\": " << o.epochs << ", \"batch\": " << o.batch << ", \"lr\": " << json_float(o.lr)
     << ", \"momentum\": " << json_float(o.momentum) << ", \"weight_decay\": " << json_float(o.weight_decay)
     << ", \"schedule\": \"" << schedule_name(o.schedule) << "\", \"warmup_steps\": " << o.warmup_steps
@@ -110,7 +125,15 @@ std::string json_document(const Options& o, const RunInfo& info, const std::vect
   for (size_t i = 0; i < rows.size(); ++i) j << (i ? ",\n    " : "\n    ") << json_row(rows[i]);
   j << (rows.empty() ? "" : "\n  ") << "],\n  \"completed\": " << (done ? "true" : "false")
     << ",\n  \"final_test_accuracy\": " << (rows.empty() ? "null" : json_number(rows.back().test_accuracy))
-    << ",\n  \"total_s\": " << json_number(total_s) << "\n}\n";
+    << ",\n  \"total_s\": " << json_number(total_s) << ",\n  \"post_training\": ";
+  if (variants.empty()) j << "null";
+  for (size_t i = 0; i < variants.size(); ++i) {
+    const ModelVariant& v = variants[i];
+    j << (i ? ",\n    " : "[\n    ") << "{\"model\": " << perf::json_quote(v.model)
+      << ", \"format\": " << perf::json_quote(v.format) << ", \"sparsity\": " << json_number(v.sparsity)
+      << ", \"test_accuracy\": " << json_number(v.test_accuracy) << ", \"size_bytes\": " << v.size_bytes << "}";
+  }
+  j << (variants.empty() ? "" : "\n  ]") << "\n}\n";
   return j.str();
 }
 

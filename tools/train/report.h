@@ -35,6 +35,15 @@ struct RunInfo {
   training::Standardization input;
 };
 
+// One model evaluated after training (--prune, --quantize-weights): rank 0 on the whole test set.
+struct ModelVariant {
+  std::string model;         // "fp32", "pruned", "int8"
+  std::string format;        // how size_bytes is counted: "dense", "csr", "bitmap", "int8 per-row"
+  double test_accuracy = 0;
+  size_t size_bytes = 0;
+  double sparsity = 0;       // share of zero weights (pruned; 0 otherwise)
+};
+
 std::string fixed(double v, int digits);  // "%.*f"
 std::string hex64(uint64_t v);            // 16 hex digits
 
@@ -44,9 +53,13 @@ void print_row(std::ostream& out, const EpochRow& r);
 extern const char* const kCsvHeader;
 std::string csv_row(const EpochRow& r);
 
-// The whole document: run information, the epochs so far, whether the run completed.
+// The after-training table: one line per variant, size against the first (fp32) one's.
+void print_variants(std::ostream& out, const std::vector<ModelVariant>& variants);
+
+// The whole document: run information, the epochs so far, whether the run completed, and the
+// variants evaluated after training ("post_training": null when there are none).
 std::string json_document(const Options& o, const RunInfo& info, const std::vector<EpochRow>& rows, double total_s,
-                          bool done);
+                          bool done, const std::vector<ModelVariant>& variants = {});
 
 // Writes `text` to `path` whole (replacing it); throws Error naming the file.
 void write_file(const std::string& path, const std::string& text);

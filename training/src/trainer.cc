@@ -85,7 +85,7 @@ void GradientExchange::start(std::size_t layer, std::span<float> grads, std::uin
       // (qsgd, terngrad, randk) are not contractions: at few levels their error can exceed the
       // gradient, and a residual carrying it grows until the model diverges (measured: qsgd:4
       // with feedback reached NaN within one epoch). They go without.
-      c.feedback = codec_->unbiased() ? nullptr : &feedback_[layer];
+      c.feedback = codec_->unbiased() || !mode_.error_feedback ? nullptr : &feedback_[layer];
       c.seed = step;
       c.only_if_faster = mode_.only_if_faster;
       in_flight_.push_back(comm_.allreduce_async(g, g, v.count(), ReduceOp::avg, c));

@@ -34,6 +34,9 @@ struct ExchangeMode {
   Kind kind = Kind::plain;
   collectives::CodecSpec spec;  // codec, powersgd: the parsed name
   bool only_if_faster = false;  // auto
+  // Biased codecs only: false sends each step's encoding without carrying its error into the
+  // next step, to show what error feedback is worth.
+  bool error_feedback = true;
   std::string name() const;     // "none", "int8:256", "auto", "powersgd:2", ...
 };
 // Throws std::invalid_argument naming the value and the valid forms.
