@@ -42,34 +42,35 @@ void Control::post(int peer) {
 
 void Control::ring_check(uint64_t seq, uint64_t digest) {
   const int n = t_->size(), me = t_->rank();
-  while (!sent_.empty() && over(sent_.front().req)) sent_.pop_front();
-  Sent s{encode_check({seq, digest}), {}};
   const uint64_t tag = kRingCheckTag | (seq & 0xffff'ffffu);
-  s.req = t_->send((me + 1) % n, tag, s.bytes.data(), s.bytes.size());
-  sent_.push_back(std::move(s));
-  auto p = std::make_shared<Pending>();
-  p->seq = seq, p->digest = digest, p->from = (me + n - 1) % n;
-  p->buffer.resize(kCheckBytes + 8);
-  p->recv = t_->recv(p->from, tag, p->buffer.data(), p->buffer.size());
-  late_.push_back(std::move(p));
+  send_check_tagged((me + 1) % n, tag, seq, digest);
+  late_.push_back(post_check_recv((me + n - 1) % n, tag, seq, digest));
 }
 
 void Control::send_check(int peer, uint16_t tag, uint64_t seq, uint64_t digest) {
-  while (!sent_.empty() && over(sent_.front().req)) sent_.pop_front();
-  Sent s{encode_check({seq, digest}), {}};
-  s.req = t_->send(peer, check_tag(tag), s.bytes.data(), s.bytes.size());
-  sent_.push_back(std::move(s));
+  send_check_tagged(peer, check_tag(tag), seq, digest);
 }
 
 std::shared_ptr<Control::Pending> Control::expect_check(int from, uint16_t tag, uint64_t seq, uint64_t digest) {
   // Receives whose run is gone (use_count 1) and that are complete can go; one that never
   // completes (a failed call) stays until the transport is gone.
   while (!expected_.empty() && expected_.front().use_count() == 1 && over(expected_.front()->recv)) expected_.pop_front();
+  expected_.push_back(post_check_recv(from, check_tag(tag), seq, digest));
+  return expected_.back();
+}
+
+void Control::send_check_tagged(int peer, uint64_t tag, uint64_t seq, uint64_t digest) {
+  while (!sent_.empty() && over(sent_.front().req)) sent_.pop_front();
+  Sent s{encode_check({seq, digest}), {}};
+  s.req = t_->send(peer, tag, s.bytes.data(), s.bytes.size());
+  sent_.push_back(std::move(s));
+}
+
+std::shared_ptr<Control::Pending> Control::post_check_recv(int from, uint64_t tag, uint64_t seq, uint64_t digest) {
   auto p = std::make_shared<Pending>();
   p->seq = seq, p->digest = digest, p->from = from;
   p->buffer.resize(kCheckBytes + 8);  // room to see a longer (malformed) message as such
-  p->recv = t_->recv(from, check_tag(tag), p->buffer.data(), p->buffer.size());
-  expected_.push_back(p);
+  p->recv = t_->recv(from, tag, p->buffer.data(), p->buffer.size());
   return p;
 }
 

@@ -122,6 +122,8 @@ class Control {
 
  private:
   void post(int peer);
+  void send_check_tagged(int peer, uint64_t tag, uint64_t seq, uint64_t digest);
+  std::shared_ptr<Pending> post_check_recv(int from, uint64_t tag, uint64_t seq, uint64_t digest);
   transport::Transport* t_ = nullptr;
   std::vector<std::vector<uint8_t>> buffers_;  // per peer
   std::vector<transport::Request> recvs_;      // per peer
