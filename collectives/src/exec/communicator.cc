@@ -407,12 +407,14 @@ void Communicator::Impl::timed_out(std::map<int, std::vector<int>> reports, cons
   control.broadcast({exec::ControlMessage::Kind::timeout, queue.empty() ? next_seq : queue.front()->seq,
                      exec::format_ranks(mine)}, kReportGrace_s);
   const Deadline deadline = bootstrap::deadline_in(kReportGrace_s);
-  while (static_cast<int>(reports.size()) < n - 1 && bootstrap::Clock::now() < deadline) {
-    bool any = false;
-    for (auto& [from, m] : control.poll())
-      if (m.kind == exec::ControlMessage::Kind::timeout) reports[from] = exec::parse_ranks(m.text, n), any = true;
-    if (!any) std::this_thread::sleep_for(std::chrono::microseconds(200));
-  }
+  control.listen(
+      deadline,
+      [&](int from, const exec::ControlMessage& m) {
+        if (m.kind != exec::ControlMessage::Kind::timeout) return false;
+        reports[from] = exec::parse_ranks(m.text, n);
+        return true;
+      },
+      [&] { return static_cast<int>(reports.size()) >= n - 1; });
   reports[me] = mine;
   std::vector<int> silent;
   for (int r = 0; r < n; ++r)
@@ -440,12 +442,14 @@ void Communicator::Impl::mismatch(uint64_t seq, std::map<int, std::string> lines
   // Everyone who learns of it answers at once; one who is busy elsewhere (or gone) is named as
   // not answering once this short wait is over.
   const Deadline deadline = bootstrap::deadline_in(std::min(options.timeout_s, 5.0));
-  while (static_cast<int>(lines.size()) < n && bootstrap::Clock::now() < deadline) {
-    bool any = false;
-    for (auto& [from, m] : control.poll())
-      if (m.kind == exec::ControlMessage::Kind::args && m.seq == seq) lines[from] = m.text, any = true;
-    if (!any) std::this_thread::sleep_for(std::chrono::microseconds(200));
-  }
+  control.listen(
+      deadline,
+      [&](int from, const exec::ControlMessage& m) {
+        if (m.kind != exec::ControlMessage::Kind::args || m.seq != seq) return false;
+        lines[from] = m.text;
+        return true;
+      },
+      [&] { return static_cast<int>(lines.size()) >= n; });
   std::string name = "call";
   for (const auto& [s, args] : recent_args)
     if (s == seq) name = args.substr(5, args.find(' ') - 5);  // "call=NAME ..."

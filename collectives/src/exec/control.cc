@@ -1,6 +1,8 @@
 #include "exec/control.h"
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 
 #include "rdmacoll/error.h"
 #include "rdmacoll/log.h"
@@ -128,6 +130,15 @@ std::vector<std::pair<int, ControlMessage>> Control::poll() {
     out.emplace_back(p, std::move(*m));
   }
   return out;
+}
+
+void Control::listen(bootstrap::Deadline deadline, const std::function<bool(int, const ControlMessage&)>& take,
+                     const std::function<bool()>& done) {
+  while (!done() && bootstrap::Clock::now() < deadline) {
+    bool wanted = false;
+    for (auto& [from, m] : poll()) wanted = take(from, m) || wanted;
+    if (!wanted) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
 }
 
 void Control::broadcast(const ControlMessage& m, double grace) {

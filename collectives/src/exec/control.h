@@ -34,6 +34,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -116,6 +117,10 @@ class Control {
   std::shared_ptr<Pending> late_mismatch();
   // Control messages that have arrived, each with its sender (receives re-posted).
   std::vector<std::pair<int, ControlMessage>> poll();
+  // Until `done()` or the deadline: hands every control message that arrives to `take`, which
+  // says whether it wanted it (the others are dropped); sleeps briefly while none it wants comes.
+  void listen(bootstrap::Deadline deadline, const std::function<bool(int, const ControlMessage&)>& take,
+              const std::function<bool()>& done);
   // Sends `m` to every peer and waits (at most `grace` seconds) for the sends to leave.
   void broadcast(const ControlMessage& m, double grace);
   bool started() const { return t_ != nullptr; }
