@@ -61,6 +61,21 @@ junit_counts() {
     END { print n + 0, f + 0, s + 0 }' "$1"
 }
 
+# failed_names FILE... : "FILE-STEM: CLASS.NAME" of each failed test case in the JUnit files.
+failed_names() {
+  local file
+  for file in "$@"; do
+    [ -s "$file" ] || continue
+    awk -v stem="$(basename "$file" .xml)" '
+      function attr(key,   v) { if (!match($0, "[ \t]" key "=\"[^\"]*\"")) return ""
+        v = substr($0, RSTART + length(key) + 3, RLENGTH - length(key) - 4); return v }
+      /<testcase / { name = attr("name"); cls = attr("classname")
+        open_case = 1
+        if ($0 ~ /status="fail"/) { print stem ": " (cls != "" ? cls "." : "") name; open_case = 0 } }
+      /<failure/ && open_case { print stem ": " (cls != "" ? cls "." : "") name; open_case = 0 }' "$file"
+  done
+}
+
 # record STAGE FILE... : adds a stage's counts to the summary.
 record() {
   local stage=$1; shift
@@ -74,6 +89,8 @@ record() {
   done
   local p=$((t - f - s))
   SUMMARY+=("$(printf '%-46s %4d passed, %d failed, %d skipped' "$stage:" "$p" "$f" "$s")")
+  # Name the failed tests under the stage's line, so the summary alone says what to look at.
+  [ "$f" -eq 0 ] || while read -r line; do SUMMARY+=("    failed: $line"); done < <(failed_names "$@")
   TOTAL_PASS=$((TOTAL_PASS + p)); TOTAL_FAIL=$((TOTAL_FAIL + f)); TOTAL_SKIP=$((TOTAL_SKIP + s))
   [ "$f" -eq 0 ] || STATUS=1
 }

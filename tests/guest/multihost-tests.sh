@@ -77,6 +77,24 @@ else
   rc=1
 fi
 
+# wait_for_output FILE TEXT SECONDS: until TEXT appears in FILE (status 1 if it never does).
+wait_for_output() {
+  local i
+  for ((i = 0; i < $3 * 10; ++i)); do grep -qF "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+  return 1
+}
+# wait_for_link: after a cut, until eth0 carries again and rxe0's port is ACTIVE.
+wait_for_link() {
+  local i
+  for ((i = 0; i < 60; ++i)); do
+    if ip link show eth0 | grep -q LOWER_UP && grep -q ACTIVE "/sys/class/infiniband/$RXE_DEVICE/ports/1/state" 2>/dev/null; then
+      sleep 1; return 0
+    fi
+    sleep 1
+  done
+  echo "rank $RDMACOLL_RANK: eth0 or $RXE_DEVICE's port did not come back within 60 s"
+}
+
 # The link cut under a stream of allreduces (guest 2 takes eth0 down): both ranks must fail with
 # an error naming the call and the other rank, within their deadline, not hang.
 link_down_case() {
@@ -85,7 +103,8 @@ link_down_case() {
   RDMACOLL_ADDR=${RXE_GUEST_ADDRS%% *}:29621 RDMACOLL_TIMEOUT=15 RDMACOLL_IB_DEVICE="$RXE_DEVICE" timeout 180 \
     "$T/rdmacoll-allreduce-perf" --transport verbs -b 64K -e 64K -n 1000000 -w 1 -z 1 >"$out" 2>&1 &
   local pid=$!
-  if [ "$RDMACOLL_RANK" = 1 ]; then sleep 25; ip link set eth0 down; fi
+  # Cut once the allreduces run (the table's header is out), not while the ranks still connect.
+  if [ "$RDMACOLL_RANK" = 1 ] && wait_for_output "$out" "(elements)" 120; then sleep 5; ip link set eth0 down; fi
   wait $pid; status=$?
   [ "$RDMACOLL_RANK" = 1 ] && ip link set eth0 up
   t=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
@@ -100,6 +119,46 @@ link_down_case() {
   xml_cases+="</testcase>"$'\n'
 }
 link_down_case
+wait_for_link
+
+# RC's retry-exceeded error, surfaced by the transport: rank 0 (the active side of rdmacoll-bw)
+# streams RDMA WRITEs to rank 1, and rank 1's link is cut. No ACKs come back, and the writes end
+# in "transport retry counter exceeded" after RDMACOLL_IB_TIMEOUT x RDMACOLL_IB_RETRY_CNT (here
+# 2^12 x 4.096 us = 17 ms, 3 tries). Rank 0's deadline (RDMACOLL_TIMEOUT=90) is far off: the
+# completion error must be what ends it, well before, naming rank 1. (RNR, the other RC error:
+# VerbsMultiRank.RnrRetryExceededFailsTheSendNamingThePeer, above.)
+retry_exceeded_case() {
+  local name=retry_exceeded out=/run/retry_exceeded.out status t0 t why=""
+  t0=$(date +%s.%N)
+  RDMACOLL_ADDR=${RXE_GUEST_ADDRS%% *}:29622 RDMACOLL_TIMEOUT=$([ "$RDMACOLL_RANK" = 0 ] && echo 90 || echo 20) \
+    RDMACOLL_IB_TIMEOUT=12 RDMACOLL_IB_RETRY_CNT=2 RDMACOLL_LOG_LEVEL=INFO RDMACOLL_LOG_SUBSYS=NET \
+    timeout 150 "$T/rdmacoll-bw" --transport verbs -d "$RXE_DEVICE" -s 64K -n 2000000 -t 8 >"$out" 2>&1 &
+  local pid=$!
+  if [ "$RDMACOLL_RANK" = 1 ]; then
+    # Cut once the queue pairs are connected and the writes stream, not while the ranks connect.
+    wait_for_output "$out" "connected to 1 peers" 120 && sleep 5 && ip link set eth0 down
+    wait $pid; status=$?
+    ip link set eth0 up
+    wait_for_link
+    # The side cut off: it must end (a port error or its 20 s deadline), not hang.
+    [ $status = 0 ] && why="exit status 0 with its link cut"
+    [ $status = 124 ] && why="still running after 150 s"
+  else
+    wait $pid; status=$?
+    t=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%d", b - a }')
+    [ $status = 1 ] || why="exit status $status, expected 1"
+    grep -q "transport retry counter exceeded" "$out" || why+=" no 'transport retry counter exceeded' in the error"
+    grep -q "peer rank 1\b" "$out" || why+=" the error does not name peer rank 1"
+    [ "$t" -lt 80 ] || why+=" it took $t s: the deadline, not the completion error, ended it"
+  fi
+  t=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
+  echo "rank $RDMACOLL_RANK: $name: exit $status"
+  tail -4 "$out" | sed "s/^/  /"
+  xml_cases+="<testcase name=\"$name\" classname=\"tools.MultiRank\" time=\"$t\">"
+  [ -z "$why" ] || { xml_cases+="<failure message=\"$why\"><![CDATA[$(tail -c 4000 "$out" | sed 's/]]>/]] >/g')]]></failure>"; rc=1; }
+  xml_cases+="</testcase>"$'\n'
+}
+retry_exceeded_case
 
 {
   echo '<?xml version="1.0" encoding="UTF-8"?>'

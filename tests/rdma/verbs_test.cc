@@ -1,5 +1,6 @@
-// First RDMA tests: device discovery and GID choice on a real device, and an RC queue-pair
-// exchange (RDMA WRITE, then SEND) between two processes with every byte verified.
+// First RDMA tests: device discovery and GID choice on a real device, an RC queue-pair
+// exchange (RDMA WRITE, then SEND) between two processes with every byte verified, and the
+// verbs transport surfacing RC's receiver-not-ready error.
 // Suites named *MultiRank run as one process per rank; the two-guest run executes them with
 // one rank in each guest.
 #include <gtest/gtest.h>
@@ -12,6 +13,7 @@
 #include "rdmacoll/error.h"
 #include "rdmacoll/settings.h"
 #include "rdmacoll/transport/ib_info.h"
+#include "rdmacoll/transport/transport.h"
 #include "support/env.h"
 #include "support/multiproc.h"
 #include "verbs/verbs.h"
@@ -200,7 +202,8 @@ TEST(VerbsMultiRank, RcWriteThenSendVerifiesEveryByte) {
   verbs::qp_to_rtr(qp.get(), theirs.ep, sel.port, sel.gid_index, verbs::mtu_enum(port->active_mtu),
                    port->link_layer == "Ethernet", peer);
   verbs::qp_to_rts(qp.get(), mine.ep.psn, static_cast<int>(*settings::get_int("RDMACOLL_IB_TIMEOUT")),
-                   static_cast<int>(*settings::get_int("RDMACOLL_IB_RETRY_CNT")));
+                   static_cast<int>(*settings::get_int("RDMACOLL_IB_RETRY_CNT")),
+                   static_cast<int>(*settings::get_int("RDMACOLL_IB_RNR_RETRY")));
   // Both QPs must be in RTR before either sends.
   bootstrap::barrier(group.store(), "rc_test/rts", me, 2, deadline);
 
@@ -258,6 +261,39 @@ TEST(VerbsMultiRank, RcWriteThenSendVerifiesEveryByte) {
     }
   }
   EXPECT_EQ(recv_slot, sizes.size());
+  group.join();
+}
+
+// A receiver that stops taking messages: its posted receive buffers fill and are not reposted.
+// With a finite RDMACOLL_IB_RNR_RETRY the sender's SEND ends in RC's RNR-retry-exceeded
+// completion, and the verbs transport fails the request with an error naming the peer and the
+// setting. (At the default of 7 RC retries for ever; the collective's deadline bounds the wait.)
+TEST(VerbsMultiRank, RnrRetryExceededFailsTheSendNamingThePeer) {
+  auto devs = ib::list_devices();
+  REQUIRE_DEVICE(devs);
+  ScopedEnv backend("RDMACOLL_TRANSPORT", "verbs"), rnr("RDMACOLL_IB_RNR_RETRY", "0");
+  testing::RankGroup group(2);
+  const int me = group.rank(), peer = 1 - me;
+  auto t = transport::Transport::create(group.world());
+  if (me == 0) {
+    // Rank 1 does not drive its transport until the end: nothing reposts its buffers.
+    std::string error;
+    uint64_t payload = 0;
+    int sent = 0;
+    for (; sent < 4096 && error.empty(); ++sent) {
+      try {
+        t->send(peer, 7, &payload, sizeof payload).wait(group.deadline());
+      } catch (const TransportError& e) {
+        error = e.what();
+      }
+    }
+    EXPECT_NE(error.find("RNR retry counter exceeded"), std::string::npos) << "after " << sent << " sends: " << error;
+    EXPECT_NE(error.find("peer rank 1"), std::string::npos) << error;
+    EXPECT_NE(error.find("RDMACOLL_IB_RNR_RETRY"), std::string::npos) << error;
+    EXPECT_GT(sent, 1) << "the first send failed: its receive buffers were posted";
+  }
+  bootstrap::barrier(group.store(), "rnr/done", me, 2, group.deadline());
+  t.reset();
   group.join();
 }
 

@@ -51,6 +51,9 @@ constexpr Spec kSpecs[] = {
     {"RDMACOLL_IB_TIMEOUT", Type::Int, "14",
      "RC local ACK timeout exponent: 4.096us * 2^N per try (14 = 67 ms)."},
     {"RDMACOLL_IB_RETRY_CNT", Type::Int, "7", "RC transport retry count (0-7) before a retry-exceeded error."},
+    {"RDMACOLL_IB_RNR_RETRY", Type::Int, "7",
+     "RC receiver-not-ready retries (0-6) before an RNR-retry-exceeded error; 7 (default) retries for ever, the "
+     "collective deadline (RDMACOLL_TIMEOUT) bounding the wait for a receiver that posts no buffer."},
     {"RDMACOLL_IB_EAGER", Type::Int, "8192",
      "Verbs: tagged messages up to this many bytes are copied through bounce buffers; larger ones use RDMA READ."},
     {"RDMACOLL_IB_CHUNK", Type::Int, "262144", "Verbs: largest single work request, in bytes (large transfers are split)."},

@@ -149,20 +149,23 @@ void qp_to_rtr(ibv_qp* qp, const RcEndpoint& remote, int port, int gid_index, ib
            "and that both sides use a compatible MTU");
 }
 
-void qp_to_rts(ibv_qp* qp, uint32_t psn, int timeout, int retry_cnt, int max_rd_atomic) {
+void qp_to_rts(ibv_qp* qp, uint32_t psn, int timeout, int retry_cnt, int rnr_retry, int max_rd_atomic) {
   ibv_qp_attr a{};
   a.qp_state = IBV_QPS_RTS;
   a.sq_psn = psn;
   a.timeout = static_cast<uint8_t>(timeout);
   a.retry_cnt = static_cast<uint8_t>(retry_cnt);
-  a.rnr_retry = 7;  // infinite RNR retries: receivers post buffers late, never wrongly
+  // 7: infinite RNR retries. Receivers repost their buffers as they progress, so a busy peer
+  // is late, not wrong; the collective's deadline bounds the wait.
+  a.rnr_retry = static_cast<uint8_t>(rnr_retry);
   a.max_rd_atomic = static_cast<uint8_t>(max_rd_atomic);
   check_rc(ibv_modify_qp(qp, &a,
                          IBV_QP_STATE | IBV_QP_SQ_PSN | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY |
                              IBV_QP_MAX_QP_RD_ATOMIC),
            "ibv_modify_qp(qpn=" + std::to_string(qp->qp_num) + ", RTS, timeout=" + std::to_string(timeout) +
-               ", retry_cnt=" + std::to_string(retry_cnt) + ", max_rd_atomic=" + std::to_string(max_rd_atomic) + ")",
-           "RDMACOLL_IB_TIMEOUT must be 0-31 and RDMACOLL_IB_RETRY_CNT 0-7");
+               ", retry_cnt=" + std::to_string(retry_cnt) + ", rnr_retry=" + std::to_string(rnr_retry) +
+               ", max_rd_atomic=" + std::to_string(max_rd_atomic) + ")",
+           "RDMACOLL_IB_TIMEOUT must be 0-31, RDMACOLL_IB_RETRY_CNT and RDMACOLL_IB_RNR_RETRY 0-7");
 }
 
 ibv_mtu mtu_enum(int bytes) {

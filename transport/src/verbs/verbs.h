@@ -63,7 +63,7 @@ void qp_to_rtr(ibv_qp* qp, const RcEndpoint& remote, int port, int gid_index, ib
 // RTS: `timeout` is the ACK timeout exponent (4.096 us * 2^timeout), `retry_cnt` 0..7.
 // `max_rd_atomic`: RDMA READs this QP keeps in flight (at most the device's
 // max_qp_init_rd_atom and the peer's max_dest_rd_atomic).
-void qp_to_rts(ibv_qp* qp, uint32_t psn, int timeout, int retry_cnt, int max_rd_atomic = 16);
+void qp_to_rts(ibv_qp* qp, uint32_t psn, int timeout, int retry_cnt, int rnr_retry, int max_rd_atomic = 16);
 
 ibv_mtu mtu_enum(int bytes);
 int mtu_bytes(ibv_mtu mtu);

@@ -80,6 +80,7 @@ VerbsTransport::VerbsTransport(bootstrap::World& world, const Options& options)
   max_inflight_ = std::max(chunk_, setting_bytes("RDMACOLL_IB_MAX_INFLIGHT", 4096, size_t{1} << 34));
   ib_timeout_ = static_cast<int>(setting_bytes("RDMACOLL_IB_TIMEOUT", 0, 31));
   ib_retry_ = static_cast<int>(setting_bytes("RDMACOLL_IB_RETRY_CNT", 0, 7));
+  ib_rnr_retry_ = static_cast<int>(setting_bytes("RDMACOLL_IB_RNR_RETRY", 0, 7));
   slot_size_ = sizeof(Header) + eager_limit_;
   recv_slots_per_peer_ = kRecvSlotsPerPeer;
 
@@ -242,7 +243,7 @@ void VerbsTransport::connect(bootstrap::World& world) {
     Peer& peer = peers_[static_cast<size_t>(p)];
     verbs::qp_to_rtr(peer.qp.get(), ep, sel_.port, sel_.gid_index, mtu, port_.link_layer == "Ethernet", p,
                      max_dest_rd_atomic_);
-    verbs::qp_to_rts(peer.qp.get(), initial_psn(me, p), ib_timeout_, ib_retry_,
+    verbs::qp_to_rts(peer.qp.get(), initial_psn(me, p), ib_timeout_, ib_retry_, ib_rnr_retry_,
                      std::min(max_rd_atomic_, peer_dest_rd_atomic));
   }
   // Nobody may send before every QP is at least in RTR.
@@ -693,7 +694,11 @@ void VerbsTransport::on_completion(const ibv_wc& wc) {
         std::string("completion error: ") + ibv_wc_status_str(wc.status) + ", opcode " +
         (w.kind == WrKind::Write ? "RDMA_WRITE" : w.kind == WrKind::Read ? "RDMA_READ" : "SEND") + ", peer rank " +
         std::to_string(w.peer) + ", vendor_err " + std::to_string(wc.vendor_err) +
-        (wc.status == IBV_WC_RETRY_EXC_ERR ? " (the peer stopped answering: dead, or the link is down)" : "")));
+        (wc.status == IBV_WC_RETRY_EXC_ERR
+             ? " (the peer stopped answering: dead, or the link is down; RDMACOLL_IB_TIMEOUT, RDMACOLL_IB_RETRY_CNT)"
+         : wc.status == IBV_WC_RNR_RETRY_EXC_ERR
+             ? " (the peer posted no receive buffer in time: stopped or stuck; RDMACOLL_IB_RNR_RETRY)"
+             : "")));
     if (w.op && w.op->req->pending()) w.op->req->fail(e);
     fail_peer(w.peer, e);
     return;

@@ -163,7 +163,7 @@ class VerbsTransport final : public Transport {
   verbs::QpCaps caps_;
   size_t slot_size_ = 0, eager_limit_ = 0, recv_slots_per_peer_ = 0;
   size_t chunk_ = 0, max_inflight_ = 0;
-  int ib_timeout_ = 14, ib_retry_ = 7;
+  int ib_timeout_ = 14, ib_retry_ = 7, ib_rnr_retry_ = 7;
   std::vector<uint8_t> recv_pool_, send_pool_;
   verbs::MrPtr recv_mr_, send_mr_;
   std::vector<size_t> free_send_slots_;
