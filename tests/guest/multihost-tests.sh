@@ -100,11 +100,12 @@ wait_for_link() {
 link_down_case() {
   local name=allreduce_link_down peer=$((1 - RDMACOLL_RANK)) out=/run/link_down.out status t0 t
   t0=$(date +%s.%N)
-  RDMACOLL_ADDR=${RXE_GUEST_ADDRS%% *}:29621 RDMACOLL_TIMEOUT=15 RDMACOLL_IB_DEVICE="$RXE_DEVICE" timeout 180 \
+  RDMACOLL_ADDR=${RXE_GUEST_ADDRS%% *}:29621 RDMACOLL_TIMEOUT=15 RDMACOLL_IB_DEVICE="$RXE_DEVICE" RDMACOLL_LOG_LEVEL=INFO RDMACOLL_IB_RETRY_CNT=6 timeout 180 \
     "$T/rdmacoll-allreduce-perf" --transport verbs -b 64K -e 64K -n 1000000 -w 1 -z 1 >"$out" 2>&1 &
   local pid=$!
-  # Cut once the allreduces run (the table's header is out), not while the ranks still connect.
-  if [ "$RDMACOLL_RANK" = 1 ] && wait_for_output "$out" "(elements)" 120; then sleep 5; ip link set eth0 down; fi
+  # Cut once the allreduces run (the communicator logged its cost model), not while the ranks
+  # still connect.
+  if [ "$RDMACOLL_RANK" = 1 ] && wait_for_output "$out" "cost model measured" 120; then sleep 5; ip link set eth0 down; fi
   wait $pid; status=$?
   [ "$RDMACOLL_RANK" = 1 ] && ip link set eth0 up
   t=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
