@@ -9,6 +9,7 @@
 // translation units would let the linker keep the AVX2 copy for the portable callers.
 #include <algorithm>
 #include <bit>
+#include <cstdint>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -36,29 +37,58 @@ inline float load_f32(const std::byte* p) {
 }
 inline void store_f32(std::byte* p, float f) { std::memcpy(p, &f, sizeof f); }
 
-template <Mode M>
+// How a decode writes: Mode's three, and stream, the assign of a large output (see stream_to).
+enum class Put { assign, add, sub, stream };
+
+template <Put M>
 inline void put(float* out, std::size_t i, float d) {
-  if constexpr (M == Mode::assign) out[i] = d;
-  else if constexpr (M == Mode::add) out[i] += d;
+  if constexpr (M == Put::assign || M == Put::stream) out[i] = d;
+  else if constexpr (M == Put::add) out[i] += d;
   else out[i] -= d;
 }
 
+// Decoding (assign) into a large buffer uses streaming stores: they skip the read for
+// ownership of every cache line (a third of the memory traffic of a plain store) and leave the
+// caches to the input. The AVX2 kernels only, and only 16-byte aligned outputs (every malloc):
+// two 16-byte streaming stores per 8 floats, so 32-byte alignment is not needed.
+constexpr std::size_t kStreamFrom = std::size_t{1} << 18;  // elements: 1 MiB of output
+inline bool stream_to(const float* out, std::size_t n) {
+  return RDMACOLL_CODEC_AVX2 && n >= kStreamFrom && (reinterpret_cast<std::uintptr_t>(out) & 15) == 0;
+}
+
 #if RDMACOLL_CODEC_AVX2
-template <Mode M>
+template <Put M>
 inline void put8(float* o, __m256 d) {
-  if constexpr (M == Mode::assign) _mm256_storeu_ps(o, d);
-  else if constexpr (M == Mode::add) _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), d));
-  else _mm256_storeu_ps(o, _mm256_sub_ps(_mm256_loadu_ps(o), d));
+  if constexpr (M == Put::assign) {
+    _mm256_storeu_ps(o, d);
+  } else if constexpr (M == Put::stream) {
+    _mm_stream_ps(o, _mm256_castps256_ps128(d));
+    _mm_stream_ps(o + 4, _mm256_extractf128_ps(d, 1));
+  } else if constexpr (M == Put::add) {
+    _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), d));
+  } else {
+    _mm256_storeu_ps(o, _mm256_sub_ps(_mm256_loadu_ps(o), d));
+  }
 }
 #endif
 
-// Calls f(std::integral_constant<Mode, m>{}) so every decode loop is compiled per mode.
+// Calls f(std::integral_constant<Put, m>{}) so every decode loop is compiled per mode; assign
+// into out[0, n) becomes stream where stream_to(out, n), and then ends with a store fence, so
+// the streaming stores are ordered before whatever the caller stores next (a flag, a send).
 template <class F>
-void with_mode(Mode m, F f) {
+void with_mode(Mode m, const float* out, std::size_t n, F f) {
   switch (m) {
-    case Mode::assign: return f(std::integral_constant<Mode, Mode::assign>{});
-    case Mode::add: return f(std::integral_constant<Mode, Mode::add>{});
-    case Mode::sub: return f(std::integral_constant<Mode, Mode::sub>{});
+    case Mode::assign:
+      if (stream_to(out, n)) {
+        f(std::integral_constant<Put, Put::stream>{});
+#if RDMACOLL_CODEC_AVX2
+        _mm_sfence();
+#endif
+        return;
+      }
+      return f(std::integral_constant<Put, Put::assign>{});
+    case Mode::add: return f(std::integral_constant<Put, Put::add>{});
+    case Mode::sub: return f(std::integral_constant<Put, Put::sub>{});
   }
 }
 
@@ -83,10 +113,10 @@ template <class Wire, class F>
 void for_each_block(Wire* wire, std::size_t n, std::size_t block, F f) {
   for (std::size_t b = 0, first = 0; first < n; ++b, first += block) f(wire + 4 * b, first, std::min(block, n - first));
 }
-// Decoding a blocked format: f(integral_constant<Mode, mode>, scale, first, m) per block.
+// Decoding a blocked format into out: f(integral_constant<Put, ...>, scale, first, m) per block.
 template <class F>
-void decode_blocks(const std::byte* wire, std::size_t n, std::size_t block, Mode mode, F f) {
-  with_mode(mode, [&](auto md) {
+void decode_blocks(const std::byte* wire, std::size_t n, std::size_t block, float* out, Mode mode, F f) {
+  with_mode(mode, out, n, [&](auto md) {
     for_each_block(wire, n, block, [&](const std::byte* slot, std::size_t first, std::size_t m) {
       f(md, load_f32(slot), first, m);
     });
@@ -189,7 +219,7 @@ Counts half_encode_scalar(const float* in, std::size_t n, std::byte* wire, bool 
   return c;
 }
 
-template <Mode M>
+template <Put M>
 void half_decode_scalar(const std::byte* wire, std::size_t n, float* out, bool bf16) {
   for (std::size_t i = 0; i < n; ++i) {
     std::uint16_t h;
@@ -249,8 +279,8 @@ Counts half_encode(const float* in, std::size_t n, std::byte* wire, bool bf16) {
 }
 
 void half_decode(const std::byte* wire, std::size_t n, float* out, Mode mode, bool bf16) {
-  with_mode(mode, [&](auto m) {
-    constexpr Mode M = decltype(m)::value;
+  with_mode(mode, out, n, [&](auto m) {
+    constexpr Put M = decltype(m)::value;
     std::size_t i = 0;
 #if RDMACOLL_CODEC_AVX2
     for (; i + 8 <= n; i += 8) {
@@ -332,11 +362,19 @@ Counts int8_encode(const float* in, std::size_t n, std::size_t block, std::byte*
 
 void int8_decode(const std::byte* wire, std::size_t n, std::size_t block, float* out, Mode mode) {
   const auto* q = reinterpret_cast<const std::int8_t*>(codes_of(wire, n, block));
-  decode_blocks(wire, n, block, mode, [&](auto md, float scale, std::size_t first, std::size_t m) {
-    constexpr Mode M = decltype(md)::value;
+  decode_blocks(wire, n, block, out, mode, [&](auto md, float scale, std::size_t first, std::size_t m) {
+    constexpr Put M = decltype(md)::value;
     const std::int8_t* qb = q + first;
     float* o = out + first;
-    for (std::size_t i = 0; i < m; ++i) put<M>(o, i, static_cast<float>(qb[i]) * scale);
+    std::size_t i = 0;
+#if RDMACOLL_CODEC_AVX2
+    const __m256 vscale = _mm256_set1_ps(scale);
+    for (; i + 8 <= m; i += 8) {
+      const __m256i q32 = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qb + i)));
+      put8<M>(o + i, _mm256_mul_ps(_mm256_cvtepi32_ps(q32), vscale));
+    }
+#endif
+    for (; i < m; ++i) put<M>(o, i, static_cast<float>(qb[i]) * scale);
   });
 }
 
@@ -380,8 +418,8 @@ Counts sign_encode(const float* in, std::size_t n, std::size_t block, std::byte*
 
 void sign_decode(const std::byte* wire, std::size_t n, std::size_t block, float* out, Mode mode) {
   const auto* bits = reinterpret_cast<const std::uint8_t*>(codes_of(wire, n, block));
-  decode_blocks(wire, n, block, mode, [&](auto md, float scale, std::size_t first, std::size_t m) {
-    constexpr Mode M = decltype(md)::value;
+  decode_blocks(wire, n, block, out, mode, [&](auto md, float scale, std::size_t first, std::size_t m) {
+    constexpr Put M = decltype(md)::value;
     const std::uint8_t* in = bits + first / 8;
     float* o = out + first;
     std::size_t i = 0;
@@ -560,15 +598,27 @@ void stochastic_decode(const std::byte* wire, std::size_t n, const StochasticPar
   with_width(p.width, [&](auto w) {
     constexpr unsigned W = decltype(w)::value;
     constexpr std::uint32_t kSign = 1u << (W - 1);
-    decode_blocks(wire, n, p.bucket, mode, [&](auto md, float scale, std::size_t first, std::size_t len) {
-      constexpr Mode M = decltype(md)::value;
+    decode_blocks(wire, n, p.bucket, out, mode, [&](auto md, float scale, std::size_t first, std::size_t len) {
+      constexpr Put M = decltype(md)::value;
       const std::size_t end = first + len;
       const float step = scale / static_cast<float>(p.levels);
       for (std::size_t i = first; i < end; i += kChunk) {
         const std::size_t m = std::min(kChunk, end - i);
         unpack_codes<W>(codes + i * W / 8, m, code);
         float* o = out + i;
-        for (std::size_t j = 0; j < m; ++j) {
+        std::size_t j = 0;
+#if RDMACOLL_CODEC_AVX2
+        const __m256 vstep = _mm256_set1_ps(step);
+        const __m256i level_mask = _mm256_set1_epi32(static_cast<int>(kSign - 1));
+        const __m256i sign = _mm256_set1_epi32(static_cast<int>(kSign));
+        for (; j + 8 <= m; j += 8) {  // as below: the sign flips the product's sign bit
+          const __m256i cj = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(code + j)));
+          const __m256 d = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(cj, level_mask)), vstep);
+          const __m256i neg = _mm256_slli_epi32(_mm256_cmpeq_epi32(_mm256_and_si256(cj, sign), sign), 31);
+          put8<M>(o + j, _mm256_xor_ps(d, _mm256_castsi256_ps(neg)));
+        }
+#endif
+        for (; j < m; ++j) {
           const std::uint32_t cj = code[j];
           const float d = static_cast<float>(static_cast<std::int32_t>(cj & (kSign - 1))) * step;
           put<M>(o, j, (cj & kSign) ? -d : d);
@@ -576,6 +626,75 @@ void stochastic_decode(const std::byte* wire, std::size_t n, const StochasticPar
       }
     });
   });
+}
+
+// ---- topk / randk -----------------------------------------------------------------------------
+
+// The candidates of topk's sampled threshold (kernel_table.h). Few elements pass (a little
+// over k), so the AVX2 loop tests 8 at a time and only a lane that passes takes the scalar path.
+std::size_t topk_candidates(const float* in, std::size_t first, std::size_t end, std::uint32_t low,
+                            std::uint64_t* out, std::size_t& nonfinite) {
+  std::size_t m = 0, bad = 0, i = first;
+#if RDMACOLL_CODEC_AVX2
+  const __m256i below = _mm256_set1_epi32(static_cast<int>(low - 1)), finite_max = _mm256_set1_epi32(static_cast<int>(kExpMask - 1));
+  __m256i vbad = _mm256_setzero_si256();  // -1 per non-finite lane; at most 2^28 per lane below
+  while (i + 8 <= end) {
+    const std::size_t stop = std::min(end - (end - i) % 8, i + (std::size_t{1} << 28));
+    for (; i < stop; i += 8) {
+      const __m256i a = abs_bits(in + i);
+      const __m256i nf = _mm256_cmpgt_epi32(a, finite_max);
+      vbad = _mm256_add_epi32(vbad, nf);
+      unsigned pass = static_cast<unsigned>(
+          _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_andnot_si256(nf, _mm256_cmpgt_epi32(a, below)))));
+      while (pass != 0) {
+        const std::size_t e = i + static_cast<unsigned>(std::countr_zero(pass));
+        out[m++] = topk_candidate(bits_of(in[e]) & kAbsMask, e);
+        pass &= pass - 1;
+      }
+    }
+    alignas(32) std::int32_t lanes[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), vbad);
+    for (const std::int32_t l : lanes) bad += static_cast<std::size_t>(-static_cast<std::int64_t>(l));
+    vbad = _mm256_setzero_si256();
+  }
+#endif
+  for (; i < end; ++i) {  // branch-free: every element is written at out[m], kept by advancing m
+    const std::uint32_t a = bits_of(in[i]) & kAbsMask;
+    const bool ok = a < kExpMask;
+    const std::uint32_t key = ok ? a : 0u;
+    bad += ok ? 0 : 1;
+    out[m] = topk_candidate(key, i);
+    m += key >= low ? 1 : 0;
+  }
+  nonfinite += bad;
+  return m;
+}
+
+// One pass over out; with stream_to(out, n), 8 floats at a time by streaming stores: an 8-float
+// group with no index in it is zeros, one with some is built in registers' worth of memory.
+void sparse_expand(const std::byte* val, const std::size_t* idx, std::size_t k, std::size_t n, float* out) {
+  std::size_t i = 0, j = 0;
+#if RDMACOLL_CODEC_AVX2
+  if (stream_to(out, n)) {
+    const __m256 zero = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8) {
+      if (j == k || idx[j] >= i + 8) {
+        put8<Put::stream>(out + i, zero);
+        continue;
+      }
+      alignas(32) float group[8] = {};
+      for (; j < k && idx[j] < i + 8; ++j) group[idx[j] - i] = load_f32(val + 4 * j);
+      put8<Put::stream>(out + i, _mm256_load_ps(group));
+    }
+    _mm_sfence();
+  }
+#endif
+  for (; j < k; ++j) {
+    std::fill(out + i, out + idx[j], 0.0f);
+    out[idx[j]] = load_f32(val + 4 * j);
+    i = idx[j] + 1;
+  }
+  std::fill(out + i, out + n, 0.0f);
 }
 
 }  // namespace
@@ -588,6 +707,6 @@ const KernelTable kTable = {
     "portable",
 #endif
     half_encode, half_decode, int8_encode, int8_decode, sign_encode, sign_decode,
-    stochastic_encode, stochastic_decode};
+    stochastic_encode, stochastic_decode, topk_candidates, sparse_expand};
 
 }  // namespace rdmacoll::collectives::compress::RDMACOLL_CODEC_ISA
