@@ -93,8 +93,14 @@ void with_mode(Mode m, const float* out, std::size_t n, F f) {
 }
 
 #if RDMACOLL_CODEC_AVX2
-inline std::size_t popcount8(__m256i mask) {
-  return static_cast<std::size_t>(std::popcount(static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(mask)))));
+// The sum of 8 lane counts kept as negatives (a lane adds a compare's -1 per hit): counting in
+// a register costs one add per 8 elements, against a movemask and a popcount.
+inline std::size_t negated_lane_sum(__m256i v) {
+  alignas(32) std::int32_t lanes[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), v);
+  std::int64_t sum = 0;
+  for (const std::int32_t l : lanes) sum -= l;
+  return static_cast<std::size_t>(sum);
 }
 // All-ones in the lanes whose |x| bits (a) are finite.
 inline __m256i finite_lanes(__m256i a) {
@@ -132,10 +138,15 @@ float finite_absmax(const float* in, std::size_t n, std::size_t& nonfinite) {
   std::size_t bad = 0, i = 0;
 #if RDMACOLL_CODEC_AVX2
   __m256i vm = _mm256_setzero_si256();
-  for (; i + 8 <= n; i += 8) {
-    const __m256i a = abs_bits(in + i), ok = finite_lanes(a);
-    vm = _mm256_max_epu32(vm, _mm256_and_si256(a, ok));
-    bad += 8 - popcount8(ok);
+  while (i + 8 <= n) {  // lane counts below 2^31: at most 2^28 elements per round
+    const std::size_t stop = std::min(n - (n - i) % 8, i + (std::size_t{1} << 28));
+    __m256i vbad = _mm256_setzero_si256();
+    for (; i < stop; i += 8) {
+      const __m256i a = abs_bits(in + i), ok = finite_lanes(a);
+      vm = _mm256_max_epu32(vm, _mm256_and_si256(a, ok));
+      vbad = _mm256_add_epi32(vbad, _mm256_cmpeq_epi32(ok, _mm256_setzero_si256()));
+    }
+    bad += negated_lane_sum(vbad);
   }
   alignas(32) std::uint32_t lanes[8];
   _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), vm);
@@ -155,17 +166,24 @@ float finite_absmax(const float* in, std::size_t n, std::size_t& nonfinite) {
 // (lane = i % 16, four AVX2 accumulators so no addition waits on the previous one) added in a
 // fixed order at the end, so both builds round the same way. Returns the sum and adds the
 // count of finite elements to `finite`.
-template <bool Square>
-double finite_lane_sum(const float* in, std::size_t n, std::size_t& finite) {
+// Masked = false leaves out the finite test (and counts every element): for inputs known to
+// be finite, or to try first, as finite_lane_sum does.
+template <bool Square, bool Masked>
+double lane_sum(const float* in, std::size_t n, std::size_t& finite) {
   constexpr std::size_t kLanes = 16;
   double lane[kLanes] = {};
   std::size_t ok_count = 0, i = 0;
 #if RDMACOLL_CODEC_AVX2
   __m256d acc[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
+  __m256i vok = _mm256_setzero_si256();  // negated count
   for (; i + kLanes <= n; i += kLanes) {
+    if (i % (std::size_t{1} << 28) == 0) {  // lane counts stay below 2^31
+      ok_count += negated_lane_sum(vok);
+      vok = _mm256_setzero_si256();
+    }
     for (std::size_t h = 0; h < 2; ++h) {
-      const __m256i a = abs_bits(in + i + 8 * h), ok = finite_lanes(a);
-      const __m256 v = _mm256_castsi256_ps(_mm256_and_si256(a, ok));
+      const __m256i a = abs_bits(in + i + 8 * h), ok = Masked ? finite_lanes(a) : _mm256_set1_epi32(-1);
+      const __m256 v = _mm256_castsi256_ps(Masked ? _mm256_and_si256(a, ok) : a);
       __m256d v0 = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), v1 = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
       if constexpr (Square) {
         v0 = _mm256_mul_pd(v0, v0);
@@ -173,14 +191,15 @@ double finite_lane_sum(const float* in, std::size_t n, std::size_t& finite) {
       }
       acc[2 * h] = _mm256_add_pd(acc[2 * h], v0);
       acc[2 * h + 1] = _mm256_add_pd(acc[2 * h + 1], v1);
-      ok_count += popcount8(ok);
+      vok = _mm256_add_epi32(vok, ok);
     }
   }
+  ok_count += negated_lane_sum(vok);
   for (std::size_t q = 0; q < 4; ++q) _mm256_storeu_pd(lane + 4 * q, acc[q]);
 #endif
   const auto add = [&](std::size_t j, float x) {
     const std::uint32_t a = bits_of(x) & kAbsMask;
-    const bool ok = a < kExpMask;
+    const bool ok = !Masked || a < kExpMask;
     const double v = ok ? static_cast<double>(std::bit_cast<float>(a)) : 0.0;
     lane[j] += Square ? v * v : v;
     ok_count += ok ? 1 : 0;
@@ -192,6 +211,21 @@ double finite_lane_sum(const float* in, std::size_t n, std::size_t& finite) {
   for (std::size_t w = kLanes / 2; w > 0; w /= 2)  // pairwise: lane[j] += lane[j + w]
     for (std::size_t j = 0; j < w; ++j) lane[j] += lane[j + w];
   return lane[0];
+}
+
+// The sum over the finite elements as above. Inputs are finite nearly always, so the unmasked
+// sum goes first: a NaN or Inf makes it NaN or Inf (every term is >= 0, and a finite term is
+// at most 2^256 in double), and only then does the masked pass run. When all are finite the
+// two add the same terms in the same order: the same bits.
+template <bool Square>
+double finite_lane_sum(const float* in, std::size_t n, std::size_t& finite) {
+  std::size_t all = 0;
+  const double sum = lane_sum<Square, false>(in, n, all);
+  if (std::isfinite(sum)) {
+    finite += all;
+    return sum;
+  }
+  return lane_sum<Square, true>(in, n, finite);
 }
 
 // ---- fp16 / bf16 ------------------------------------------------------------------------------
@@ -248,14 +282,20 @@ Counts half_encode(const float* in, std::size_t n, std::byte* wire, bool bf16) {
   const __m256i abs_mask = _mm256_set1_epi32(static_cast<int>(kAbsMask));
   const __m256i finite_max = _mm256_set1_epi32(static_cast<int>(kExpMask - 1));
   const __m256i over_min = _mm256_set1_epi32(static_cast<int>(overflow_from(bf16) - 1));
+  __m256i vbad = _mm256_setzero_si256(), vover = _mm256_setzero_si256();  // negated counts
   for (; i + 16 <= n; i += 16) {
+    if (i % (std::size_t{1} << 28) == 0) {  // lane counts stay below 2^31
+      c.nonfinite += negated_lane_sum(vbad);
+      c.overflow += negated_lane_sum(vover);
+      vbad = vover = _mm256_setzero_si256();
+    }
     const __m256i u0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + i));
     const __m256i u1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + i + 8));
     const auto count = [&](__m256i u) {
       const __m256i a = _mm256_and_si256(u, abs_mask);
       const __m256i bad = _mm256_cmpgt_epi32(a, finite_max);
-      c.nonfinite += popcount8(bad);
-      c.overflow += popcount8(_mm256_andnot_si256(bad, _mm256_cmpgt_epi32(a, over_min)));
+      vbad = _mm256_add_epi32(vbad, bad);
+      vover = _mm256_add_epi32(vover, _mm256_andnot_si256(bad, _mm256_cmpgt_epi32(a, over_min)));
     };
     count(u0);
     count(u1);
@@ -271,6 +311,8 @@ Counts half_encode(const float* in, std::size_t n, std::byte* wire, bool bf16) {
     }
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(wire + 2 * i), packed);
   }
+  c.nonfinite += negated_lane_sum(vbad);
+  c.overflow += negated_lane_sum(vover);
 #endif
   const Counts tail = half_encode_scalar(in + i, n - i, wire + 2 * i, bf16);
   c.nonfinite += tail.nonfinite;
@@ -513,6 +555,8 @@ void with_width(unsigned width, F f) {
 }
 
 // Levels of m elements x[0..m) whose global indices are index0.. (same upper 32 bits).
+// Masked = false: x has no NaN or Inf, so the test that sends them to level 0 is left out.
+template <bool Masked>
 void stochastic_levels(const float* x, std::size_t m, float mult, unsigned levels, unsigned width,
                        HashKey key, std::uint64_t index0, std::uint16_t* code) {
   const std::uint32_t lo0 = static_cast<std::uint32_t>(index0);
@@ -537,7 +581,7 @@ void stochastic_levels(const float* x, std::size_t m, float mult, unsigned level
   for (; i + 8 <= m; i += 8, idx = _mm256_add_epi32(idx, _mm256_set1_epi32(8))) {
     const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i));
     const __m256i a = _mm256_and_si256(u, _mm256_set1_epi32(static_cast<int>(kAbsMask)));
-    const __m256 ax = _mm256_castsi256_ps(_mm256_and_si256(a, finite_lanes(a)));
+    const __m256 ax = _mm256_castsi256_ps(Masked ? _mm256_and_si256(a, finite_lanes(a)) : a);
     const __m256 r = _mm256_min_ps(_mm256_mul_ps(ax, vmult), vtop);
     const __m256i l = _mm256_cvttps_epi32(r);
     const __m256 p = _mm256_sub_ps(r, _mm256_cvtepi32_ps(l));
@@ -553,7 +597,7 @@ void stochastic_levels(const float* x, std::size_t m, float mult, unsigned level
   for (; i < m; ++i) {
     const std::uint32_t u = bits_of(x[i]);
     const std::uint32_t a = u & kAbsMask;
-    const float ax = a < kExpMask ? std::bit_cast<float>(a) : 0.0f;
+    const float ax = !Masked || a < kExpMask ? std::bit_cast<float>(a) : 0.0f;
     const float r = std::min(ax * mult, top);  // |x| <= scale, so r <= levels up to rounding
     const float fl = static_cast<float>(static_cast<std::int32_t>(r));
     const float p = r - fl;
@@ -574,7 +618,9 @@ Counts stochastic_encode(const float* in, std::size_t n, const StochasticParams&
     constexpr unsigned W = decltype(w)::value;
     for_each_block(wire, n, p.bucket, [&](std::byte* slot, std::size_t first, std::size_t len) {
       const std::size_t end = first + len;
+      const std::size_t nonfinite_before = c.nonfinite;
       const float scale = bucket_scale(in + first, len, p.l2, c.nonfinite);
+      const bool finite = c.nonfinite == nonfinite_before;
       store_f32(slot, scale);
       const float mult = scale == 0.0f ? 0.0f : static_cast<float>(p.levels) / scale;
       for (std::size_t i = first; i < end;) {
@@ -582,7 +628,8 @@ Counts stochastic_encode(const float* in, std::size_t n, const StochasticParams&
         // multiple of 2^32, so the index's upper half is constant in it.
         const std::uint64_t next32 = (static_cast<std::uint64_t>(i) | 0xFFFFFFFFull) + 1;
         const std::size_t m = static_cast<std::size_t>(std::min<std::uint64_t>({kChunk, end - i, next32 - i}));
-        stochastic_levels(in + i, m, mult, p.levels, W, key, i, code);
+        if (finite) stochastic_levels<false>(in + i, m, mult, p.levels, W, key, i, code);
+        else stochastic_levels<true>(in + i, m, mult, p.levels, W, key, i, code);
         pack_codes<W>(code, m, codes + i * W / 8);
         i += m;
       }
@@ -652,9 +699,7 @@ std::size_t topk_candidates(const float* in, std::size_t first, std::size_t end,
         pass &= pass - 1;
       }
     }
-    alignas(32) std::int32_t lanes[8];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), vbad);
-    for (const std::int32_t l : lanes) bad += static_cast<std::size_t>(-static_cast<std::int64_t>(l));
+    bad += negated_lane_sum(vbad);
     vbad = _mm256_setzero_si256();
   }
 #endif
