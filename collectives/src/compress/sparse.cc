@@ -1,6 +1,7 @@
 // topk and randk. Wire: k fp32 values, then k indices of index_bits(n) bits each, ascending,
-// packed least significant bit first. One implementation for every SIMD path: the work is
-// selection and scatter, not arithmetic.
+// packed least significant bit first. One implementation for every SIMD path but for the two
+// passes over all n elements, which are in the kernel table: topk's candidates above a sampled
+// threshold (with the non-finite count) and the decoding's expansion into zeros and values.
 #include <algorithm>
 #include <bit>
 #include <cmath>
