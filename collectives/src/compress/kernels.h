@@ -343,6 +343,8 @@ void half_decode(const std::byte* wire, std::size_t n, float* out, Mode mode, bo
 // scale*|q|/2 <= |x|, which makes error feedback exact (Sterbenz; see codec.h).
 constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23: (y + M) - M rounds |y| < 2^22 to nearest even
 
+// Finite: x has no NaN or Inf, so |x| <= absmax holds and is not tested.
+template <bool Finite>
 void int8_quantize(const float* x, std::size_t m, float inv, float half, float absmax, std::int8_t* q) {
   std::size_t i = 0;
 #if RDMACOLL_CODEC_AVX2
@@ -355,7 +357,8 @@ void int8_quantize(const float* x, std::size_t m, float inv, float half, float a
     const __m256 r = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(v, vinv), magic), magic);
     const __m256i qi = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvttps_epi32(r), lo), hi);
     const __m256 ax = _mm256_and_ps(v, abs_mask);
-    const __m256 keep = _mm256_and_ps(_mm256_cmp_ps(ax, vhalf, _CMP_GE_OQ), _mm256_cmp_ps(ax, vmax, _CMP_LE_OQ));
+    const __m256 big = _mm256_cmp_ps(ax, vhalf, _CMP_GE_OQ);
+    const __m256 keep = Finite ? big : _mm256_and_ps(big, _mm256_cmp_ps(ax, vmax, _CMP_LE_OQ));
     return _mm256_and_si256(qi, _mm256_castps_si256(keep));
   };
   // 32 at a time: the packs work per 128-bit lane, leaving the dwords as a0-3 b0-3 c0-3 d0-3
@@ -379,7 +382,7 @@ void int8_quantize(const float* x, std::size_t m, float inv, float half, float a
     const float ax = std::bit_cast<float>(bits_of(x[i]) & kAbsMask);
     // Converted only when kept (false for NaN, Inf): a float to int conversion out of int's
     // range is undefined, not the lane's INT_MIN that _mm256_cvttps_epi32 gives.
-    const bool keep = ax >= half && ax <= absmax;
+    const bool keep = ax >= half && (Finite || ax <= absmax);
     q[i] = static_cast<std::int8_t>(keep ? std::clamp(static_cast<int>(r), -127, 127) : 0);
   }
 }
@@ -389,6 +392,7 @@ Counts int8_encode(const float* in, std::size_t n, std::size_t block, std::byte*
   Counts c;
   auto* q = reinterpret_cast<std::int8_t*>(codes_of(wire, n, block));
   for_each_block(wire, n, block, [&](std::byte* slot, std::size_t first, std::size_t m) {
+    const std::size_t nonfinite_before = c.nonfinite;
     const float absmax = finite_absmax(in + first, m, c.nonfinite);
     if (absmax < kInt8FlushBelow) {
       store_f32(slot, 0.0f);
@@ -397,7 +401,8 @@ Counts int8_encode(const float* in, std::size_t n, std::size_t block, std::byte*
     }
     const float scale = absmax / 127.0f;
     store_f32(slot, scale);
-    int8_quantize(in + first, m, 127.0f / absmax, 0.5f * scale, absmax, q + first);
+    if (c.nonfinite == nonfinite_before) int8_quantize<true>(in + first, m, 127.0f / absmax, 0.5f * scale, absmax, q + first);
+    else int8_quantize<false>(in + first, m, 127.0f / absmax, 0.5f * scale, absmax, q + first);
   });
   return c;
 }
@@ -447,6 +452,9 @@ Counts sign_encode(const float* in, std::size_t n, std::size_t block, std::byte*
     std::uint8_t* out = bits + first / 8;
     std::size_t i = 0;
 #if RDMACOLL_CODEC_AVX2
+    if (finite == m) {  // no NaN or Inf in the block: the sign bits themselves
+      for (; i + 8 <= m; i += 8) out[i / 8] = static_cast<std::uint8_t>(_mm256_movemask_ps(_mm256_loadu_ps(x + i)));
+    }
     for (; i + 8 <= m; i += 8) {  // the sign bits of the finite lanes, as the scalar sign_byte
       const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i));
       const __m256i ok = finite_lanes(abs_bits(x + i));
