@@ -24,7 +24,8 @@ body() {
 vex() { sed 's/#.*//' | grep -E '^\s*[0-9a-f]+:\s+v[a-z0-9]+(\s|$)'; }
 
 status=0
-kernels="half_encode half_decode int8_encode int8_decode sign_encode sign_decode stochastic_encode stochastic_decode"
+kernels="half_encode half_decode int8_encode int8_decode sign_encode sign_decode stochastic_encode stochastic_decode
+         topk_candidates sparse_expand"
 for k in $kernels; do
   avx=$(body avx2 "$k")
   port=$(body portable "$k")

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -500,6 +501,32 @@ TEST(CodecSimd, Avx2AndPortableGiveTheSameBits) {
           if (port->deterministic()) break;
         }
       }
+    }
+  }
+}
+
+// Decoding (assign) 2^18 elements or more into a 16-byte aligned buffer takes the AVX2
+// kernels' streaming stores, and topk's sampled threshold its candidate kernel: the same bits
+// as the portable kernels, at an output offset of 16 bytes (streamed) and of 4 (not).
+TEST(CodecSimd, LargeBuffersGiveTheSameBitsOnBothPaths) {
+  if (!simd_available(SimdPath::avx2)) GTEST_SKIP() << "this CPU has no AVX2/FMA/F16C";
+  const std::size_t n = (std::size_t{1} << 18) + 13;
+  std::vector<float> x = make_input(Input::mixed_scale, n, 3);
+  x[n / 2] = kNaN, x[n / 3] = -kInf, x[n - 1] = 70000.0f;
+  for (const std::string& name : kCodecs) {
+    const auto port = make_codec(name, SimdPath::portable);
+    const auto avx = make_codec(name, SimdPath::avx2);
+    const Encoded a = round_trip(*port, x, 5), b = round_trip(*avx, x, 5);
+    ASSERT_EQ(a.wire, b.wire) << name;
+    ASSERT_EQ(a.stats.nonfinite, b.stats.nonfinite) << name;
+    ASSERT_EQ(a.stats.nonfinite, 2u) << name;
+    ASSERT_EQ(a.stats.overflow, b.stats.overflow) << name;
+    ASSERT_EQ(std::memcmp(a.decoded.data(), b.decoded.data(), 4 * n), 0) << name;
+    for (const std::size_t offset : {4u, 1u}) {  // floats: 16 and 4 bytes past a 64-byte boundary
+      std::vector<float> buf(n + 32, -1.0f);
+      float* out = buf.data() + (16 - reinterpret_cast<std::uintptr_t>(buf.data()) % 64 / 4) % 16 + offset;
+      avx->decode(b.wire.data(), n, out);
+      ASSERT_EQ(std::memcmp(a.decoded.data(), out, 4 * n), 0) << name << " offset " << offset;
     }
   }
 }

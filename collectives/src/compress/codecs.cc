@@ -115,19 +115,20 @@ SimdPath resolve(SimdPath requested) {
   return requested;
 }
 
-const KernelTable& table(SimdPath simd) {
-#if defined(__x86_64__)
-  if (simd == SimdPath::avx2) return avx2::kTable;
-#endif
-  return portable::kTable;
-}
-
 void require(bool ok, const char* fn, const char* what, std::size_t n) {
   if (!ok)
     throw std::invalid_argument(std::string("Codec::") + fn + ": " + what + " is null with n = " + std::to_string(n));
 }
 
 }  // namespace
+
+const KernelTable& kernel_table(SimdPath simd) noexcept {
+#if defined(__x86_64__)
+  if (simd == SimdPath::avx2) return avx2::kTable;
+#endif
+  return portable::kTable;
+}
+
 }  // namespace compress
 
 bool simd_available(SimdPath path) noexcept {
@@ -191,7 +192,7 @@ std::unique_ptr<Codec> make_codec(const CodecSpec& spec, SimdPath simd) {
     case CodecKind::none: return std::make_unique<compress::NoneCodec>(spec, path);
     case CodecKind::topk:
     case CodecKind::randk: return compress::make_sparse_codec(spec, path);
-    default: return std::make_unique<compress::TableCodec>(spec, path, compress::table(path));
+    default: return std::make_unique<compress::TableCodec>(spec, path, compress::kernel_table(path));
   }
 }
 

@@ -40,7 +40,22 @@ struct KernelTable {
                               std::uint64_t seed, std::byte* wire);
   void (*stochastic_decode)(const std::byte* wire, std::size_t n, const StochasticParams& p,
                             float* out, Mode mode);
+  // topk's candidate pass over in[first, end) (end <= 2^32): appends topk_candidate(key, i)
+  // for every element whose selection key (|x| as bits, 0 for NaN and Inf) is >= low (> 0), in
+  // index order, to out (room for end - first), returns how many, and adds the number of
+  // non-finite elements to nonfinite.
+  std::size_t (*topk_candidates)(const float* in, std::size_t first, std::size_t end, std::uint32_t low,
+                                 std::uint64_t* out, std::size_t& nonfinite);
+  // Sparse decoding: out[0, n) = 0 except out[idx[j]] = value j (fp32 at val + 4j) for the k
+  // strictly ascending indices idx[j] < n, in one pass.
+  void (*sparse_expand)(const std::byte* val, const std::size_t* idx, std::size_t k, std::size_t n, float* out);
 };
+
+// topk's candidates as one integer each, (key << 32) | (2^32 - 1 - i), so that the selection
+// order (larger key, then lower index) is simply "larger"; needs i < 2^32.
+constexpr std::uint64_t topk_candidate(std::uint32_t key, std::size_t i) noexcept {
+  return (std::uint64_t{key} << 32) | (0xFFFFFFFFull - static_cast<std::uint64_t>(i));
+}
 
 namespace portable {
 extern const KernelTable kTable;

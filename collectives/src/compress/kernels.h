@@ -9,6 +9,7 @@
 // translation units would let the linker keep the AVX2 copy for the portable callers.
 #include <algorithm>
 #include <bit>
+#include <cstdint>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -36,35 +37,70 @@ inline float load_f32(const std::byte* p) {
 }
 inline void store_f32(std::byte* p, float f) { std::memcpy(p, &f, sizeof f); }
 
-template <Mode M>
+// How a decode writes: Mode's three, and stream, the assign of a large output (see stream_to).
+enum class Put { assign, add, sub, stream };
+
+template <Put M>
 inline void put(float* out, std::size_t i, float d) {
-  if constexpr (M == Mode::assign) out[i] = d;
-  else if constexpr (M == Mode::add) out[i] += d;
+  if constexpr (M == Put::assign || M == Put::stream) out[i] = d;
+  else if constexpr (M == Put::add) out[i] += d;
   else out[i] -= d;
 }
 
+// Decoding (assign) into a large buffer uses streaming stores: they skip the read for
+// ownership of every cache line (a third of the memory traffic of a plain store) and leave the
+// caches to the input. The AVX2 kernels only, and only 16-byte aligned outputs (every malloc):
+// two 16-byte streaming stores per 8 floats, so 32-byte alignment is not needed.
+constexpr std::size_t kStreamFrom = std::size_t{1} << 18;  // elements: 1 MiB of output
+inline bool stream_to(const float* out, std::size_t n) {
+  return RDMACOLL_CODEC_AVX2 && n >= kStreamFrom && (reinterpret_cast<std::uintptr_t>(out) & 15) == 0;
+}
+
 #if RDMACOLL_CODEC_AVX2
-template <Mode M>
+template <Put M>
 inline void put8(float* o, __m256 d) {
-  if constexpr (M == Mode::assign) _mm256_storeu_ps(o, d);
-  else if constexpr (M == Mode::add) _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), d));
-  else _mm256_storeu_ps(o, _mm256_sub_ps(_mm256_loadu_ps(o), d));
+  if constexpr (M == Put::assign) {
+    _mm256_storeu_ps(o, d);
+  } else if constexpr (M == Put::stream) {
+    _mm_stream_ps(o, _mm256_castps256_ps128(d));
+    _mm_stream_ps(o + 4, _mm256_extractf128_ps(d, 1));
+  } else if constexpr (M == Put::add) {
+    _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), d));
+  } else {
+    _mm256_storeu_ps(o, _mm256_sub_ps(_mm256_loadu_ps(o), d));
+  }
 }
 #endif
 
-// Calls f(std::integral_constant<Mode, m>{}) so every decode loop is compiled per mode.
+// Calls f(std::integral_constant<Put, m>{}) so every decode loop is compiled per mode; assign
+// into out[0, n) becomes stream where stream_to(out, n), and then ends with a store fence, so
+// the streaming stores are ordered before whatever the caller stores next (a flag, a send).
 template <class F>
-void with_mode(Mode m, F f) {
+void with_mode(Mode m, const float* out, std::size_t n, F f) {
   switch (m) {
-    case Mode::assign: return f(std::integral_constant<Mode, Mode::assign>{});
-    case Mode::add: return f(std::integral_constant<Mode, Mode::add>{});
-    case Mode::sub: return f(std::integral_constant<Mode, Mode::sub>{});
+    case Mode::assign:
+      if (stream_to(out, n)) {
+        f(std::integral_constant<Put, Put::stream>{});
+#if RDMACOLL_CODEC_AVX2
+        _mm_sfence();
+#endif
+        return;
+      }
+      return f(std::integral_constant<Put, Put::assign>{});
+    case Mode::add: return f(std::integral_constant<Put, Put::add>{});
+    case Mode::sub: return f(std::integral_constant<Put, Put::sub>{});
   }
 }
 
 #if RDMACOLL_CODEC_AVX2
-inline std::size_t popcount8(__m256i mask) {
-  return static_cast<std::size_t>(std::popcount(static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(mask)))));
+// The sum of 8 lane counts kept as negatives (a lane adds a compare's -1 per hit): counting in
+// a register costs one add per 8 elements, against a movemask and a popcount.
+inline std::size_t negated_lane_sum(__m256i v) {
+  alignas(32) std::int32_t lanes[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), v);
+  std::int64_t sum = 0;
+  for (const std::int32_t l : lanes) sum -= l;
+  return static_cast<std::size_t>(sum);
 }
 // All-ones in the lanes whose |x| bits (a) are finite.
 inline __m256i finite_lanes(__m256i a) {
@@ -83,10 +119,10 @@ template <class Wire, class F>
 void for_each_block(Wire* wire, std::size_t n, std::size_t block, F f) {
   for (std::size_t b = 0, first = 0; first < n; ++b, first += block) f(wire + 4 * b, first, std::min(block, n - first));
 }
-// Decoding a blocked format: f(integral_constant<Mode, mode>, scale, first, m) per block.
+// Decoding a blocked format into out: f(integral_constant<Put, ...>, scale, first, m) per block.
 template <class F>
-void decode_blocks(const std::byte* wire, std::size_t n, std::size_t block, Mode mode, F f) {
-  with_mode(mode, [&](auto md) {
+void decode_blocks(const std::byte* wire, std::size_t n, std::size_t block, float* out, Mode mode, F f) {
+  with_mode(mode, out, n, [&](auto md) {
     for_each_block(wire, n, block, [&](const std::byte* slot, std::size_t first, std::size_t m) {
       f(md, load_f32(slot), first, m);
     });
@@ -102,10 +138,15 @@ float finite_absmax(const float* in, std::size_t n, std::size_t& nonfinite) {
   std::size_t bad = 0, i = 0;
 #if RDMACOLL_CODEC_AVX2
   __m256i vm = _mm256_setzero_si256();
-  for (; i + 8 <= n; i += 8) {
-    const __m256i a = abs_bits(in + i), ok = finite_lanes(a);
-    vm = _mm256_max_epu32(vm, _mm256_and_si256(a, ok));
-    bad += 8 - popcount8(ok);
+  while (i + 8 <= n) {  // lane counts below 2^31: at most 2^28 elements per round
+    const std::size_t stop = std::min(n - (n - i) % 8, i + (std::size_t{1} << 28));
+    __m256i vbad = _mm256_setzero_si256();
+    for (; i < stop; i += 8) {
+      const __m256i a = abs_bits(in + i), ok = finite_lanes(a);
+      vm = _mm256_max_epu32(vm, _mm256_and_si256(a, ok));
+      vbad = _mm256_add_epi32(vbad, _mm256_cmpeq_epi32(ok, _mm256_setzero_si256()));
+    }
+    bad += negated_lane_sum(vbad);
   }
   alignas(32) std::uint32_t lanes[8];
   _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), vm);
@@ -125,17 +166,24 @@ float finite_absmax(const float* in, std::size_t n, std::size_t& nonfinite) {
 // (lane = i % 16, four AVX2 accumulators so no addition waits on the previous one) added in a
 // fixed order at the end, so both builds round the same way. Returns the sum and adds the
 // count of finite elements to `finite`.
-template <bool Square>
-double finite_lane_sum(const float* in, std::size_t n, std::size_t& finite) {
+// Masked = false leaves out the finite test (and counts every element): for inputs known to
+// be finite, or to try first, as finite_lane_sum does.
+template <bool Square, bool Masked>
+double lane_sum(const float* in, std::size_t n, std::size_t& finite) {
   constexpr std::size_t kLanes = 16;
   double lane[kLanes] = {};
   std::size_t ok_count = 0, i = 0;
 #if RDMACOLL_CODEC_AVX2
   __m256d acc[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
+  __m256i vok = _mm256_setzero_si256();  // negated count
   for (; i + kLanes <= n; i += kLanes) {
+    if (i % (std::size_t{1} << 28) == 0) {  // lane counts stay below 2^31
+      ok_count += negated_lane_sum(vok);
+      vok = _mm256_setzero_si256();
+    }
     for (std::size_t h = 0; h < 2; ++h) {
-      const __m256i a = abs_bits(in + i + 8 * h), ok = finite_lanes(a);
-      const __m256 v = _mm256_castsi256_ps(_mm256_and_si256(a, ok));
+      const __m256i a = abs_bits(in + i + 8 * h), ok = Masked ? finite_lanes(a) : _mm256_set1_epi32(-1);
+      const __m256 v = _mm256_castsi256_ps(Masked ? _mm256_and_si256(a, ok) : a);
       __m256d v0 = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), v1 = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
       if constexpr (Square) {
         v0 = _mm256_mul_pd(v0, v0);
@@ -143,14 +191,15 @@ double finite_lane_sum(const float* in, std::size_t n, std::size_t& finite) {
       }
       acc[2 * h] = _mm256_add_pd(acc[2 * h], v0);
       acc[2 * h + 1] = _mm256_add_pd(acc[2 * h + 1], v1);
-      ok_count += popcount8(ok);
+      vok = _mm256_add_epi32(vok, ok);
     }
   }
+  ok_count += negated_lane_sum(vok);
   for (std::size_t q = 0; q < 4; ++q) _mm256_storeu_pd(lane + 4 * q, acc[q]);
 #endif
   const auto add = [&](std::size_t j, float x) {
     const std::uint32_t a = bits_of(x) & kAbsMask;
-    const bool ok = a < kExpMask;
+    const bool ok = !Masked || a < kExpMask;
     const double v = ok ? static_cast<double>(std::bit_cast<float>(a)) : 0.0;
     lane[j] += Square ? v * v : v;
     ok_count += ok ? 1 : 0;
@@ -162,6 +211,21 @@ double finite_lane_sum(const float* in, std::size_t n, std::size_t& finite) {
   for (std::size_t w = kLanes / 2; w > 0; w /= 2)  // pairwise: lane[j] += lane[j + w]
     for (std::size_t j = 0; j < w; ++j) lane[j] += lane[j + w];
   return lane[0];
+}
+
+// The sum over the finite elements as above. Inputs are finite nearly always, so the unmasked
+// sum goes first: a NaN or Inf makes it NaN or Inf (every term is >= 0, and a finite term is
+// at most 2^256 in double), and only then does the masked pass run. When all are finite the
+// two add the same terms in the same order: the same bits.
+template <bool Square>
+double finite_lane_sum(const float* in, std::size_t n, std::size_t& finite) {
+  std::size_t all = 0;
+  const double sum = lane_sum<Square, false>(in, n, all);
+  if (std::isfinite(sum)) {
+    finite += all;
+    return sum;
+  }
+  return lane_sum<Square, true>(in, n, finite);
 }
 
 // ---- fp16 / bf16 ------------------------------------------------------------------------------
@@ -189,7 +253,7 @@ Counts half_encode_scalar(const float* in, std::size_t n, std::byte* wire, bool 
   return c;
 }
 
-template <Mode M>
+template <Put M>
 void half_decode_scalar(const std::byte* wire, std::size_t n, float* out, bool bf16) {
   for (std::size_t i = 0; i < n; ++i) {
     std::uint16_t h;
@@ -218,14 +282,20 @@ Counts half_encode(const float* in, std::size_t n, std::byte* wire, bool bf16) {
   const __m256i abs_mask = _mm256_set1_epi32(static_cast<int>(kAbsMask));
   const __m256i finite_max = _mm256_set1_epi32(static_cast<int>(kExpMask - 1));
   const __m256i over_min = _mm256_set1_epi32(static_cast<int>(overflow_from(bf16) - 1));
+  __m256i vbad = _mm256_setzero_si256(), vover = _mm256_setzero_si256();  // negated counts
   for (; i + 16 <= n; i += 16) {
+    if (i % (std::size_t{1} << 28) == 0) {  // lane counts stay below 2^31
+      c.nonfinite += negated_lane_sum(vbad);
+      c.overflow += negated_lane_sum(vover);
+      vbad = vover = _mm256_setzero_si256();
+    }
     const __m256i u0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + i));
     const __m256i u1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + i + 8));
     const auto count = [&](__m256i u) {
       const __m256i a = _mm256_and_si256(u, abs_mask);
       const __m256i bad = _mm256_cmpgt_epi32(a, finite_max);
-      c.nonfinite += popcount8(bad);
-      c.overflow += popcount8(_mm256_andnot_si256(bad, _mm256_cmpgt_epi32(a, over_min)));
+      vbad = _mm256_add_epi32(vbad, bad);
+      vover = _mm256_add_epi32(vover, _mm256_andnot_si256(bad, _mm256_cmpgt_epi32(a, over_min)));
     };
     count(u0);
     count(u1);
@@ -241,6 +311,8 @@ Counts half_encode(const float* in, std::size_t n, std::byte* wire, bool bf16) {
     }
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(wire + 2 * i), packed);
   }
+  c.nonfinite += negated_lane_sum(vbad);
+  c.overflow += negated_lane_sum(vover);
 #endif
   const Counts tail = half_encode_scalar(in + i, n - i, wire + 2 * i, bf16);
   c.nonfinite += tail.nonfinite;
@@ -249,8 +321,8 @@ Counts half_encode(const float* in, std::size_t n, std::byte* wire, bool bf16) {
 }
 
 void half_decode(const std::byte* wire, std::size_t n, float* out, Mode mode, bool bf16) {
-  with_mode(mode, [&](auto m) {
-    constexpr Mode M = decltype(m)::value;
+  with_mode(mode, out, n, [&](auto m) {
+    constexpr Put M = decltype(m)::value;
     std::size_t i = 0;
 #if RDMACOLL_CODEC_AVX2
     for (; i + 8 <= n; i += 8) {
@@ -271,6 +343,8 @@ void half_decode(const std::byte* wire, std::size_t n, float* out, Mode mode, bo
 // scale*|q|/2 <= |x|, which makes error feedback exact (Sterbenz; see codec.h).
 constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23: (y + M) - M rounds |y| < 2^22 to nearest even
 
+// Finite: x has no NaN or Inf, so |x| <= absmax holds and is not tested.
+template <bool Finite>
 void int8_quantize(const float* x, std::size_t m, float inv, float half, float absmax, std::int8_t* q) {
   std::size_t i = 0;
 #if RDMACOLL_CODEC_AVX2
@@ -283,7 +357,8 @@ void int8_quantize(const float* x, std::size_t m, float inv, float half, float a
     const __m256 r = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(v, vinv), magic), magic);
     const __m256i qi = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvttps_epi32(r), lo), hi);
     const __m256 ax = _mm256_and_ps(v, abs_mask);
-    const __m256 keep = _mm256_and_ps(_mm256_cmp_ps(ax, vhalf, _CMP_GE_OQ), _mm256_cmp_ps(ax, vmax, _CMP_LE_OQ));
+    const __m256 big = _mm256_cmp_ps(ax, vhalf, _CMP_GE_OQ);
+    const __m256 keep = Finite ? big : _mm256_and_ps(big, _mm256_cmp_ps(ax, vmax, _CMP_LE_OQ));
     return _mm256_and_si256(qi, _mm256_castps_si256(keep));
   };
   // 32 at a time: the packs work per 128-bit lane, leaving the dwords as a0-3 b0-3 c0-3 d0-3
@@ -307,7 +382,7 @@ void int8_quantize(const float* x, std::size_t m, float inv, float half, float a
     const float ax = std::bit_cast<float>(bits_of(x[i]) & kAbsMask);
     // Converted only when kept (false for NaN, Inf): a float to int conversion out of int's
     // range is undefined, not the lane's INT_MIN that _mm256_cvttps_epi32 gives.
-    const bool keep = ax >= half && ax <= absmax;
+    const bool keep = ax >= half && (Finite || ax <= absmax);
     q[i] = static_cast<std::int8_t>(keep ? std::clamp(static_cast<int>(r), -127, 127) : 0);
   }
 }
@@ -317,6 +392,7 @@ Counts int8_encode(const float* in, std::size_t n, std::size_t block, std::byte*
   Counts c;
   auto* q = reinterpret_cast<std::int8_t*>(codes_of(wire, n, block));
   for_each_block(wire, n, block, [&](std::byte* slot, std::size_t first, std::size_t m) {
+    const std::size_t nonfinite_before = c.nonfinite;
     const float absmax = finite_absmax(in + first, m, c.nonfinite);
     if (absmax < kInt8FlushBelow) {
       store_f32(slot, 0.0f);
@@ -325,18 +401,27 @@ Counts int8_encode(const float* in, std::size_t n, std::size_t block, std::byte*
     }
     const float scale = absmax / 127.0f;
     store_f32(slot, scale);
-    int8_quantize(in + first, m, 127.0f / absmax, 0.5f * scale, absmax, q + first);
+    if (c.nonfinite == nonfinite_before) int8_quantize<true>(in + first, m, 127.0f / absmax, 0.5f * scale, absmax, q + first);
+    else int8_quantize<false>(in + first, m, 127.0f / absmax, 0.5f * scale, absmax, q + first);
   });
   return c;
 }
 
 void int8_decode(const std::byte* wire, std::size_t n, std::size_t block, float* out, Mode mode) {
   const auto* q = reinterpret_cast<const std::int8_t*>(codes_of(wire, n, block));
-  decode_blocks(wire, n, block, mode, [&](auto md, float scale, std::size_t first, std::size_t m) {
-    constexpr Mode M = decltype(md)::value;
+  decode_blocks(wire, n, block, out, mode, [&](auto md, float scale, std::size_t first, std::size_t m) {
+    constexpr Put M = decltype(md)::value;
     const std::int8_t* qb = q + first;
     float* o = out + first;
-    for (std::size_t i = 0; i < m; ++i) put<M>(o, i, static_cast<float>(qb[i]) * scale);
+    std::size_t i = 0;
+#if RDMACOLL_CODEC_AVX2
+    const __m256 vscale = _mm256_set1_ps(scale);
+    for (; i + 8 <= m; i += 8) {
+      const __m256i q32 = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qb + i)));
+      put8<M>(o + i, _mm256_mul_ps(_mm256_cvtepi32_ps(q32), vscale));
+    }
+#endif
+    for (; i < m; ++i) put<M>(o, i, static_cast<float>(qb[i]) * scale);
   });
 }
 
@@ -367,6 +452,9 @@ Counts sign_encode(const float* in, std::size_t n, std::size_t block, std::byte*
     std::uint8_t* out = bits + first / 8;
     std::size_t i = 0;
 #if RDMACOLL_CODEC_AVX2
+    if (finite == m) {  // no NaN or Inf in the block: the sign bits themselves
+      for (; i + 8 <= m; i += 8) out[i / 8] = static_cast<std::uint8_t>(_mm256_movemask_ps(_mm256_loadu_ps(x + i)));
+    }
     for (; i + 8 <= m; i += 8) {  // the sign bits of the finite lanes, as the scalar sign_byte
       const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i));
       const __m256i ok = finite_lanes(abs_bits(x + i));
@@ -380,8 +468,8 @@ Counts sign_encode(const float* in, std::size_t n, std::size_t block, std::byte*
 
 void sign_decode(const std::byte* wire, std::size_t n, std::size_t block, float* out, Mode mode) {
   const auto* bits = reinterpret_cast<const std::uint8_t*>(codes_of(wire, n, block));
-  decode_blocks(wire, n, block, mode, [&](auto md, float scale, std::size_t first, std::size_t m) {
-    constexpr Mode M = decltype(md)::value;
+  decode_blocks(wire, n, block, out, mode, [&](auto md, float scale, std::size_t first, std::size_t m) {
+    constexpr Put M = decltype(md)::value;
     const std::uint8_t* in = bits + first / 8;
     float* o = out + first;
     std::size_t i = 0;
@@ -475,6 +563,8 @@ void with_width(unsigned width, F f) {
 }
 
 // Levels of m elements x[0..m) whose global indices are index0.. (same upper 32 bits).
+// Masked = false: x has no NaN or Inf, so the test that sends them to level 0 is left out.
+template <bool Masked>
 void stochastic_levels(const float* x, std::size_t m, float mult, unsigned levels, unsigned width,
                        HashKey key, std::uint64_t index0, std::uint16_t* code) {
   const std::uint32_t lo0 = static_cast<std::uint32_t>(index0);
@@ -499,7 +589,7 @@ void stochastic_levels(const float* x, std::size_t m, float mult, unsigned level
   for (; i + 8 <= m; i += 8, idx = _mm256_add_epi32(idx, _mm256_set1_epi32(8))) {
     const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i));
     const __m256i a = _mm256_and_si256(u, _mm256_set1_epi32(static_cast<int>(kAbsMask)));
-    const __m256 ax = _mm256_castsi256_ps(_mm256_and_si256(a, finite_lanes(a)));
+    const __m256 ax = _mm256_castsi256_ps(Masked ? _mm256_and_si256(a, finite_lanes(a)) : a);
     const __m256 r = _mm256_min_ps(_mm256_mul_ps(ax, vmult), vtop);
     const __m256i l = _mm256_cvttps_epi32(r);
     const __m256 p = _mm256_sub_ps(r, _mm256_cvtepi32_ps(l));
@@ -515,7 +605,7 @@ void stochastic_levels(const float* x, std::size_t m, float mult, unsigned level
   for (; i < m; ++i) {
     const std::uint32_t u = bits_of(x[i]);
     const std::uint32_t a = u & kAbsMask;
-    const float ax = a < kExpMask ? std::bit_cast<float>(a) : 0.0f;
+    const float ax = !Masked || a < kExpMask ? std::bit_cast<float>(a) : 0.0f;
     const float r = std::min(ax * mult, top);  // |x| <= scale, so r <= levels up to rounding
     const float fl = static_cast<float>(static_cast<std::int32_t>(r));
     const float p = r - fl;
@@ -536,7 +626,9 @@ Counts stochastic_encode(const float* in, std::size_t n, const StochasticParams&
     constexpr unsigned W = decltype(w)::value;
     for_each_block(wire, n, p.bucket, [&](std::byte* slot, std::size_t first, std::size_t len) {
       const std::size_t end = first + len;
+      const std::size_t nonfinite_before = c.nonfinite;
       const float scale = bucket_scale(in + first, len, p.l2, c.nonfinite);
+      const bool finite = c.nonfinite == nonfinite_before;
       store_f32(slot, scale);
       const float mult = scale == 0.0f ? 0.0f : static_cast<float>(p.levels) / scale;
       for (std::size_t i = first; i < end;) {
@@ -544,7 +636,8 @@ Counts stochastic_encode(const float* in, std::size_t n, const StochasticParams&
         // multiple of 2^32, so the index's upper half is constant in it.
         const std::uint64_t next32 = (static_cast<std::uint64_t>(i) | 0xFFFFFFFFull) + 1;
         const std::size_t m = static_cast<std::size_t>(std::min<std::uint64_t>({kChunk, end - i, next32 - i}));
-        stochastic_levels(in + i, m, mult, p.levels, W, key, i, code);
+        if (finite) stochastic_levels<false>(in + i, m, mult, p.levels, W, key, i, code);
+        else stochastic_levels<true>(in + i, m, mult, p.levels, W, key, i, code);
         pack_codes<W>(code, m, codes + i * W / 8);
         i += m;
       }
@@ -560,15 +653,27 @@ void stochastic_decode(const std::byte* wire, std::size_t n, const StochasticPar
   with_width(p.width, [&](auto w) {
     constexpr unsigned W = decltype(w)::value;
     constexpr std::uint32_t kSign = 1u << (W - 1);
-    decode_blocks(wire, n, p.bucket, mode, [&](auto md, float scale, std::size_t first, std::size_t len) {
-      constexpr Mode M = decltype(md)::value;
+    decode_blocks(wire, n, p.bucket, out, mode, [&](auto md, float scale, std::size_t first, std::size_t len) {
+      constexpr Put M = decltype(md)::value;
       const std::size_t end = first + len;
       const float step = scale / static_cast<float>(p.levels);
       for (std::size_t i = first; i < end; i += kChunk) {
         const std::size_t m = std::min(kChunk, end - i);
         unpack_codes<W>(codes + i * W / 8, m, code);
         float* o = out + i;
-        for (std::size_t j = 0; j < m; ++j) {
+        std::size_t j = 0;
+#if RDMACOLL_CODEC_AVX2
+        const __m256 vstep = _mm256_set1_ps(step);
+        const __m256i level_mask = _mm256_set1_epi32(static_cast<int>(kSign - 1));
+        const __m256i sign = _mm256_set1_epi32(static_cast<int>(kSign));
+        for (; j + 8 <= m; j += 8) {  // as below: the sign flips the product's sign bit
+          const __m256i cj = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(code + j)));
+          const __m256 d = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(cj, level_mask)), vstep);
+          const __m256i neg = _mm256_slli_epi32(_mm256_cmpeq_epi32(_mm256_and_si256(cj, sign), sign), 31);
+          put8<M>(o + j, _mm256_xor_ps(d, _mm256_castsi256_ps(neg)));
+        }
+#endif
+        for (; j < m; ++j) {
           const std::uint32_t cj = code[j];
           const float d = static_cast<float>(static_cast<std::int32_t>(cj & (kSign - 1))) * step;
           put<M>(o, j, (cj & kSign) ? -d : d);
@@ -576,6 +681,73 @@ void stochastic_decode(const std::byte* wire, std::size_t n, const StochasticPar
       }
     });
   });
+}
+
+// ---- topk / randk -----------------------------------------------------------------------------
+
+// The candidates of topk's sampled threshold (kernel_table.h). Few elements pass (a little
+// over k), so the AVX2 loop tests 8 at a time and only a lane that passes takes the scalar path.
+std::size_t topk_candidates(const float* in, std::size_t first, std::size_t end, std::uint32_t low,
+                            std::uint64_t* out, std::size_t& nonfinite) {
+  std::size_t m = 0, bad = 0, i = first;
+#if RDMACOLL_CODEC_AVX2
+  const __m256i below = _mm256_set1_epi32(static_cast<int>(low - 1)), finite_max = _mm256_set1_epi32(static_cast<int>(kExpMask - 1));
+  __m256i vbad = _mm256_setzero_si256();  // -1 per non-finite lane; at most 2^28 per lane below
+  while (i + 8 <= end) {
+    const std::size_t stop = std::min(end - (end - i) % 8, i + (std::size_t{1} << 28));
+    for (; i < stop; i += 8) {
+      const __m256i a = abs_bits(in + i);
+      const __m256i nf = _mm256_cmpgt_epi32(a, finite_max);
+      vbad = _mm256_add_epi32(vbad, nf);
+      unsigned pass = static_cast<unsigned>(
+          _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_andnot_si256(nf, _mm256_cmpgt_epi32(a, below)))));
+      while (pass != 0) {
+        const std::size_t e = i + static_cast<unsigned>(std::countr_zero(pass));
+        out[m++] = topk_candidate(bits_of(in[e]) & kAbsMask, e);
+        pass &= pass - 1;
+      }
+    }
+    bad += negated_lane_sum(vbad);
+    vbad = _mm256_setzero_si256();
+  }
+#endif
+  for (; i < end; ++i) {  // branch-free: every element is written at out[m], kept by advancing m
+    const std::uint32_t a = bits_of(in[i]) & kAbsMask;
+    const bool ok = a < kExpMask;
+    const std::uint32_t key = ok ? a : 0u;
+    bad += ok ? 0 : 1;
+    out[m] = topk_candidate(key, i);
+    m += key >= low ? 1 : 0;
+  }
+  nonfinite += bad;
+  return m;
+}
+
+// One pass over out; with stream_to(out, n), 8 floats at a time by streaming stores: an 8-float
+// group with no index in it is zeros, one with some is built in registers' worth of memory.
+void sparse_expand(const std::byte* val, const std::size_t* idx, std::size_t k, std::size_t n, float* out) {
+  std::size_t i = 0, j = 0;
+#if RDMACOLL_CODEC_AVX2
+  if (stream_to(out, n)) {
+    const __m256 zero = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8) {
+      if (j == k || idx[j] >= i + 8) {
+        put8<Put::stream>(out + i, zero);
+        continue;
+      }
+      alignas(32) float group[8] = {};
+      for (; j < k && idx[j] < i + 8; ++j) group[idx[j] - i] = load_f32(val + 4 * j);
+      put8<Put::stream>(out + i, _mm256_load_ps(group));
+    }
+    _mm_sfence();
+  }
+#endif
+  for (; j < k; ++j) {
+    std::fill(out + i, out + idx[j], 0.0f);
+    out[idx[j]] = load_f32(val + 4 * j);
+    i = idx[j] + 1;
+  }
+  std::fill(out + i, out + n, 0.0f);
 }
 
 }  // namespace
@@ -588,6 +760,6 @@ const KernelTable kTable = {
     "portable",
 #endif
     half_encode, half_decode, int8_encode, int8_decode, sign_encode, sign_decode,
-    stochastic_encode, stochastic_decode};
+    stochastic_encode, stochastic_decode, topk_candidates, sparse_expand};
 
 }  // namespace rdmacoll::collectives::compress::RDMACOLL_CODEC_ISA

@@ -1,6 +1,7 @@
 // topk and randk. Wire: k fp32 values, then k indices of index_bits(n) bits each, ascending,
-// packed least significant bit first. One implementation for every SIMD path: the work is
-// selection and scatter, not arithmetic.
+// packed least significant bit first. One implementation for every SIMD path but for the two
+// passes over all n elements, which are in the kernel table: topk's candidates above a sampled
+// threshold (with the non-finite count) and the decoding's expansion into zeros and values.
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -132,11 +133,7 @@ Threshold kth_largest(const float* in, std::size_t n, std::size_t k) {
   return *nth;
 }
 
-// The fast path's candidates as one integer each, (key << 32) | (2^32 - 1 - index), so that
-// the selection order (larger key, then lower index) is simply "larger"; needs n <= 2^32.
-std::uint64_t packed(std::uint32_t key, std::size_t i) {
-  return (std::uint64_t{key} << 32) | (0xFFFFFFFFull - static_cast<std::uint64_t>(i));
-}
+// The fast path's candidates: topk_candidate(key, index) (kernel_table.h); needs n <= 2^32.
 std::size_t index_of(std::uint64_t c) { return static_cast<std::size_t>(0xFFFFFFFFull - (c & 0xFFFFFFFFull)); }
 
 // The top k of the candidates, given in index order and at least k of them: their indices,
@@ -154,12 +151,13 @@ std::vector<std::size_t> top_of_candidates(const std::vector<std::uint64_t>& can
 
 // The indices of the top k, ascending, and the count of non-finite elements. Fast path: a
 // fixed-stride sample of 8192 keys gives a threshold that a little over k elements pass, one
-// pass collects them and the exact top k is selected among them. That gives the same answer
-// as the exact method (kth_largest), which runs instead when fewer than k pass or the
-// threshold is 0.
-std::vector<std::size_t> top_k(const float* in, std::size_t n, std::size_t k, std::size_t& nonfinite) {
+// pass (the kernel table's topk_candidates, which also counts the non-finite elements)
+// collects them and the exact top k is selected among them. That gives the same answer as the
+// exact method (kth_largest), which runs instead when fewer than k pass or the threshold is 0.
+std::vector<std::size_t> top_k(const KernelTable& kt, const float* in, std::size_t n, std::size_t k,
+                               std::size_t& nonfinite) {
   constexpr std::size_t kSample = 8192;
-  nonfinite += count_nonfinite(in, n);
+  bool counted = false;
   if (n >= 4 * kSample && k <= n / 8 && n <= 0xFFFFFFFFull) {
     std::vector<std::uint32_t> sample(kSample);
     for (std::size_t j = 0; j < kSample; ++j) sample[j] = key_of(in[j * (n / kSample)]);
@@ -172,25 +170,20 @@ std::vector<std::size_t> top_k(const float* in, std::size_t n, std::size_t k, st
                      std::greater<>());
     const std::uint32_t low = sample[rank];
     if (low > 0) {
-      // Branch-free: every element is written at the end and kept by advancing m, in chunks
-      // with room for a whole chunk.
-      constexpr std::size_t kChunk = 1024;
+      // In chunks, with room for a whole chunk after the candidates so far.
+      constexpr std::size_t kChunk = 1 << 16;
       std::vector<std::uint64_t> cand(k + k / 2 + kChunk);
       std::size_t m = 0;
       for (std::size_t first = 0; first < n; first += kChunk) {
         if (cand.size() < m + kChunk) cand.resize(2 * cand.size());
-        std::uint64_t* out = cand.data();
-        const std::size_t end = std::min(n, first + kChunk);
-        for (std::size_t i = first; i < end; ++i) {
-          const std::uint32_t key = key_of(in[i]);
-          out[m] = packed(key, i);
-          m += key >= low ? 1 : 0;
-        }
+        m += kt.topk_candidates(in, first, std::min(n, first + kChunk), low, cand.data() + m, nonfinite);
       }
+      counted = true;
       cand.resize(m);
       if (m >= k) return top_of_candidates(cand, k);
     }
   }
+  if (!counted) nonfinite += count_nonfinite(in, n);
   const Threshold t = kth_largest(in, n, k);
   std::vector<std::size_t> kept;
   kept.reserve(k);
@@ -203,7 +196,7 @@ std::vector<std::size_t> top_k(const float* in, std::size_t n, std::size_t k, st
 
 class SparseCodec final : public Codec {
  public:
-  SparseCodec(const CodecSpec& s, SimdPath simd) : Codec(s, simd) {}
+  SparseCodec(const CodecSpec& s, SimdPath simd) : Codec(s, simd), k_(kernel_table(simd)) {}
 
   std::size_t wire_bytes(std::size_t n) const noexcept override {
     const std::size_t k = sparse_k(spec().fraction, n);
@@ -225,7 +218,7 @@ class SparseCodec final : public Codec {
       idx.put(i, bits);
     };
     if (spec().kind == CodecKind::topk) {
-      for (const std::size_t i : top_k(in, n, k, st.nonfinite)) emit(i, in[i]);
+      for (const std::size_t i : top_k(k_, in, n, k, st.nonfinite)) emit(i, in[i]);
     } else {
       st.nonfinite += count_nonfinite(in, n);
       // Selection sampling (Knuth's Algorithm S): element i is taken with probability
@@ -252,21 +245,34 @@ class SparseCodec final : public Codec {
 
   void do_decode(const std::byte* wire, std::size_t n, float* out, Mode mode) const override {
     const std::size_t k = sparse_k(spec().fraction, n);
-    if (mode == Mode::assign) std::fill(out, out + n, 0.0f);
     const unsigned bits = index_bits(n);
-    BitReader idx(wire + 4 * k);
+    BitReader reader(wire + 4 * k);
+    std::vector<std::size_t> idx(k);
+    bool ascending = true;
     for (std::size_t j = 0; j < k; ++j) {
-      float v;
-      std::memcpy(&v, wire + 4 * j, 4);
-      const std::size_t i = static_cast<std::size_t>(idx.get(bits));
+      const std::size_t i = static_cast<std::size_t>(reader.get(bits));
       if (i >= n)
         throw std::invalid_argument("Codec::decode(" + spec().name() + "): index " + std::to_string(i) +
                                     " >= n = " + std::to_string(n) + ": the wire bytes are not an encoding of n elements");
-      if (mode == Mode::assign) out[i] = v;
-      else if (mode == Mode::add) out[i] += v;
-      else out[i] -= v;
+      ascending = ascending && (j == 0 || i > idx[j - 1]);
+      idx[j] = i;
+    }
+    // An encoder's indices ascend; other bytes decode as a fill with zeros and then the values
+    // in wire order (a repeated index keeps its last value).
+    if (mode == Mode::assign && ascending) return k_.sparse_expand(wire, idx.data(), k, n, out);
+    if (mode == Mode::assign) std::fill(out, out + n, 0.0f);
+    for (std::size_t j = 0; j < k; ++j) {
+      float v;
+      std::memcpy(&v, wire + 4 * j, 4);
+      const std::size_t i = idx[j];
+      if (mode == Mode::add) out[i] += v;
+      else if (mode == Mode::sub) out[i] -= v;
+      else out[i] = v;
     }
   }
+
+ private:
+  const KernelTable& k_;
 };
 
 }  // namespace
