@@ -158,6 +158,14 @@ int run(const Options& o, const std::vector<std::string>& args) {
     lr.total_steps = std::max(o.epochs * steps, o.warmup_steps + 1);
     lr.step_size = std::max<size_t>(1, o.epochs * steps / 3);
     tr::GradientExchange exchange(*comm, model.layers(), o.compress);
+    // Error feedback: the ranks exchange their steps (lr * local momentum), not gradients (see
+    // GradientExchange::averages_updates), so --clip bounds each rank's gradient before its
+    // momentum, which needs all of it: not while layers start during backward.
+    const bool updates = exchange.averages_updates();
+    if (updates && o.clip > 0 && o.overlap)
+      throw ConfigError("--clip with --overlap and error feedback: the ranks exchange steps, and a rank's gradient "
+                        "is clipped as a whole before its step, after backward; drop --overlap or --clip, or add "
+                        "--no-error-feedback");
 
     info.ranks = ranks;
     info.transport = comm->transport().describe();
@@ -203,26 +211,29 @@ int run(const Options& o, const std::vector<std::string>& args) {
         // share makes the average over ranks the mean over the global batch.
         const float weight = static_cast<float>(mine.size() * static_cast<size_t>(ranks)) / static_cast<float>(global);
         const std::span<float> grads = model.grads();
+        // With error feedback a layer's gradient becomes this rank's step for it first.
+        auto to_update = [&](size_t l) { exchange.prepare(l, sgd, model.params(), grads, lr.at(t)); };
         auto ready = [&](size_t l) {
           const tr::LayerView& v = model.layers()[l];
           for (float& g : grads.subspan(v.offset(), v.count())) g *= weight;
-          if (o.overlap) exchange.start(l, grads, t);
+          if (o.overlap) to_update(l), exchange.start(l, grads, t);
         };
         if (mine.empty()) {  // a short last batch with fewer examples than ranks
           std::fill(grads.begin(), grads.end(), 0.0f);
           if (o.overlap)
-            for (size_t l = model.layers().size(); l-- > 0;) exchange.start(l, grads, t);
+            for (size_t l = model.layers().size(); l-- > 0;) to_update(l), exchange.start(l, grads, t);
         } else {
           const tr::ForwardResult fr = model.forward(tr::gather_batch(train_set, mine, x, y));
           loss_sum += fr.loss * static_cast<double>(mine.size());
           examples += mine.size();
           model.backward(ready);
         }
-        if (!o.overlap)
-          for (size_t l = model.layers().size(); l-- > 0;) exchange.start(l, grads, t);
+        if (!o.overlap) {
+          if (updates && o.clip > 0) tr::clip_grad_norm(grads, o.clip);  // this rank's gradient
+          for (size_t l = model.layers().size(); l-- > 0;) to_update(l), exchange.start(l, grads, t);
+        }
         exchange.finish();
-        if (o.clip > 0) tr::clip_grad_norm(grads, o.clip);
-        sgd.step(model.params(), grads, lr.at(t));
+        exchange.apply(sgd, model.params(), grads, lr.at(t), o.clip);
         if (progress && (b % 8 == 0 || b + 1 == steps)) {
           std::printf("\r  epoch %zu/%zu  step %zu/%zu ", epoch + 1, o.epochs, b + 1, steps);
           std::fflush(stdout);

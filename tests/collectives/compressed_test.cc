@@ -206,6 +206,66 @@ TEST(COMP_SUITE, MultiRankErrorFeedbackKeepsWhatWasNotSent) {
   });
 }
 
+// The same for the two-phase scheme, whose feedback has two stages: each rank's worker
+// residual on the shares it encodes, and the owner's server residual on the reduced block it
+// re-encodes. With avg over n ranks and a constant gradient, for every element:
+//   sum_t out_t + server (the owner's) + (sum_r worker_r) / n = T avg_r g_r.
+// Several calls in flight at once (as the trainer issues one per layer), 1, 2 and 3 ranks
+// (one rank takes the local path, with the same arithmetic).
+void two_phase_feedback_keeps_what_was_not_sent(int n) {
+  Backend b;
+  with_comm(n, [n](Communicator& c) {
+    auto sign = make_codec("sign:64");
+    const size_t counts[2] = {1001, 333};
+    const int steps = 40;
+    ErrorFeedback ef[2];
+    std::vector<float> g[2], out[2];
+    std::vector<double> sent[2];
+    for (int k = 0; k < 2; ++k) {
+      g[k] = gradient(c.rank(), counts[k], static_cast<uint64_t>(k));
+      out[k].resize(counts[k]);
+      sent[k].assign(counts[k], 0.0);
+    }
+    for (int t = 0; t < steps; ++t) {
+      Work w[2];
+      for (int k = 0; k < 2; ++k)
+        w[k] = c.allreduce_async(g[k].data(), out[k].data(), counts[k], ReduceOp::avg,
+                                 {sign.get(), &ef[k], 1, Compression::Scheme::two_phase});
+      for (int k = 0; k < 2; ++k) w[k].wait();
+      for (int k = 0; k < 2; ++k)
+        for (size_t i = 0; i < counts[k]; ++i) sent[k][i] += out[k][i];
+    }
+    for (int k = 0; k < 2; ++k) {
+      std::vector<double> avg(counts[k], 0.0);
+      for (int r = 0; r < n; ++r) {
+        const std::vector<float> gr = gradient(r, counts[k], static_cast<uint64_t>(k));
+        for (size_t i = 0; i < counts[k]; ++i) avg[i] += static_cast<double>(gr[i]) / n;
+      }
+      std::vector<float> worker = ef[k].worker, server = ef[k].server;
+      c.allreduce(worker.data(), worker.data(), counts[k], DataType::f32, ReduceOp::sum);
+      c.allreduce(server.data(), server.data(), counts[k], DataType::f32, ReduceOp::sum);  // only owners' entries
+      double held = 0;
+      for (size_t i = 0; i < counts[k]; ++i) {
+        const double kept = server[i] + static_cast<double>(worker[i]) / n;
+        held += std::fabs(kept);
+        ASSERT_NEAR(sent[k][i] + kept, steps * avg[i], 1e-4 * steps * (1 + std::fabs(avg[i])))
+            << n << " ranks, call " << k << ", element " << i;
+      }
+      EXPECT_GT(held, 0.0);
+    }
+  });
+}
+
+TEST(COMP_SUITE, SingleRankTwoPhaseErrorFeedbackKeepsWhatWasNotSent) {
+  if (!skip_without_device()) two_phase_feedback_keeps_what_was_not_sent(1);
+}
+TEST(COMP_SUITE, MultiRankTwoPhaseErrorFeedbackKeepsWhatWasNotSent) {
+  if (!skip_without_device()) two_phase_feedback_keeps_what_was_not_sent(2);
+}
+TEST(COMP_SUITE, MultiRankTwoPhaseErrorFeedbackKeepsWhatWasNotSentOn3) {
+  if (!skip_without_device()) two_phase_feedback_keeps_what_was_not_sent(3);
+}
+
 // NaN in one rank's input: counted there, the call completes on every rank, nothing hangs.
 TEST(COMP_SUITE, MultiRankNonFiniteInputIsCounted) {
   if (skip_without_device()) return;

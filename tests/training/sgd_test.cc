@@ -6,6 +6,8 @@
 #include <cmath>
 #include <initializer_list>
 #include <numbers>
+#include <span>
+#include <stdexcept>
 #include <utility>
 #include <vector>
 
@@ -54,6 +56,28 @@ TEST(Sgd, SliceStepsUseTheirPartOfTheMomentumBuffer) {
   EXPECT_THROW(sliced.step(b, std::span<const float>(g).first(5), 0.1f), std::invalid_argument);
   sliced.reset();
   for (float v : sliced.momentum_buffer()) EXPECT_EQ(v, 0.0f);
+}
+
+// update() then apply_update() (the step cut around a compressed exchange) is step(), bit for
+// bit, slice by slice; a mis-sized update is refused.
+TEST(Sgd, UpdateThenApplyIsTheStep) {
+  const SgdOptions opt{0.9f, 5e-4f};
+  Sgd whole(6, opt), split(6, opt);
+  std::vector<float> p = {1.0f, -2.0f, 0.5f, 0.0f, 3.0f, -0.25f}, q = p;
+  for (int t = 0; t < 4; ++t) {
+    std::vector<float> g(6);
+    for (size_t i = 0; i < g.size(); ++i) g[i] = std::sin(static_cast<float>(t * 6 + static_cast<int>(i)));
+    std::vector<float> u = g;
+    const float lr = 0.1f / static_cast<float>(t + 1);
+    whole.step(p, g, lr);
+    split.update(std::span<const float>(q).subspan(0, 4), std::span<float>(u).subspan(0, 4), lr, 0);
+    split.update(std::span<const float>(q).subspan(4), std::span<float>(u).subspan(4), lr, 4);
+    Sgd::apply_update(q, u);
+    for (size_t i = 0; i < p.size(); ++i) ASSERT_EQ(p[i], q[i]) << "step " << t << ", parameter " << i;
+  }
+  std::vector<float> short_update(5);
+  EXPECT_THROW(Sgd::apply_update(q, short_update), std::invalid_argument);
+  EXPECT_THROW(split.update(q, short_update, 0.1f), std::invalid_argument);
 }
 
 TEST(Sgd, ClippingScalesToTheNormAndReportsTheNormBefore) {

@@ -28,6 +28,30 @@ void Sgd::step(std::span<float> params, std::span<const float> grads, float lr,
   }
 }
 
+void Sgd::update(std::span<const float> params, std::span<float> grads, float lr, std::size_t offset) {
+  if (params.size() != grads.size() || offset > velocity_.size() ||
+      params.size() > velocity_.size() - offset)
+    throw std::invalid_argument("Sgd::update: " + std::to_string(params.size()) + " parameters, " +
+                                std::to_string(grads.size()) + " gradients at offset " +
+                                std::to_string(offset) + " of a momentum buffer of " +
+                                std::to_string(velocity_.size()));
+  const float mu = options_.momentum;
+  const float wd = options_.weight_decay;
+  float* v = velocity_.data() + offset;
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    const float g = grads[i] + wd * params[i];
+    v[i] = mu * v[i] + g;
+    grads[i] = lr * v[i];
+  }
+}
+
+void Sgd::apply_update(std::span<float> params, std::span<const float> update) {
+  if (params.size() != update.size())
+    throw std::invalid_argument("Sgd::apply_update: " + std::to_string(params.size()) + " parameters, " +
+                                std::to_string(update.size()) + " update elements");
+  for (std::size_t i = 0; i < params.size(); ++i) params[i] -= update[i];
+}
+
 void Sgd::reset() noexcept { std::fill(velocity_.begin(), velocity_.end(), 0.0f); }
 
 double global_norm(std::span<const float> grads) noexcept {

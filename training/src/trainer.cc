@@ -85,7 +85,7 @@ void GradientExchange::start(std::size_t layer, std::span<float> grads, std::uin
       // (qsgd, terngrad, randk) are not contractions: at few levels their error can exceed the
       // gradient, and a residual carrying it grows until the model diverges (measured: qsgd:4
       // with feedback reached NaN within one epoch). They go without.
-      c.feedback = codec_->unbiased() || !mode_.error_feedback ? nullptr : &feedback_[layer];
+      c.feedback = averages_updates() ? &feedback_[layer] : nullptr;
       c.seed = step;
       c.only_if_faster = mode_.only_if_faster;
       in_flight_.push_back(comm_.allreduce_async(g, g, v.count(), ReduceOp::avg, c));
@@ -106,6 +106,23 @@ void GradientExchange::start(std::size_t layer, std::span<float> grads, std::uin
     }
   }
   progress();
+}
+
+bool GradientExchange::averages_updates() const noexcept {
+  return mode_.kind == ExchangeMode::Kind::codec && mode_.error_feedback && !codec_->unbiased();
+}
+
+void GradientExchange::prepare(std::size_t layer, Sgd& sgd, std::span<const float> params, std::span<float> grads,
+                               float lr) const {
+  if (!averages_updates()) return;
+  const LayerView& v = layers_.at(layer);
+  sgd.update(params.subspan(v.offset(), v.count()), grads.subspan(v.offset(), v.count()), lr, v.offset());
+}
+
+void GradientExchange::apply(Sgd& sgd, std::span<float> params, std::span<float> grads, float lr, double clip) const {
+  if (averages_updates()) return Sgd::apply_update(params, grads);
+  if (clip > 0) clip_grad_norm(grads, clip);
+  sgd.step(params, grads, lr);
 }
 
 void GradientExchange::progress() {

@@ -31,6 +31,13 @@ class Sgd {
   void step(std::span<float> params, std::span<const float> grads, float lr,
             std::size_t offset = 0);
 
+  // step() cut in two around a compressed exchange (GradientExchange::averages_updates):
+  // update() advances the momentum as step() does and writes the step it would take,
+  // lr * v[offset+i], over grads; apply_update() subtracts an update from the parameters.
+  // update() then apply_update() of the same values is step(), bit for bit.
+  void update(std::span<const float> params, std::span<float> grads, float lr, std::size_t offset = 0);
+  static void apply_update(std::span<float> params, std::span<const float> update);
+
   const SgdOptions& options() const noexcept { return options_; }
   std::span<const float> momentum_buffer() const noexcept { return velocity_; }
   void reset() noexcept;  // momentum back to zero
