@@ -77,6 +77,42 @@ else
   rc=1
 fi
 
+# The trainer across the link, as issue 7's slow-link mode over rxe: both guests' eth0 limited to
+# 100 Mbit/s (tbf), one epoch on 2048 images with int8-compressed gradients over verbs. It must
+# finish with identical replicas (the trainer checks their digests every epoch), and rank 0's
+# JSON log must show the wire bytes the transport counted, about 4x fewer than fp32's.
+train_case() {
+  local name=train_int8_verbs_100mbit why=""
+  if ! tc qdisc replace dev eth0 root tbf rate 100mbit burst 64kb latency 100ms 2>/run/tbf.err; then
+    xml_cases+="<testcase name=\"$name\" classname=\"tools.MultiRank\"><failure message=\"tc tbf\"><![CDATA[$(cat /run/tbf.err)]]></failure></testcase>"$'\n'
+    rc=1; return
+  fi
+  rm -f /run/train.json
+  tool_case "$name" 29624 env RDMACOLL_TRANSPORT=verbs RDMACOLL_IB_DEVICE="$RXE_DEVICE" "$T/rdmacoll-train" \
+    --epochs 1 --limit-train 2048 --limit-test 500 --compress int8 --json /run/train.json
+  tc qdisc del dev eth0 root
+  [ "$RDMACOLL_RANK" = 0 ] || return
+  why=$(python3 - /run/train.json <<'PY' 2>&1
+import json, sys
+d = json.load(open(sys.argv[1]))
+e = d["epochs"][-1]
+problems = []
+if not d["run"]["transport"].startswith("verbs"): problems.append("transport %r, not verbs" % d["run"]["transport"])
+if not e["wire_bytes"] > 0: problems.append("no wire bytes counted")
+if not 3.5 <= e["compression_ratio"] <= 4.5: problems.append("compression ratio %.2f, not about 4" % e["compression_ratio"])
+if not e["train_loss"] < 1e3: problems.append("train loss %r" % e["train_loss"])
+print("; ".join(problems))
+PY
+)
+  if [ -n "$why" ]; then
+    xml_cases+="<testcase name=\"${name}_log\" classname=\"tools.MultiRank\"><failure message=\"the JSON log\"><![CDATA[$why]]></failure></testcase>"$'\n'
+    rc=1
+  else
+    xml_cases+="<testcase name=\"${name}_log\" classname=\"tools.MultiRank\"></testcase>"$'\n'
+  fi
+}
+train_case
+
 # wait_for_output FILE TEXT SECONDS: until TEXT appears in FILE (status 1 if it never does).
 wait_for_output() {
   local i
