@@ -3,10 +3,18 @@
 //
 // Argument check. Every call has an argument line ("call=allreduce count=1024 type=f32 op=sum
 // algorithm=ring_allreduce"; Operation::args) and its 64-bit digest. Each run of a call sends
-// {sequence number, digest} ahead of its first data to every peer it sends to (a 24-byte tagged
-// message per peer and run, tagged with the run's tag), and takes nothing from a peer (no
-// notification consumed, no chunk applied) before that peer's check has arrived and matched. So
-// whatever a rank uses of a call's data comes from a peer that agreed on the call.
+// {sequence number, digest} ahead of its first data to every peer it sends to, and takes nothing
+// from a peer (no notification consumed, no chunk applied) before that peer's check has arrived
+// and matched. So whatever a rank uses of a call's data comes from a peer that agreed on the call.
+// The check travels one of two ways, decided alike by both sides from the chunk's size:
+//   framed:   the run's first chunk to the peer is a message of at most kFramedMax bytes: the
+//             check goes in front of its data, in one message (send_framed / expect_framed), on
+//             a tag of its own, so a rank that frames never matches one that does not (they
+//             disagree about the call, or about RDMACOLL_CHECK_ARGS: both wait, as below)
+//   separate: a 24-byte tagged message of its own, tagged with the run's tag (send_check /
+//             expect_check), sent just before the first data
+// Ranks whose calls differ may choose differently; their messages then never match, each waits,
+// and the ring check below names the disagreement.
 //
 // Ranks that disagree about who sends to whom (a broadcast's root) may never receive from each
 // other, so each call also sends one check around the ring, to the next rank; that one is not
@@ -49,6 +57,9 @@ namespace rdmacoll::collectives::exec {
 
 inline constexpr uint16_t kControlVersion = 1;
 inline constexpr std::size_t kCheckBytes = 24;
+// The most data bytes a framed message carries (the check in front of a small chunk): above
+// this a separate check costs less than copying the chunk behind it.
+inline constexpr std::size_t kFramedMax = 2048;
 inline constexpr std::size_t kMaxControlText = 2000;
 inline constexpr std::size_t kMaxControl = 20 + kMaxControlText;
 
@@ -56,6 +67,7 @@ struct CheckMessage {
   uint64_t seq = 0, digest = 0;
 };
 std::vector<uint8_t> encode_check(const CheckMessage& m);
+void encode_check(const CheckMessage& m, uint8_t* out);  // kCheckBytes at out
 // nullopt with `why` set if the bytes are not a check message of this version.
 std::optional<CheckMessage> parse_check(std::span<const uint8_t> bytes, std::string* why = nullptr);
 
@@ -99,6 +111,10 @@ class Control {
     std::vector<uint8_t> buffer;
     uint64_t seq = 0, digest = 0;
     int from = 0;
+    bool framed = false;  // the check in front of a chunk's data (expect_framed)
+    std::size_t data_bytes = 0;  // framed: the chunk's bytes this rank expects
+    // framed: the data behind the check, once checked() said it matched.
+    const char* data() const { return reinterpret_cast<const char*>(buffer.data()) + kCheckBytes; }
   };
   // Sends the call's check to the next rank and keeps the receive of the previous one's (late()).
   void ring_check(uint64_t seq, uint64_t digest);
@@ -107,6 +123,15 @@ class Control {
   // Posts the receive of `from`'s check for the run tagged `tag`; the caller compares with
   // checked(). Control keeps the buffer alive while the receive is posted.
   std::shared_ptr<Pending> expect_check(int from, uint16_t tag, uint64_t seq, uint64_t digest);
+  // Framed: sends `bytes` (<= kFramedMax) of `data` to `peer` with the check in front, on the
+  // framed form of the chunk's tag `tag`; Control keeps the copy until the send completes.
+  transport::Request send_framed(int peer, uint64_t tag, uint64_t seq, uint64_t digest, const void* data,
+                                 std::size_t bytes);
+  // Posts the receive of a framed message (any size up to kFramedMax); checked() then also
+  // checks its length against `bytes`, and data() holds the chunk.
+  std::shared_ptr<Pending> expect_framed(int from, uint64_t tag, uint64_t seq, uint64_t digest, std::size_t bytes);
+  // The tag a framed chunk goes with, given its plain chunk tag: never the same as a plain one.
+  static uint64_t framed_tag(uint64_t chunk_tag) { return chunk_tag | (uint64_t{1} << 37); }
   // nullopt while it has not arrived, then whether the peer's call matches this rank's (same
   // sequence number and digest). Throws ProtocolError on a malformed message.
   std::optional<bool> checked(Pending& p);
@@ -128,7 +153,13 @@ class Control {
  private:
   void post(int peer);
   void send_check_tagged(int peer, uint64_t tag, uint64_t seq, uint64_t digest);
-  std::shared_ptr<Pending> post_check_recv(int from, uint64_t tag, uint64_t seq, uint64_t digest);
+  std::shared_ptr<Pending> post_check_recv(int from, uint64_t tag, uint64_t seq, uint64_t digest,
+                                           std::size_t room = kCheckBytes + 8);
+  void prune_expected();
+  transport::Request send_tagged(int peer, uint64_t tag, uint64_t seq, uint64_t digest, const void* data,
+                                 std::size_t bytes);
+  void recycle(std::shared_ptr<Pending>&& p);  // keeps p for reuse if nobody else holds it
+  static constexpr std::size_t kSpares = 64;
   transport::Transport* t_ = nullptr;
   std::vector<std::vector<uint8_t>> buffers_;  // per peer
   std::vector<transport::Request> recvs_;      // per peer
@@ -139,6 +170,9 @@ class Control {
   std::deque<Sent> sent_;  // checks and control messages in flight: kept until their sends complete
   std::deque<std::shared_ptr<Pending>> expected_;  // check receives posted, kept until complete
   std::vector<std::shared_ptr<Pending>> late_;
+  // Finished buffers kept for the next checks: a small call makes a few, every call.
+  std::vector<std::vector<uint8_t>> spare_bytes_;
+  std::vector<std::shared_ptr<Pending>> spare_pending_;
 };
 
 }  // namespace rdmacoll::collectives::exec

@@ -22,7 +22,8 @@ Run::Run(transport::Transport& t, const Pool& pool, std::size_t region, std::siz
          schedules::Schedule schedule, std::vector<UserPiece> user, DataType type, ReduceOp op, uint16_t tag,
          Control* control, uint64_t seq, uint64_t digest)
     : t_(t), pool_(pool), sched_(std::move(schedule)), user_(std::move(user)), type_(type), op_(op),
-      es_(dtype_size(type)), region_(region), mirror_(region + sched_.scratch * es_), tag_(tag), control_(control) {
+      es_(dtype_size(type)), region_(region), mirror_(region + sched_.scratch * es_), tag_(tag), control_(control),
+      seq_(seq), digest_(digest) {
   if (region > pool_.bytes || region_bytes > pool_.bytes - region || pool_bytes(sched_, type_) > region_bytes)
     throw std::length_error("collective run needs " + std::to_string(pool_bytes(sched_, type_)) +
                             " scratch bytes, its region of the pool has " + std::to_string(region_bytes));
@@ -33,19 +34,7 @@ Run::Run(transport::Transport& t, const Pool& pool, std::size_t region, std::siz
   }
   const auto n = static_cast<std::size_t>(t_.size());
   expected_.resize(n), next_.resize(n), note_.resize(n), sent_count_.resize(n), recv_count_.resize(n);
-  if (control_ != nullptr) {
-    // Ahead of any data: the check to every peer this run sends to, and the receives of theirs.
-    std::vector<char> to(n), from(n);
-    for (const schedules::Step& st : sched_.steps) {
-      for (const Transfer& tr : st.sends) to[static_cast<std::size_t>(tr.to)] = 1;
-      for (const Transfer& tr : st.recvs) from[static_cast<std::size_t>(tr.from)] = 1;
-    }
-    checks_.resize(n);
-    for (std::size_t p = 0; p < n; ++p) {
-      if (to[p]) control_->send_check(static_cast<int>(p), tag_, seq, digest);
-      if (from[p]) checks_[p] = control_->expect_check(static_cast<int>(p), tag_, seq, digest);
-    }
-  }
+  if (control_ != nullptr) checks_.resize(n);
 }
 
 namespace {
@@ -162,6 +151,14 @@ void Run::start_step() {
       } else if (c.count > 0) {
         src = at(tr.src, c.offset);
       }
+      // The run's first chunk to a peer carries the check (control.h): in front of it where
+      // it is framed, else just before it.
+      const bool first = control_ != nullptr && sent_count_[to] == 1;
+      if (first && framed(to, c.count * es_)) {
+        sends_.emplace_back(tr.to, control_->send_framed(tr.to, chunk_tag(imm), seq_, digest_, src, c.count * es_));
+        continue;
+      }
+      if (first) control_->send_check(tr.to, tag_, seq_, digest_);
       if (sends(to, c.count * es_))
         sends_.emplace_back(tr.to, t_.send(tr.to, chunk_tag(imm), src, c.count * es_));
       else
@@ -179,7 +176,16 @@ void Run::start_step() {
       Chunk& c = incoming_[i].chunks[k];
       const uint32_t imm = immediate(recv_count_[from]++);
       transport::Request recv;
-      if (sends(from, c.count * es_)) {
+      std::shared_ptr<Control::Pending> framed_recv;
+      const bool first = control_ != nullptr && recv_count_[from] == 1;
+      if (first && framed(from, c.count * es_)) {
+        // Lands behind the check in Control's buffer, and is applied from there once it matched.
+        framed_recv = control_->expect_framed(tr.from, chunk_tag(imm), seq_, digest_, c.count * es_);
+        c.framed = framed_recv->data();
+      } else if (first) {
+        checks_[from] = control_->expect_check(tr.from, tag_, seq_, digest_);
+      }
+      if (!framed_recv && sends(from, c.count * es_)) {
         char* where = pool_.base + landing_bytes(tr, c.offset);
         c.direct = tr.action == Action::overwrite && tr.dst.memory == Memory::user && c.count > 0;
         if (c.direct) {
@@ -188,7 +194,7 @@ void Run::start_step() {
         }
         recv = t_.recv(tr.from, chunk_tag(imm), where, c.count * es_);
       }
-      expected_[from].push_back({i, k, imm, std::move(recv)});
+      expected_[from].push_back({i, k, imm, std::move(recv), std::move(framed_recv)});
     }
     // Reduces into the same elements apply in list order, so results do not vary between runs.
     if (tr.action != Action::reduce) continue;
@@ -204,7 +210,7 @@ void Run::start_step() {
 
 void Run::apply(const Transfer& tr, const Chunk& c) {
   if (c.count == 0 || c.direct) return;
-  const char* landed = pool_.base + landing_bytes(tr, c.offset);
+  const char* landed = c.framed ? c.framed : pool_.base + landing_bytes(tr, c.offset);
   if (tr.action == Action::reduce && tr.dst.memory == Memory::user) {
     reduce_user(tr.dst.offset + c.offset, landed, c.count);
   } else if (tr.action == Action::reduce) {
@@ -212,7 +218,9 @@ void Run::apply(const Transfer& tr, const Chunk& c) {
   } else if (tr.dst.memory == Memory::user) {
     forget(tr.dst.offset + c.offset, tr.dst.offset + c.offset + c.count);
     std::memcpy(at(tr.dst, c.offset), landed, c.count * es_);
-  }  // overwrite into scratch: it has landed where it belongs
+  } else if (c.framed) {
+    std::memcpy(at(tr.dst, c.offset), landed, c.count * es_);
+  }  // else an overwrite into scratch: it has landed where it belongs
 }
 
 void Run::apply_arrived() {
@@ -237,7 +245,11 @@ bool Run::poll_step() {
     }
     while (next_[p] < expected_[p].size()) {
       Expected& e = expected_[p][next_[p]];
-      if (e.recv.valid()) {  // a message: its tag was the check
+      if (e.framed) {  // the check in front of the chunk: nothing of it is used unless it matched
+        const std::optional<bool> same = control_->checked(*e.framed);
+        if (!same) break;
+        if (!*same) throw CheckFailed{static_cast<int>(p)};
+      } else if (e.recv.valid()) {  // a message: its tag was the check
         if (!e.recv.test()) break;
       } else {
         if (!note_[p].valid()) note_[p] = t_.notification(static_cast<int>(p));

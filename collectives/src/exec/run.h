@@ -84,8 +84,8 @@ class Run {
   // communicator alternates two halves so that consecutive runs need no fence). Throws
   // std::length_error if the schedule does not fit the region.
   // `control` (nullptr: no check): the run sends every peer it sends to the check {seq, digest}
-  // and uses nothing from a peer before that peer's check matched (control.h); throws
-  // CheckFailed if it did not.
+  // with or just before its first chunk to it, and uses nothing from a peer before that peer's
+  // check matched (control.h); throws CheckFailed if it did not.
   Run(transport::Transport& t, const Pool& pool, std::size_t region, std::size_t region_bytes,
       schedules::Schedule schedule, std::vector<UserPiece> user, DataType type, ReduceOp op, uint16_t tag,
       Control* control = nullptr, uint64_t seq = 0, uint64_t digest = 0);
@@ -104,6 +104,7 @@ class Run {
   struct Chunk {
     std::size_t offset, count;  // elements, relative to the transfer
     bool direct;  // received: a message straight into user memory, nothing to copy on arrival
+    const char* framed = nullptr;  // received framed (control.h): where its data is, behind the check
   };
   struct Incoming {
     std::vector<Chunk> chunks;
@@ -114,6 +115,7 @@ class Run {
     std::size_t transfer, chunk;
     uint32_t imm;               // the immediate (or the tag's low bits) it comes with
     transport::Request recv;    // sent (Run::sends): the receive posted for it
+    std::shared_ptr<Control::Pending> framed;  // or the framed receive: the check and the chunk
   };
 
   void start_step();
@@ -142,6 +144,8 @@ class Run {
   uint32_t immediate(uint32_t index) const { return (uint32_t{tag_} << 16) | (index & 0xffffu); }
   // Whether a chunk of `bytes` to or from `peer` goes as a tagged message (else a write).
   bool sends(std::size_t peer, std::size_t bytes) const { return pool_.send[peer] || bytes <= pool_.send_up_to; }
+  // Whether a run's first chunk of `bytes` to or from `peer` carries the check in front (control.h).
+  bool framed(std::size_t peer, std::size_t bytes) const { return sends(peer, bytes) && bytes <= kFramedMax; }
   std::vector<std::pair<std::size_t, std::size_t>> untouched_;  // sorted, disjoint [begin, end)
   DataType type_;
   ReduceOp op_;
@@ -160,7 +164,8 @@ class Run {
   std::vector<transport::Request> note_;           // per peer: the notification being awaited
   std::vector<uint32_t> sent_count_, recv_count_;  // per peer, across the run: immediates' index
   Control* control_;
-  std::vector<std::shared_ptr<Control::Pending>> checks_;  // per peer: its check, until it matched
+  uint64_t seq_, digest_;  // the call's check
+  std::vector<std::shared_ptr<Control::Pending>> checks_;  // per peer: its separate check, until it matched
 };
 
 }  // namespace rdmacoll::collectives::exec
