@@ -70,7 +70,8 @@ void add_contiguous_runs(Communicator::Impl& c, Operation& op, Algorithm a, char
     // An allreduce's every element holds every rank's contribution; a broadcast's or a
     // reduce's ranks need not hear from all.
     const bool all_dependent = schedules::collective_of(a) == schedules::Collective::allreduce;
-    c.add_run(op, all_dependent, need(len), [spec] { return schedules::build(spec); }, {{0, out + begin * es, len, in ? in + begin * es : nullptr}});
+    c.add_run(op, all_dependent, need(len), {}, {{0, out + begin * es, len, in ? in + begin * es : nullptr}});
+    op.plans.back().schedule = c.schedule(spec);
   }
 }
 
@@ -157,9 +158,15 @@ void check_root(std::string_view name, int root, int n) {
 
 }  // namespace
 
-void set_args(const Communicator::Impl& c, Operation& op, size_t count, bool reduces, int root) {
+void set_args(Communicator::Impl& c, Operation& op, size_t count, bool reduces, int root) {
   if (!c.options.check_args || c.transport->size() == 1) return;
-  std::string& a = op.args;
+  Communicator::Impl::ArgsCache& last = c.last_args;
+  if (last.line && last.count == count && last.type == op.type && last.op == op.op && last.reduces == reduces &&
+      last.root == root && last.name == op.name && last.algorithm == op.algorithm) {
+    op.args = last.line, op.digest = last.digest;
+    return;
+  }
+  std::string a;
   a.reserve(96);
   a += "call=", a += op.name;
   a += " count=", a += std::to_string(count);
@@ -167,6 +174,9 @@ void set_args(const Communicator::Impl& c, Operation& op, size_t count, bool red
   if (reduces) a += " op=", a += to_string(op.op);
   if (root >= 0) a += " root=", a += std::to_string(root);
   a += " algorithm=", a += op.algorithm;
+  op.digest = exec::digest_of(a);
+  op.args = std::make_shared<const std::string>(std::move(a));
+  last = {op.name, op.algorithm, count, op.type, op.op, reduces, root, op.args, op.digest};
 }
 
 std::length_error pool_too_small(std::string_view what, size_t pool) {

@@ -19,9 +19,9 @@ std::size_t pool_bytes(const schedules::Schedule& s, DataType type) {
 }
 
 Run::Run(transport::Transport& t, const Pool& pool, std::size_t region, std::size_t region_bytes,
-         schedules::Schedule schedule, std::vector<UserPiece> user, DataType type, ReduceOp op, uint16_t tag,
+         std::shared_ptr<const schedules::Schedule> schedule, std::vector<UserPiece> user, DataType type, ReduceOp op, uint16_t tag,
          Control* control, uint64_t seq, uint64_t digest)
-    : t_(t), pool_(pool), sched_(std::move(schedule)), user_(std::move(user)), type_(type), op_(op),
+    : t_(t), pool_(pool), schedule_(std::move(schedule)), sched_(*schedule_), user_(std::move(user)), type_(type), op_(op),
       es_(dtype_size(type)), region_(region), mirror_(region + sched_.scratch * es_), tag_(tag), control_(control),
       seq_(seq), digest_(digest) {
   if (region > pool_.bytes || region_bytes > pool_.bytes - region || pool_bytes(sched_, type_) > region_bytes)

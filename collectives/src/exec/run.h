@@ -87,7 +87,7 @@ class Run {
   // with or just before its first chunk to it, and uses nothing from a peer before that peer's
   // check matched (control.h); throws CheckFailed if it did not.
   Run(transport::Transport& t, const Pool& pool, std::size_t region, std::size_t region_bytes,
-      schedules::Schedule schedule, std::vector<UserPiece> user, DataType type, ReduceOp op, uint16_t tag,
+      std::shared_ptr<const schedules::Schedule> schedule, std::vector<UserPiece> user, DataType type, ReduceOp op, uint16_t tag,
       Control* control = nullptr, uint64_t seq = 0, uint64_t digest = 0);
   // Progresses without blocking; true once this rank's part is complete.
   bool advance();
@@ -137,7 +137,8 @@ class Run {
 
   transport::Transport& t_;
   const Pool& pool_;
-  schedules::Schedule sched_;
+  std::shared_ptr<const schedules::Schedule> schedule_;  // shared with later runs of the same spec
+  const schedules::Schedule& sched_;
   std::vector<UserPiece> user_;
   std::vector<std::size_t> bounds_;  // piece starts in schedule offsets, for chunk cuts
   // The immediate (or tag) of a peer's index-th chunk in this run: the run's tag, the index.
