@@ -34,6 +34,9 @@ struct Communicator::Impl {
   // Outlives everything below (windows and requests refer to it).
   std::unique_ptr<transport::Transport> transport;
   exec::Pool pool;
+  // The last run that finished, kept to start the next one in (exec::Run::restart): its
+  // vectors' memory is reused, so a small call allocates little.
+  std::unique_ptr<exec::Run> spare_run;
 
   CostModel cost;  // what automatic choices are made with
   struct Choice {

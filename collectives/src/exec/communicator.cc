@@ -267,8 +267,15 @@ bool Communicator::Impl::advance(Operation& op) {
       const DataType type = plan.fence ? DataType::u8 : op.type;
       const bool check = !plan.fence && op.args && control.started();
       auto sched = plan.schedule ? plan.schedule : std::make_shared<const schedules::Schedule>(plan.build());
-      op.run = std::make_unique<exec::Run>(*transport, pool, plan.region, plan.region_bytes, std::move(sched), plan.user,
-                                           type, op.op, next_run_tag++, check ? &control : nullptr, op.seq, op.digest);
+      if (spare_run) {
+        spare_run->restart(plan.region, plan.region_bytes, std::move(sched), plan.user, type, op.op, next_run_tag++,
+                           check ? &control : nullptr, op.seq, op.digest);
+        op.run = std::move(spare_run);
+      } else {
+        op.run = std::make_unique<exec::Run>(*transport, pool, plan.region, plan.region_bytes, std::move(sched),
+                                             plan.user, type, op.op, next_run_tag++, check ? &control : nullptr, op.seq,
+                                             op.digest);
+      }
       peak_scratch = std::max(peak_scratch, exec::pool_bytes(op.run->schedule(), type));
       ++op.events;
     }
@@ -281,7 +288,8 @@ bool Communicator::Impl::advance(Operation& op) {
     }
     op.events += op.run->events() - before;
     if (!finished) return false;
-    op.run.reset();
+    op.run->drop_requests();
+    spare_run = std::move(op.run);
     if (const auto& after = op.plans[op.current].after) after();
     ++op.current;
     ++op.events;

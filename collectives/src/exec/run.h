@@ -87,16 +87,23 @@ class Run {
   // with or just before its first chunk to it, and uses nothing from a peer before that peer's
   // check matched (control.h); throws CheckFailed if it did not.
   Run(transport::Transport& t, const Pool& pool, std::size_t region, std::size_t region_bytes,
-      std::shared_ptr<const schedules::Schedule> schedule, std::vector<UserPiece> user, DataType type, ReduceOp op, uint16_t tag,
-      Control* control = nullptr, uint64_t seq = 0, uint64_t digest = 0);
+      std::shared_ptr<const schedules::Schedule> schedule, const std::vector<UserPiece>& user, DataType type,
+      ReduceOp op, uint16_t tag, Control* control = nullptr, uint64_t seq = 0, uint64_t digest = 0);
+  // Starts another run in this one, as the constructor does, keeping the vectors' memory. Only
+  // for a run that is done(); throws std::length_error as the constructor does, leaving it as is.
+  void restart(std::size_t region, std::size_t region_bytes, std::shared_ptr<const schedules::Schedule> schedule,
+               const std::vector<UserPiece>& user, DataType type, ReduceOp op, uint16_t tag, Control* control,
+               uint64_t seq, uint64_t digest);
+  // Lets go of the requests (and framed receives, which Control then reuses) of a finished run.
+  void drop_requests();
   // Progresses without blocking; true once this rank's part is complete.
   bool advance();
-  bool done() const { return step_ >= sched_.steps.size(); }
+  bool done() const { return step_ >= schedule_->steps.size(); }
   // What this rank still waits for: "step 2/5, waiting for data from ranks 1, 3".
   std::string pending() const;
   // The ranks it waits for: data not arrived from them, or writes to them not complete.
   std::vector<int> waiting_for() const;
-  const schedules::Schedule& schedule() const { return sched_; }
+  const schedules::Schedule& schedule() const { return *schedule_; }
   // Counts arrivals and completions: waiters spin while it moves and sleep once it stops.
   uint64_t events() const { return events_; }
 
@@ -122,7 +129,7 @@ class Run {
   bool poll_step();
   void apply_arrived();
   void run_locals();
-  std::vector<Chunk> chunks_of(const schedules::Transfer& t) const;
+  void chunks_of(const schedules::Transfer& t, std::vector<Chunk>& out) const;
   char* user(std::size_t offset) const;
   char* at(schedules::Place p, std::size_t extra = 0) const;
   std::size_t landing_bytes(const schedules::Transfer& t, std::size_t offset) const;
@@ -138,7 +145,6 @@ class Run {
   transport::Transport& t_;
   const Pool& pool_;
   std::shared_ptr<const schedules::Schedule> schedule_;  // shared with later runs of the same spec
-  const schedules::Schedule& sched_;
   std::vector<UserPiece> user_;
   std::vector<std::size_t> bounds_;  // piece starts in schedule offsets, for chunk cuts
   // The immediate (or tag) of a peer's index-th chunk in this run: the run's tag, the index.
@@ -148,12 +154,12 @@ class Run {
   // Whether a run's first chunk of `bytes` to or from `peer` carries the check in front (control.h).
   bool framed(std::size_t peer, std::size_t bytes) const { return sends(peer, bytes) && bytes <= kFramedMax; }
   std::vector<std::pair<std::size_t, std::size_t>> untouched_;  // sorted, disjoint [begin, end)
-  DataType type_;
-  ReduceOp op_;
-  std::size_t es_;
-  std::size_t region_;  // byte offset of this run's region in the pool
-  std::size_t mirror_;  // byte offset of the user mirror in the pool
-  uint16_t tag_;
+  DataType type_ = DataType::u8;
+  ReduceOp op_ = ReduceOp::sum;
+  std::size_t es_ = 1;
+  std::size_t region_ = 0;  // byte offset of this run's region in the pool
+  std::size_t mirror_ = 0;  // byte offset of the user mirror in the pool
+  uint16_t tag_ = 0;
 
   std::size_t step_ = 0;
   uint64_t events_ = 0;
@@ -164,9 +170,11 @@ class Run {
   std::vector<std::size_t> next_;                  // per peer: index into expected_
   std::vector<transport::Request> note_;           // per peer: the notification being awaited
   std::vector<uint32_t> sent_count_, recv_count_;  // per peer, across the run: immediates' index
-  Control* control_;
-  uint64_t seq_, digest_;  // the call's check
+  Control* control_ = nullptr;
+  uint64_t seq_ = 0, digest_ = 0;  // the call's check
   std::vector<std::shared_ptr<Control::Pending>> checks_;  // per peer: its separate check, until it matched
+  std::vector<Chunk> send_chunks_;          // start_step's, kept for their memory
+  mutable std::vector<std::size_t> cuts_;  // chunks_of's
 };
 
 }  // namespace rdmacoll::collectives::exec
