@@ -247,9 +247,11 @@ bool Communicator::Impl::advance(Operation& op) {
     op.started = true;
     op.wire = wire_totals();
     if (op.args && control.started()) {
-      control.ring_check(op.seq, op.digest);
       // The earlier calls' ring checks (usually arrived by now): kept few, and none unseen.
+      // Looked at before this call's is posted, which would only make the look progress the
+      // transport for a receive that cannot have completed yet.
       if (const auto late = control.late_mismatch()) mismatch(late->seq, {});
+      control.ring_check(op.seq, op.digest);
     }
     if (op.prologue) op.prologue();
   }
