@@ -251,7 +251,10 @@ bool Communicator::Impl::advance(Operation& op) {
       // Looked at before this call's is posted, which would only make the look progress the
       // transport for a receive that cannot have completed yet.
       if (const auto late = control.late_mismatch()) mismatch(late->seq, {});
-      control.ring_check(op.seq, op.digest);
+      op.ring = control.post_ring(op.seq, op.digest);
+      // A first run that checks sends the ring check, with its first chunk to the next rank
+      // where it can (Run::take_ring); otherwise it goes now.
+      if (op.plans.empty() || op.plans.front().fence) control.send_ring(op.seq, op.digest), op.ring.reset();
     }
     if (op.prologue) op.prologue();
   }
@@ -277,6 +280,13 @@ bool Communicator::Impl::advance(Operation& op) {
         op.run = std::make_unique<exec::Run>(*transport, pool, plan.region, plan.region_bytes, std::move(sched),
                                              plan.user, type, op.op, next_run_tag++, check ? &control : nullptr, op.seq,
                                              op.digest);
+      }
+      if (op.ring && check) {
+        const int n = transport->size(), me = transport->rank();
+        op.run->take_ring({(me + 1) % n, (me + n - 1) % n, std::move(op.ring)});
+      } else if (op.ring) {  // not expected (the first plan was a run that checks): still, it goes
+        control.send_ring(op.seq, op.digest);
+        op.ring.reset();
       }
       peak_scratch = std::max(peak_scratch, exec::pool_bytes(op.run->schedule(), type));
       ++op.events;

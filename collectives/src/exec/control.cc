@@ -17,6 +17,7 @@ constexpr uint64_t kCheckTag = uint64_t{1} << 37;  // | the run's tag (16 bits)
 constexpr uint64_t kRingCheckTag = kCheckTag | (uint64_t{1} << 35);  // | the call's sequence number, low 32 bits
 constexpr uint64_t kControlTag = uint64_t{1} << 36;
 uint64_t check_tag(uint16_t run_tag) { return kCheckTag | run_tag; }
+uint64_t ring_tag(uint64_t seq) { return kRingCheckTag | (seq & 0xffff'ffffu); }
 
 // Whether a send is over: completed, or failed (a dead peer; the data path reports that).
 bool over(transport::Request& r) {
@@ -43,11 +44,17 @@ void Control::post(int peer) {
   recvs_[static_cast<std::size_t>(peer)] = t_->recv(peer, kControlTag, b.data(), b.size());
 }
 
-void Control::ring_check(uint64_t seq, uint64_t digest) {
+std::shared_ptr<Control::Pending> Control::post_ring(uint64_t seq, uint64_t digest) {
   const int n = t_->size(), me = t_->rank();
-  const uint64_t tag = kRingCheckTag | (seq & 0xffff'ffffu);
-  send_check_tagged((me + 1) % n, tag, seq, digest);
-  late_.push_back(post_check_recv((me + n - 1) % n, tag, seq, digest));
+  // Room for a framed chunk behind it (send_ring), whatever this rank expects.
+  auto p = post_check_recv((me + n - 1) % n, ring_tag(seq), seq, digest, kCheckBytes + kFramedMax);
+  p->ring = true;
+  late_.push_back(p);
+  return p;
+}
+
+transport::Request Control::send_ring(uint64_t seq, uint64_t digest, const void* data, std::size_t bytes) {
+  return send_tagged((t_->rank() + 1) % t_->size(), ring_tag(seq), seq, digest, data, bytes);
 }
 
 void Control::send_check(int peer, uint16_t tag, uint64_t seq, uint64_t digest) {
@@ -135,7 +142,7 @@ std::optional<bool> Control::checked(Pending& p) {
   std::string why;
   const std::size_t got = p.recv.bytes();
   // Framed: the check is the message's first kCheckBytes; the chunk follows.
-  const std::size_t check = p.framed ? std::min(got, kCheckBytes) : got;
+  const std::size_t check = p.framed || p.ring ? std::min(got, kCheckBytes) : got;
   const auto m = parse_check(std::span<const uint8_t>(p.buffer.data(), check), &why);
   if (!m)
     throw ProtocolError("rdmacoll: rank " + std::to_string(t_->rank()) + ": bad argument check from rank " +

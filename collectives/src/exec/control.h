@@ -19,7 +19,11 @@
 // Ranks that disagree about who sends to whom (a broadcast's root) may never receive from each
 // other, so each call also sends one check around the ring, to the next rank; that one is not
 // waited for, but looked at while the communicator waits (late()), so no disagreement goes
-// unseen. Whoever sees one tells everyone through the control messages below. (A message chunk
+// unseen. Every rank posts the receive of its previous rank's ring check with room for a framed
+// chunk: where the call's first run sends its first chunk to the next rank framed, that message
+// goes on the ring check's tag and is both (send_ring with data); the receiving run takes the
+// chunk from the ring receive (adopt_ring). Ranks that disagree on whether it is framed still
+// match on the tag, and the ring check, compared as ever, names the disagreement. Whoever sees one tells everyone through the control messages below. (A message chunk
 // received straight into the output may land there before its check is looked at; it is never
 // used.)//
 // Timeout. Ranks that wait on each other time out together, each naming the rank it waited
@@ -111,13 +115,19 @@ class Control {
     std::vector<uint8_t> buffer;
     uint64_t seq = 0, digest = 0;
     int from = 0;
-    bool framed = false;  // the check in front of a chunk's data (expect_framed)
+    bool framed = false;  // the check in front of a chunk's data (expect_framed, adopt_ring)
+    bool ring = false;    // a ring check: may have a chunk behind it (compared on its check alone)
     std::size_t data_bytes = 0;  // framed: the chunk's bytes this rank expects
     // framed: the data behind the check, once checked() said it matched.
     const char* data() const { return reinterpret_cast<const char*>(buffer.data()) + kCheckBytes; }
   };
-  // Sends the call's check to the next rank and keeps the receive of the previous one's (late()).
-  void ring_check(uint64_t seq, uint64_t digest);
+  // The call's ring check: post_ring posts the receive of the previous rank's and keeps it
+  // (late()); send_ring sends this rank's to the next, with `bytes` of `data` behind it where the
+  // call's first run frames its first chunk to it (control.h, above).
+  std::shared_ptr<Pending> post_ring(uint64_t seq, uint64_t digest);
+  transport::Request send_ring(uint64_t seq, uint64_t digest, const void* data = nullptr, std::size_t bytes = 0);
+  // A run's framed receive from the previous rank is the ring check's receive: it expects `bytes`.
+  static void adopt_ring(Pending& ring, std::size_t bytes) { ring.framed = true, ring.data_bytes = bytes; }
   // Sends this rank's check for a run of call `seq` to `peer`.
   void send_check(int peer, uint16_t tag, uint64_t seq, uint64_t digest);
   // Posts the receive of `from`'s check for the run tagged `tag`; the caller compares with

@@ -40,6 +40,9 @@ struct Operation {
   DataType type = DataType::u8;
   ReduceOp op = ReduceOp::sum;
   std::function<void()> prologue, epilogue;
+  // The ring check's receive (control.h) while the first run, which sends the ring check, is to
+  // come; null once it has it, or where no run checks (a barrier: the ring check went at start).
+  std::shared_ptr<exec::Control::Pending> ring;
   std::vector<Plan> plans;
 
   // Progress state.

@@ -53,7 +53,27 @@ void Run::restart(std::size_t region, std::size_t region_bytes, std::shared_ptr<
   if (control_ != nullptr) checks_.resize(n);
 }
 
+void Run::take_ring(Ring ring) {
+  ring_ = std::move(ring);
+  ring_send_ = first_framed(ring_.next, true);
+  if (!ring_send_) control_->send_ring(seq_, digest_);
+  if (ring_.recv && !first_framed(ring_.prev, false)) ring_.recv.reset();
+}
+
+bool Run::first_framed(int peer, bool sending) const {
+  std::vector<Chunk> chunks;
+  for (const schedules::Step& s : schedule_->steps) {
+    for (const Transfer& tr : sending ? s.sends : s.recvs) {
+      if ((sending ? tr.to : tr.from) != peer) continue;
+      chunks_of(tr, chunks);
+      return framed(static_cast<std::size_t>(peer), chunks.front().count * es_);
+    }
+  }
+  return false;
+}
+
 void Run::drop_requests() {
+  ring_ = {}, ring_send_ = false;
   sends_.clear();
   for (auto& e : expected_) e.clear();
   for (auto& r : note_) r = transport::Request();
@@ -178,7 +198,12 @@ void Run::start_step() {
       // it is framed, else just before it.
       const bool first = control_ != nullptr && sent_count_[to] == 1;
       if (first && framed(to, c.count * es_)) {
-        sends_.emplace_back(tr.to, control_->send_framed(tr.to, chunk_tag(imm), seq_, digest_, src, c.count * es_));
+        if (ring_send_ && tr.to == ring_.next) {  // on the ring check's tag: both at once
+          sends_.emplace_back(tr.to, control_->send_ring(seq_, digest_, src, c.count * es_));
+          ring_send_ = false;
+        } else {
+          sends_.emplace_back(tr.to, control_->send_framed(tr.to, chunk_tag(imm), seq_, digest_, src, c.count * es_));
+        }
         continue;
       }
       if (first) control_->send_check(tr.to, tag_, seq_, digest_);
@@ -204,7 +229,12 @@ void Run::start_step() {
       const bool first = control_ != nullptr && recv_count_[from] == 1;
       if (first && framed(from, c.count * es_)) {
         // Lands behind the check in Control's buffer, and is applied from there once it matched.
-        framed_recv = control_->expect_framed(tr.from, chunk_tag(imm), seq_, digest_, c.count * es_);
+        if (ring_.recv && tr.from == ring_.prev) {  // it comes as the ring check (take_ring)
+          framed_recv = std::move(ring_.recv);
+          Control::adopt_ring(*framed_recv, c.count * es_);
+        } else {
+          framed_recv = control_->expect_framed(tr.from, chunk_tag(imm), seq_, digest_, c.count * es_);
+        }
         c.framed = framed_recv->data();
       } else if (first) {
         checks_[from] = control_->expect_check(tr.from, tag_, seq_, digest_);

@@ -96,6 +96,14 @@ class Run {
                uint64_t seq, uint64_t digest);
   // Lets go of the requests (and framed receives, which Control then reuses) of a finished run.
   void drop_requests();
+  // The call's ring check (control.h), given to the call's first run before it advances: the run
+  // sends it to `next`, in front of its first chunk to it where that is framed (else at once),
+  // and takes its first framed chunk from `prev` out of `recv` where it has one.
+  struct Ring {
+    int next = -1, prev = -1;
+    std::shared_ptr<Control::Pending> recv;
+  };
+  void take_ring(Ring ring);
   // Progresses without blocking; true once this rank's part is complete.
   bool advance();
   bool done() const { return step_ >= schedule_->steps.size(); }
@@ -130,6 +138,8 @@ class Run {
   void apply_arrived();
   void run_locals();
   void chunks_of(const schedules::Transfer& t, std::vector<Chunk>& out) const;
+  // Whether the run's first chunk to (`sending`) or from `peer` goes framed; false if none.
+  bool first_framed(int peer, bool sending) const;
   char* user(std::size_t offset) const;
   char* at(schedules::Place p, std::size_t extra = 0) const;
   std::size_t landing_bytes(const schedules::Transfer& t, std::size_t offset) const;
@@ -173,6 +183,8 @@ class Run {
   Control* control_ = nullptr;
   uint64_t seq_ = 0, digest_ = 0;  // the call's check
   std::vector<std::shared_ptr<Control::Pending>> checks_;  // per peer: its separate check, until it matched
+  Ring ring_;
+  bool ring_send_ = false;                   // the ring check is still to go with a chunk to ring_.next
   std::vector<Chunk> send_chunks_;          // start_step's, kept for their memory
   mutable std::vector<std::size_t> cuts_;  // chunks_of's
 };
