@@ -44,6 +44,18 @@ struct Communicator::Impl {
     schedules::Algorithm algorithm{};
   } last_choice;  // the automatic allreduce algorithm for the last size asked about
 
+  // How add_contiguous_runs (collectives.cc) last cut a call into segments, with what it was
+  // cut from: repeated calls skip the cost model and the scratch search.
+  struct Segments {
+    schedules::Algorithm algorithm{};
+    int n = 0;
+    size_t count = static_cast<size_t>(-1), es = 0, pool = 0;
+    schedules::CostModel model{};
+    size_t pieces = 0, seg = 0, need_seg = 0;  // pieces per run; elements and pool bytes of a full segment
+    size_t tail = 0, need_tail = 0;            // the last, shorter segment (0: none)
+    bool all_dependent = false;
+  } last_segments;
+
   uint64_t next_seq = 0;
   uint16_t next_run_tag = 0;
   // A peer that has finished run k may start writing run k+1 into scratch this rank still
