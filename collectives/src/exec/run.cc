@@ -61,7 +61,7 @@ void Run::take_ring(Ring ring) {
 }
 
 bool Run::first_framed(int peer, bool sending) const {
-  std::vector<Chunk> chunks;
+  std::vector<Chunk>& chunks = probe_;
   for (const schedules::Step& s : schedule_->steps) {
     for (const Transfer& tr : sending ? s.sends : s.recvs) {
       if ((sending ? tr.to : tr.from) != peer) continue;

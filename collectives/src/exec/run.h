@@ -187,6 +187,7 @@ class Run {
   bool ring_send_ = false;                   // the ring check is still to go with a chunk to ring_.next
   std::vector<Chunk> send_chunks_;          // start_step's, kept for their memory
   mutable std::vector<std::size_t> cuts_;  // chunks_of's
+  mutable std::vector<Chunk> probe_;        // first_framed's
 };
 
 }  // namespace rdmacoll::collectives::exec
