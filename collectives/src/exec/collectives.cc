@@ -58,19 +58,31 @@ size_t pieces_for(Algorithm a, int n, size_t count, size_t es, const schedules::
 void add_contiguous_runs(Communicator::Impl& c, Operation& op, Algorithm a, char* out, size_t count, int root,
                          const char* in = nullptr) {
   const int n = c.transport->size(), me = c.transport->rank();
-  const size_t es = dtype_size(op.type), pieces = pieces_for(a, n, count, es, c.model());
-  auto need = [&](size_t seg) {
-    return (schedules::scratch_elements(a, n, seg, std::min(pieces, seg)) + seg) * es;
-  };
-  const size_t seg = largest_fitting(count, [&](size_t s) { return need(s) <= c.pool.bytes; });
-  if (count > 0 && seg == 0) throw pool_too_small(op.name, c.pool.bytes);
+  const size_t es = dtype_size(op.type);
+  // Repeated calls (same algorithm, count and element size) reuse the last call's cut.
+  Communicator::Impl::Segments& last = c.last_segments;
+  const schedules::CostModel model = c.model();
+  if (!(last.algorithm == a && last.n == n && last.count == count && last.es == es && last.pool == c.pool.bytes &&
+        last.model.alpha == model.alpha && last.model.beta == model.beta &&
+        last.model.gamma == model.gamma)) {
+    const size_t pieces = pieces_for(a, n, count, es, model);
+    auto need = [&](size_t seg) { return (schedules::scratch_elements(a, n, seg, std::min(pieces, seg)) + seg) * es; };
+    const size_t seg = largest_fitting(count, [&](size_t s) { return need(s) <= c.pool.bytes; });
+    if (count > 0 && seg == 0) throw pool_too_small(op.name, c.pool.bytes);
+    last = {a, n, count, es, c.pool.bytes, model, pieces, seg, count > 0 ? need(seg) : 0, count % std::max<size_t>(seg, 1),
+            count % std::max<size_t>(seg, 1) > 0 ? need(count % seg) : 0,
+            schedules::collective_of(a) == schedules::Collective::allreduce};
+  }
+  const size_t pieces = last.pieces, seg = last.seg;
   for (size_t begin = 0; begin < count; begin += seg) {
     const size_t len = std::min(seg, count - begin);
     schedules::Spec spec{a, me, n, len, root, std::min(pieces, len)};
     // An allreduce's every element holds every rank's contribution; a broadcast's or a
     // reduce's ranks need not hear from all.
-    const bool all_dependent = schedules::collective_of(a) == schedules::Collective::allreduce;
-    c.add_run(op, all_dependent, need(len), [spec] { return schedules::build(spec); }, {{0, out + begin * es, len, in ? in + begin * es : nullptr}});
+    const bool all_dependent = last.all_dependent;
+    c.add_run(op, all_dependent, len == seg ? last.need_seg : last.need_tail, {},
+              {{0, out + begin * es, len, in ? in + begin * es : nullptr}});
+    op.plans.back().schedule = c.schedule(spec);
   }
 }
 
@@ -157,9 +169,15 @@ void check_root(std::string_view name, int root, int n) {
 
 }  // namespace
 
-void set_args(const Communicator::Impl& c, Operation& op, size_t count, bool reduces, int root) {
+void set_args(Communicator::Impl& c, Operation& op, size_t count, bool reduces, int root) {
   if (!c.options.check_args || c.transport->size() == 1) return;
-  std::string& a = op.args;
+  Communicator::Impl::ArgsCache& last = c.last_args;
+  if (last.line && last.count == count && last.type == op.type && last.op == op.op && last.reduces == reduces &&
+      last.root == root && last.name == op.name && last.algorithm == op.algorithm) {
+    op.args = last.line, op.digest = last.digest;
+    return;
+  }
+  std::string a;
   a.reserve(96);
   a += "call=", a += op.name;
   a += " count=", a += std::to_string(count);
@@ -167,6 +185,9 @@ void set_args(const Communicator::Impl& c, Operation& op, size_t count, bool red
   if (reduces) a += " op=", a += to_string(op.op);
   if (root >= 0) a += " root=", a += std::to_string(root);
   a += " algorithm=", a += op.algorithm;
+  op.digest = exec::digest_of(a);
+  op.args = std::make_shared<const std::string>(std::move(a));
+  last = {op.name, op.algorithm, count, op.type, op.op, reduces, root, op.args, op.digest};
 }
 
 std::length_error pool_too_small(std::string_view what, size_t pool) {

@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "exec/operation.h"
@@ -33,12 +34,27 @@ struct Communicator::Impl {
   // Outlives everything below (windows and requests refer to it).
   std::unique_ptr<transport::Transport> transport;
   exec::Pool pool;
+  // The last run that finished, kept to start the next one in (exec::Run::restart): its
+  // vectors' memory is reused, so a small call allocates little.
+  std::unique_ptr<exec::Run> spare_run;
 
   CostModel cost;  // what automatic choices are made with
   struct Choice {
     size_t count = static_cast<size_t>(-1), element_size = 0;
     schedules::Algorithm algorithm{};
   } last_choice;  // the automatic allreduce algorithm for the last size asked about
+
+  // How add_contiguous_runs (collectives.cc) last cut a call into segments, with what it was
+  // cut from: repeated calls skip the cost model and the scratch search.
+  struct Segments {
+    schedules::Algorithm algorithm{};
+    int n = 0;
+    size_t count = static_cast<size_t>(-1), es = 0, pool = 0;
+    schedules::CostModel model{};
+    size_t pieces = 0, seg = 0, need_seg = 0;  // pieces per run; elements and pool bytes of a full segment
+    size_t tail = 0, need_tail = 0;            // the last, shorter segment (0: none)
+    bool all_dependent = false;
+  } last_segments;
 
   uint64_t next_seq = 0;
   uint16_t next_run_tag = 0;
@@ -53,7 +69,19 @@ struct Communicator::Impl {
   std::exception_ptr failed;  // the first error: every later call fails with it
   // The argument lines of the last calls submitted (seq, args), for a peer's mismatch report
   // about a call this rank has already finished.
-  std::deque<std::pair<uint64_t, std::string>> recent_args;
+  std::deque<std::pair<uint64_t, std::shared_ptr<const std::string>>> recent_args;
+  // The last argument line made by set_args, with what it was made from and its digest: loops
+  // repeat their calls, which then reuse it instead of formatting and hashing it again.
+  struct ArgsCache {
+    std::string name, algorithm;
+    size_t count = 0;
+    DataType type = DataType::u8;
+    ReduceOp op = ReduceOp::sum;
+    bool reduces = false;
+    int root = -1;
+    std::shared_ptr<const std::string> line;
+    uint64_t digest = 0;
+  } last_args;
   unsigned idle_turns = 0;  // progress() calls that moved nothing: control is looked at every 16th
 
   // Fails the communicator with `error`: every queued call fails with it, and with
@@ -78,6 +106,12 @@ struct Communicator::Impl {
   // rank's part of the run receives data that every rank sent in it (see add_run).
   void add_run(Operation& op, bool all_dependent, std::size_t bytes, std::function<schedules::Schedule()> build,
                std::vector<exec::UserPiece> user);
+  // The schedule `spec` builds, made once: repeated calls (a training loop's, a benchmark's)
+  // share it rather than building and freeing the same vectors every call.
+  std::shared_ptr<const schedules::Schedule> schedule(const schedules::Spec& spec);
+  std::map<std::tuple<schedules::Algorithm, int, int, std::size_t, int, std::size_t>,
+           std::shared_ptr<const schedules::Schedule>>
+      schedule_cache;
   Work submit(Communicator* self, std::shared_ptr<Operation> op);
   // Advances the queue head(s) without blocking; true once `op` is done.
   bool progress(const Operation& op);
@@ -101,10 +135,10 @@ struct Communicator::Impl {
   std::map<std::string, bool> codec_pays;  // compression_pays' measured answers, by codec, scheme and size class
 };
 
-// Sets op.args, the line of what the ranks must agree on (control.h), from op's name, type, op
+// Sets op.args and op.digest, the line of what the ranks must agree on (control.h), from op's name, type, op
 // and algorithm and the call's count, op (`reduces`) and root (>= 0); nothing when the check is
 // off or there is one rank.
-void set_args(const Communicator::Impl& c, Operation& op, size_t count, bool reduces, int root = -1);
+void set_args(Communicator::Impl& c, Operation& op, size_t count, bool reduces, int root = -1);
 
 // The allgather algorithm for n ranks (collectives.cc); calibration needs to know it.
 schedules::Algorithm allgather_algorithm(int n);

@@ -190,7 +190,7 @@ uint64_t Communicator::next_sequence() const { return impl_->next_seq; }
 
 Operation::Plan Communicator::Impl::fence() const {
   const int n = transport->size(), me = transport->rank();
-  return {[me, n] { return schedules::dissemination_barrier(me, n); }, {}, true, 0, pool.bytes, {}, {}};
+  return {[me, n] { return schedules::dissemination_barrier(me, n); }, {}, true, 0, pool.bytes, {}, {}, {}};
 }
 
 // A peer may write run k+1 into this rank's pool as soon as it has finished run k. If every
@@ -206,16 +206,24 @@ void Communicator::Impl::add_run(Operation& op, bool all_dependent, std::size_t 
   const int region = bytes <= half ? (last_region == 0 ? 1 : 0) : -1;
   const bool safe = !scratch_dirty || (last_all_dependent && region >= 0 && last_region >= 0 && region != last_region);
   if (transport->size() > 1 && !safe) op.plans.push_back(fence());
-  if (region >= 0) op.plans.push_back({std::move(build), std::move(user), false, static_cast<std::size_t>(region) * half, half, {}, {}});
-  else op.plans.push_back({std::move(build), std::move(user), false, 0, pool.bytes, {}, {}});
+  if (region >= 0) op.plans.push_back({std::move(build), std::move(user), false, static_cast<std::size_t>(region) * half, half, {}, {}, {}});
+  else op.plans.push_back({std::move(build), std::move(user), false, 0, pool.bytes, {}, {}, {}});
   scratch_dirty = true;
   last_region = region;
   last_all_dependent = all_dependent;
 }
 
+std::shared_ptr<const schedules::Schedule> Communicator::Impl::schedule(const schedules::Spec& spec) {
+  const auto key = std::make_tuple(spec.algorithm, spec.rank, spec.nranks, spec.count, spec.root, spec.pieces);
+  auto it = schedule_cache.find(key);
+  if (it != schedule_cache.end()) return it->second;
+  if (schedule_cache.size() >= 256) schedule_cache.clear();  // a bound, for callers whose sizes never repeat
+  return schedule_cache.emplace(key, std::make_shared<const schedules::Schedule>(schedules::build(spec))).first->second;
+}
+
 Work Communicator::Impl::submit(Communicator* self, std::shared_ptr<Operation> op) {
-  if (!op->args.empty()) {
-    op->digest = exec::digest_of(op->args);
+  if (op->args) {
+    if (op->digest == 0) op->digest = exec::digest_of(*op->args);
     if (recent_args.size() == 8) recent_args.pop_front();
     recent_args.emplace_back(op->seq, op->args);
   }
@@ -238,10 +246,15 @@ bool Communicator::Impl::advance(Operation& op) {
   if (!op.started) {
     op.started = true;
     op.wire = wire_totals();
-    if (!op.args.empty() && control.started()) {
-      control.ring_check(op.seq, op.digest);
+    if (op.args && control.started()) {
       // The earlier calls' ring checks (usually arrived by now): kept few, and none unseen.
+      // Looked at before this call's is posted, which would only make the look progress the
+      // transport for a receive that cannot have completed yet.
       if (const auto late = control.late_mismatch()) mismatch(late->seq, {});
+      op.ring = control.post_ring(op.seq, op.digest);
+      // A first run that checks sends the ring check, with its first chunk to the next rank
+      // where it can (Run::take_ring); otherwise it goes now.
+      if (op.plans.empty() || op.plans.front().fence) control.send_ring(op.seq, op.digest), op.ring.reset();
     }
     if (op.prologue) op.prologue();
   }
@@ -257,9 +270,24 @@ bool Communicator::Impl::advance(Operation& op) {
       const Operation::Plan& plan = op.plans[op.current];
       if (plan.before) plan.before();
       const DataType type = plan.fence ? DataType::u8 : op.type;
-      const bool check = !plan.fence && !op.args.empty() && control.started();
-      op.run = std::make_unique<exec::Run>(*transport, pool, plan.region, plan.region_bytes, plan.build(), plan.user,
-                                           type, op.op, next_run_tag++, check ? &control : nullptr, op.seq, op.digest);
+      const bool check = !plan.fence && op.args && control.started();
+      auto sched = plan.schedule ? plan.schedule : std::make_shared<const schedules::Schedule>(plan.build());
+      if (spare_run) {
+        spare_run->restart(plan.region, plan.region_bytes, std::move(sched), plan.user, type, op.op, next_run_tag++,
+                           check ? &control : nullptr, op.seq, op.digest);
+        op.run = std::move(spare_run);
+      } else {
+        op.run = std::make_unique<exec::Run>(*transport, pool, plan.region, plan.region_bytes, std::move(sched),
+                                             plan.user, type, op.op, next_run_tag++, check ? &control : nullptr, op.seq,
+                                             op.digest);
+      }
+      if (op.ring && check) {
+        const int n = transport->size(), me = transport->rank();
+        op.run->take_ring({(me + 1) % n, (me + n - 1) % n, std::move(op.ring)});
+      } else if (op.ring) {  // not expected (the first plan was a run that checks): still, it goes
+        control.send_ring(op.seq, op.digest);
+        op.ring.reset();
+      }
       peak_scratch = std::max(peak_scratch, exec::pool_bytes(op.run->schedule(), type));
       ++op.events;
     }
@@ -272,7 +300,8 @@ bool Communicator::Impl::advance(Operation& op) {
     }
     op.events += op.run->events() - before;
     if (!finished) return false;
-    op.run.reset();
+    op.run->drop_requests();
+    spare_run = std::move(op.run);
     if (const auto& after = op.plans[op.current].after) after();
     ++op.current;
     ++op.events;
@@ -364,7 +393,7 @@ void Communicator::Impl::fail(std::exception_ptr error, bool tell_peers) {
 
 std::string Communicator::Impl::args_of(uint64_t seq) const {
   for (const auto& [s, args] : recent_args)
-    if (s == seq) return args;
+    if (s == seq) return *args;
   return "";
 }
 
@@ -452,7 +481,7 @@ void Communicator::Impl::mismatch(uint64_t seq, std::map<int, std::string> lines
       [&] { return static_cast<int>(lines.size()) >= n; });
   std::string name = "call";
   for (const auto& [s, args] : recent_args)
-    if (s == seq) name = args.substr(5, args.find(' ') - 5);  // "call=NAME ..."
+    if (s == seq) name = args->substr(5, args->find(' ') - 5);  // "call=NAME ..."
   throw ArgumentMismatchError("rdmacoll: rank " + std::to_string(me) + ": " + name + " #" + std::to_string(seq) +
                               ": the ranks called it with different arguments (found before any data was used): " +
                               exec::describe_disagreement(lines, n));

@@ -139,8 +139,9 @@ Work Communicator::allreduce_async(const float* in, float* out, size_t count, Re
   w->algorithm = std::string(two_phase ? "compressed two-phase " : "compressed allgather ") + codec.name();
   w->type = DataType::u8;
   if (c.options.check_args && n > 1)
-    w->args = "call=allreduce count=" + std::to_string(count) + " type=f32 op=" + std::string(to_string(op)) +
-              " codec=" + codec.name() + " scheme=" + (two_phase ? "two_phase" : "allgather");
+    w->args = std::make_shared<const std::string>("call=allreduce count=" + std::to_string(count) + " type=f32 op=" +
+                                                  std::string(to_string(op)) + " codec=" + codec.name() +
+                                                  " scheme=" + (two_phase ? "two_phase" : "allgather"));
   const Call call{&codec, ef, mix(compression.seed ^ mix(w->seq)), in, out, count, op == ReduceOp::avg, n, me};
   Operation* self = w.get();  // the hooks run while the operation is alive
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <thread>
 
 #include "rdmacoll/error.h"
@@ -16,6 +17,7 @@ constexpr uint64_t kCheckTag = uint64_t{1} << 37;  // | the run's tag (16 bits)
 constexpr uint64_t kRingCheckTag = kCheckTag | (uint64_t{1} << 35);  // | the call's sequence number, low 32 bits
 constexpr uint64_t kControlTag = uint64_t{1} << 36;
 uint64_t check_tag(uint16_t run_tag) { return kCheckTag | run_tag; }
+uint64_t ring_tag(uint64_t seq) { return kRingCheckTag | (seq & 0xffff'ffffu); }
 
 // Whether a send is over: completed, or failed (a dead peer; the data path reports that).
 bool over(transport::Request& r) {
@@ -42,11 +44,17 @@ void Control::post(int peer) {
   recvs_[static_cast<std::size_t>(peer)] = t_->recv(peer, kControlTag, b.data(), b.size());
 }
 
-void Control::ring_check(uint64_t seq, uint64_t digest) {
+std::shared_ptr<Control::Pending> Control::post_ring(uint64_t seq, uint64_t digest) {
   const int n = t_->size(), me = t_->rank();
-  const uint64_t tag = kRingCheckTag | (seq & 0xffff'ffffu);
-  send_check_tagged((me + 1) % n, tag, seq, digest);
-  late_.push_back(post_check_recv((me + n - 1) % n, tag, seq, digest));
+  // Room for a framed chunk behind it (send_ring), whatever this rank expects.
+  auto p = post_check_recv((me + n - 1) % n, ring_tag(seq), seq, digest, kCheckBytes + kFramedMax);
+  p->ring = true;
+  late_.push_back(p);
+  return p;
+}
+
+transport::Request Control::send_ring(uint64_t seq, uint64_t digest, const void* data, std::size_t bytes) {
+  return send_tagged((t_->rank() + 1) % t_->size(), ring_tag(seq), seq, digest, data, bytes);
 }
 
 void Control::send_check(int peer, uint16_t tag, uint64_t seq, uint64_t digest) {
@@ -54,24 +62,77 @@ void Control::send_check(int peer, uint16_t tag, uint64_t seq, uint64_t digest) 
 }
 
 std::shared_ptr<Control::Pending> Control::expect_check(int from, uint16_t tag, uint64_t seq, uint64_t digest) {
-  // Receives whose run is gone (use_count 1) and that are complete can go; one that never
-  // completes (a failed call) stays until the transport is gone.
-  while (!expected_.empty() && expected_.front().use_count() == 1 && over(expected_.front()->recv)) expected_.pop_front();
+  prune_expected();
   expected_.push_back(post_check_recv(from, check_tag(tag), seq, digest));
   return expected_.back();
 }
 
-void Control::send_check_tagged(int peer, uint64_t tag, uint64_t seq, uint64_t digest) {
-  while (!sent_.empty() && over(sent_.front().req)) sent_.pop_front();
-  Sent s{encode_check({seq, digest}), {}};
-  s.req = t_->send(peer, tag, s.bytes.data(), s.bytes.size());
-  sent_.push_back(std::move(s));
+std::shared_ptr<Control::Pending> Control::expect_framed(int from, uint64_t tag, uint64_t seq, uint64_t digest,
+                                                         std::size_t bytes) {
+  prune_expected();
+  // Room for any framed message, so one of another size (a peer that disagrees on the count)
+  // arrives whole and is reported as the mismatch it is, not as a truncated receive.
+  expected_.push_back(post_check_recv(from, framed_tag(tag), seq, digest, kCheckBytes + kFramedMax));
+  expected_.back()->framed = true;
+  expected_.back()->data_bytes = bytes;
+  return expected_.back();
 }
 
-std::shared_ptr<Control::Pending> Control::post_check_recv(int from, uint64_t tag, uint64_t seq, uint64_t digest) {
-  auto p = std::make_shared<Pending>();
+// Receives whose run is gone (use_count 1) and that are complete can go; one that never
+// completes (a failed call) stays until the transport is gone.
+void Control::prune_expected() {
+  while (!expected_.empty() && expected_.front().use_count() == 1 && over(expected_.front()->recv)) {
+    recycle(std::move(expected_.front()));
+    expected_.pop_front();
+  }
+}
+
+void Control::recycle(std::shared_ptr<Pending>&& p) {
+  if (p && p.use_count() == 1 && spare_pending_.size() < kSpares) spare_pending_.push_back(std::move(p));
+  p.reset();
+}
+
+void Control::send_check_tagged(int peer, uint64_t tag, uint64_t seq, uint64_t digest) {
+  send_tagged(peer, tag, seq, digest, nullptr, 0);
+}
+
+transport::Request Control::send_framed(int peer, uint64_t tag, uint64_t seq, uint64_t digest, const void* data,
+                                        std::size_t bytes) {
+  return send_tagged(peer, framed_tag(tag), seq, digest, data, bytes);
+}
+
+transport::Request Control::send_tagged(int peer, uint64_t tag, uint64_t seq, uint64_t digest, const void* data,
+                                        std::size_t bytes) {
+  while (!sent_.empty() && over(sent_.front().req)) {
+    if (spare_bytes_.size() < kSpares) spare_bytes_.push_back(std::move(sent_.front().bytes));
+    sent_.pop_front();
+  }
+  Sent s;
+  if (!spare_bytes_.empty()) s.bytes = std::move(spare_bytes_.back()), spare_bytes_.pop_back();
+  s.bytes.reserve(std::max<std::size_t>(kCheckBytes + bytes, 64));  // a recycled buffer fits the next check
+  s.bytes.resize(kCheckBytes + bytes);
+  encode_check({seq, digest}, s.bytes.data());
+  if (bytes > 0) std::memcpy(s.bytes.data() + kCheckBytes, data, bytes);
+  s.req = t_->send(peer, tag, s.bytes.data(), s.bytes.size());
+  transport::Request r = s.req;
+  sent_.push_back(std::move(s));
+  return r;
+}
+
+std::shared_ptr<Control::Pending> Control::post_check_recv(int from, uint64_t tag, uint64_t seq, uint64_t digest,
+                                                           std::size_t room) {
+  std::shared_ptr<Pending> p;
+  if (!spare_pending_.empty()) {
+    p = std::move(spare_pending_.back());
+    spare_pending_.pop_back();
+    std::vector<uint8_t> buffer = std::move(p->buffer);
+    *p = Pending{};
+    p->buffer = std::move(buffer);
+  } else {
+    p = std::make_shared<Pending>();
+  }
   p->seq = seq, p->digest = digest, p->from = from;
-  p->buffer.resize(kCheckBytes + 8);  // room to see a longer (malformed) message as such
+  p->buffer.resize(room);  // room to see a longer (malformed) message as such
   p->recv = t_->recv(from, tag, p->buffer.data(), p->buffer.size());
   return p;
 }
@@ -79,11 +140,20 @@ std::shared_ptr<Control::Pending> Control::post_check_recv(int from, uint64_t ta
 std::optional<bool> Control::checked(Pending& p) {
   if (!p.recv.test()) return std::nullopt;
   std::string why;
-  const auto m = parse_check(std::span<const uint8_t>(p.buffer.data(), p.recv.bytes()), &why);
+  const std::size_t got = p.recv.bytes();
+  // Framed: the check is the message's first kCheckBytes; the chunk follows.
+  const std::size_t check = p.framed || p.ring ? std::min(got, kCheckBytes) : got;
+  const auto m = parse_check(std::span<const uint8_t>(p.buffer.data(), check), &why);
   if (!m)
     throw ProtocolError("rdmacoll: rank " + std::to_string(t_->rank()) + ": bad argument check from rank " +
                         std::to_string(p.from) + " for call #" + std::to_string(p.seq) + ": " + why);
-  return m->seq == p.seq && m->digest == p.digest;
+  const bool same = m->seq == p.seq && m->digest == p.digest;
+  if (same && p.framed && got != kCheckBytes + p.data_bytes)
+    throw ProtocolError("rdmacoll: rank " + std::to_string(t_->rank()) + ": the chunk from rank " +
+                        std::to_string(p.from) + " behind its matching argument check for call #" +
+                        std::to_string(p.seq) + " has " + std::to_string(got - kCheckBytes) + " bytes where " +
+                        std::to_string(p.data_bytes) + " were expected (mismatched rdmacoll builds?)");
+  return same;
 }
 
 std::shared_ptr<Control::Pending> Control::late_mismatch() {
@@ -98,6 +168,7 @@ std::shared_ptr<Control::Pending> Control::late_mismatch() {
     }
     if (!same) return false;
     if (!*same) bad = p;
+    else recycle(std::move(p));
     return true;
   });
   return bad;

@@ -3,15 +3,27 @@
 //
 // Argument check. Every call has an argument line ("call=allreduce count=1024 type=f32 op=sum
 // algorithm=ring_allreduce"; Operation::args) and its 64-bit digest. Each run of a call sends
-// {sequence number, digest} ahead of its first data to every peer it sends to (a 24-byte tagged
-// message per peer and run, tagged with the run's tag), and takes nothing from a peer (no
-// notification consumed, no chunk applied) before that peer's check has arrived and matched. So
-// whatever a rank uses of a call's data comes from a peer that agreed on the call.
+// {sequence number, digest} ahead of its first data to every peer it sends to, and takes nothing
+// from a peer (no notification consumed, no chunk applied) before that peer's check has arrived
+// and matched. So whatever a rank uses of a call's data comes from a peer that agreed on the call.
+// The check travels one of two ways, decided alike by both sides from the chunk's size:
+//   framed:   the run's first chunk to the peer is a message of at most kFramedMax bytes: the
+//             check goes in front of its data, in one message (send_framed / expect_framed), on
+//             a tag of its own, so a rank that frames never matches one that does not (they
+//             disagree about the call, or about RDMACOLL_CHECK_ARGS: both wait, as below)
+//   separate: a 24-byte tagged message of its own, tagged with the run's tag (send_check /
+//             expect_check), sent just before the first data
+// Ranks whose calls differ may choose differently; their messages then never match, each waits,
+// and the ring check below names the disagreement.
 //
 // Ranks that disagree about who sends to whom (a broadcast's root) may never receive from each
 // other, so each call also sends one check around the ring, to the next rank; that one is not
 // waited for, but looked at while the communicator waits (late()), so no disagreement goes
-// unseen. Whoever sees one tells everyone through the control messages below. (A message chunk
+// unseen. Every rank posts the receive of its previous rank's ring check with room for a framed
+// chunk: where the call's first run sends its first chunk to the next rank framed, that message
+// goes on the ring check's tag and is both (send_ring with data); the receiving run takes the
+// chunk from the ring receive (adopt_ring). Ranks that disagree on whether it is framed still
+// match on the tag, and the ring check, compared as ever, names the disagreement. Whoever sees one tells everyone through the control messages below. (A message chunk
 // received straight into the output may land there before its check is looked at; it is never
 // used.)//
 // Timeout. Ranks that wait on each other time out together, each naming the rank it waited
@@ -49,6 +61,9 @@ namespace rdmacoll::collectives::exec {
 
 inline constexpr uint16_t kControlVersion = 1;
 inline constexpr std::size_t kCheckBytes = 24;
+// The most data bytes a framed message carries (the check in front of a small chunk): above
+// this a separate check costs less than copying the chunk behind it.
+inline constexpr std::size_t kFramedMax = 2048;
 inline constexpr std::size_t kMaxControlText = 2000;
 inline constexpr std::size_t kMaxControl = 20 + kMaxControlText;
 
@@ -56,6 +71,7 @@ struct CheckMessage {
   uint64_t seq = 0, digest = 0;
 };
 std::vector<uint8_t> encode_check(const CheckMessage& m);
+void encode_check(const CheckMessage& m, uint8_t* out);  // kCheckBytes at out
 // nullopt with `why` set if the bytes are not a check message of this version.
 std::optional<CheckMessage> parse_check(std::span<const uint8_t> bytes, std::string* why = nullptr);
 
@@ -99,14 +115,33 @@ class Control {
     std::vector<uint8_t> buffer;
     uint64_t seq = 0, digest = 0;
     int from = 0;
+    bool framed = false;  // the check in front of a chunk's data (expect_framed, adopt_ring)
+    bool ring = false;    // a ring check: may have a chunk behind it (compared on its check alone)
+    std::size_t data_bytes = 0;  // framed: the chunk's bytes this rank expects
+    // framed: the data behind the check, once checked() said it matched.
+    const char* data() const { return reinterpret_cast<const char*>(buffer.data()) + kCheckBytes; }
   };
-  // Sends the call's check to the next rank and keeps the receive of the previous one's (late()).
-  void ring_check(uint64_t seq, uint64_t digest);
+  // The call's ring check: post_ring posts the receive of the previous rank's and keeps it
+  // (late()); send_ring sends this rank's to the next, with `bytes` of `data` behind it where the
+  // call's first run frames its first chunk to it (control.h, above).
+  std::shared_ptr<Pending> post_ring(uint64_t seq, uint64_t digest);
+  transport::Request send_ring(uint64_t seq, uint64_t digest, const void* data = nullptr, std::size_t bytes = 0);
+  // A run's framed receive from the previous rank is the ring check's receive: it expects `bytes`.
+  static void adopt_ring(Pending& ring, std::size_t bytes) { ring.framed = true, ring.data_bytes = bytes; }
   // Sends this rank's check for a run of call `seq` to `peer`.
   void send_check(int peer, uint16_t tag, uint64_t seq, uint64_t digest);
   // Posts the receive of `from`'s check for the run tagged `tag`; the caller compares with
   // checked(). Control keeps the buffer alive while the receive is posted.
   std::shared_ptr<Pending> expect_check(int from, uint16_t tag, uint64_t seq, uint64_t digest);
+  // Framed: sends `bytes` (<= kFramedMax) of `data` to `peer` with the check in front, on the
+  // framed form of the chunk's tag `tag`; Control keeps the copy until the send completes.
+  transport::Request send_framed(int peer, uint64_t tag, uint64_t seq, uint64_t digest, const void* data,
+                                 std::size_t bytes);
+  // Posts the receive of a framed message (any size up to kFramedMax); checked() then also
+  // checks its length against `bytes`, and data() holds the chunk.
+  std::shared_ptr<Pending> expect_framed(int from, uint64_t tag, uint64_t seq, uint64_t digest, std::size_t bytes);
+  // The tag a framed chunk goes with, given its plain chunk tag: never the same as a plain one.
+  static uint64_t framed_tag(uint64_t chunk_tag) { return chunk_tag | (uint64_t{1} << 37); }
   // nullopt while it has not arrived, then whether the peer's call matches this rank's (same
   // sequence number and digest). Throws ProtocolError on a malformed message.
   std::optional<bool> checked(Pending& p);
@@ -128,7 +163,13 @@ class Control {
  private:
   void post(int peer);
   void send_check_tagged(int peer, uint64_t tag, uint64_t seq, uint64_t digest);
-  std::shared_ptr<Pending> post_check_recv(int from, uint64_t tag, uint64_t seq, uint64_t digest);
+  std::shared_ptr<Pending> post_check_recv(int from, uint64_t tag, uint64_t seq, uint64_t digest,
+                                           std::size_t room = kCheckBytes + 8);
+  void prune_expected();
+  transport::Request send_tagged(int peer, uint64_t tag, uint64_t seq, uint64_t digest, const void* data,
+                                 std::size_t bytes);
+  void recycle(std::shared_ptr<Pending>&& p);  // keeps p for reuse if nobody else holds it
+  static constexpr std::size_t kSpares = 64;
   transport::Transport* t_ = nullptr;
   std::vector<std::vector<uint8_t>> buffers_;  // per peer
   std::vector<transport::Request> recvs_;      // per peer
@@ -139,6 +180,9 @@ class Control {
   std::deque<Sent> sent_;  // checks and control messages in flight: kept until their sends complete
   std::deque<std::shared_ptr<Pending>> expected_;  // check receives posted, kept until complete
   std::vector<std::shared_ptr<Pending>> late_;
+  // Finished buffers kept for the next checks: a small call makes a few, every call.
+  std::vector<std::vector<uint8_t>> spare_bytes_;
+  std::vector<std::shared_ptr<Pending>> spare_pending_;
 };
 
 }  // namespace rdmacoll::collectives::exec

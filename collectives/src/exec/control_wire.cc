@@ -69,6 +69,15 @@ std::vector<uint8_t> encode_check(const CheckMessage& m) {
   return b;
 }
 
+void encode_check(const CheckMessage& m, uint8_t* out) {
+  std::memcpy(out, kCheckMagic, 4);
+  const uint64_t fields[] = {kControlVersion, 0, m.seq, m.digest};
+  const int widths[] = {2, 2, 8, 8};
+  std::size_t at = 4;
+  for (int f = 0; f < 4; ++f)
+    for (int i = 0; i < widths[f]; ++i) out[at++] = static_cast<uint8_t>(fields[f] >> (8 * i));
+}
+
 std::optional<CheckMessage> parse_check(std::span<const uint8_t> b, std::string* why) {
   if (b.size() != kCheckBytes)
     return fail_check(why, "argument check of " + std::to_string(b.size()) + " bytes (expected " +

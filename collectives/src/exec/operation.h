@@ -26,18 +26,23 @@ struct Operation {
     bool fence = false;  // a barrier run: no data
     std::size_t region = 0, region_bytes = 0;  // the part of the pool the run uses
     std::function<void()> before, after;  // run just before the run starts, just after it ends
+    std::shared_ptr<const schedules::Schedule> schedule;  // made already (not by build): a cached one
   };
 
   uint64_t seq = 0;
   std::string name;       // "allreduce"
   std::string algorithm;  // "ring_allreduce", for messages
   // What the ranks must agree on, as "call=allreduce count=1024 type=f32 op=sum
-  // algorithm=ring_allreduce" (control.h), and its digest; empty when the check is off.
-  std::string args;
+  // algorithm=ring_allreduce" (control.h), and its digest (0: not computed yet); null when the
+  // check is off. Shared: repeated calls reuse one line (Communicator::Impl::last_args).
+  std::shared_ptr<const std::string> args;
   uint64_t digest = 0;
   DataType type = DataType::u8;
   ReduceOp op = ReduceOp::sum;
   std::function<void()> prologue, epilogue;
+  // The ring check's receive (control.h) while the first run, which sends the ring check, is to
+  // come; null once it has it, or where no run checks (a barrier: the ring check went at start).
+  std::shared_ptr<exec::Control::Pending> ring;
   std::vector<Plan> plans;
 
   // Progress state.

@@ -19,33 +19,64 @@ std::size_t pool_bytes(const schedules::Schedule& s, DataType type) {
 }
 
 Run::Run(transport::Transport& t, const Pool& pool, std::size_t region, std::size_t region_bytes,
-         schedules::Schedule schedule, std::vector<UserPiece> user, DataType type, ReduceOp op, uint16_t tag,
-         Control* control, uint64_t seq, uint64_t digest)
-    : t_(t), pool_(pool), sched_(std::move(schedule)), user_(std::move(user)), type_(type), op_(op),
-      es_(dtype_size(type)), region_(region), mirror_(region + sched_.scratch * es_), tag_(tag), control_(control) {
-  if (region > pool_.bytes || region_bytes > pool_.bytes - region || pool_bytes(sched_, type_) > region_bytes)
-    throw std::length_error("collective run needs " + std::to_string(pool_bytes(sched_, type_)) +
+         std::shared_ptr<const schedules::Schedule> schedule, const std::vector<UserPiece>& user, DataType type,
+         ReduceOp op, uint16_t tag, Control* control, uint64_t seq, uint64_t digest)
+    : t_(t), pool_(pool) {
+  restart(region, region_bytes, std::move(schedule), user, type, op, tag, control, seq, digest);
+}
+
+void Run::restart(std::size_t region, std::size_t region_bytes, std::shared_ptr<const schedules::Schedule> schedule,
+                  const std::vector<UserPiece>& user, DataType type, ReduceOp op, uint16_t tag, Control* control,
+                  uint64_t seq, uint64_t digest) {
+  if (region > pool_.bytes || region_bytes > pool_.bytes - region || pool_bytes(*schedule, type) > region_bytes)
+    throw std::length_error("collective run needs " + std::to_string(pool_bytes(*schedule, type)) +
                             " scratch bytes, its region of the pool has " + std::to_string(region_bytes));
+  schedule_ = std::move(schedule);
+  type_ = type, op_ = op, es_ = dtype_size(type), tag_ = tag;
+  region_ = region, mirror_ = region + schedule_->scratch * es_;
+  control_ = control, seq_ = seq, digest_ = digest;
+  step_ = 0, events_ = 0, started_ = false;
+  // Vectors are cleared, not freed: a communicator reuses its finished run (small calls would
+  // otherwise spend much of their time allocating them).
+  user_.assign(user.begin(), user.end());
   std::sort(user_.begin(), user_.end(), [](const UserPiece& a, const UserPiece& b) { return a.sched < b.sched; });
+  bounds_.clear(), untouched_.clear();
   for (const UserPiece& p : user_) {
     bounds_.push_back(p.sched);
     if (p.in != nullptr && p.count > 0) untouched_.emplace_back(p.sched, p.sched + p.count);
   }
   const auto n = static_cast<std::size_t>(t_.size());
-  expected_.resize(n), next_.resize(n), note_.resize(n), sent_count_.resize(n), recv_count_.resize(n);
-  if (control_ != nullptr) {
-    // Ahead of any data: the check to every peer this run sends to, and the receives of theirs.
-    std::vector<char> to(n), from(n);
-    for (const schedules::Step& st : sched_.steps) {
-      for (const Transfer& tr : st.sends) to[static_cast<std::size_t>(tr.to)] = 1;
-      for (const Transfer& tr : st.recvs) from[static_cast<std::size_t>(tr.from)] = 1;
-    }
-    checks_.resize(n);
-    for (std::size_t p = 0; p < n; ++p) {
-      if (to[p]) control_->send_check(static_cast<int>(p), tag_, seq, digest);
-      if (from[p]) checks_[p] = control_->expect_check(static_cast<int>(p), tag_, seq, digest);
+  drop_requests();
+  expected_.resize(n), note_.resize(n);
+  next_.assign(n, 0), sent_count_.assign(n, 0), recv_count_.assign(n, 0);
+  checks_.clear();
+  if (control_ != nullptr) checks_.resize(n);
+}
+
+void Run::take_ring(Ring ring) {
+  ring_ = std::move(ring);
+  ring_send_ = first_framed(ring_.next, true);
+  if (!ring_send_) control_->send_ring(seq_, digest_);
+  if (ring_.recv && !first_framed(ring_.prev, false)) ring_.recv.reset();
+}
+
+bool Run::first_framed(int peer, bool sending) const {
+  std::vector<Chunk>& chunks = probe_;
+  for (const schedules::Step& s : schedule_->steps) {
+    for (const Transfer& tr : sending ? s.sends : s.recvs) {
+      if ((sending ? tr.to : tr.from) != peer) continue;
+      chunks_of(tr, chunks);
+      return framed(static_cast<std::size_t>(peer), chunks.front().count * es_);
     }
   }
+  return false;
+}
+
+void Run::drop_requests() {
+  ring_ = {}, ring_send_ = false;
+  sends_.clear();
+  for (auto& e : expected_) e.clear();
+  for (auto& r : note_) r = transport::Request();
 }
 
 namespace {
@@ -121,9 +152,10 @@ char* Run::at(Place p, std::size_t extra) const {
 // Cut at every kChunkBytes and wherever a user range crosses from one piece to the next, so
 // each chunk is contiguous on both sides. Sender and receiver hold the same pieces, so they
 // cut alike.
-std::vector<Run::Chunk> Run::chunks_of(const Transfer& t) const {
+void Run::chunks_of(const Transfer& t, std::vector<Chunk>& out) const {
   const std::size_t step = std::max<std::size_t>(1, kChunkBytes / es_);
-  std::vector<std::size_t> cuts;
+  std::vector<std::size_t>& cuts = cuts_;
+  cuts.clear();
   auto add_bounds = [&](Place p) {
     if (p.memory != Memory::user) return;
     for (std::size_t b : bounds_)
@@ -134,11 +166,10 @@ std::vector<Run::Chunk> Run::chunks_of(const Transfer& t) const {
   for (std::size_t o = step; o < t.count; o += step) cuts.push_back(o);
   std::sort(cuts.begin(), cuts.end());
   cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
-  std::vector<Chunk> out;
+  out.clear();
   std::size_t begin = 0;
   for (std::size_t c : cuts) out.push_back({begin, c - begin, false}), begin = c;
   out.push_back({begin, t.count - begin, false});  // a zero-count transfer is one empty chunk: still delivered
-  return out;
 }
 
 std::size_t Run::landing_bytes(const Transfer& t, std::size_t offset) const {
@@ -148,10 +179,11 @@ std::size_t Run::landing_bytes(const Transfer& t, std::size_t offset) const {
 }
 
 void Run::start_step() {
-  const schedules::Step& s = sched_.steps[step_];
+  const schedules::Step& s = schedule_->steps[step_];
   sends_.clear();
   for (const Transfer& tr : s.sends) {
-    for (const Chunk& c : chunks_of(tr)) {
+    chunks_of(tr, send_chunks_);
+    for (const Chunk& c : send_chunks_) {
       const auto to = static_cast<std::size_t>(tr.to);
       const uint32_t imm = immediate(sent_count_[to]++);
       const char* src = pool_.base;
@@ -162,24 +194,52 @@ void Run::start_step() {
       } else if (c.count > 0) {
         src = at(tr.src, c.offset);
       }
+      // The run's first chunk to a peer carries the check (control.h): in front of it where
+      // it is framed, else just before it.
+      const bool first = control_ != nullptr && sent_count_[to] == 1;
+      if (first && framed(to, c.count * es_)) {
+        if (ring_send_ && tr.to == ring_.next) {  // on the ring check's tag: both at once
+          sends_.emplace_back(tr.to, control_->send_ring(seq_, digest_, src, c.count * es_));
+          ring_send_ = false;
+        } else {
+          sends_.emplace_back(tr.to, control_->send_framed(tr.to, chunk_tag(imm), seq_, digest_, src, c.count * es_));
+        }
+        continue;
+      }
+      if (first) control_->send_check(tr.to, tag_, seq_, digest_);
       if (sends(to, c.count * es_))
         sends_.emplace_back(tr.to, t_.send(tr.to, chunk_tag(imm), src, c.count * es_));
       else
         sends_.emplace_back(tr.to, t_.write(tr.to, src, c.count * es_, pool_.peers[to], landing_bytes(tr, c.offset), imm));
     }
   }
-  incoming_.assign(s.recvs.size(), {});
+  incoming_.resize(s.recvs.size());
+  for (Incoming& in : incoming_) in.arrived = in.applied = 0, in.blockers.clear();
   for (auto& e : expected_) e.clear();
   std::fill(next_.begin(), next_.end(), 0);
   for (std::size_t i = 0; i < s.recvs.size(); ++i) {
     const Transfer& tr = s.recvs[i];
     const auto from = static_cast<std::size_t>(tr.from);
-    incoming_[i].chunks = chunks_of(tr);
+    chunks_of(tr, incoming_[i].chunks);
     for (std::size_t k = 0; k < incoming_[i].chunks.size(); ++k) {
       Chunk& c = incoming_[i].chunks[k];
       const uint32_t imm = immediate(recv_count_[from]++);
       transport::Request recv;
-      if (sends(from, c.count * es_)) {
+      std::shared_ptr<Control::Pending> framed_recv;
+      const bool first = control_ != nullptr && recv_count_[from] == 1;
+      if (first && framed(from, c.count * es_)) {
+        // Lands behind the check in Control's buffer, and is applied from there once it matched.
+        if (ring_.recv && tr.from == ring_.prev) {  // it comes as the ring check (take_ring)
+          framed_recv = std::move(ring_.recv);
+          Control::adopt_ring(*framed_recv, c.count * es_);
+        } else {
+          framed_recv = control_->expect_framed(tr.from, chunk_tag(imm), seq_, digest_, c.count * es_);
+        }
+        c.framed = framed_recv->data();
+      } else if (first) {
+        checks_[from] = control_->expect_check(tr.from, tag_, seq_, digest_);
+      }
+      if (!framed_recv && sends(from, c.count * es_)) {
         char* where = pool_.base + landing_bytes(tr, c.offset);
         c.direct = tr.action == Action::overwrite && tr.dst.memory == Memory::user && c.count > 0;
         if (c.direct) {
@@ -188,7 +248,7 @@ void Run::start_step() {
         }
         recv = t_.recv(tr.from, chunk_tag(imm), where, c.count * es_);
       }
-      expected_[from].push_back({i, k, imm, std::move(recv)});
+      expected_[from].push_back({i, k, imm, std::move(recv), std::move(framed_recv)});
     }
     // Reduces into the same elements apply in list order, so results do not vary between runs.
     if (tr.action != Action::reduce) continue;
@@ -204,7 +264,7 @@ void Run::start_step() {
 
 void Run::apply(const Transfer& tr, const Chunk& c) {
   if (c.count == 0 || c.direct) return;
-  const char* landed = pool_.base + landing_bytes(tr, c.offset);
+  const char* landed = c.framed ? c.framed : pool_.base + landing_bytes(tr, c.offset);
   if (tr.action == Action::reduce && tr.dst.memory == Memory::user) {
     reduce_user(tr.dst.offset + c.offset, landed, c.count);
   } else if (tr.action == Action::reduce) {
@@ -212,11 +272,13 @@ void Run::apply(const Transfer& tr, const Chunk& c) {
   } else if (tr.dst.memory == Memory::user) {
     forget(tr.dst.offset + c.offset, tr.dst.offset + c.offset + c.count);
     std::memcpy(at(tr.dst, c.offset), landed, c.count * es_);
-  }  // overwrite into scratch: it has landed where it belongs
+  } else if (c.framed) {
+    std::memcpy(at(tr.dst, c.offset), landed, c.count * es_);
+  }  // else an overwrite into scratch: it has landed where it belongs
 }
 
 void Run::apply_arrived() {
-  const schedules::Step& s = sched_.steps[step_];
+  const schedules::Step& s = schedule_->steps[step_];
   for (std::size_t i = 0; i < incoming_.size(); ++i) {
     Incoming& in = incoming_[i];
     bool blocked = false;
@@ -237,7 +299,11 @@ bool Run::poll_step() {
     }
     while (next_[p] < expected_[p].size()) {
       Expected& e = expected_[p][next_[p]];
-      if (e.recv.valid()) {  // a message: its tag was the check
+      if (e.framed) {  // the check in front of the chunk: nothing of it is used unless it matched
+        const std::optional<bool> same = control_->checked(*e.framed);
+        if (!same) break;
+        if (!*same) throw CheckFailed{static_cast<int>(p)};
+      } else if (e.recv.valid()) {  // a message: its tag was the check
         if (!e.recv.test()) break;
       } else {
         if (!note_[p].valid()) note_[p] = t_.notification(static_cast<int>(p));
@@ -261,7 +327,7 @@ bool Run::poll_step() {
 }
 
 void Run::run_locals() {
-  for (const schedules::Local& l : sched_.steps[step_].local) {
+  for (const schedules::Local& l : schedule_->steps[step_].local) {
     if (l.count == 0) continue;
     // Locals may cross user pieces: go element range by element range within one piece.
     for (std::size_t done = 0; done < l.count;) {
@@ -287,7 +353,7 @@ void Run::run_locals() {
 }
 
 bool Run::advance() {
-  while (step_ < sched_.steps.size()) {
+  while (step_ < schedule_->steps.size()) {
     if (!started_) start_step();
     if (!poll_step()) return false;
     run_locals();
@@ -320,7 +386,7 @@ std::string Run::pending() const {
   std::sort(peers.begin(), peers.end());
   peers.erase(std::unique(peers.begin(), peers.end()), peers.end());
   for (int p : peers) to += (to.empty() ? "" : ", ") + std::to_string(p);
-  std::string out = "step " + std::to_string(step_ + 1) + "/" + std::to_string(sched_.steps.size());
+  std::string out = "step " + std::to_string(step_ + 1) + "/" + std::to_string(schedule_->steps.size());
   if (!from.empty()) out += ", waiting for data from ranks " + from;
   if (!to.empty()) out += ", writes to ranks " + to + " not complete";
   if (from.empty() && to.empty()) out += ", reductions pending";

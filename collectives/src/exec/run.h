@@ -84,19 +84,34 @@ class Run {
   // communicator alternates two halves so that consecutive runs need no fence). Throws
   // std::length_error if the schedule does not fit the region.
   // `control` (nullptr: no check): the run sends every peer it sends to the check {seq, digest}
-  // and uses nothing from a peer before that peer's check matched (control.h); throws
-  // CheckFailed if it did not.
+  // with or just before its first chunk to it, and uses nothing from a peer before that peer's
+  // check matched (control.h); throws CheckFailed if it did not.
   Run(transport::Transport& t, const Pool& pool, std::size_t region, std::size_t region_bytes,
-      schedules::Schedule schedule, std::vector<UserPiece> user, DataType type, ReduceOp op, uint16_t tag,
-      Control* control = nullptr, uint64_t seq = 0, uint64_t digest = 0);
+      std::shared_ptr<const schedules::Schedule> schedule, const std::vector<UserPiece>& user, DataType type,
+      ReduceOp op, uint16_t tag, Control* control = nullptr, uint64_t seq = 0, uint64_t digest = 0);
+  // Starts another run in this one, as the constructor does, keeping the vectors' memory. Only
+  // for a run that is done(); throws std::length_error as the constructor does, leaving it as is.
+  void restart(std::size_t region, std::size_t region_bytes, std::shared_ptr<const schedules::Schedule> schedule,
+               const std::vector<UserPiece>& user, DataType type, ReduceOp op, uint16_t tag, Control* control,
+               uint64_t seq, uint64_t digest);
+  // Lets go of the requests (and framed receives, which Control then reuses) of a finished run.
+  void drop_requests();
+  // The call's ring check (control.h), given to the call's first run before it advances: the run
+  // sends it to `next`, in front of its first chunk to it where that is framed (else at once),
+  // and takes its first framed chunk from `prev` out of `recv` where it has one.
+  struct Ring {
+    int next = -1, prev = -1;
+    std::shared_ptr<Control::Pending> recv;
+  };
+  void take_ring(Ring ring);
   // Progresses without blocking; true once this rank's part is complete.
   bool advance();
-  bool done() const { return step_ >= sched_.steps.size(); }
+  bool done() const { return step_ >= schedule_->steps.size(); }
   // What this rank still waits for: "step 2/5, waiting for data from ranks 1, 3".
   std::string pending() const;
   // The ranks it waits for: data not arrived from them, or writes to them not complete.
   std::vector<int> waiting_for() const;
-  const schedules::Schedule& schedule() const { return sched_; }
+  const schedules::Schedule& schedule() const { return *schedule_; }
   // Counts arrivals and completions: waiters spin while it moves and sleep once it stops.
   uint64_t events() const { return events_; }
 
@@ -104,6 +119,7 @@ class Run {
   struct Chunk {
     std::size_t offset, count;  // elements, relative to the transfer
     bool direct;  // received: a message straight into user memory, nothing to copy on arrival
+    const char* framed = nullptr;  // received framed (control.h): where its data is, behind the check
   };
   struct Incoming {
     std::vector<Chunk> chunks;
@@ -114,13 +130,16 @@ class Run {
     std::size_t transfer, chunk;
     uint32_t imm;               // the immediate (or the tag's low bits) it comes with
     transport::Request recv;    // sent (Run::sends): the receive posted for it
+    std::shared_ptr<Control::Pending> framed;  // or the framed receive: the check and the chunk
   };
 
   void start_step();
   bool poll_step();
   void apply_arrived();
   void run_locals();
-  std::vector<Chunk> chunks_of(const schedules::Transfer& t) const;
+  void chunks_of(const schedules::Transfer& t, std::vector<Chunk>& out) const;
+  // Whether the run's first chunk to (`sending`) or from `peer` goes framed; false if none.
+  bool first_framed(int peer, bool sending) const;
   char* user(std::size_t offset) const;
   char* at(schedules::Place p, std::size_t extra = 0) const;
   std::size_t landing_bytes(const schedules::Transfer& t, std::size_t offset) const;
@@ -135,20 +154,22 @@ class Run {
 
   transport::Transport& t_;
   const Pool& pool_;
-  schedules::Schedule sched_;
+  std::shared_ptr<const schedules::Schedule> schedule_;  // shared with later runs of the same spec
   std::vector<UserPiece> user_;
   std::vector<std::size_t> bounds_;  // piece starts in schedule offsets, for chunk cuts
   // The immediate (or tag) of a peer's index-th chunk in this run: the run's tag, the index.
   uint32_t immediate(uint32_t index) const { return (uint32_t{tag_} << 16) | (index & 0xffffu); }
   // Whether a chunk of `bytes` to or from `peer` goes as a tagged message (else a write).
   bool sends(std::size_t peer, std::size_t bytes) const { return pool_.send[peer] || bytes <= pool_.send_up_to; }
+  // Whether a run's first chunk of `bytes` to or from `peer` carries the check in front (control.h).
+  bool framed(std::size_t peer, std::size_t bytes) const { return sends(peer, bytes) && bytes <= kFramedMax; }
   std::vector<std::pair<std::size_t, std::size_t>> untouched_;  // sorted, disjoint [begin, end)
-  DataType type_;
-  ReduceOp op_;
-  std::size_t es_;
-  std::size_t region_;  // byte offset of this run's region in the pool
-  std::size_t mirror_;  // byte offset of the user mirror in the pool
-  uint16_t tag_;
+  DataType type_ = DataType::u8;
+  ReduceOp op_ = ReduceOp::sum;
+  std::size_t es_ = 1;
+  std::size_t region_ = 0;  // byte offset of this run's region in the pool
+  std::size_t mirror_ = 0;  // byte offset of the user mirror in the pool
+  uint16_t tag_ = 0;
 
   std::size_t step_ = 0;
   uint64_t events_ = 0;
@@ -159,8 +180,14 @@ class Run {
   std::vector<std::size_t> next_;                  // per peer: index into expected_
   std::vector<transport::Request> note_;           // per peer: the notification being awaited
   std::vector<uint32_t> sent_count_, recv_count_;  // per peer, across the run: immediates' index
-  Control* control_;
-  std::vector<std::shared_ptr<Control::Pending>> checks_;  // per peer: its check, until it matched
+  Control* control_ = nullptr;
+  uint64_t seq_ = 0, digest_ = 0;  // the call's check
+  std::vector<std::shared_ptr<Control::Pending>> checks_;  // per peer: its separate check, until it matched
+  Ring ring_;
+  bool ring_send_ = false;                   // the ring check is still to go with a chunk to ring_.next
+  std::vector<Chunk> send_chunks_;          // start_step's, kept for their memory
+  mutable std::vector<std::size_t> cuts_;  // chunks_of's
+  mutable std::vector<Chunk> probe_;        // first_framed's
 };
 
 }  // namespace rdmacoll::collectives::exec

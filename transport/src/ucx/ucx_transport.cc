@@ -229,7 +229,13 @@ PeerCounters UcxTransport::counters(int peer) const {
 // finished by the last callback. finish() completes or fails the user's Request and counts.
 
 UcxTransport::Op* UcxTransport::new_op(int kind, int peer, const OpDesc& desc) {
-  auto owned = std::make_unique<Op>();
+  std::unique_ptr<Op> owned;
+  if (!spare_ops_.empty()) {
+    owned = std::move(spare_ops_.back());
+    spare_ops_.pop_back();
+  } else {
+    owned = std::make_unique<Op>();
+  }
   Op* op = owned.get();
   op->transport = this;
   op->kind = static_cast<Op::Kind>(kind);
@@ -288,6 +294,15 @@ void UcxTransport::finish(Op* op) {
   }
   ops_.pop_back();
   if (op->completes_locally()) --local_pending_;
+  settle(op);
+  constexpr size_t kSpareOps = 64;
+  if (spare_ops_.size() < kSpareOps) {
+    *owned = Op{};  // lets go of the request state, the pinned memory and any error
+    spare_ops_.push_back(std::move(owned));
+  }
+}
+
+void UcxTransport::settle(Op* op) {
   Request::State& s = *op->state;
   if (op->error) {
     if (s.pending()) s.fail(op->error);

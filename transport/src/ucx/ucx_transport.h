@@ -118,6 +118,7 @@ class UcxTransport final : public Transport {
   void end_part(Part* part, ucs_status_ptr_t sp);
   void part_done(Part* part, void* request, ucs_status_t status);
   void finish(Op* op);
+  void settle(Op* op);  // finish's part: completes or fails the user's Request, and counts
   Request release(Op* op);
   Request failed_now(int peer, const OpDesc& desc);
   std::shared_ptr<Request::State> post_hello_recv(int peer);
@@ -147,6 +148,8 @@ class UcxTransport final : public Transport {
   // Operations in flight; an Op knows its index here, so finishing one is a swap with the last
   // (no allocation per operation, unlike a node-based map).
   std::vector<std::unique_ptr<Op>> ops_;
+  // Finished records, reused by new_op: a small collective posts several operations per call.
+  std::vector<std::unique_ptr<Op>> spare_ops_;
   uint64_t events_ = 0;  // callbacks run: progress() reports them as activity
   // Sends, writes and reads in flight. UCX signals the event fd for arrivals, not for these
   // completing (a put over shared memory may sit in a pending queue until progressed), so
