@@ -10,37 +10,31 @@ namespace rdmacoll::training {
 
 Sgd::Sgd(std::size_t size, SgdOptions options) : options_(options), velocity_(size, 0.0f) {}
 
+float* Sgd::momentum(const char* who, std::size_t params, std::size_t grads, std::size_t offset) {
+  if (params != grads || offset > velocity_.size() || params > velocity_.size() - offset)
+    throw std::invalid_argument(std::string(who) + ": " + std::to_string(params) + " parameters, " +
+                                std::to_string(grads) + " gradients at offset " + std::to_string(offset) +
+                                " of a momentum buffer of " + std::to_string(velocity_.size()));
+  return velocity_.data() + offset;
+}
+
 void Sgd::step(std::span<float> params, std::span<const float> grads, float lr,
                std::size_t offset) {
-  if (params.size() != grads.size() || offset > velocity_.size() ||
-      params.size() > velocity_.size() - offset)
-    throw std::invalid_argument("Sgd::step: " + std::to_string(params.size()) + " parameters, " +
-                                std::to_string(grads.size()) + " gradients at offset " +
-                                std::to_string(offset) + " of a momentum buffer of " +
-                                std::to_string(velocity_.size()));
+  float* v = momentum("Sgd::step", params.size(), grads.size(), offset);
   const float mu = options_.momentum;
   const float wd = options_.weight_decay;
-  float* v = velocity_.data() + offset;
   for (std::size_t i = 0; i < params.size(); ++i) {
-    const float g = grads[i] + wd * params[i];
-    v[i] = mu * v[i] + g;
+    v[i] = mu * v[i] + (grads[i] + wd * params[i]);
     params[i] -= lr * v[i];
   }
 }
 
 void Sgd::update(std::span<const float> params, std::span<float> grads, float lr, std::size_t offset) {
-  if (params.size() != grads.size() || offset > velocity_.size() ||
-      params.size() > velocity_.size() - offset)
-    throw std::invalid_argument("Sgd::update: " + std::to_string(params.size()) + " parameters, " +
-                                std::to_string(grads.size()) + " gradients at offset " +
-                                std::to_string(offset) + " of a momentum buffer of " +
-                                std::to_string(velocity_.size()));
+  float* v = momentum("Sgd::update", params.size(), grads.size(), offset);
   const float mu = options_.momentum;
   const float wd = options_.weight_decay;
-  float* v = velocity_.data() + offset;
   for (std::size_t i = 0; i < params.size(); ++i) {
-    const float g = grads[i] + wd * params[i];
-    v[i] = mu * v[i] + g;
+    v[i] = mu * v[i] + (grads[i] + wd * params[i]);
     grads[i] = lr * v[i];
   }
 }

@@ -69,9 +69,9 @@ struct Pool {
   std::vector<transport::RemoteWindow> peers;  // indexed by rank; empty entry for this rank
   std::vector<bool> send;  // indexed by rank: move data to it with send/recv (DataPath), not writes
   // Chunks up to this many bytes go as tagged messages to every peer, where one message costs
-  // less than a write, a fence and a notification (UCX); -1 (none) where it does not (verbs,
+  // less than a write, a fence and a notification (UCX); 0 (none) where it does not (verbs,
   // whose write with immediate is one operation).
-  std::size_t send_up_to = static_cast<std::size_t>(-1) / 2;
+  std::size_t send_up_to = 0;
 };
 
 // Pool bytes a schedule needs: its scratch plus the user mirror.

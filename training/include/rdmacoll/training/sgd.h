@@ -43,6 +43,9 @@ class Sgd {
   void reset() noexcept;  // momentum back to zero
 
  private:
+  // The momentum slice for `params` parameters at `offset`, after checking that the sizes agree
+  // (std::invalid_argument naming `who` otherwise).
+  float* momentum(const char* who, std::size_t params, std::size_t grads, std::size_t offset);
   SgdOptions options_;
   std::vector<float> velocity_;
 };
