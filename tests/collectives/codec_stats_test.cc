@@ -95,7 +95,8 @@ void check_qsgd(const std::string& name, std::size_t n, unsigned trials) {
 }
 
 TEST(CodecStats, QsgdIsUnbiasedAndObeysTheVarianceBound) {
-  check_qsgd("qsgd:4", 512, 4000);        // one bucket, sqrt(n)/s bound applies
+  check_qsgd("qsgd:4:512", 512, 4000);    // one bucket, sqrt(n)/s bound applies
+  check_qsgd("qsgd:4", 512, 4000);        // the default: 8 buckets of 64
   check_qsgd("qsgd:1", 512, 4000);        // the coarsest quantizer
   check_qsgd("qsgd:64:64", 1100, 4000);   // n/s^2 bound, 17 buckets, a partial last one
 }
@@ -104,8 +105,8 @@ TEST(CodecStats, QsgdVarianceBoundIsAlistarhs) {
   const std::vector<float> x = normal_input(512, 4);
   double norm2 = 0;
   for (const float v : x) norm2 += static_cast<double>(v) * v;
-  EXPECT_DOUBLE_EQ(make_codec("qsgd:4")->variance_bound(x.data(), 512), std::sqrt(512.0) / 4 * norm2);
-  EXPECT_DOUBLE_EQ(make_codec("qsgd:64")->variance_bound(x.data(), 512), 512.0 / (64 * 64) * norm2);
+  EXPECT_DOUBLE_EQ(make_codec("qsgd:4:512")->variance_bound(x.data(), 512), std::sqrt(512.0) / 4 * norm2);
+  EXPECT_DOUBLE_EQ(make_codec("qsgd:64:512")->variance_bound(x.data(), 512), 512.0 / (64 * 64) * norm2);
 }
 
 TEST(CodecStats, TernGradIsUnbiased) {

@@ -97,7 +97,7 @@ TEST(CodecSpec, ParsesEveryFormAndNamesItCanonically) {
   const std::pair<const char*, const char*> cases[] = {
       {"none", "none"},         {"fp16", "fp16"},           {"bf16", "bf16"},
       {"int8", "int8:256"},     {"int8:64", "int8:64"},     {"sign", "sign:256"},
-      {"sign:1024", "sign:1024"}, {"qsgd:4", "qsgd:4:512"}, {"qsgd:4:128", "qsgd:4:128"},
+      {"sign:1024", "sign:1024"}, {"qsgd:4", "qsgd:4:64"}, {"qsgd:4:128", "qsgd:4:128"},
       {"terngrad", "terngrad:512"}, {"topk:0.01", "topk:0.01"}, {"randk:1", "randk:1"},
       {"powersgd:4", "powersgd:4"}};
   for (const auto& [in, canonical] : cases) {
@@ -174,10 +174,11 @@ TEST(Codec, WireBytesAreTheDocumentedFormats) {
   EXPECT_EQ(bytes("bf16"), 2 * n);
   EXPECT_EQ(bytes("int8"), n + 4 * (n / 256));            // 3.94x
   EXPECT_EQ(bytes("sign"), n / 8 + 4 * (n / 256));        // 28.4x
-  EXPECT_EQ(bytes("qsgd:1"), n / 4 + 4 * (n / 512));      // 2-bit codes
-  EXPECT_EQ(bytes("qsgd:7"), n / 2 + 4 * (n / 512));      // 4-bit
-  EXPECT_EQ(bytes("qsgd:127"), n + 4 * (n / 512));        // 8-bit
-  EXPECT_EQ(bytes("qsgd:128"), 2 * n + 4 * (n / 512));    // 16-bit
+  EXPECT_EQ(bytes("qsgd:1"), n / 4 + 4 * (n / 64));       // 2-bit codes, buckets of 64
+  EXPECT_EQ(bytes("qsgd:7"), n / 2 + 4 * (n / 64));       // 4-bit
+  EXPECT_EQ(bytes("qsgd:127"), n + 4 * (n / 64));         // 8-bit
+  EXPECT_EQ(bytes("qsgd:128"), 2 * n + 4 * (n / 64));     // 16-bit
+  EXPECT_EQ(bytes("qsgd:4:512"), n / 2 + 4 * (n / 512));
   EXPECT_EQ(bytes("terngrad"), n / 4 + 4 * (n / 512));
   const std::size_t k = 10486;  // round(0.01 * 2^20)
   EXPECT_EQ(bytes("topk:0.01"), 4 * k + (k * 20 + 7) / 8);  // 20-bit indices

@@ -55,7 +55,7 @@ TEST(TrainOptions, ParsesEveryFlag) {
   EXPECT_EQ(o.seed, 7u);
   EXPECT_EQ(o.data, "/d");
   EXPECT_EQ(o.compress.kind, ExchangeMode::Kind::codec);
-  EXPECT_EQ(o.compress.name(), "qsgd:4:512");
+  EXPECT_EQ(o.compress.name(), "qsgd:4:64");
   EXPECT_TRUE(o.overlap);
   EXPECT_EQ(o.limit_train, 6000u);
   EXPECT_EQ(o.limit_test, 2000u);

@@ -13,7 +13,7 @@ namespace {
 constexpr std::string_view kValidForms =
     "none, fp16, bf16, int8[:BLOCK], sign[:BLOCK], qsgd:S[:BUCKET], terngrad[:BUCKET], topk:F, "
     "randk:F, powersgd:R (BLOCK, BUCKET: multiples of 8 in [8, 16777216], defaults 256 for "
-    "int8/sign and 512 for qsgd/terngrad; S in [1, 32767]; F in (0, 1]; R >= 1)";
+    "int8/sign, 64 for qsgd and 512 for terngrad; S in [1, 32767]; F in (0, 1]; R >= 1)";
 
 [[noreturn]] void bad(std::string_view name, std::string_view why) {
   throw std::invalid_argument("codec '" + std::string(name) + "': " + std::string(why) +
@@ -80,7 +80,7 @@ CodecSpec parse_codec(std::string_view name) {
     const std::uint64_t levels = parse_uint(name, p[1], "level count S");
     if (levels < 1 || levels > 32767) bad(name, "level count S=" + std::string(p[1]) + " is not in [1, 32767]");
     s.levels = static_cast<unsigned>(levels);
-    s.block = args == 2 ? parse_block(name, p[2]) : kDefaultCodecBucket;
+    s.block = args == 2 ? parse_block(name, p[2]) : kDefaultQsgdBucket;
   } else if (kind == "terngrad") {
     arity(0, 1);
     s.kind = CodecKind::terngrad;
