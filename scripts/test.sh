@@ -155,7 +155,7 @@ fi
 #             bench.*  run Open MPI's and Gloo's allreduce (not built here) and a Python parser
 #             tools.codec_bench  checks every codec's measured speed against memcpy's to 4
 #                      decimals; instrumented, randk rounds to 0 (its code runs in codec_test)
-#             --compress auto's decisions (tools.collperf.compress, CompressedUcx.*AutoDeclines*):
+#             --compress auto's decisions (tools.collperf.compress, CompressedUcx.*AutoFollows*):
 #                      they compare measured times of plain and compressed calls, and
 #                      instrumentation slows the two unequally (auto accepted int8 on shared
 #                      memory once); their code runs in the other compressed tests
@@ -202,7 +202,7 @@ else
     mkdir -p "$ASAN_BUILD/test-results"; rm -f "$ASAN_BUILD"/test-results/*.xml
     say "host tests under ASan+UBSan (not install, link, bench.*, tools.codec_bench, auto's timings: see the script)"
     ctest --test-dir "$ASAN_BUILD" -LE 'rdma|install|link' \
-      -E '^bench\.|^tools\.codec_bench$|^tools\.collperf\.compress$|AutoDeclines' -j"$JOBS" --output-on-failure \
+      -E '^bench\.|^tools\.codec_bench$|^tools\.collperf\.compress$|AutoFollows' -j"$JOBS" --output-on-failure \
       --output-junit "$ASAN_BUILD/test-results/asan.xml"
     record "asan+ubsan: unit, ucx ($(( $(date +%s) - t0 )) s)" "$ASAN_BUILD/test-results/asan.xml"
   else

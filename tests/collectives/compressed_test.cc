@@ -373,7 +373,12 @@ TEST(COMP_SUITE, MultiRankBadArgumentsAreRefused) {
 // only_if_faster over this host's shared memory, where the link outruns every codec: the
 // measured comparison declines, and the call is a plain allreduce (exact here: the inputs'
 // float sum in a fixed order is compared with a tolerance of a few ulps).
-TEST(COMP_SUITE, MultiRankAutoDeclinesWhereTheLinkIsFast) {
+// only_if_faster (--compress auto): the decision is measured (plain against compressed calls,
+// times maxed over ranks), so which way it goes depends on the machine and its load and is not
+// asserted here (bench/compress_link.sh shows it declining on shared memory and accepting behind
+// a slow link). What is asserted: every rank decides alike, the decision is kept for the size
+// class, and the call follows it: exact when declined, within the codec's bound when accepted.
+TEST(COMP_SUITE, MultiRankAutoFollowsItsMeasuredDecision) {
   if (skip_without_device()) return;
   Backend b;
   with_comm(2, [](Communicator& c) {
@@ -383,10 +388,12 @@ TEST(COMP_SUITE, MultiRankAutoDeclinesWhereTheLinkIsFast) {
 #else
     const size_t count = 1 << 20;
 #endif
-#if defined(COMM_HOST)
-    EXPECT_FALSE(c.compression_pays(*int8, count)) << "compressing looked faster than shared memory";
-#endif
     const bool pays = c.compression_pays(*int8, count);
+    EXPECT_EQ(c.compression_pays(*int8, count + 1), pays) << "the decision is kept for counts in [2^k, 2^(k+1))";
+    int votes[2] = {pays ? 1 : 0, pays ? 1 : 0};
+    c.allreduce(votes, votes, 1, DataType::i32, ReduceOp::min);
+    c.allreduce(votes + 1, votes + 1, 1, DataType::i32, ReduceOp::max);
+    EXPECT_EQ(votes[0], votes[1]) << "the ranks decided differently";
     const std::vector<float> in = gradient(c.rank(), count);
     std::vector<float> out(count);
     Work w = c.allreduce_async(in.data(), out.data(), count, ReduceOp::sum,

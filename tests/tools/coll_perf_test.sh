@@ -146,7 +146,10 @@ compress)
   grep -q '"compression": {"codec": "int8:256", "auto": false' "$tmp/json" || fail "no compression settings"
   json_run "--compress topk:0.05" 3 1048576 --wire-fraction 0.05:0.2 --compressed true -- \
     --compress topk:0.05 -b 1M -e 1M --seed 3
-  json_run "--compress auto" 2 262144 --compressed false --max-relerr 1e-6 -- --compress auto -b 256K -e 256K
+  # auto's decision is measured, so either way is right here (bench/compress_link.sh shows it
+  # declining on shared memory); the run must say it was auto and be correct either way.
+  json_run "--compress auto" 2 262144 -- --compress auto -b 256K -e 256K
+  grep -q '"auto": true' "$tmp/json" || fail "--compress auto: the JSON does not say auto"
   # The table: sign, avg, error feedback, both placements checked (#wrong, fields 14 and 23).
   "$run" -n 3 --no-prefix -- "$ar" "${flags[@]}" --compress sign -o avg --feedback -b 64K -e 256K -f 4 -n 3 -w 1 \
     >"$tmp/out" 2>"$tmp/err"; rc=$?
