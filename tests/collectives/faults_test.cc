@@ -7,8 +7,11 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "comm_fixture.h"
@@ -285,6 +288,75 @@ TEST(PEER_SUITE, CheckSettingDisagreementIsNamed) {
   c.reset();
   g.join();
 }
+
+#if defined(COMM_RDMA)
+// A port that goes down under running collectives (ports going down are async events): the
+// device's network interface is taken down while two ranks run allreduces. The verbs
+// transport's async-event thread records IBV_EVENT_PORT_ERR and wakes a rank blocked on its
+// completion channel; every rank's call fails at once with the event and the port named, not
+// at its deadline. The interface is brought back up (and the port waited for) before the test
+// ends. Only where ALLOW_PORT_TOGGLE=1 (scripts/test.sh's one-guest stage: rxe0 sits on a dummy
+// interface there); on a real host this would take the port down under everyone.
+TEST(PortEventsVerbs, PortDownFailsTheCollectiveNamingThePort) {
+  if (skip_without_device()) return;
+  const char* allow = std::getenv("ALLOW_PORT_TOGGLE");
+  if (allow == nullptr || std::string(allow) != "1")
+    GTEST_SKIP() << "takes the RDMA port's interface down: set ALLOW_PORT_TOGGLE=1 where that is harmless "
+                    "(the soft-RoCE guest's stage does)";
+  const auto devs = rdmacoll::ib::list_devices();
+  const auto sel = rdmacoll::ib::select_from_settings(devs);
+  std::string netdev;
+  for (const auto& d : devs)
+    for (const auto& p : d.ports)
+      for (const auto& g : p.gids)
+        if (d.name == sel.device && p.port == sel.port && g.index == sel.gid_index) netdev = g.netdev;
+  ASSERT_FALSE(netdev.empty()) << sel.device << " has no network interface under GID " << sel.gid_index;
+  const std::string state = "/sys/class/infiniband/" + sel.device + "/ports/" + std::to_string(sel.port) + "/state";
+  auto port_active = [&] {
+    std::ifstream in(state);
+    std::string line;
+    std::getline(in, line);
+    return line.find("ACTIVE") != std::string::npos;
+  };
+
+  Backend b;
+  RankGroup g(2);
+  Communicator::Options o = Communicator::Options::from_settings();
+  o.timeout_s = 30.0;
+  auto c = Communicator::create(g.world(), o);
+  std::vector<float> buf(1 << 16, 1.0f);
+  c->allreduce(buf.data(), buf.data(), buf.size(), DataType::f32, ReduceOp::sum);  // healthy first
+  bootstrap::barrier(g.store(), "faults/portdown/ready", g.rank(), 2, g.deadline());
+  if (g.rank() == 0) {
+    ASSERT_EQ(std::system(("ip link set " + netdev + " down").c_str()), 0) << "ip link set " << netdev << " down";
+  }
+  std::string error;
+  int calls = 0;
+  const auto start = bootstrap::Clock::now();
+  for (; calls < 100000 && error.empty(); ++calls) {
+    try {
+      c->allreduce(buf.data(), buf.data(), buf.size(), DataType::f32, ReduceOp::sum);
+    } catch (const Error& e) {
+      error = e.what();
+    }
+  }
+  const double seconds = std::chrono::duration<double>(bootstrap::Clock::now() - start).count();
+  std::printf("rank %d after %d calls, %.2f s: %s\n", g.rank(), calls, seconds, error.c_str());
+  if (g.rank() == 0) {
+    EXPECT_EQ(std::system(("ip link set " + netdev + " up").c_str()), 0) << "ip link set " << netdev << " up";
+    for (int i = 0; i < 100 && !port_active(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    EXPECT_TRUE(port_active()) << state << " is not ACTIVE 10 s after bringing " << netdev << " back up";
+  }
+  EXPECT_NE(error.find("port error"), std::string::npos) << error;
+  EXPECT_NE(error.find(sel.device + ":" + std::to_string(sel.port)), std::string::npos) << error;
+  EXPECT_NE(error.find("allreduce #"), std::string::npos) << error;
+  EXPECT_LT(seconds, o.timeout_s / 2) << "the port error waited for the deadline";
+  // The store runs over TCP on loopback, not the port: the ranks still meet to finish.
+  bootstrap::barrier(g.store(), "faults/portdown/done", g.rank(), 2, g.deadline());
+  c.reset();
+  g.join();
+}
+#endif
 
 }  // namespace
 }  // namespace rdmacoll::collectives

@@ -121,7 +121,8 @@ VerbsTransport::VerbsTransport(bootstrap::World& world, const Options& options)
   free_wrs_.reserve(n * caps_.max_send_wr);
   peers_.resize(n);
 
-  if (pipe2(async_wake_, O_CLOEXEC) != 0) throw TransportError("pipe2 failed: " + std::string(std::strerror(errno)));
+  if (pipe2(async_wake_, O_CLOEXEC) != 0 || pipe2(async_notify_, O_CLOEXEC | O_NONBLOCK) != 0)
+    throw TransportError("pipe2 failed: " + std::string(std::strerror(errno)));
   fcntl(ctx_->async_fd, F_SETFL, fcntl(ctx_->async_fd, F_GETFL) | O_NONBLOCK);
   async_thread_ = std::thread([this] {
     for (;;) {
@@ -145,6 +146,10 @@ VerbsTransport::VerbsTransport(bootstrap::World& world, const Options& options)
           std::lock_guard lock(async_mu_);
           async_errors_.push_back(what + (qpn ? ":" + std::to_string(qpn) : std::string()));
           async_pending_ = true;
+          // A rank blocked in wait_for_event learns of it now, not at its deadline (a port
+          // that went down completes nothing more). A full pipe already says so.
+          char c = 1;
+          (void)!::write(async_notify_[1], &c, 1);
         }
       }
     }
@@ -162,8 +167,7 @@ void VerbsTransport::stop_async_thread() noexcept {
   char c = 1;
   if (::write(async_wake_[1], &c, 1) != 1) RDMACOLL_WARN(kNet, "cannot wake the async-event thread");
   async_thread_.join();
-  ::close(async_wake_[0]);
-  ::close(async_wake_[1]);
+  for (int fd : {async_wake_[0], async_wake_[1], async_notify_[0], async_notify_[1]}) ::close(fd);
 }
 
 VerbsTransport::~VerbsTransport() {
@@ -774,8 +778,14 @@ void VerbsTransport::wait_for_event(Deadline deadline) {
   if (progress()) return;
   int ms = static_cast<int>(std::max<long long>(
       0, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - bootstrap::Clock::now()).count()));
-  pollfd fd{channel_->fd, POLLIN, 0};
-  if (poll(&fd, 1, ms) > 0) {
+  pollfd fds[2] = {{channel_->fd, POLLIN, 0}, {async_notify_[0], POLLIN, 0}};
+  if (poll(fds, 2, ms) > 0) {
+    if (fds[1].revents) {  // a fatal async event: progress() fails the peers it concerns
+      char drain[16];
+      while (::read(async_notify_[0], drain, sizeof drain) > 0) {
+      }
+      check_async_events();
+    }
     ibv_cq* cq = nullptr;
     void* ctx = nullptr;
     while (ibv_get_cq_event(channel_.get(), &cq, &ctx) == 0) ++unacked_cq_events_;

@@ -177,7 +177,8 @@ class VerbsTransport final : public Transport {
   unsigned unacked_cq_events_ = 0;
   // Async events: a thread drains ibv_get_async_event; progress() acts on what it recorded.
   std::thread async_thread_;
-  int async_wake_[2] = {-1, -1};
+  int async_wake_[2] = {-1, -1};    // the destructor wakes the thread to stop it
+  int async_notify_[2] = {-1, -1};  // the thread wakes wait_for_event after a fatal event
   std::mutex async_mu_;
   std::vector<std::string> async_errors_;
   std::atomic<bool> async_pending_{false};
