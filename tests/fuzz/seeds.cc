@@ -1,6 +1,6 @@
 // Writes the fuzz targets' seed corpus: one valid message of every kind (and a few streams),
 // so that the fuzzers start from inputs that get past the framing and the header.
-//   fuzz_seeds DIR   -> DIR/fuzz_store_message/*, DIR/fuzz_conn_data/*
+//   fuzz_seeds DIR   -> DIR/fuzz_store_message/*, DIR/fuzz_conn_data/*, DIR/fuzz_verbs_header/*
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -11,12 +11,14 @@
 #include "bootstrap/store_proto.h"
 #include "conn_data.h"
 #include "rdmacoll/transport/transport.h"
+#include "verbs/verbs_wire.h"
 #include "wire.h"
 
 namespace fs = std::filesystem;
 namespace proto = rdmacoll::bootstrap::proto;
 namespace auth = rdmacoll::bootstrap::auth;
 namespace conn = rdmacoll::transport::conn;
+namespace vw = rdmacoll::transport::verbs_wire;
 using Bytes = std::vector<uint8_t>;
 
 namespace {
@@ -40,6 +42,11 @@ Bytes with_selector(uint8_t which, uint8_t world_minus_1, uint8_t from, const By
   Bytes out{which, world_minus_1, from};
   out.insert(out.end(), msg.begin(), msg.end());
   return out;
+}
+
+// Verbs message seeds carry the fuzzer's eager-limit bytes (64 + 960 = 1024) and rank byte first.
+Bytes verbs_message(const vw::Header& h, const Bytes& payload = {}) {
+  return with_selector(0xc0, 0x03, 1, vw::encode(h, payload));
 }
 
 }  // namespace
@@ -98,6 +105,13 @@ int main(int argc, char** argv) {
   write(cd, "ucx_address", with_selector(3, 1, 1, conn::encode(conn::UcxAddress{1, 2, sn, Bytes(64, 7)})));
   write(cd, "ucx_listen", with_selector(4, 1, 1, conn::encode(conn::UcxListen{1, 2, sn, "10.0.0.2", 4242})));
   write(cd, "ucx_hello", with_selector(5, 1, 1, conn::encode_ucx_hello(key, {1, 0, 2, {}, {}})));
+
+  const fs::path vh = fs::path(argv[1]) / "fuzz_verbs_header";
+  write(vh, "eager", verbs_message({vw::kEager, 0, 0, 0, 5, 16, 0, 0}, Bytes(16, 0x5a)));
+  write(vh, "eager_empty", verbs_message({vw::kEager, 0, 0, 0, 6, 0, 0, 0}));
+  write(vh, "rts", verbs_message({vw::kRts, 0, 0, 0x1234, 7, 1 << 20, 0x7f0000001000, 42}));
+  write(vh, "fin", verbs_message({vw::kFin, vw::kFinOk, 0, 0, 0, 0, 0, 42}));
+  write(vh, "fin_truncated", verbs_message({vw::kFin, vw::kFinTruncated, 0, 0, 0, 0, 0, 43}));
   std::cout << "seeds written to " << argv[1] << "\n";
   return 0;
 }

@@ -17,7 +17,7 @@
 namespace rdmacoll::transport {
 namespace {
 
-enum MsgType : uint8_t { kEager = 1, kRts = 2, kFin = 3 };
+using verbs_wire::kEager, verbs_wire::kRts, verbs_wire::kFin;
 constexpr size_t kRecvSlotsPerPeer = 64;
 constexpr uint64_t kRecvBit = uint64_t{1} << 63;
 using Hdr = VerbsTransport::Header;
@@ -326,8 +326,7 @@ bool VerbsTransport::try_post(int p, PendingWr& w) {
     size_t slot = free_send_slots_.back();
     free_send_slots_.pop_back();
     uint8_t* buf = send_pool_.data() + slot * slot_size_;
-    std::memcpy(buf, &w.hdr, sizeof(Header));
-    if (w.length) std::memcpy(buf + sizeof(Header), w.payload, w.length);
+    verbs_wire::encode(w.hdr, {static_cast<const uint8_t*>(w.payload), w.length}, {buf, slot_size_});
     sge = {reinterpret_cast<uintptr_t>(buf), static_cast<uint32_t>(bytes), send_mr_->lkey};
     if (bytes <= caps_.max_inline_data) wr.send_flags |= IBV_SEND_INLINE;
     rec.slot = slot;
@@ -629,7 +628,7 @@ void VerbsTransport::start_read(int peer, const Header& rts, void* buf, size_t b
     truncated(*op->req, peer, rts.length, buf_len);
     Header fin{};
     fin.type = kFin;
-    fin.status = 1;
+    fin.status = verbs_wire::kFinTruncated;
     fin.id = rts.id;
     queue_send(peer, fin, nullptr, 0, nullptr);
     return;
@@ -674,15 +673,14 @@ void VerbsTransport::on_completion(const ibv_wc& wc) {
     if (wc.opcode == IBV_WC_RECV_RDMA_WITH_IMM) {
       notify(peer, ntohl(wc.imm_data));
     } else {
-      const uint8_t* slot = recv_pool_.data() + index * slot_size_;
-      Header hdr;
-      std::memcpy(&hdr, slot, sizeof hdr);
-      size_t payload = wc.byte_len - sizeof(Header);
-      if (wc.byte_len < sizeof(Header) || (hdr.type == kEager && payload != hdr.length)) {
-        fail_peer(peer, std::make_exception_ptr(ProtocolError("malformed message from rank " + std::to_string(peer))));
+      verbs_wire::Message m;
+      try {
+        m = verbs_wire::decode({recv_pool_.data() + index * slot_size_, wc.byte_len}, eager_limit_, peer);
+      } catch (const ProtocolError&) {
+        fail_peer(peer, std::current_exception());
         return;
       }
-      on_message(peer, hdr, slot + sizeof(Header), payload);
+      on_message(peer, m.header, m.payload.data(), m.payload.size());
     }
     post_recv_slot(peer, index % recv_slots_per_peer_);
     return;

@@ -27,6 +27,7 @@
 #include "regcache.h"
 #include "transport_impl.h"
 #include "verbs/verbs.h"
+#include "verbs/verbs_wire.h"
 
 namespace rdmacoll::transport {
 
@@ -53,17 +54,9 @@ class VerbsTransport final : public Transport {
   void wait_for_event(Deadline deadline) override;
   PeerCounters counters(int peer) const override { return peers_[static_cast<size_t>(peer)].counters; }
 
-  // Wire header of every SEND on the QPs (same build on both sides: checked at connect time).
-  struct Header {
-    uint8_t type;  // Eager, Rts, Fin
-    uint8_t status;  // Fin: 0 ok, 1 receiver's buffer too short
-    uint16_t reserved;
-    uint32_t rkey;  // Rts
-    uint64_t tag;
-    uint64_t length;
-    uint64_t addr;  // Rts: sender's buffer
-    uint64_t id;    // Rts/Fin: sender's operation id
-  };
+  // Wire header of every SEND on the QPs (verbs_wire.h; same build on both sides: checked at
+  // connect time).
+  using Header = verbs_wire::Header;
 
  private:
   enum class WrKind : uint8_t { SendSlot, Write, Read, Recv };
