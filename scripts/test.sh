@@ -4,14 +4,14 @@
 #   2. runs every test that needs no RDMA device on this host (labels unit, ucx, install);
 #   3. runs the RDMA tests (label rdma) where there is RDMA: directly on a host that has an
 #      active RDMA port, otherwise in the soft-RoCE guest: first all of them in one guest whose
-#      processes share rxe0, then the multi-rank ones with one rank in each of two guests
-#      joined by a virtual link. Guest runs set REQUIRE_RDMA_DEVICE=1, so an RDMA test cannot
-#      pass there by skipping.
+#      processes share rxe0 (with the verbs collectives' threads under ThreadSanitizer there
+#      too), then the multi-rank ones with one rank in each of two guests joined by a virtual
+#      link. Guest runs set REQUIRE_RDMA_DEVICE=1, so an RDMA test cannot pass there by skipping.
 #   4. builds again with clang under AddressSanitizer + UndefinedBehaviorSanitizer (DIR-asan)
 #      and runs the host tests there, then under ThreadSanitizer (DIR-tsan) and runs the
 #      threaded parts; see "Sanitizers" below for which tests and why;
 #   5. builds the libFuzzer targets of the network parsers with clang (DIR-fuzz, RDMACOLL_FUZZ=ON)
-#      and runs each for 60 s from its seed corpus (tests/fuzz/corpus/<target>/); a crash, leak,
+#      and runs each for 60 s (two at a time) from its seed corpus (tests/fuzz/corpus/<target>/); a crash, leak,
 #      sanitizer report or timeout fails the stage.
 # Where the guest cannot start: with CI=true the run fails with the reason; elsewhere the
 # guest stages are skipped with the reason.
@@ -103,46 +103,6 @@ if [ $INSTALL = 1 ]; then
   bash "$ROOT/scripts/install-deps.sh" || { echo "dependency installation failed" >&2; exit 1; }
 fi
 
-if [ $MAIN = 1 ]; then
-  say "building in $BUILD"
-  cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null || exit 1
-  cmake --build "$BUILD" -j"$JOBS" || { echo "build failed" >&2; exit 1; }
-  rm -rf "$RESULTS"; mkdir -p "$RESULTS"
-
-  say "host tests (no RDMA device needed)"
-  ctest --test-dir "$BUILD" -LE rdma -j"$JOBS" --output-on-failure --output-junit "$RESULTS/host.xml"
-  record "host: unit, ucx, install" "$RESULTS/host.xml"
-
-  if "$BUILD/tools/rdmacoll-info" --select >/dev/null 2>&1; then
-    say "RDMA tests on this host's own device ($("$BUILD/tools/rdmacoll-info" --select))"
-    REQUIRE_RDMA_DEVICE=1 ctest --test-dir "$BUILD" -L rdma --output-on-failure --output-junit "$RESULTS/rdma-host.xml"
-    record "rdma: this host's device" "$RESULTS/rdma-host.xml"
-  elif [ $GUEST = 0 ]; then
-    SUMMARY+=("rdma: skipped (--host-only)")
-  else
-    if ! why=$("$HARNESS" --check 2>&1); then
-      if [ "${CI:-}" = true ]; then
-        fail_stage "rdma: soft-RoCE guest" "guest cannot start: $why"
-      else
-        SUMMARY+=("rdma: skipped: guest cannot start: $why")
-      fi
-    else
-      say "RDMA tests in one soft-RoCE guest (processes share rxe0)"
-      "$HARNESS" --writable "$BUILD" -- env REQUIRE_RDMA_DEVICE=1 \
-        ctest --test-dir "$BUILD" -L rdma --output-on-failure --timeout 300 --output-junit "$RESULTS/guest1.xml"
-      rc=$?
-      record "rdma: one guest, shared rxe0" "$RESULTS/guest1.xml"
-      [ $rc -eq 0 ] || [ -s "$RESULTS/guest1.xml" ] || fail_stage "rdma: one guest" "guest exited $rc"
-
-      say "multi-rank RDMA tests across two guests (one rank per guest, RoCE on the virtual link)"
-      "$HARNESS" --guests 2 --writable "$BUILD" -- bash "$ROOT/tests/guest/multihost-tests.sh" "$BUILD" "$RESULTS"
-      rc=$?
-      record "rdma: two guests, one rank each" "$RESULTS"/guest2-*.xml
-      [ $rc -eq 0 ] || compgen -G "$RESULTS/guest2-*.xml" >/dev/null || fail_stage "rdma: two guests" "guests exited $rc"
-    fi
-  fi
-fi
-
 # ---- Sanitizers ---------------------------------------------------------------------------------
 # Two more builds with Debian's clang, each in its own directory beside BUILD, with the
 # benchmarks left out (they measure other libraries; the tools the tests run are built):
@@ -164,7 +124,11 @@ fi
 #             multi-rank test serves the store from it while the test runs), the registration
 #             cache and memory hooks under concurrent threads, and the multi-rank UCX transport
 #             and collectives tests (rank 0's store thread against the ranks' traffic). The
-#             verbs backend's async-event thread needs an RDMA device: it is not run here.
+#             verbs backend's async-event thread needs an RDMA device: a few verbs collective
+#             tests from this build run in the one-guest stage (a port-down event among them;
+#             tests/guest/one-guest-tests.sh), so DIR-tsan is built before the guest stages.
+#             (On a host with its own RDMA device they are not run: the port-down case would
+#             take a real port down.)
 #             Single-threaded code (codecs, schedules, the MLP, the tools' parsers) has nothing
 #             for TSan to find and is left to the ASan stage.
 #
@@ -183,6 +147,15 @@ export LSAN_OPTIONS="suppressions=$SUPP/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:exitcode=66"
 export TSAN_OPTIONS="halt_on_error=1:exitcode=66:second_deadlock_stack=1:suppressions=$SUPP/tsan.supp:print_suppressions=0"
 
+TSAN_BUILD=$BUILD-tsan
+# Not transport_conformance_host: it counts heap allocations with its own operator new, which
+# TSan's runtime defines too (the link fails); its threads are the store's, run by the others.
+TSAN_TESTS=(transport_unit_tests ucx_tests collectives_communicator_host)
+# Run in the one-guest stage (tests/guest/one-guest-tests.sh says which cases), which is why
+# the TSan build comes before the guest stages.
+TSAN_GUEST_TESTS=(collectives_faults_rdma collectives_communicator_rdma)
+TSAN_BUILT=0
+
 # san_build NAME DIR SANITIZERS TARGET... : configures and builds (all when no TARGET is given).
 san_build() {
   local name=$1 dir=$2 sanitize=$3; shift 3
@@ -192,6 +165,60 @@ san_build() {
   cmake -S "$ROOT" -B "$dir" "${SAN_CMAKE[@]}" -DRDMACOLL_SANITIZE="$sanitize" >/dev/null &&
     cmake --build "$dir" -j"$JOBS" "${targets[@]}"
 }
+
+if [ $MAIN = 1 ]; then
+  say "building in $BUILD"
+  cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null || exit 1
+  cmake --build "$BUILD" -j"$JOBS" || { echo "build failed" >&2; exit 1; }
+  rm -rf "$RESULTS"; mkdir -p "$RESULTS"
+
+  say "host tests (no RDMA device needed)"
+  t0=$(date +%s)
+  ctest --test-dir "$BUILD" -LE rdma -j"$JOBS" --output-on-failure --output-junit "$RESULTS/host.xml"
+  record "host: unit, ucx, install ($(( $(date +%s) - t0 )) s)" "$RESULTS/host.xml"
+
+  if "$BUILD/tools/rdmacoll-info" --select >/dev/null 2>&1; then
+    say "RDMA tests on this host's own device ($("$BUILD/tools/rdmacoll-info" --select))"
+    REQUIRE_RDMA_DEVICE=1 ctest --test-dir "$BUILD" -L rdma --output-on-failure --output-junit "$RESULTS/rdma-host.xml"
+    record "rdma: this host's device" "$RESULTS/rdma-host.xml"
+  elif [ $GUEST = 0 ]; then
+    SUMMARY+=("rdma: skipped (--host-only)")
+  else
+    if ! why=$("$HARNESS" --check 2>&1); then
+      if [ "${CI:-}" = true ]; then
+        fail_stage "rdma: soft-RoCE guest" "guest cannot start: $why"
+      else
+        SUMMARY+=("rdma: skipped: guest cannot start: $why")
+      fi
+    else
+      tsan_args=()
+      if [ $SANITIZERS = 1 ]; then
+        t0=$(date +%s)
+        if san_build "TSan (its verbs tests run in the guest)" "$TSAN_BUILD" thread "${TSAN_TESTS[@]}" "${TSAN_GUEST_TESTS[@]}"; then
+          TSAN_BUILT=1 tsan_args=("$TSAN_BUILD" "$TSAN_OPTIONS")
+        else
+          fail_stage "tsan" "build failed"
+        fi
+        echo "TSan build: $(( $(date +%s) - t0 )) s"
+      fi
+      say "RDMA tests in one soft-RoCE guest (processes share rxe0)"
+      t0=$(date +%s)
+      "$HARNESS" --writable "$BUILD" -- bash "$ROOT/tests/guest/one-guest-tests.sh" "$BUILD" "$RESULTS" "${tsan_args[@]}"
+      rc=$?
+      record "rdma: one guest, shared rxe0 ($(( $(date +%s) - t0 )) s)" "$RESULTS/guest1.xml" "$RESULTS/guest1-port.xml"
+      [ $TSAN_BUILT = 0 ] || record "tsan in the guest: verbs async events, store" \
+        "$RESULTS/guest1-tsan-${TSAN_GUEST_TESTS[0]}.xml" "$RESULTS/guest1-tsan-${TSAN_GUEST_TESTS[1]}.xml"
+      [ $rc -eq 0 ] || [ -s "$RESULTS/guest1.xml" ] || fail_stage "rdma: one guest" "guest exited $rc"
+
+      say "multi-rank RDMA tests across two guests (one rank per guest, RoCE on the virtual link)"
+      t0=$(date +%s)
+      "$HARNESS" --guests 2 --writable "$BUILD" -- bash "$ROOT/tests/guest/multihost-tests.sh" "$BUILD" "$RESULTS"
+      rc=$?
+      record "rdma: two guests, one rank each ($(( $(date +%s) - t0 )) s)" "$RESULTS"/guest2-*.xml
+      [ $rc -eq 0 ] || compgen -G "$RESULTS/guest2-*.xml" >/dev/null || fail_stage "rdma: two guests" "guests exited $rc"
+    fi
+  fi
+fi
 
 if [ $SANITIZERS = 0 ]; then
   SUMMARY+=("sanitizers: skipped (--no-sanitizers)")
@@ -209,12 +236,8 @@ else
     fail_stage "asan+ubsan" "build failed"
   fi
 
-  TSAN_BUILD=$BUILD-tsan
-  # Not transport_conformance_host: it counts heap allocations with its own operator new, which
-  # TSan's runtime defines too (the link fails); its threads are the store's, run by the others.
-  TSAN_TESTS=(transport_unit_tests ucx_tests collectives_communicator_host)
   t0=$(date +%s)
-  if san_build "TSan" "$TSAN_BUILD" thread "${TSAN_TESTS[@]}"; then
+  if [ "$TSAN_BUILT" = 1 ] || san_build "TSan" "$TSAN_BUILD" thread "${TSAN_TESTS[@]}" "${TSAN_GUEST_TESTS[@]}"; then
     mkdir -p "$TSAN_BUILD/test-results"; rm -f "$TSAN_BUILD"/test-results/*.xml
     say "threaded tests under TSan: ${TSAN_TESTS[*]}"
     # The GoogleTest binaries run directly, side by side (only these are built, so ctest would
@@ -240,9 +263,10 @@ else
   fi
 fi
 
-# Fuzzing: one -j1 clang build of the parsers only (about a minute), then each target for
-# FUZZ_SECONDS on one core, from a scratch copy of its corpus (the checked-in seeds stay as they
-# are). The finding, if any, is left in $RESULTS/fuzz-<target>/ with libFuzzer's log.
+# Fuzzing: a clang build of the parsers only (about a minute), then each target for
+# FUZZ_SECONDS on one core, JOBS of them at once, from a scratch copy of its corpus (the
+# checked-in seeds stay as they are). The finding, if any, is left in $RESULTS/fuzz-<target>/
+# with libFuzzer's log.
 if [ $FUZZ = 0 ]; then
   SUMMARY+=("fuzz: skipped (--no-fuzz)")
 elif ! command -v clang++ >/dev/null; then
@@ -255,13 +279,21 @@ else
          cmake --build "$FUZZ_BUILD" -j2; }; then
     fail_stage "fuzz" "the fuzz targets did not build"
   else
+    # JOBS targets at a time, one core each.
+    targets=() pids=()
     for corpus in "$ROOT"/tests/fuzz/corpus/*/; do
       target=$(basename "$corpus")
       out=$RESULTS/fuzz-$target
       rm -rf "$out"; mkdir -p "$out/corpus"
       cp "$corpus"/* "$out/corpus/"
-      if (cd "$out" && "$FUZZ_BUILD/tests/fuzz/$target" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
-            -max_len=8192 -print_final_stats=1 corpus >"$out/log" 2>&1); then
+      while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
+      (cd "$out" && exec "$FUZZ_BUILD/tests/fuzz/$target" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
+         -max_len=8192 -print_final_stats=1 corpus >"$out/log" 2>&1) &
+      targets+=("$target") pids+=($!)
+    done
+    for i in "${!pids[@]}"; do
+      target=${targets[$i]} out=$RESULTS/fuzz-${targets[$i]}
+      if wait "${pids[$i]}"; then
         runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out/log")
         SUMMARY+=("$(printf '%-46s %s' "fuzz: $target:" "no finding in ${FUZZ_SECONDS} s (${runs:-?} inputs)")")
         TOTAL_PASS=$((TOTAL_PASS + 1))

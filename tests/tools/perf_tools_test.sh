@@ -58,13 +58,19 @@ usage)
   ;;
 launched)
   # Every operation of both tools, two ranks under rdmacoll-run, data checked: bw as a table and
-  # lat as JSON for each operation, then the other way round for one.
-  for op in write write_imm send read; do
+  # lat as JSON for each operation, then the other way round for one. In the soft-RoCE guest,
+  # where starting two ranks under emulation takes seconds, each operation once, with one tool
+  # or the other (every pairing is run on the host over UCX).
+  bw_ops="write write_imm send read" lat_ops="write write_imm send read"
+  [ "$on_rdma" = rdma ] && bw_ops="write send" lat_ops="write_imm read"
+  for op in $bw_ops; do
     "$run" -n 2 --no-prefix -- "$bw" "${flags[@]}" --op $op -b 8 -e 1M -f 128 -n 200 -t 16 --check \
       >"$tmp/out" 2>"$tmp/err"; rc=$?; expect_rc 0 "bw $op"
     expect_in out "^ #bytes  *#iterations  *BW peak\[MiB/sec\]  *BW average\[MiB/sec\]  *MsgRate\[Mpps\]"
     expect_in out "Transport *: $transport"
     for s in 8 1024 131072; do expect_in out "^ $s  *200  *[0-9.]*  *[0-9.]*  *[0-9.]*   data ok$"; done
+  done
+  for op in $lat_ops; do
     "$run" -n 2 --no-prefix -- "$lat" "${flags[@]}" --op $op -b 2 -e 64K -f 32 -n 100 -w 10 --check --json \
       >"$tmp/json" 2>"$tmp/err"; rc=$?; expect_rc 0 "lat $op --json"
     python3 "$here/check_perf_json.py" lat "$tmp/json" 2,64,2048,65536 >"$tmp/verdict" || fail "$(cat "$tmp/verdict")"

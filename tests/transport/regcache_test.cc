@@ -101,6 +101,7 @@ class Mapping {
 namespace detail {
 unsigned memhooks_events();
 std::string memhooks_problem();
+bool memhooks_off_by_user();
 }  // namespace detail
 namespace {
 
@@ -112,15 +113,40 @@ namespace {
 #define SKIP_UNLESS_FREE_HOOKED() SKIP_UNLESS_EVENTS(1u)
 #define SKIP_UNLESS_HOOKED() SKIP_UNLESS_EVENTS(2u)
 
+// The tests of the cache's own mechanics keep entries whatever this process's hooks see (a
+// TSan build sees no address-space events, where a backend's cache would keep nothing).
+constexpr auto kRetain = RegCache::Retention::always;
+
 // Touches memory so that the compiler cannot drop an allocation.
 void touch(void* p, size_t n) {
   std::memset(p, 0x5a, n);
   asm volatile("" : : "r"(p) : "memory");  // the block escapes: malloc/free pairs stay
 }
 
-TEST(RegCache, HitOnSameRangeAndOnSubRange) {
+// A backend's cache (Retention::when_safe) keeps entries only where the address-space events
+// are seen; elsewhere (under ThreadSanitizer, or UCX's hooks refused) a freed and remapped
+// range would keep its stale pages, so every get() registers afresh and the registration
+// ends with the caller's handle.
+TEST(RegCache, BackendsRetainOnlyWhereTheAddressSpaceEventsAreSeen) {
   FakeBackend fake;
   RegCache cache(fake.callback());
+  Mapping m(4 * kPage);
+  // RDMACOLL_MEMHOOKS=0 is the user's promise to register only memory never freed: kept.
+  const bool events = (detail::memhooks_events() & 2u) != 0 || detail::memhooks_off_by_user();
+  EXPECT_EQ(cache.retains(), events) << detail::memhooks_problem();
+  {
+    Memory a = cache.get(m.data(), 2 * kPage, kLocalOnly);
+    Memory b = cache.get(m.data(), 2 * kPage, kLocalOnly);
+    EXPECT_EQ(fake.calls(), events ? 1u : 2u);
+    EXPECT_EQ(a.impl() == b.impl(), events);
+    EXPECT_EQ(cache.stats().entries, events ? 1u : 0u);
+  }
+  EXPECT_EQ(fake.live(), events ? 1 : 0) << "a registration nobody holds outlived its handles";
+}
+
+TEST(RegCache, HitOnSameRangeAndOnSubRange) {
+  FakeBackend fake;
+  RegCache cache(fake.callback(), kRetain);
   Mapping m(16 * kPage);
   Memory a = cache.get(m.data() + 100, 8 * kPage, kRemoteWrite);
   ASSERT_EQ(fake.calls(), 1u);
@@ -140,7 +166,7 @@ TEST(RegCache, HitOnSameRangeAndOnSubRange) {
 
 TEST(RegCache, MissOnLargerRange) {
   FakeBackend fake;
-  RegCache cache(fake.callback());
+  RegCache cache(fake.callback(), kRetain);
   Mapping m(16 * kPage);
   Memory a = cache.get(m.data(), 2 * kPage, kLocalOnly);
   Memory b = cache.get(m.data(), 4 * kPage, kLocalOnly);
@@ -155,7 +181,7 @@ TEST(RegCache, MissOnLargerRange) {
 // remote access reaches only the ranges registered for it (issue 8: windows only).
 TEST(RegCache, AccessUpgradeRegistersOnlyTheRangeAskedForWithOnlyTheRightsAskedFor) {
   FakeBackend fake;
-  RegCache cache(fake.callback());
+  RegCache cache(fake.callback(), kRetain);
   Mapping m(16 * kPage);
   Memory local = cache.get(m.data(), 4 * kPage, kLocalOnly);
   Memory remote = cache.get(m.data() + 2 * kPage, 4 * kPage, kRemoteWrite);
@@ -182,7 +208,7 @@ TEST(RegCache, AccessUpgradeRegistersOnlyTheRangeAskedForWithOnlyTheRightsAskedF
 
 TEST(RegCache, RegistersThePageAlignedEnclosingRange) {
   FakeBackend fake;
-  RegCache cache(fake.callback());
+  RegCache cache(fake.callback(), kRetain);
   Mapping m(8 * kPage);
   Memory a = cache.get(m.data() + kPage + 10, kPage, kLocalOnly);  // straddles two pages
   ASSERT_EQ(fake.calls(), 1u);
@@ -197,7 +223,7 @@ TEST(RegCache, RegistersThePageAlignedEnclosingRange) {
 
 TEST(RegCache, StatsCountHitsMissesInvalidationsAndEntries) {
   FakeBackend fake;
-  RegCache cache(fake.callback());
+  RegCache cache(fake.callback(), kRetain);
   Mapping m(32 * kPage);
   (void)cache.get(m.data(), kPage, kLocalOnly);                // miss
   (void)cache.get(m.data(), kPage, kLocalOnly);                // hit
@@ -218,7 +244,7 @@ TEST(RegCache, StatsCountHitsMissesInvalidationsAndEntries) {
 
 TEST(RegCache, OverlappingEntriesWithTheSameRightsMergeIntoOne) {
   FakeBackend fake;
-  RegCache cache(fake.callback());
+  RegCache cache(fake.callback(), kRetain);
   Mapping m(32 * kPage);
   Memory a = cache.get(m.data(), 2 * kPage, kLocalOnly);
   Memory b = cache.get(m.data() + 4 * kPage, 2 * kPage, kLocalOnly);
@@ -239,7 +265,7 @@ TEST(RegCache, OverlappingEntriesWithTheSameRightsMergeIntoOne) {
 
 TEST(RegCache, EntriesWithOtherRightsAreReplacedNeverMergedInto) {
   FakeBackend fake;
-  RegCache cache(fake.callback());
+  RegCache cache(fake.callback(), kRetain);
   Mapping m(32 * kPage);
   Memory window = cache.get(m.data(), 2 * kPage, kRemoteWrite);
   Memory readable = cache.get(m.data() + 4 * kPage, 2 * kPage, kRemoteRead);
@@ -257,7 +283,7 @@ TEST(RegCache, EntriesWithOtherRightsAreReplacedNeverMergedInto) {
 
 TEST(RegCache, ZeroLengthIsAnEmptyMemoryAndNullIsRejected) {
   FakeBackend fake;
-  RegCache cache(fake.callback());
+  RegCache cache(fake.callback(), kRetain);
   Mapping m(kPage);
   EXPECT_FALSE(cache.get(m.data(), 0, kRemoteWrite));
   EXPECT_FALSE(cache.get(nullptr, 0, kRemoteWrite));
@@ -280,7 +306,7 @@ TEST(RegCache, RegisterFailurePropagatesAndCachesNothing) {
 
 TEST(RegCache, InvalidateDropsOnlyOverlappingEntries) {
   FakeBackend fake;
-  RegCache cache(fake.callback());
+  RegCache cache(fake.callback(), kRetain);
   Mapping m(16 * kPage);
   Memory a = cache.get(m.data(), kPage, kLocalOnly);
   Memory b = cache.get(m.data() + 4 * kPage, kPage, kLocalOnly);
@@ -293,7 +319,7 @@ TEST(RegCache, InvalidateDropsOnlyOverlappingEntries) {
 
 TEST(RegCache, InvalidateRangeOfUnrelatedMemoryKeepsEntries) {
   FakeBackend fake;
-  RegCache cache(fake.callback());
+  RegCache cache(fake.callback(), kRetain);
   Mapping m(16 * kPage);
   Mapping other(16 * kPage);
   Memory a = cache.get(m.data() + kPage, 2 * kPage, kRemoteWrite);
@@ -312,7 +338,7 @@ TEST(RegCache, InvalidateRangeOfUnrelatedMemoryKeepsEntries) {
 TEST(RegCache, InvalidateRangeReachesEveryLiveCache) {
   FakeBackend f1, f2;
   Mapping m(4 * kPage);
-  auto c1 = std::make_unique<RegCache>(f1.callback());
+  auto c1 = std::make_unique<RegCache>(f1.callback(), kRetain);
   RegCache c2(f2.callback());
   (void)c1->get(m.data(), kPage, kLocalOnly);
   (void)c2.get(m.data(), kPage, kLocalOnly);
@@ -327,7 +353,7 @@ TEST(RegCache, HeldMemoryOutlivesInvalidationAndDroppedOnesAreReleased) {
   FakeBackend fake;
   Mapping m(8 * kPage);
   {
-    RegCache cache(fake.callback());
+    RegCache cache(fake.callback(), kRetain);
     Memory held = cache.get(m.data(), 2 * kPage, kRemoteWrite);
     (void)cache.get(m.data() + 4 * kPage, kPage, kLocalOnly);
     EXPECT_EQ(fake.live(), 2);
@@ -345,7 +371,7 @@ TEST(RegCache, HeldMemoryOutlivesInvalidationAndDroppedOnesAreReleased) {
 
 TEST(RegCache, ThreadsHammeringGetAndInvalidate) {
   FakeBackend fake;
-  RegCache cache(fake.callback());
+  RegCache cache(fake.callback(), kRetain);
   constexpr int kBuffers = 16, kThreads = 6, kIters = 3000;
   Mapping m(kBuffers * 4 * kPage);
   std::atomic<uint64_t> gets{0};
@@ -394,7 +420,7 @@ template <class Release>
 void expect_released(uintptr_t addr, size_t n, Release release) {
   void* p = reinterpret_cast<void*>(addr);
   FakeBackend fake;
-  RegCache cache(fake.callback());
+  RegCache cache(fake.callback(), kRetain);
   Memory held = cache.get(p, n, kRemoteWrite);
   (void)cache.get(p, n, kRemoteWrite);
   ASSERT_EQ(fake.calls(), 1u) << "second lookup should hit";
@@ -460,7 +486,7 @@ TEST(MemHooks, MunmapInvalidates) {
 TEST(MemHooks, PartialMunmapInvalidatesOnlyWhatItTouches) {
   SKIP_UNLESS_HOOKED();
   FakeBackend fake;
-  RegCache cache(fake.callback());
+  RegCache cache(fake.callback(), kRetain);
   Mapping m(8 * kPage);
   (void)cache.get(m.data(), kPage, kLocalOnly);
   (void)cache.get(m.data() + 4 * kPage, kPage, kLocalOnly);
@@ -496,7 +522,7 @@ TEST(MemHooks, MadviseDontneedAndFreeInvalidate) {
                   [&] { ASSERT_EQ(madvise(m.data() + 4 * kPage, kPage, MADV_FREE), 0); });
   // Advice that keeps the pages does not invalidate.
   FakeBackend fake;
-  RegCache cache(fake.callback());
+  RegCache cache(fake.callback(), kRetain);
   (void)cache.get(m.data(), kPage, kLocalOnly);
   ASSERT_EQ(madvise(m.data(), kPage, MADV_WILLNEED), 0);
   EXPECT_EQ(cache.stats().entries, 1u);
@@ -524,7 +550,7 @@ TEST(MemHooks, ShmdtInvalidates) {
 TEST(MemHooks, SbrkShrinkInvalidates) {
   SKIP_UNLESS_HOOKED();
   FakeBackend fake;
-  RegCache cache(fake.callback());
+  RegCache cache(fake.callback(), kRetain);
   // malloc also moves the break: shrink only what we grew, and only if nobody grew it since.
   void* start = sbrk(0);
   if (sbrk(static_cast<intptr_t>(4 * kPage)) == reinterpret_cast<void*>(-1)) GTEST_SKIP() << "sbrk cannot grow";
@@ -581,7 +607,7 @@ TEST(MemHooks, DeleteArrayOfANewArrayInvalidates) {
 TEST(MemHooks, VectorGoingOutOfScopeInvalidates) {
   SKIP_UNLESS_FREE_HOOKED();
   FakeBackend fake;
-  RegCache cache(fake.callback());
+  RegCache cache(fake.callback(), kRetain);
   uintptr_t addr = 0;
   size_t bytes = 0;
   {
@@ -600,7 +626,7 @@ TEST(MemHooks, VectorGoingOutOfScopeInvalidates) {
 TEST(MemHooks, HeldMemoryKeepsDescribingTheFreedBlock) {
   SKIP_UNLESS_FREE_HOOKED();
   FakeBackend fake;
-  RegCache cache(fake.callback());
+  RegCache cache(fake.callback(), kRetain);
   auto* p = static_cast<char*>(std::malloc(2 << 20));
   touch(p, 2 << 20);
   Memory held = cache.get(p, 2 << 20, kRemoteWrite);
@@ -618,7 +644,7 @@ TEST(MemHooks, HeldMemoryKeepsDescribingTheFreedBlock) {
 
 TEST(MemHooks, FreeOfUnrelatedBlocksKeepsEntries) {
   FakeBackend fake;
-  RegCache cache(fake.callback());
+  RegCache cache(fake.callback(), kRetain);
   Mapping m(4 * kPage);
   (void)cache.get(m.data(), 4 * kPage, kRemoteWrite);
   for (int i = 0; i < 1000; ++i) {

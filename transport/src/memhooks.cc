@@ -61,6 +61,7 @@
 namespace rdmacoll::transport::detail {
 std::string memhooks_problem();
 unsigned memhooks_events();
+bool memhooks_off_by_user();  // RDMACOLL_MEMHOOKS=0
 bool regcache_tracking() noexcept;  // regcache.cc
 }  // namespace rdmacoll::transport::detail
 
@@ -219,6 +220,8 @@ unsigned memhooks_events() {
 #endif
   return events;
 }
+
+bool memhooks_off_by_user() { return env_says_off(); }
 
 std::string memhooks_problem() {
   const unsigned events = memhooks_events();

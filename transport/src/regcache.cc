@@ -66,6 +66,9 @@ namespace rdmacoll::transport {
 namespace detail {
 // memhooks.cc: empty when free() and the address-space calls are both seen, otherwise why not.
 std::string memhooks_problem();
+// memhooks.cc: bit 0 free()/realloc() seen, bit 1 munmap & co. seen; and RDMACOLL_MEMHOOKS=0.
+unsigned memhooks_events();
+bool memhooks_off_by_user();
 // For memhooks.cc: true when some cache tracks a range (the hooks then measure the block).
 bool regcache_tracking() noexcept;
 }  // namespace detail
@@ -222,18 +225,29 @@ std::pair<uintptr_t, uintptr_t> span_of(const void* addr, size_t length) {
 
 bool detail::regcache_tracking() noexcept { return g_tracked.load(std::memory_order_relaxed) != 0; }
 
-RegCache::RegCache(Register reg) : register_(std::move(reg)) {
+RegCache::RegCache(Register reg, Retention retention) : register_(std::move(reg)) {
   if (!register_) throw std::invalid_argument("RegCache: the Register callback is empty");
+  // Without the address-space events nothing tells the cache that a range's pages changed.
+  static const bool events_seen = (detail::memhooks_events() & 2u) != 0 || detail::memhooks_off_by_user();
   static const bool warned = [] {
     pthread_atfork(atfork_prepare, atfork_release, atfork_release);
-    if (std::string why = detail::memhooks_problem(); !why.empty())
+    const std::string why = detail::memhooks_problem();
+    if (why.empty()) return true;
+    if (!events_seen) {
+      RDMACOLL_WARN(kInit,
+                    "registration cache: %s. So memory is registered afresh for each operation and not kept "
+                    "(correct, but slower for large buffers)",
+                    why.c_str());
+    } else {
       RDMACOLL_WARN(kInit,
                     "registration cache: %s. Registrations of memory that is freed and reused may go stale; "
                     "call rdmacoll::transport::invalidate_range() when releasing registered memory",
                     why.c_str());
+    }
     return true;
   }();
   (void)warned;
+  retain_ = retention == Retention::always || events_seen;
   auto* node = new CacheNode{this,
                              {[](RegCache& c, uintptr_t s, uintptr_t e, Impls& out) {
                                 std::lock_guard lock(c.mu_);
@@ -275,6 +289,16 @@ void RegCache::adopt(const std::shared_ptr<Impl>& allocation) {
   adopted_.push_back(allocation);
 }
 
+std::shared_ptr<Memory::Impl> RegCache::register_range(uintptr_t start, uintptr_t end, unsigned access) {
+  auto impl = register_(reinterpret_cast<void*>(start), end - start, access);
+  if (!impl) throw std::logic_error("RegCache: the Register callback returned no registration");
+  // The cache relies on these to find and match entries.
+  impl->addr = reinterpret_cast<void*>(start);
+  impl->length = end - start;
+  impl->access = access;
+  return impl;
+}
+
 Memory RegCache::get(void* addr, size_t length, unsigned access) {
   // A zero-length range needs no registration: nothing can be read or written through it, and
   // registering "the page at addr" could fail (one-past-the-end pointers often point at an
@@ -302,28 +326,34 @@ Memory RegCache::get(void* addr, size_t length, unsigned access) {
         return Memory(std::move(own), addr, length);
       }
     }
-    auto it = entries_.upper_bound(a);
-    if (it != entries_.begin()) {
-      const auto& [key, entry] = *std::prev(it);
-      if (key + entry->length >= a + length && (entry->access & access) == access) {
-        ++stats_.hits;
-        return Memory(entry, addr, length);
+    if (!retain_) {
+      ++stats_.misses;
+    } else {
+      auto it = entries_.upper_bound(a);
+      if (it != entries_.begin()) {
+        const auto& [key, entry] = *std::prev(it);
+        if (key + entry->length >= a + length && (entry->access & access) == access) {
+          ++stats_.hits;
+          return Memory(entry, addr, length);
+        }
+      }
+      ++stats_.misses;
+      // The new registration replaces every entry it overlaps (their holders keep them alive).
+      // It grows to cover the ones with exactly the rights asked for, so that they stay hits, but
+      // never takes over another entry's range or rights: merging a kRemoteWrite window with a
+      // neighbouring kLocalOnly entry would expose memory to remote writes that no caller asked to
+      // expose. An overlapping entry with other rights is only dropped from the cache.
+      it = entries_.lower_bound(start);
+      if (it != entries_.begin() && entry_end(*std::prev(it)) > start) --it;
+      for (; it != entries_.end() && it->first < end; ++it) {
+        if (it->second->access != want) continue;
+        start = std::min(start, it->first);
+        end = std::max(end, entry_end(*it));
       }
     }
-    ++stats_.misses;
-    // The new registration replaces every entry it overlaps (their holders keep them alive).
-    // It grows to cover the ones with exactly the rights asked for, so that they stay hits, but
-    // never takes over another entry's range or rights: merging a kRemoteWrite window with a
-    // neighbouring kLocalOnly entry would expose memory to remote writes that no caller asked to
-    // expose. An overlapping entry with other rights is only dropped from the cache.
-    it = entries_.lower_bound(start);
-    if (it != entries_.begin() && entry_end(*std::prev(it)) > start) --it;
-    for (; it != entries_.end() && it->first < end; ++it) {
-      if (it->second->access != want) continue;
-      start = std::min(start, it->first);
-      end = std::max(end, entry_end(*it));
-    }
   }
+  // Not retained: registered for this caller only; its handle ends the registration.
+  if (!retain_) return Memory(register_range(start, end, want), addr, length);
 
   Pending pending{this, start, end};
   {
@@ -342,19 +372,13 @@ Memory RegCache::get(void* addr, size_t length, unsigned access) {
 
   std::shared_ptr<Impl> impl;
   try {
-    impl = register_(reinterpret_cast<void*>(start), end - start, want);
-    if (!impl) throw std::logic_error("RegCache: the Register callback returned no registration");
+    impl = register_range(start, end, want);
   } catch (...) {
     Busy busy;
     std::lock_guard lock(g_mu);
     unlink();
     throw;
   }
-  // The cache relies on these to find and match entries.
-  impl->addr = reinterpret_cast<void*>(start);
-  impl->length = end - start;
-  impl->access = want;
-
   Impls replaced;  // released after the locks, in this (ordinary) context
   {
     Busy busy;

@@ -27,7 +27,16 @@ class RegCache {
   // Registers [addr, addr+length) with `access`; called on a miss.
   using Register = std::function<std::shared_ptr<Memory::Impl>(void* addr, size_t length, unsigned access)>;
 
-  explicit RegCache(Register reg);
+  // Whether entries outlive the Memory handles get() returns. when_safe (backends): only if the
+  // address-space changes (munmap, madvise, mremap, brk, shmdt) are seen, or the user turned
+  // the hooks off on purpose (RDMACOLL_MEMHOOKS=0: only memory never freed is registered);
+  // otherwise a released and remapped range would keep its stale pinned pages and collectives
+  // would move the wrong bytes, so each get() registers afresh (slower, never stale). always:
+  // for the cache's own tests, which drive invalidation themselves.
+  enum class Retention { when_safe, always };
+  explicit RegCache(Register reg, Retention retention = Retention::when_safe);
+  // False when get() registers afresh every time (Retention::when_safe without the events).
+  bool retains() const { return retain_; }
   ~RegCache();
   RegCache(const RegCache&) = delete;
   RegCache& operator=(const RegCache&) = delete;
@@ -44,7 +53,11 @@ class RegCache {
   CacheStats stats() const;
 
  private:
+  // register_ for the page-aligned [start, end), with the fields the cache matches on set.
+  std::shared_ptr<Memory::Impl> register_range(uintptr_t start, uintptr_t end, unsigned access);
+
   Register register_;
+  bool retain_ = true;
   mutable std::mutex mu_;
   std::map<uintptr_t, std::shared_ptr<Memory::Impl>> entries_;  // keyed by start address
   std::vector<std::weak_ptr<Memory::Impl>> adopted_;
