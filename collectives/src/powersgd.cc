@@ -2,6 +2,7 @@
 // products are rows x cols x r multiply-adds each, a few per gradient element.
 #include "rdmacoll/collectives/powersgd.h"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <stdexcept>
@@ -37,59 +38,95 @@ void accumulate(PowerSgdResult& out, const Work& w) {
 
 PowerSgdResult powersgd_allreduce(Communicator& comm, float* grad, size_t rows, size_t cols, unsigned rank,
                                   PowerSgdState& state, bool error_feedback, uint64_t seed) {
-  if (rank == 0) throw std::invalid_argument("powersgd_allreduce: rank 0 (the approximation's rank must be >= 1)");
-  if (grad == nullptr && rows * cols > 0) throw std::invalid_argument("powersgd_allreduce: null gradient");
-  if (!state.q.empty() && (state.rows != rows || state.cols != cols || state.rank != rank))
-    throw std::invalid_argument("powersgd_allreduce: the state is for a " + std::to_string(state.rows) + " x " +
-                                std::to_string(state.cols) + " matrix at rank " + std::to_string(state.rank) +
-                                ", the call has " + std::to_string(rows) + " x " + std::to_string(cols) + " at rank " +
-                                std::to_string(rank) + ": keep one state per layer");
-  const size_t n = rows * cols;
-  if (state.q.empty()) {
-    state.rows = rows, state.cols = cols, state.rank = rank;
-    state.q.resize(cols * rank);
-    std::mt19937_64 gen(seed ^ 0x50575253ull);  // the same on every rank
-    std::normal_distribution<float> normal;
-    for (float& x : state.q) x = normal(gen);
-    state.residual.assign(error_feedback ? n : 0, 0.0f);
-  }
-  // M' = M + E, in place: grad holds M' until the result replaces it.
-  if (error_feedback) {
-    if (state.residual.size() != n) state.residual.assign(n, 0.0f);
-    for (size_t i = 0; i < n; ++i) grad[i] += state.residual[i];
-  }
-  PowerSgdResult out;
-  out.floats_sent_per_rank = (rows + cols) * rank;
+  const PowerSgdMatrix m{grad, rows, cols, &state};
+  return powersgd_allreduce(comm, std::span<const PowerSgdMatrix>(&m, 1), {}, rank, error_feedback, seed);
+}
 
-  std::vector<float> p(rows * rank, 0.0f);
-  for (size_t i = 0; i < rows; ++i)
-    for (size_t k = 0; k < cols; ++k) {
-      const float m = grad[i * cols + k];
-      for (unsigned j = 0; j < rank; ++j) p[i * rank + j] += m * state.q[k * rank + j];
+PowerSgdResult powersgd_allreduce(Communicator& comm, std::span<const PowerSgdMatrix> matrices, std::span<float> plain,
+                                  unsigned rank, bool error_feedback, uint64_t seed) {
+  if (rank == 0) throw std::invalid_argument("powersgd_allreduce: rank 0 (the approximation's rank must be >= 1)");
+  PowerSgdResult out;
+  size_t p_floats = 0, q_floats = 0;
+  for (size_t m = 0; m < matrices.size(); ++m) {
+    const PowerSgdMatrix& x = matrices[m];
+    PowerSgdState* state = x.state;
+    const std::string which = matrices.size() > 1 ? " (matrix " + std::to_string(m) + ")" : "";
+    if (state == nullptr) throw std::invalid_argument("powersgd_allreduce: no state" + which);
+    if (x.grad == nullptr && x.rows * x.cols > 0) throw std::invalid_argument("powersgd_allreduce: null gradient" + which);
+    if (!state->q.empty() && (state->rows != x.rows || state->cols != x.cols || state->rank != rank))
+      throw std::invalid_argument("powersgd_allreduce: the state is for a " + std::to_string(state->rows) + " x " +
+                                  std::to_string(state->cols) + " matrix at rank " + std::to_string(state->rank) +
+                                  ", the call has " + std::to_string(x.rows) + " x " + std::to_string(x.cols) +
+                                  " at rank " + std::to_string(rank) + which + ": keep one state per layer");
+    p_floats += x.rows * rank, q_floats += x.cols * rank;
+  }
+  if (plain.data() == nullptr && !plain.empty()) throw std::invalid_argument("powersgd_allreduce: null plain tensors");
+  out.floats_sent_per_rank = p_floats + q_floats + plain.size();
+
+  // M' = M + E, in place (grad holds M' until the result replaces it); P = M' Q.
+  std::vector<float> ps(p_floats + plain.size(), 0.0f);
+  for (size_t m = 0, at = 0; m < matrices.size(); at += matrices[m].rows * rank, ++m) {
+    const auto& [grad, rows, cols, state] = matrices[m];
+    const size_t n = rows * cols;
+    if (state->q.empty()) {
+      state->rows = rows, state->cols = cols, state->rank = rank;
+      state->q.resize(cols * rank);
+      std::mt19937_64 gen((seed + m) ^ 0x50575253ull);  // the same on every rank
+      std::normal_distribution<float> normal;
+      for (float& x : state->q) x = normal(gen);
+      state->residual.assign(error_feedback ? n : 0, 0.0f);
     }
-  Work wp = comm.allreduce_async(p.data(), p.data(), p.size(), DataType::f32, ReduceOp::avg);
+    if (error_feedback) {
+      if (state->residual.size() != n) state->residual.assign(n, 0.0f);
+      for (size_t i = 0; i < n; ++i) grad[i] += state->residual[i];
+    }
+    float* p = ps.data() + at;
+    for (size_t i = 0; i < rows; ++i)
+      for (size_t k = 0; k < cols; ++k) {
+        const float g = grad[i * cols + k];
+        for (unsigned j = 0; j < rank; ++j) p[i * rank + j] += g * state->q[k * rank + j];
+      }
+  }
+  std::copy(plain.begin(), plain.end(), ps.begin() + static_cast<std::ptrdiff_t>(p_floats));
+  Work wp = comm.allreduce_async(ps.data(), ps.data(), ps.size(), DataType::f32, ReduceOp::avg);
   wp.wait();
   accumulate(out, wp);
-  orthonormalize(p.data(), rows, rank);
+  std::copy(ps.begin() + static_cast<std::ptrdiff_t>(p_floats), ps.end(), plain.begin());
 
-  std::fill(state.q.begin(), state.q.end(), 0.0f);
-  for (size_t i = 0; i < rows; ++i)
-    for (size_t k = 0; k < cols; ++k) {
-      const float m = grad[i * cols + k];
-      for (unsigned j = 0; j < rank; ++j) state.q[k * rank + j] += m * p[i * rank + j];
-    }
-  Work wq = comm.allreduce_async(state.q.data(), state.q.data(), state.q.size(), DataType::f32, ReduceOp::avg);
-  wq.wait();
-  accumulate(out, wq);
+  // Orthonormalize each P; Q = M'^T P, all in one buffer.
+  std::vector<float> qs(q_floats, 0.0f);
+  for (size_t m = 0, at = 0, aq = 0; m < matrices.size(); at += matrices[m].rows * rank, aq += matrices[m].cols * rank, ++m) {
+    const auto& [grad, rows, cols, state] = matrices[m];
+    float* p = ps.data() + at;
+    float* q = qs.data() + aq;
+    orthonormalize(p, rows, rank);
+    for (size_t i = 0; i < rows; ++i)
+      for (size_t k = 0; k < cols; ++k) {
+        const float g = grad[i * cols + k];
+        for (unsigned j = 0; j < rank; ++j) q[k * rank + j] += g * p[i * rank + j];
+      }
+  }
+  if (q_floats > 0) {
+    Work wq = comm.allreduce_async(qs.data(), qs.data(), qs.size(), DataType::f32, ReduceOp::avg);
+    wq.wait();
+    accumulate(out, wq);
+  }
 
-  // grad <- P Q^T, and E <- M' - P Q^T.
-  for (size_t i = 0; i < rows; ++i)
-    for (size_t k = 0; k < cols; ++k) {
-      float a = 0;
-      for (unsigned j = 0; j < rank; ++j) a += p[i * rank + j] * state.q[k * rank + j];
-      if (error_feedback) state.residual[i * cols + k] = grad[i * cols + k] - a;
-      grad[i * cols + k] = a;
-    }
+  // grad <- P Q^T, and E <- M' - P Q^T; Q is kept for the next step's warm start.
+  for (size_t m = 0, at = 0, aq = 0; m < matrices.size(); at += matrices[m].rows * rank, aq += matrices[m].cols * rank, ++m) {
+    const auto& [grad, rows, cols, state] = matrices[m];
+    const float* p = ps.data() + at;
+    std::copy(qs.begin() + static_cast<std::ptrdiff_t>(aq), qs.begin() + static_cast<std::ptrdiff_t>(aq + cols * rank),
+              state->q.begin());
+    const float* q = state->q.data();
+    for (size_t i = 0; i < rows; ++i)
+      for (size_t k = 0; k < cols; ++k) {
+        float a = 0;
+        for (unsigned j = 0; j < rank; ++j) a += p[i * rank + j] * q[k * rank + j];
+        if (error_feedback) state->residual[i * cols + k] = grad[i * cols + k] - a;
+        grad[i * cols + k] = a;
+      }
+  }
   return out;
 }
 

@@ -455,6 +455,49 @@ TEST(COMP_SUITE, MultiRankPowerSgd) {
   });
 }
 
+// A model's matrices and its plain tensors (biases) in one call: the bits of one call per
+// matrix (seed + i) and an allreduce of the plain tensors, over two steps (the second starts
+// from the warm Q and the residuals), in two allreduces instead of one per matrix and tensor.
+TEST(COMP_SUITE, MultiRankPowerSgdOfSeveralMatricesIsOneCallPerMatrix) {
+  if (skip_without_device()) return;
+  Backend b;
+  rdmacoll::testing::ScopedEnv deterministic("RDMACOLL_DETERMINISTIC", "1");
+  with_comm(3, [](Communicator& c) {
+    const size_t rows[3] = {30, 8, 5}, cols[3] = {20, 30, 3};
+    auto values = [&](size_t n, int salt) {
+      std::vector<float> v(n);
+      for (size_t i = 0; i < n; ++i)
+        v[i] = static_cast<float>(std::sin(0.37 * static_cast<double>(i) + salt + 1.7 * c.rank()));
+      return v;
+    };
+    PowerSgdState one_state[3], many_state[3];
+    for (int step = 0; step < 2; ++step) {
+      std::vector<float> one[3], many[3];
+      std::vector<float> plain_one = values(17, 100 + step), plain_many = plain_one;
+      std::vector<PowerSgdMatrix> matrices;
+      size_t floats = plain_one.size();
+      for (size_t m = 0; m < 3; ++m) {
+        one[m] = many[m] = values(rows[m] * cols[m], static_cast<int>(10 * m) + step);
+        powersgd_allreduce(c, one[m].data(), rows[m], cols[m], 2, one_state[m], true, 11 + m);
+        matrices.push_back({many[m].data(), rows[m], cols[m], &many_state[m]});
+        floats += (rows[m] + cols[m]) * 2;
+      }
+      c.allreduce(plain_one.data(), plain_one.data(), plain_one.size(), DataType::f32, ReduceOp::avg);
+      const uint64_t calls_before = c.next_sequence();
+      const PowerSgdResult r = powersgd_allreduce(c, matrices, plain_many, 2, true, 11);
+      EXPECT_EQ(c.next_sequence() - calls_before, 2u) << "one allreduce of the P's and the plain tensors, one of the Q's";
+      for (size_t m = 0; m < 3; ++m) {
+        EXPECT_EQ(one[m], many[m]) << "matrix " << m << ", step " << step;
+        EXPECT_EQ(one_state[m].residual, many_state[m].residual) << "matrix " << m << ", step " << step;
+      }
+      EXPECT_EQ(plain_one, plain_many) << "step " << step;
+      EXPECT_EQ(r.floats_sent_per_rank, floats);
+    }
+    PowerSgdMatrix no_state{nullptr, 0, 0, nullptr};
+    EXPECT_THROW(powersgd_allreduce(c, std::span<const PowerSgdMatrix>(&no_state, 1), {}, 2), std::invalid_argument);
+  });
+}
+
 // One rank: the codec's round trip, locally.
 TEST(COMP_SUITE, SingleRankIsTheCodecsRoundTrip) {
   if (skip_without_device()) return;

@@ -1,5 +1,6 @@
 #include "rdmacoll/training/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -92,18 +93,13 @@ void GradientExchange::start(std::size_t layer, std::span<float> grads, std::uin
       ++stats_.calls;
       break;
     }
-    case ExchangeMode::Kind::powersgd: {
-      // The bias first (non-blocking), then the weight matrix's two blocking allreduces.
-      float* b = grads.data() + v.bias_offset;
-      in_flight_.push_back(comm_.allreduce_async(b, b, v.bias_count(), DataType::f32, ReduceOp::avg));
-      const auto t0 = std::chrono::steady_clock::now();
-      collectives::PowerSgdResult r = collectives::powersgd_allreduce(
-          comm_, grads.data() + v.weight_offset, v.rows, v.cols, mode_.spec.rank, powersgd_[layer]);
-      stats_.wait_seconds += since(t0);
-      stats_.wire_bytes += r.wire.bytes_sent;
-      stats_.calls += 3;
+    case ExchangeMode::Kind::powersgd:
+      // Gathered: finish() runs every layer's matrix and bias together, in two allreduces.
+      if (!powersgd_layers_.empty() && powersgd_grads_.data() != grads.data())
+        throw std::invalid_argument("GradientExchange::start: PowerSGD layers of one step must share a gradient buffer");
+      powersgd_grads_ = grads;
+      powersgd_layers_.push_back(layer);
       break;
-    }
   }
   progress();
 }
@@ -131,6 +127,7 @@ void GradientExchange::progress() {
 }
 
 void GradientExchange::finish() {
+  if (!powersgd_layers_.empty()) run_powersgd();
   const auto t0 = std::chrono::steady_clock::now();
   for (collectives::Work& w : in_flight_) w.wait();
   stats_.wait_seconds += since(t0);
@@ -139,6 +136,30 @@ void GradientExchange::finish() {
     stats_.nonfinite += w.nonfinite();
   }
   in_flight_.clear();
+}
+
+void GradientExchange::run_powersgd() {
+  std::vector<collectives::PowerSgdMatrix> matrices;
+  std::vector<float> biases;
+  for (std::size_t layer : powersgd_layers_) {
+    const LayerView& v = layers_[layer];
+    matrices.push_back({powersgd_grads_.data() + v.weight_offset, v.rows, v.cols, &powersgd_[layer]});
+    const float* b = powersgd_grads_.data() + v.bias_offset;
+    biases.insert(biases.end(), b, b + v.bias_count());
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  const collectives::PowerSgdResult r =
+      collectives::powersgd_allreduce(comm_, matrices, biases, mode_.spec.rank, /*error_feedback=*/true);
+  stats_.wait_seconds += since(t0);
+  stats_.wire_bytes += r.wire.bytes_sent;
+  stats_.calls += 2;
+  const float* b = biases.data();
+  for (std::size_t layer : powersgd_layers_) {
+    const LayerView& v = layers_[layer];
+    std::copy(b, b + v.bias_count(), powersgd_grads_.data() + v.bias_offset);
+    b += v.bias_count();
+  }
+  powersgd_layers_.clear();
 }
 
 std::uint64_t parameter_digest(std::span<const float> params) noexcept {

@@ -18,6 +18,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "rdmacoll/collectives/communicator.h"
@@ -35,7 +36,7 @@ struct PowerSgdState {
 
 struct PowerSgdResult {
   WireStats wire;  // both allreduces, from the transport's counters
-  size_t floats_sent_per_rank = 0;  // (rows + cols) x rank, the two allreduces' payload
+  size_t floats_sent_per_rank = 0;  // (rows + cols) x rank per matrix (+ plain), the allreduces' payload
 };
 
 // Replaces grad (rows x cols, row-major) on every rank by the rank-`rank` approximation of the
@@ -44,5 +45,19 @@ struct PowerSgdResult {
 // shape or rank. Collective: every rank calls it with the same shape, rank and seed.
 PowerSgdResult powersgd_allreduce(Communicator& comm, float* grad, size_t rows, size_t cols, unsigned rank,
                                   PowerSgdState& state, bool error_feedback = true, uint64_t seed = 0);
+
+// A model's matrices at once, as the paper runs it: one allreduce carries every matrix's P
+// (and `plain`, the tensors that are not matrices, such as biases, averaged exactly), one
+// carries every Q. Two calls per step instead of two per matrix and one per bias: fewer
+// messages, and no per-call overhead on the wire for each small tensor. Matrix i starts from
+// the Q a single call with seed `seed + i` would draw, so the results are those of one call per
+// matrix plus an allreduce of `plain` (bitwise so under RDMACOLL_DETERMINISTIC=1).
+struct PowerSgdMatrix {
+  float* grad = nullptr;  // rows x cols, row-major; replaced by the approximation
+  size_t rows = 0, cols = 0;
+  PowerSgdState* state = nullptr;  // one per matrix, kept across steps
+};
+PowerSgdResult powersgd_allreduce(Communicator& comm, std::span<const PowerSgdMatrix> matrices, std::span<float> plain,
+                                  unsigned rank, bool error_feedback = true, uint64_t seed = 0);
 
 }  // namespace rdmacoll::collectives

@@ -68,9 +68,9 @@ class GradientExchange {
 
   // Starts averaging layer `layer`'s slice of `grads` (the whole gradient buffer; with
   // averages_updates(), the buffer of the ranks' steps) in place.
-  // Plain and codec buckets are non-blocking (allreduce_async); PowerSGD runs its two
-  // allreduces of the weight matrix here (they are blocking) and starts the bias's. `step`
-  // seeds the stochastic codecs.
+  // Plain and codec buckets are non-blocking (allreduce_async). PowerSGD layers are gathered
+  // and finish() runs them together, as the paper does: one allreduce of every layer's P and
+  // bias, one of every Q (blocking). `step` seeds the stochastic codecs.
   void start(std::size_t layer, std::span<float> grads, std::uint64_t step);
   // Waits for every bucket started since the last finish(); grads then holds the average.
   void finish();
@@ -104,6 +104,7 @@ class GradientExchange {
 
  private:
   void progress();  // lets the calls in flight advance (the executor has no thread of its own)
+  void run_powersgd();  // the gathered PowerSGD layers
 
   collectives::Communicator& comm_;
   std::vector<LayerView> layers_;
@@ -111,6 +112,8 @@ class GradientExchange {
   std::unique_ptr<collectives::Codec> codec_;
   std::vector<collectives::ErrorFeedback> feedback_;     // biased codecs: one per bucket
   std::vector<collectives::PowerSgdState> powersgd_;     // powersgd: one per weight matrix
+  std::vector<std::size_t> powersgd_layers_;             // started since the last finish()
+  std::span<float> powersgd_grads_;
   std::vector<collectives::Work> in_flight_;
   ExchangeStats stats_;
 };
