@@ -339,7 +339,7 @@ TEST(RegCache, InvalidateRangeReachesEveryLiveCache) {
   FakeBackend f1, f2;
   Mapping m(4 * kPage);
   auto c1 = std::make_unique<RegCache>(f1.callback(), kRetain);
-  RegCache c2(f2.callback());
+  RegCache c2(f2.callback(), kRetain);
   (void)c1->get(m.data(), kPage, kLocalOnly);
   (void)c2.get(m.data(), kPage, kLocalOnly);
   c1.reset();  // a destroyed cache leaves the registry
