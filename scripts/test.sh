@@ -205,7 +205,8 @@ if [ $MAIN = 1 ]; then
       t0=$(date +%s)
       "$HARNESS" --writable "$BUILD" -- bash "$ROOT/tests/guest/one-guest-tests.sh" "$BUILD" "$RESULTS" "${tsan_args[@]}"
       rc=$?
-      record "rdma: one guest, shared rxe0 ($(( $(date +%s) - t0 )) s)" "$RESULTS/guest1.xml" "$RESULTS/guest1-port.xml"
+      record "rdma: one guest, shared rxe0 ($(( $(date +%s) - t0 )) s)" "$RESULTS/guest1.xml" "$RESULTS"/guest1-bin-*.xml \
+        "$RESULTS/guest1-port.xml"
       [ $TSAN_BUILT = 0 ] || record "tsan in the guest: verbs async events, store" \
         "$RESULTS/guest1-tsan-${TSAN_GUEST_TESTS[0]}.xml" "$RESULTS/guest1-tsan-${TSAN_GUEST_TESTS[1]}.xml"
       [ $rc -eq 0 ] || [ -s "$RESULTS/guest1.xml" ] || fail_stage "rdma: one guest" "guest exited $rc"

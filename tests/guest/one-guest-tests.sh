@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Runs inside one soft-RoCE guest (tests/guest/rdmacoll-guest), whose processes share rxe0 on
 # the dummy interface rd0; scripts/test.sh's one-guest stage:
-#   1. every RDMA test (ctest -L rdma) but the one that takes the port down -> guest1.xml;
-#   2. that one, PortEventsVerbs.*, last and alone (ALLOW_PORT_TOGGLE=1: taking rd0 down harms
-#      nothing else here), so a port that failed to come back could not fail the others
-#      -> guest1-port.xml;
+#   1. every RDMA test (ctest label rdma) but the one that takes the port down: the tools'
+#      scripts through ctest -> guest1.xml; the GoogleTest binaries (found from ctest's list)
+#      each run whole, in one process -> guest1-bin-<binary>.xml. Under the guest's emulated CPUs a
+#      process start costs one to two seconds, and ctest starts one per test case (80 of them);
+#      the cases of a binary also run together on the host under TSan and across two guests.
+#   2. the port-down test, PortEventsVerbs.*, last and alone (ALLOW_PORT_TOGGLE=1: taking rd0
+#      down harms nothing else here), so a port that failed to come back could not fail the
+#      others -> guest1-port.xml;
 #   3. given TSAN_BUILD (a -DRDMACOLL_SANITIZE=thread build of the two binaries below): the
 #      verbs collectives under ThreadSanitizer, which needs a device: the verbs backend's
 #      async-event thread against the ranks' progress (a real port-down event included), and
@@ -14,10 +18,29 @@ set -uo pipefail
 BUILD=$1 RESULTS=$2 TSAN_BUILD=${3:-}
 export REQUIRE_RDMA_DEVICE=1
 rc=0
-ctest --test-dir "$BUILD" -L rdma -E '^PortEventsVerbs\.' --output-on-failure --timeout 300 \
+# ctest's rdma tests split into GoogleTest binaries (their cases carry --gtest_filter) and the rest.
+split=$(ctest --test-dir "$BUILD" -N -L rdma --show-only=json-v1 | python3 -c '
+import json, re, sys
+bins, scripts = set(), []
+for t in json.load(sys.stdin)["tests"]:
+    cmd = t.get("command", [])
+    if any(a.startswith("--gtest_filter=") for a in cmd): bins.add(cmd[0])
+    else: scripts.append(re.escape(t["name"]))
+print("^(" + "|".join(scripts) + ")$")
+print(" ".join(sorted(bins)))') || { echo "cannot list ctest's rdma tests"; exit 1; }
+scripts=$(sed -n 1p <<<"$split") bins=$(sed -n 2p <<<"$split")
+ctest --test-dir "$BUILD" -L rdma -R "$scripts" --output-on-failure --timeout 300 \
   --output-junit "$RESULTS/guest1.xml" || rc=1
-ALLOW_PORT_TOGGLE=1 ctest --test-dir "$BUILD" -L rdma -R '^PortEventsVerbs\.' --output-on-failure --timeout 300 \
-  --output-junit "$RESULTS/guest1-port.xml" || rc=1
+for exe in $bins; do
+  name=$(basename "$exe")
+  echo "=== $name"
+  (cd "$(dirname "$exe")" && timeout 1200 "$exe" --gtest_filter='-PortEventsVerbs.*' \
+     --gtest_output="xml:$RESULTS/guest1-bin-$name.xml") || { echo "$name failed (124: timed out)"; rc=1; }
+done
+exe=$BUILD/tests/collectives/collectives_faults_rdma
+echo "=== $(basename "$exe"): PortEventsVerbs.*, alone"
+(cd "$(dirname "$exe")" && ALLOW_PORT_TOGGLE=1 timeout 300 "$exe" --gtest_filter='PortEventsVerbs.*' \
+   --gtest_output="xml:$RESULTS/guest1-port.xml") || rc=1
 
 [ -n "$TSAN_BUILD" ] || exit $rc
 export TSAN_OPTIONS=$4 ALLOW_PORT_TOGGLE=1
