@@ -289,16 +289,6 @@ void RegCache::adopt(const std::shared_ptr<Impl>& allocation) {
   adopted_.push_back(allocation);
 }
 
-std::shared_ptr<Memory::Impl> RegCache::register_range(uintptr_t start, uintptr_t end, unsigned access) {
-  auto impl = register_(reinterpret_cast<void*>(start), end - start, access);
-  if (!impl) throw std::logic_error("RegCache: the Register callback returned no registration");
-  // The cache relies on these to find and match entries.
-  impl->addr = reinterpret_cast<void*>(start);
-  impl->length = end - start;
-  impl->access = access;
-  return impl;
-}
-
 Memory RegCache::get(void* addr, size_t length, unsigned access) {
   // A zero-length range needs no registration: nothing can be read or written through it, and
   // registering "the page at addr" could fail (one-past-the-end pointers often point at an
@@ -326,34 +316,28 @@ Memory RegCache::get(void* addr, size_t length, unsigned access) {
         return Memory(std::move(own), addr, length);
       }
     }
-    if (!retain_) {
-      ++stats_.misses;
-    } else {
-      auto it = entries_.upper_bound(a);
-      if (it != entries_.begin()) {
-        const auto& [key, entry] = *std::prev(it);
-        if (key + entry->length >= a + length && (entry->access & access) == access) {
-          ++stats_.hits;
-          return Memory(entry, addr, length);
-        }
-      }
-      ++stats_.misses;
-      // The new registration replaces every entry it overlaps (their holders keep them alive).
-      // It grows to cover the ones with exactly the rights asked for, so that they stay hits, but
-      // never takes over another entry's range or rights: merging a kRemoteWrite window with a
-      // neighbouring kLocalOnly entry would expose memory to remote writes that no caller asked to
-      // expose. An overlapping entry with other rights is only dropped from the cache.
-      it = entries_.lower_bound(start);
-      if (it != entries_.begin() && entry_end(*std::prev(it)) > start) --it;
-      for (; it != entries_.end() && it->first < end; ++it) {
-        if (it->second->access != want) continue;
-        start = std::min(start, it->first);
-        end = std::max(end, entry_end(*it));
+    auto it = entries_.upper_bound(a);
+    if (it != entries_.begin()) {
+      const auto& [key, entry] = *std::prev(it);
+      if (key + entry->length >= a + length && (entry->access & access) == access) {
+        ++stats_.hits;
+        return Memory(entry, addr, length);
       }
     }
+    ++stats_.misses;
+    // The new registration replaces every entry it overlaps (their holders keep them alive).
+    // It grows to cover the ones with exactly the rights asked for, so that they stay hits, but
+    // never takes over another entry's range or rights: merging a kRemoteWrite window with a
+    // neighbouring kLocalOnly entry would expose memory to remote writes that no caller asked to
+    // expose. An overlapping entry with other rights is only dropped from the cache.
+    it = entries_.lower_bound(start);
+    if (it != entries_.begin() && entry_end(*std::prev(it)) > start) --it;
+    for (; it != entries_.end() && it->first < end; ++it) {
+      if (it->second->access != want) continue;
+      start = std::min(start, it->first);
+      end = std::max(end, entry_end(*it));
+    }
   }
-  // Not retained: registered for this caller only; its handle ends the registration.
-  if (!retain_) return Memory(register_range(start, end, want), addr, length);
 
   Pending pending{this, start, end};
   {
@@ -372,18 +356,26 @@ Memory RegCache::get(void* addr, size_t length, unsigned access) {
 
   std::shared_ptr<Impl> impl;
   try {
-    impl = register_range(start, end, want);
+    impl = register_(reinterpret_cast<void*>(start), end - start, want);
+    if (!impl) throw std::logic_error("RegCache: the Register callback returned no registration");
   } catch (...) {
     Busy busy;
     std::lock_guard lock(g_mu);
     unlink();
     throw;
   }
+  // The cache relies on these to find and match entries.
+  impl->addr = reinterpret_cast<void*>(start);
+  impl->length = end - start;
+  impl->access = want;
+
   Impls replaced;  // released after the locks, in this (ordinary) context
   {
     Busy busy;
     std::lock_guard lock(g_mu);
-    if (!pending.invalidated) {
+    // Not kept without retention (entries_ then stays empty, so lookups above always miss):
+    // the registration is this caller's only, and its handle ends it.
+    if (retain_ && !pending.invalidated) {
       // Room in the graveyard for every entry first: reserve() may throw, and must not do so
       // in hook context later.
       if (g_graveyard->capacity() < g_graveyard->size() + g_entries_total + 1)

@@ -53,9 +53,6 @@ class RegCache {
   CacheStats stats() const;
 
  private:
-  // register_ for the page-aligned [start, end), with the fields the cache matches on set.
-  std::shared_ptr<Memory::Impl> register_range(uintptr_t start, uintptr_t end, unsigned access);
-
   Register register_;
   bool retain_ = true;
   mutable std::mutex mu_;
