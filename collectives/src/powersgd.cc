@@ -46,6 +46,8 @@ PowerSgdResult powersgd_allreduce(Communicator& comm, std::span<const PowerSgdMa
                                   unsigned rank, bool error_feedback, uint64_t seed) {
   if (rank == 0) throw std::invalid_argument("powersgd_allreduce: rank 0 (the approximation's rank must be >= 1)");
   PowerSgdResult out;
+  // Matrix m's P at p_at[m] in one buffer (the plain tensors after them), its Q at q_at[m] in another.
+  std::vector<size_t> p_at(matrices.size()), q_at(matrices.size());
   size_t p_floats = 0, q_floats = 0;
   for (size_t m = 0; m < matrices.size(); ++m) {
     const PowerSgdMatrix& x = matrices[m];
@@ -58,6 +60,7 @@ PowerSgdResult powersgd_allreduce(Communicator& comm, std::span<const PowerSgdMa
                                   std::to_string(state->cols) + " matrix at rank " + std::to_string(state->rank) +
                                   ", the call has " + std::to_string(x.rows) + " x " + std::to_string(x.cols) +
                                   " at rank " + std::to_string(rank) + which + ": keep one state per layer");
+    p_at[m] = p_floats, q_at[m] = q_floats;
     p_floats += x.rows * rank, q_floats += x.cols * rank;
   }
   if (plain.data() == nullptr && !plain.empty()) throw std::invalid_argument("powersgd_allreduce: null plain tensors");
@@ -65,7 +68,7 @@ PowerSgdResult powersgd_allreduce(Communicator& comm, std::span<const PowerSgdMa
 
   // M' = M + E, in place (grad holds M' until the result replaces it); P = M' Q.
   std::vector<float> ps(p_floats + plain.size(), 0.0f);
-  for (size_t m = 0, at = 0; m < matrices.size(); at += matrices[m].rows * rank, ++m) {
+  for (size_t m = 0; m < matrices.size(); ++m) {
     const auto& [grad, rows, cols, state] = matrices[m];
     const size_t n = rows * cols;
     if (state->q.empty()) {
@@ -80,7 +83,7 @@ PowerSgdResult powersgd_allreduce(Communicator& comm, std::span<const PowerSgdMa
       if (state->residual.size() != n) state->residual.assign(n, 0.0f);
       for (size_t i = 0; i < n; ++i) grad[i] += state->residual[i];
     }
-    float* p = ps.data() + at;
+    float* p = ps.data() + p_at[m];
     for (size_t i = 0; i < rows; ++i)
       for (size_t k = 0; k < cols; ++k) {
         const float g = grad[i * cols + k];
@@ -95,10 +98,10 @@ PowerSgdResult powersgd_allreduce(Communicator& comm, std::span<const PowerSgdMa
 
   // Orthonormalize each P; Q = M'^T P, all in one buffer.
   std::vector<float> qs(q_floats, 0.0f);
-  for (size_t m = 0, at = 0, aq = 0; m < matrices.size(); at += matrices[m].rows * rank, aq += matrices[m].cols * rank, ++m) {
+  for (size_t m = 0; m < matrices.size(); ++m) {
     const auto& [grad, rows, cols, state] = matrices[m];
-    float* p = ps.data() + at;
-    float* q = qs.data() + aq;
+    float* p = ps.data() + p_at[m];
+    float* q = qs.data() + q_at[m];
     orthonormalize(p, rows, rank);
     for (size_t i = 0; i < rows; ++i)
       for (size_t k = 0; k < cols; ++k) {
@@ -113,11 +116,10 @@ PowerSgdResult powersgd_allreduce(Communicator& comm, std::span<const PowerSgdMa
   }
 
   // grad <- P Q^T, and E <- M' - P Q^T; Q is kept for the next step's warm start.
-  for (size_t m = 0, at = 0, aq = 0; m < matrices.size(); at += matrices[m].rows * rank, aq += matrices[m].cols * rank, ++m) {
+  for (size_t m = 0; m < matrices.size(); ++m) {
     const auto& [grad, rows, cols, state] = matrices[m];
-    const float* p = ps.data() + at;
-    std::copy(qs.begin() + static_cast<std::ptrdiff_t>(aq), qs.begin() + static_cast<std::ptrdiff_t>(aq + cols * rank),
-              state->q.begin());
+    const float* p = ps.data() + p_at[m];
+    std::copy_n(qs.begin() + static_cast<std::ptrdiff_t>(q_at[m]), cols * rank, state->q.begin());
     const float* q = state->q.data();
     for (size_t i = 0; i < rows; ++i)
       for (size_t k = 0; k < cols; ++k) {
