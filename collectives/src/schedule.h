@@ -174,7 +174,8 @@ Schedule dissemination_barrier(int rank, int nranks);
 Schedule chain_broadcast(int rank, int nranks, int root, std::size_t count);
 
 // User space [0, n*block) is the send region (block q goes to rank q), [n*block, 2n*block) the
-// receive region (block q comes from rank q); one step, no scratch.
+// receive region (block q comes from rank q); n-1 steps of one exchange each, no scratch. One
+// rank: no steps (the caller copies its block).
 Schedule alltoall(int rank, int nranks, std::size_t block);
 
 // schedules/ordered.cc: reproducible reductions. Every element's result is

@@ -240,6 +240,49 @@ TEST(Schedules, TakeTheNumberOfStepsTheirDiagramsShow) {
   EXPECT_EQ(build({Algorithm::ring_allreduce, 0, 4, 0}).steps.size(), 0u);  // nothing to move
 }
 
+// The compressed allreduce's first phase: block q of rank r's send region ends up in block r of
+// rank q's receive region, in n-1 steps of one exchange per rank (both directions with one
+// peer where n is a power of two).
+TEST(Alltoall, DeliversEveryBlockToItsOwnerOneExchangePerStep) {
+  for (int n : kRankCounts) {
+    for (std::size_t block : {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{1000}}) {
+      const auto un = static_cast<std::size_t>(n);
+      std::vector<Schedule> ranks;
+      std::vector<std::vector<std::byte>> user;
+      for (int r = 0; r < n; ++r) {
+        ranks.push_back(alltoall(r, n, block));
+        std::vector<std::int64_t> mem(2 * un * block, -1);
+        for (std::size_t i = 0; i < un * block; ++i) mem[i] = static_cast<std::int64_t>(mix(r, i));
+        user.push_back(to_bytes(mem));
+      }
+      const std::string where = "nranks " + std::to_string(n) + " block " + std::to_string(block);
+      const Validation v = validate(ranks, false);
+      ASSERT_EQ(v.error, "") << where;
+      const std::size_t steps = block == 0 || n == 1 ? 0 : un - 1;
+      const bool pairs = (n & (n - 1)) == 0;
+      for (const Schedule& s : ranks) {
+        ASSERT_EQ(s.steps.size(), steps) << where;
+        for (const Step& st : s.steps) {
+          ASSERT_EQ(st.sends.size(), 1u) << where;
+          ASSERT_EQ(st.recvs.size(), 1u) << where;
+          if (pairs) {
+            EXPECT_EQ(st.sends[0].to, st.recvs[0].from) << where;
+          }
+        }
+      }
+      if (n == 1) continue;  // no steps: one rank's caller copies its block itself
+      run(ranks, DataType::i64, user);
+      for (int r = 0; r < n; ++r) {
+        const std::vector<std::int64_t> got = from_bytes<std::int64_t>(user[static_cast<std::size_t>(r)]);
+        for (std::size_t q = 0; q < un; ++q)
+          for (std::size_t i = 0; i < block; ++i)
+            ASSERT_EQ(got[(un + q) * block + i], static_cast<std::int64_t>(mix(q, static_cast<std::size_t>(r) * block + i)))
+                << where << ": rank " << r << " block from " << q << " element " << i;
+      }
+    }
+  }
+}
+
 TEST(Schedules, EvenBlocksPutTheRemainderFirst) {
   const std::vector<Block> blocks = even_blocks(10, 4);
   EXPECT_EQ(blocks, (std::vector<Block>{{0, 3}, {3, 3}, {6, 2}, {8, 2}}));
