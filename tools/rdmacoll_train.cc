@@ -174,6 +174,7 @@ int run(const Options& o, const std::vector<std::string>& args) {
     info.test_examples = test_set.count;
     info.parameters = model.params().size();
     info.steps_per_epoch = steps;
+    info.buckets = exchange.buckets().size();
 
     const bool printer = rank == 0;
     const bool progress = printer && isatty(STDOUT_FILENO);
@@ -183,7 +184,12 @@ int run(const Options& o, const std::vector<std::string>& args) {
                 << " parameters), " << info.train_examples << " training / " << info.test_examples
                 << " test images, inputs standardised with mean " << fixed(info.input.mean, 4) << " std "
                 << fixed(info.input.std, 4) << "\n# compress " << o.compress.name()
-                << (o.compress.error_feedback ? "" : " without error feedback") << (o.overlap ? ", overlap" : "")
+                << (o.compress.error_feedback ? "" : " without error feedback")
+                << (o.compress.kind == tr::ExchangeMode::Kind::powersgd
+                        ? std::string()
+                        : ", " + std::to_string(info.buckets) + " bucket(s) (--bucket-mb " +
+                              fixed(static_cast<double>(o.compress.bucket_bytes) / 1048576.0, 2) + ")")
+                << (o.overlap ? ", overlap" : "")
                 << ", batch " << o.batch << " (global), " << steps << " steps/epoch, lr " << o.lr << " "
                 << train::schedule_name(o.schedule) << ", momentum " << o.momentum << ", weight decay "
                 << o.weight_decay << ", warm-up " << o.warmup_steps << ", clip " << o.clip << ", seed " << o.seed

@@ -41,6 +41,7 @@ case $case_ in
     need_data
     train2 int8 --compress int8 --csv "$tmp/int8.csv"; expect_rc 0 "--compress int8"
     check int8 int8:256 0.6 3.5 4.1
+    expect_in int8.out "^\[rank 0\] # compress int8:256, 1 bucket(s) (--bucket-mb 25.00), batch 256"
     expect_in int8.out "^\[rank 0\] #  epoch  train_loss  test_acc"
     expect_in int8.out "^\[rank 0\]  *1  *[0-9.]*  *0\.[6-9]"
     expect_in int8.csv "^epoch,train_loss,test_accuracy,"
@@ -53,9 +54,13 @@ case $case_ in
     ;;
   overlap)
     need_data
-    train2 plain --compress int8; expect_rc 0 "--compress int8"
-    train2 overlap --compress int8 --overlap; expect_rc 0 "--compress int8 --overlap"
+    # One bucket per layer (--bucket-mb 0): three calls per step, in flight together with --overlap.
+    train2 plain --compress int8 --bucket-mb 0; expect_rc 0 "--compress int8 --bucket-mb 0"
+    train2 overlap --compress int8 --overlap --bucket-mb 0; expect_rc 0 "--compress int8 --overlap --bucket-mb 0"
     check overlap int8:256 0.6 3.5 4.1
+    buckets=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["run"]["buckets"])' "$tmp/overlap.json")
+    [ "$buckets" = 3 ] || fail "--bucket-mb 0: expected 3 buckets (one per layer) in the JSON log, got $buckets"
+    expect_in overlap.out "^\[rank 0\] # compress int8:256, 3 bucket(s) (--bucket-mb 0.00), overlap"
     # Overlapping changes when the calls run, not what they compute: the same weights.
     d1=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["epochs"][-1]["digest"])' "$tmp/plain.json")
     d2=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["epochs"][-1]["digest"])' "$tmp/overlap.json")
@@ -70,7 +75,7 @@ case $case_ in
     need_data
     # topk on 3 ranks, buckets overlapped: the sparse codecs' allgather scheme with calls of
     # different sizes in flight together (their staging buffers were once freed under them).
-    "$run" -n 3 --timeout 60 -- "$train" --data "$data" $short --compress topk:0.01 --overlap \
+    "$run" -n 3 --timeout 60 -- "$train" --data "$data" $short --compress topk:0.01 --overlap --bucket-mb 0 \
       --json "$tmp/sparse.json" >"$tmp/sparse.out" 2>"$tmp/sparse.err"; rc=$?
     expect_rc 0 "--compress topk:0.01 on 3 ranks"
     python3 "$here/check_train_json.py" "$tmp/sparse.json" 3 1 topk:0.01 0.5 20 100 >"$tmp/sparse.check" ||

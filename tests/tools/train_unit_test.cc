@@ -42,7 +42,7 @@ TEST(TrainOptions, DefaultsAreTheIssuesRecipe) {
 TEST(TrainOptions, ParsesEveryFlag) {
   const auto o = parse({"--epochs", "3", "--batch=512", "--lr", "0.05", "--momentum", "0", "--weight-decay", "1e-4",
                         "--schedule", "step", "--warmup-steps", "100", "--clip", "5", "--seed", "7", "--data", "/d",
-                        "--compress", "qsgd:4", "--overlap", "--limit-train", "6000", "--limit-test", "2000", "--csv",
+                        "--compress", "qsgd:4", "--overlap", "--bucket-mb", "0.5", "--limit-train", "6000", "--limit-test", "2000", "--csv",
                         "a.csv", "--json", "a.json", "--timeout", "30", "--debug-perturb-rank", "1"});
   EXPECT_EQ(o.epochs, 3u);
   EXPECT_EQ(o.batch, 512u);
@@ -57,6 +57,9 @@ TEST(TrainOptions, ParsesEveryFlag) {
   EXPECT_EQ(o.compress.kind, ExchangeMode::Kind::codec);
   EXPECT_EQ(o.compress.name(), "qsgd:4:64");
   EXPECT_TRUE(o.overlap);
+  EXPECT_EQ(o.compress.bucket_bytes, 524288u);
+  EXPECT_EQ(parse({"--bucket-mb", "0", "--compress", "int8"}).compress.bucket_bytes, 0u);  // either order
+  EXPECT_EQ(parse({}).compress.bucket_bytes, 25u << 20);  // DDP's default
   EXPECT_EQ(o.limit_train, 6000u);
   EXPECT_EQ(o.limit_test, 2000u);
   EXPECT_EQ(o.csv, "a.csv");
@@ -95,7 +98,7 @@ TEST(TrainOptions, BadFlagsThrowUsageErrors) {
       {"--compress", "powersgd:0"}, {"--limit-train", "0"}, {"--timeout", "0"}, {"--csv", "f", "--json", "f"},
       {"positional"}, {"--overlap=1"}, {"--prune", "0"}, {"--prune", "1"}, {"--prune", "x"},
       {"--quantize-weights", "int4"}, {"--no-error-feedback"}, {"--compress", "powersgd:2", "--no-error-feedback"},
-      {"--compress", "auto", "--no-error-feedback"}};
+      {"--compress", "auto", "--no-error-feedback"}, {"--bucket-mb", "-1"}, {"--bucket-mb", "x"}};
   for (const auto& args : bad) {
     std::string joined;
     for (const auto& a : args) joined += a + " ";

@@ -11,6 +11,8 @@
 
 #include <cmath>
 #include <memory>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "rdmacoll/collectives/communicator.h"
@@ -33,7 +35,7 @@ float gradient(int r, size_t i) {
   return static_cast<float>(std::sin(x) * std::exp(2.3 * std::cos(0.05 * static_cast<double>(i) + r)) * 1e-2);
 }
 
-void feedback_stays_out_of_the_momentum(int n) {
+void feedback_stays_out_of_the_momentum(int n, size_t bucket_bytes = ExchangeMode::kDefaultBucketBytes) {
   rdmacoll::testing::ScopedEnv transport("RDMACOLL_TRANSPORT", "ucx"), tls("UCX_TLS", "sm,self");
   rdmacoll::testing::RankGroup g(n);
   auto comm = Communicator::create(g.world());
@@ -41,8 +43,10 @@ void feedback_stays_out_of_the_momentum(int n) {
   {
     Mlp model({40, 24, 10}, 3);
     ExchangeMode mode = parse_exchange_mode("sign:64");
+    mode.bucket_bytes = bucket_bytes;
     GradientExchange exchange(*comm, model.layers(), mode);
     ASSERT_TRUE(exchange.averages_updates());
+    ASSERT_EQ(exchange.buckets().size(), bucket_bytes == 0 ? model.layers().size() : 1u);
     const SgdOptions opt{0.9f, 0.0f};
     Sgd sgd(model.params().size(), opt);
     const std::span<float> params = model.params(), grads = model.grads();
@@ -67,12 +71,12 @@ void feedback_stays_out_of_the_momentum(int n) {
     }
     // What the residuals hold, summed over ranks (a server entry is non-zero on its owner only).
     std::vector<float> worker(count), server(count);
-    for (size_t l = 0; l < model.layers().size(); ++l) {
-      const LayerView& v = model.layers()[l];
-      const collectives::ErrorFeedback& ef = exchange.feedback(l);
-      ASSERT_EQ(ef.worker.size(), v.count());
-      std::copy(ef.worker.begin(), ef.worker.end(), worker.begin() + static_cast<std::ptrdiff_t>(v.offset()));
-      std::copy(ef.server.begin(), ef.server.end(), server.begin() + static_cast<std::ptrdiff_t>(v.offset()));
+    for (size_t b = 0; b < exchange.buckets().size(); ++b) {
+      const Bucket& v = exchange.buckets()[b];
+      const collectives::ErrorFeedback& ef = exchange.feedback(b);
+      ASSERT_EQ(ef.worker.size(), v.count);
+      std::copy(ef.worker.begin(), ef.worker.end(), worker.begin() + static_cast<std::ptrdiff_t>(v.offset));
+      std::copy(ef.server.begin(), ef.server.end(), server.begin() + static_cast<std::ptrdiff_t>(v.offset));
     }
     comm->allreduce(worker.data(), worker.data(), count, DataType::f32, ReduceOp::sum);
     comm->allreduce(server.data(), server.data(), count, DataType::f32, ReduceOp::sum);
@@ -93,6 +97,99 @@ void feedback_stays_out_of_the_momentum(int n) {
 TEST(GradientExchangeUcx, SingleRankErrorFeedbackStaysOutOfTheMomentum) { feedback_stays_out_of_the_momentum(1); }
 TEST(GradientExchangeUcx, MultiRankErrorFeedbackStaysOutOfTheMomentum) { feedback_stays_out_of_the_momentum(2); }
 TEST(GradientExchangeUcx, MultiRankErrorFeedbackStaysOutOfTheMomentum3) { feedback_stays_out_of_the_momentum(3); }
+TEST(GradientExchangeUcx, MultiRankErrorFeedbackStaysOutOfTheMomentumBucketPerLayer) {
+  feedback_stays_out_of_the_momentum(2, 0);
+}
+
+// Buckets as DDP makes them: from the last layer, adjacent slices, up to the byte cap.
+TEST(Buckets, GroupAdjacentLayersFromTheLastUpToTheCap) {
+  Mlp model({40, 24, 10}, 3);  // layer 0: 40x24 + 24 = 984 values at offset 0; layer 1: 250 at 984
+  const std::span<const LayerView> layers = model.layers();
+  ASSERT_EQ(layers.size(), 2u);
+  ASSERT_EQ(layers[1].offset(), 984u);
+  auto shape = [&](size_t cap) {
+    std::vector<std::vector<size_t>> out;
+    for (const Bucket& b : make_buckets(layers, cap)) out.push_back({b.offset, b.count, b.first_layer, b.last_layer});
+    return out;
+  };
+  using V = std::vector<std::vector<size_t>>;
+  EXPECT_EQ(shape(0), (V{{984, 250, 1, 1}, {0, 984, 0, 0}}));
+  EXPECT_EQ(shape(ExchangeMode::kDefaultBucketBytes), (V{{0, 1234, 0, 1}}));
+  EXPECT_EQ(shape(1234 * 4), (V{{0, 1234, 0, 1}}));
+  EXPECT_EQ(shape(1234 * 4 - 1), (V{{984, 250, 1, 1}, {0, 984, 0, 0}}));
+  EXPECT_EQ(shape(100), (V{{984, 250, 1, 1}, {0, 984, 0, 0}}));  // a layer over the cap: its own bucket
+  Mlp deeper({8, 6, 5, 4, 3}, 1);  // 54, 35, 24, 15 values
+  std::vector<std::vector<size_t>> got;
+  for (const Bucket& b : make_buckets(deeper.layers(), (15 + 24) * 4)) got.push_back({b.first_layer, b.last_layer});
+  EXPECT_EQ(got, (V{{2, 3}, {1, 1}, {0, 0}}));
+}
+
+// Every rank must start every layer of a bucket before finish(): a bucket started for part of
+// its layers is the caller's mistake, named, and so is a layer started twice in one step.
+TEST(GradientExchangeUcx, SingleRankRefusesAPartlyStartedBucketNamingTheLayers) {
+  rdmacoll::testing::ScopedEnv transport("RDMACOLL_TRANSPORT", "ucx"), tls("UCX_TLS", "sm,self");
+  rdmacoll::testing::RankGroup g(1);
+  auto comm = Communicator::create(g.world());
+  {
+    Mlp model({6, 4, 3}, 1);
+    GradientExchange exchange(*comm, model.layers(), parse_exchange_mode("none"));
+    ASSERT_EQ(exchange.buckets().size(), 1u);
+    exchange.start(1, model.grads(), 0);
+    EXPECT_THROW(
+        {
+          try {
+            exchange.start(1, model.grads(), 0);
+          } catch (const std::logic_error& e) {
+            EXPECT_NE(std::string(e.what()).find("layer 1 started twice"), std::string::npos) << e.what();
+            throw;
+          }
+        },
+        std::logic_error);
+    EXPECT_THROW(
+        {
+          try {
+            exchange.finish();
+          } catch (const std::logic_error& e) {
+            EXPECT_NE(std::string(e.what()).find("not started: 0"), std::string::npos) << e.what();
+            throw;
+          }
+        },
+        std::logic_error);
+  }
+  comm.reset();
+  g.join();
+}
+
+// One bucket or one per layer: the same average (up to the order of the float sums).
+TEST(GradientExchangeUcx, MultiRankBucketLayoutsGiveTheSameAverage) {
+  rdmacoll::testing::ScopedEnv transport("RDMACOLL_TRANSPORT", "ucx"), tls("UCX_TLS", "sm,self");
+  const int n = 3;
+  rdmacoll::testing::RankGroup g(n);
+  auto comm = Communicator::create(g.world());
+  {
+    std::vector<std::vector<float>> results;
+    for (size_t cap : {size_t{0}, ExchangeMode::kDefaultBucketBytes}) {
+      Mlp model({40, 24, 10}, 3);
+      ExchangeMode mode = parse_exchange_mode("none");
+      mode.bucket_bytes = cap;
+      GradientExchange exchange(*comm, model.layers(), mode);
+      for (size_t i = 0; i < model.grads().size(); ++i) model.grads()[i] = gradient(comm->rank(), i);
+      for (size_t l = model.layers().size(); l-- > 0;) exchange.start(l, model.grads(), 0);
+      exchange.finish();
+      EXPECT_EQ(exchange.stats().calls, cap == 0 ? 2u : 1u);
+      results.emplace_back(model.grads().begin(), model.grads().end());
+    }
+    for (size_t i = 0; i < results[0].size(); ++i) {
+      double mean = 0;
+      for (int r = 0; r < n; ++r) mean += static_cast<double>(gradient(r, i)) / n;
+      ASSERT_NEAR(results[0][i], mean, 1e-6 * (1 + std::fabs(mean))) << "per-layer buckets, element " << i;
+      ASSERT_NEAR(results[1][i], mean, 1e-6 * (1 + std::fabs(mean))) << "one bucket, element " << i;
+    }
+  }
+  comm->barrier();
+  comm.reset();
+  g.join();
+}
 
 // Without error feedback (and for exact codecs) the exchange averages gradients and apply()
 // is Sgd::step; prepare() leaves the gradients alone.

@@ -23,7 +23,7 @@ std::string_view schedule_name(training::LrSchedule::Kind k) {
 std::string usage() {
   return "usage: rdmacoll-run -n N rdmacoll-train [options]     (or mpirun -np N / srun / RDMACOLL_* settings)\n"
          "Trains the 784-256-128-10 MLP on Fashion-MNIST, data-parallel: each rank takes its part of every\n"
-         "global batch and the gradients are averaged over the ranks with allreduce, one bucket per layer.\n"
+         "global batch and the gradients are averaged over the ranks with allreduce, bucket by bucket.\n"
          "\n"
          "      --epochs N           passes over the training set (default 15)\n"
          "      --batch N            global batch, split across the ranks (default 256)\n"
@@ -40,7 +40,10 @@ std::string usage() {
          "      --compress C         none|fp16|bf16|int8|qsgd:S|sign|topk:F|powersgd:R|auto, any codec name\n"
          "                           (default none); error feedback per bucket (the ranks then exchange their\n"
          "                           steps, lr x local momentum, not gradients); auto: int8 where measured faster\n"
-         "      --overlap            start a layer's allreduce as soon as its gradients are ready\n"
+         "      --bucket-mb MB       group layers (from the last) into buckets of up to MB MiB of gradient, one\n"
+         "                           allreduce each (default 25, as PyTorch DDP: this model is one bucket);\n"
+         "                           0: one bucket per layer\n"
+         "      --overlap            start a bucket's allreduce as soon as its layers' gradients are ready\n"
          "      --no-error-feedback  biased codecs (fp16, bf16, int8, sign, topk): drop each step's encoding error\n"
          "                           instead of carrying it into the next step\n"
          "      --prune S            after training, also evaluate the model with the fraction S of its weights\n"
@@ -64,7 +67,8 @@ constexpr perf::Flag kFlags[] = {
     {0, "seed", true},        {0, "data", true},        {0, "compress", true},    {0, "overlap", false},
     {0, "limit-train", true}, {0, "limit-test", true},  {0, "csv", true},         {0, "json", true},
     {0, "timeout", true},     {0, "debug-perturb-rank", true}, {0, "no-error-feedback", false},
-    {0, "prune", true},       {0, "quantize-weights", true},   {'h', "help", false},
+    {0, "prune", true},       {0, "quantize-weights", true},   {0, "bucket-mb", true},
+    {'h', "help", false},
 };
 
 double parse_real(const std::string& flag, const std::string& value, double lo, double hi) {
@@ -83,6 +87,7 @@ Options parse(const std::vector<std::string>& args) {
   Options o;
   constexpr std::int64_t kMaxCount = std::int64_t{1} << 32;
   bool error_feedback = true;
+  std::optional<double> bucket_mb;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::optional<perf::FlagValue> fv = perf::read_flag(kFlags, args, i);
     if (!fv) throw UsageError("unexpected argument '" + args[i] + "' (rdmacoll-train takes no positional arguments)");
@@ -111,7 +116,8 @@ Options parse(const std::vector<std::string>& args) {
       } catch (const std::invalid_argument& e) {
         throw UsageError(std::string("--compress: ") + e.what());
       }
-    } else if (n == "overlap") o.overlap = true;
+    } else if (n == "bucket-mb") bucket_mb = parse_real(flag, value, 0, 1 << 20);
+    else if (n == "overlap") o.overlap = true;
     else if (n == "no-error-feedback") error_feedback = false;
     else if (n == "prune") {
       o.prune = parse_real(flag, value, 0, 1);
@@ -129,7 +135,8 @@ Options parse(const std::vector<std::string>& args) {
     else if (n == "help") o.help = true;
   }
   if (!o.csv.empty() && o.csv == o.json) throw UsageError("--csv and --json name the same file");
-  // Applied after the loop: --compress may come before or after it.
+  // Applied after the loop: --compress may come before or after them.
+  if (bucket_mb) o.compress.bucket_bytes = static_cast<std::size_t>(*bucket_mb * 1048576.0);
   if (!error_feedback) {
     if (o.compress.kind != training::ExchangeMode::Kind::codec || o.compress.only_if_faster)
       throw UsageError("--no-error-feedback needs a codec (--compress fp16, int8, sign, topk:F, ...), not '" +

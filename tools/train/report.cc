@@ -113,6 +113,7 @@ std::string json_document(const Options& o, const RunInfo& info, const std::vect
     << ", \"transport\": " << perf::json_quote(info.transport)
     << ", \"link\": " << (info.link.empty() ? "null" : perf::json_quote(info.link))
     << ", \"compress\": " << perf::json_quote(o.compress.name()) << ", \"overlap\": " << (o.overlap ? "true" : "false")
+    << ", \"bucket_bytes\": " << o.compress.bucket_bytes << ", \"buckets\": " << info.buckets
     << ", \"error_feedback\": " << (o.compress.error_feedback ? "true" : "false")
     << ", \"epochs\": " << o.epochs << ", \"batch\": " << o.batch << ", \"lr\": " << json_float(o.lr)
     << ", \"momentum\": " << json_float(o.momentum) << ", \"weight_decay\": " << json_float(o.weight_decay)

@@ -32,6 +32,7 @@ struct RunInfo {
   int ranks = 1;
   std::string transport, link;
   size_t train_examples = 0, test_examples = 0, parameters = 0, steps_per_epoch = 0;
+  size_t buckets = 0;  // allreduce buckets per step (plain and codecs; PowerSGD: its two calls)
   training::Standardization input;
 };
 

@@ -40,16 +40,39 @@ ExchangeMode parse_exchange_mode(std::string_view text) {
   return m;
 }
 
+std::vector<Bucket> make_buckets(std::span<const LayerView> layers, std::size_t bucket_bytes) {
+  std::vector<Bucket> buckets;
+  for (std::size_t l = layers.size(); l-- > 0;) {
+    const LayerView& v = layers[l];
+    if (!buckets.empty()) {
+      Bucket& b = buckets.back();
+      const bool adjacent = v.offset() + v.count() == b.offset;
+      if (adjacent && (b.count + v.count()) * sizeof(float) <= bucket_bytes) {
+        b.offset = v.offset(), b.count += v.count(), b.first_layer = l;
+        continue;
+      }
+    }
+    buckets.push_back({v.offset(), v.count(), l, l});
+  }
+  return buckets;
+}
+
 GradientExchange::GradientExchange(collectives::Communicator& comm, std::span<const LayerView> layers,
                                    ExchangeMode mode)
     : comm_(comm), layers_(layers.begin(), layers.end()), mode_(mode) {
+  buckets_ = make_buckets(layers_, mode_.bucket_bytes);
+  bucket_of_.resize(layers_.size());
+  for (std::size_t b = 0; b < buckets_.size(); ++b)
+    for (std::size_t l = buckets_[b].first_layer; l <= buckets_[b].last_layer; ++l) bucket_of_[l] = b;
+  started_.assign(buckets_.size(), 0);
+  layer_started_.assign(layers_.size(), false);
   if (mode_.kind == ExchangeMode::Kind::codec) {
     codec_ = collectives::make_codec(mode_.spec);
-    feedback_.resize(layers_.size());
+    feedback_.resize(buckets_.size());
     // auto: measure now whether compression pays for each bucket's size (collective, the same
     // on every rank), so the measurement is not counted in the first step's timings.
     if (mode_.only_if_faster)
-      for (const LayerView& v : layers_) comm_.compression_pays(*codec_, v.count());
+      for (const Bucket& b : buckets_) comm_.compression_pays(*codec_, b.count);
   }
   if (mode_.kind == ExchangeMode::Kind::powersgd) powersgd_.resize(layers_.size());
 }
@@ -70,37 +93,40 @@ void GradientExchange::start(std::size_t layer, std::span<float> grads, std::uin
   if (v.offset() + v.count() > grads.size())
     throw std::invalid_argument("GradientExchange::start: layer " + std::to_string(layer) +
                                 " does not fit the gradient buffer");
+  if (layer_started_[layer])
+    throw std::logic_error("GradientExchange::start: layer " + std::to_string(layer) +
+                           " started twice in one step (call finish() between steps)");
+  layer_started_[layer] = true;
   const double n = comm_.size();
   // A plain ring allreduce sends 2 (n-1)/n of the buffer per rank.
   stats_.plain_bytes += 2.0 * (n - 1) / n * 4.0 * static_cast<double>(v.count());
-  float* g = grads.data() + v.offset();
-  switch (mode_.kind) {
-    case ExchangeMode::Kind::plain:
-      in_flight_.push_back(comm_.allreduce_async(g, g, v.count(), DataType::f32, ReduceOp::avg));
-      ++stats_.calls;
-      break;
-    case ExchangeMode::Kind::codec: {
-      collectives::Compression c;
-      c.codec = codec_.get();
-      // Error feedback suits the biased codecs (int8, sign, topk, fp16, ...). The unbiased ones
-      // (qsgd, terngrad, randk) are not contractions: at few levels their error can exceed the
-      // gradient, and a residual carrying it grows until the model diverges (measured: qsgd:4
-      // with feedback reached NaN within one epoch). They go without.
-      c.feedback = averages_updates() ? &feedback_[layer] : nullptr;
-      c.seed = step;
-      c.only_if_faster = mode_.only_if_faster;
-      in_flight_.push_back(comm_.allreduce_async(g, g, v.count(), ReduceOp::avg, c));
-      ++stats_.calls;
-      break;
-    }
-    case ExchangeMode::Kind::powersgd:
-      // Gathered: finish() runs every layer's matrix and bias together, in two allreduces.
-      if (!powersgd_layers_.empty() && powersgd_grads_.data() != grads.data())
-        throw std::invalid_argument("GradientExchange::start: PowerSGD layers of one step must share a gradient buffer");
-      powersgd_grads_ = grads;
-      powersgd_layers_.push_back(layer);
-      break;
+  if (mode_.kind == ExchangeMode::Kind::powersgd) {
+    // Gathered: finish() runs every layer's matrix and bias together, in two allreduces.
+    if (!powersgd_layers_.empty() && powersgd_grads_.data() != grads.data())
+      throw std::invalid_argument("GradientExchange::start: PowerSGD layers of one step must share a gradient buffer");
+    powersgd_grads_ = grads;
+    powersgd_layers_.push_back(layer);
+    return;
   }
+  const std::size_t index = bucket_of_[layer];
+  const Bucket& b = buckets_[index];
+  if (++started_[index] < b.last_layer - b.first_layer + 1) return progress();
+  float* g = grads.data() + b.offset;
+  if (mode_.kind == ExchangeMode::Kind::plain) {
+    in_flight_.push_back(comm_.allreduce_async(g, g, b.count, DataType::f32, ReduceOp::avg));
+  } else {
+    collectives::Compression c;
+    c.codec = codec_.get();
+    // Error feedback suits the biased codecs (int8, sign, topk, fp16, ...). The unbiased ones
+    // (qsgd, terngrad, randk) are not contractions: at few levels their error can exceed the
+    // gradient, and a residual carrying it grows until the model diverges (measured: qsgd:4
+    // with feedback reached NaN within one epoch). They go without.
+    c.feedback = averages_updates() ? &feedback_[index] : nullptr;
+    c.seed = step;
+    c.only_if_faster = mode_.only_if_faster;
+    in_flight_.push_back(comm_.allreduce_async(g, g, b.count, ReduceOp::avg, c));
+  }
+  ++stats_.calls;
   progress();
 }
 
@@ -127,6 +153,18 @@ void GradientExchange::progress() {
 }
 
 void GradientExchange::finish() {
+  for (std::size_t i = 0; i < buckets_.size(); ++i) {
+    const Bucket& b = buckets_[i];
+    if (started_[i] == 0 || started_[i] == b.last_layer - b.first_layer + 1) continue;
+    std::string missing;
+    for (std::size_t l = b.first_layer; l <= b.last_layer; ++l)
+      if (!layer_started_[l]) missing += (missing.empty() ? "" : ", ") + std::to_string(l);
+    throw std::logic_error("GradientExchange::finish: bucket " + std::to_string(i) + " (layers " +
+                           std::to_string(b.first_layer) + "-" + std::to_string(b.last_layer) +
+                           ") was started for some of its layers only; not started: " + missing);
+  }
+  std::fill(started_.begin(), started_.end(), 0);
+  std::fill(layer_started_.begin(), layer_started_.end(), false);
   if (!powersgd_layers_.empty()) run_powersgd();
   const auto t0 = std::chrono::steady_clock::now();
   for (collectives::Work& w : in_flight_) w.wait();

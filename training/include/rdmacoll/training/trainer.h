@@ -3,12 +3,17 @@
 // the replicas stayed identical, and standardising the inputs. Uses only the public collectives
 // API (communicator.h, codec.h, powersgd.h).
 //
-// One bucket per layer: the layer's slice of grads() (weight then bias, see mlp.h), so a
-// bucket's allreduce can start as soon as Mlp::backward(callback) reports the layer ready:
+// Buckets, as in PyTorch DDP: consecutive layers, taken from the last (whose gradients
+// Mlp::backward(callback) reports first), grouped up to ExchangeMode::bucket_bytes (DDP's
+// bucket_cap_mb, 25 MiB by default: this model's 0.9 MB is one bucket). A bucket's allreduce
+// starts once all its layers are started; with bucket_bytes 0, one bucket per layer:
 //
 //   backward:   layer 2 ready -> start(2)   layer 1 ready -> start(1)   layer 0 ready -> start(0)
 //   wire:                        [allreduce 2 ......][allreduce 1 ..........][allreduce 0 ....]
 //   finish():                                                               wait all <--------
+//
+// Fewer, larger buckets cost fewer collective calls (each pays the links' latency and its
+// steps' synchronisation); more buckets let communication overlap the backward pass.
 #pragma once
 
 #include <cstddef>
@@ -38,6 +43,10 @@ struct ExchangeMode {
   // Biased codecs only: false sends each step's encoding without carrying its error into the
   // next step, to show what error feedback is worth.
   bool error_feedback = true;
+  // Layers are grouped into buckets of up to this many bytes of fp32 gradient (a larger layer is
+  // a bucket of its own); 0: one bucket per layer.
+  std::size_t bucket_bytes = kDefaultBucketBytes;
+  static constexpr std::size_t kDefaultBucketBytes = std::size_t{25} << 20;  // DDP's bucket_cap_mb
   std::string name() const;     // "none", "int8:256", "auto", "powersgd:2", ...
 };
 // Throws std::invalid_argument naming the value and the valid forms.
@@ -52,7 +61,16 @@ struct ExchangeStats {
   std::uint64_t nonfinite = 0;    // NaN/Inf inputs this rank's encoders met
 };
 
-// Averages one replica's gradients over all ranks, one bucket per layer. Codecs: error feedback
+// A bucket: the slice [offset, offset + count) of the gradient buffer, layers [first, last].
+struct Bucket {
+  std::size_t offset = 0, count = 0;
+  std::size_t first_layer = 0, last_layer = 0;
+};
+// The buckets of `layers` (Mlp::layers()) for a byte cap (ExchangeMode::bucket_bytes), in the
+// order they become ready (from the last layer); only adjacent slices share a bucket.
+std::vector<Bucket> make_buckets(std::span<const LayerView> layers, std::size_t bucket_bytes);
+
+// Averages one replica's gradients over all ranks, bucket by bucket. Codecs: error feedback
 // (one ErrorFeedback per bucket) for the biased ones, none for the unbiased (qsgd, terngrad,
 // randk), whose residual would grow. PowerSGD: one PowerSgdState (with its error feedback) per
 // weight matrix, biases allreduced plainly. Every rank must call
@@ -66,13 +84,15 @@ class GradientExchange {
   GradientExchange(const GradientExchange&) = delete;
   GradientExchange& operator=(const GradientExchange&) = delete;
 
-  // Starts averaging layer `layer`'s slice of `grads` (the whole gradient buffer; with
-  // averages_updates(), the buffer of the ranks' steps) in place.
+  // Marks layer `layer`'s slice of `grads` (the whole gradient buffer; with averages_updates(),
+  // the buffer of the ranks' steps) ready, and starts averaging its bucket in place once every
+  // layer of the bucket is.
   // Plain and codec buckets are non-blocking (allreduce_async). PowerSGD layers are gathered
   // and finish() runs them together, as the paper does: one allreduce of every layer's P and
   // bias, one of every Q (blocking). `step` seeds the stochastic codecs.
   void start(std::size_t layer, std::span<float> grads, std::uint64_t step);
   // Waits for every bucket started since the last finish(); grads then holds the average.
+  // Throws std::logic_error if a bucket has some of its layers started but not all.
   void finish();
 
   // Whether the buckets carry error feedback (a biased codec without --no-error-feedback). The
@@ -99,8 +119,9 @@ class GradientExchange {
   const ExchangeStats& stats() const noexcept { return stats_; }
   void reset_stats() noexcept { stats_ = {}; }
   const ExchangeMode& mode() const noexcept { return mode_; }
-  // Bucket `layer`'s error-feedback memory (codecs; empty until its first call).
-  const collectives::ErrorFeedback& feedback(std::size_t layer) const { return feedback_.at(layer); }
+  std::span<const Bucket> buckets() const noexcept { return buckets_; }
+  // Bucket `bucket`'s error-feedback memory (codecs; empty until its first call).
+  const collectives::ErrorFeedback& feedback(std::size_t bucket) const { return feedback_.at(bucket); }
 
  private:
   void progress();  // lets the calls in flight advance (the executor has no thread of its own)
@@ -109,6 +130,10 @@ class GradientExchange {
   collectives::Communicator& comm_;
   std::vector<LayerView> layers_;
   ExchangeMode mode_;
+  std::vector<Bucket> buckets_;
+  std::vector<std::size_t> bucket_of_;      // layer -> bucket
+  std::vector<std::size_t> started_;        // per bucket: layers started since the last finish()
+  std::vector<bool> layer_started_;
   std::unique_ptr<collectives::Codec> codec_;
   std::vector<collectives::ErrorFeedback> feedback_;     // biased codecs: one per bucket
   std::vector<collectives::PowerSgdState> powersgd_;     // powersgd: one per weight matrix
