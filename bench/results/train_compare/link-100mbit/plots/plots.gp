@@ -25,11 +25,11 @@ set format x '10^{%L}'
 plot "00-none-100mbit.dat" using 2:4 title "none (0.8859)" lt 1 lw 2 pt 5 ps 1.2, \
      "01-fp16-100mbit.dat" using 2:4 title "fp16 (0.8845)" lt 2 lw 2 pt 7 ps 1.2, \
      "02-bf16-100mbit.dat" using 2:4 title "bf16 (0.8843)" lt 3 lw 2 pt 9 ps 1.2, \
-     "03-int8_256-100mbit.dat" using 2:4 title "int8:256 (0.8854)" lt 4 lw 2 pt 11 ps 1.2, \
-     "04-qsgd_4_64-100mbit.dat" using 2:4 title "qsgd:4:64 (0.8822)" lt 5 lw 2 pt 13 ps 1.2, \
-     "05-sign_256-100mbit.dat" using 2:4 title "sign:256 (0.8743)" lt 6 lw 2 pt 15 ps 1.2, \
-     "06-sign_256_no-EF-100mbit.dat" using 2:4 title "sign:256 no-EF (0.8545)" lt 7 lw 2 pt 5 ps 1.2, \
-     "07-topk_0.01-100mbit.dat" using 2:4 title "topk:0.01 (0.8742)" lt 8 lw 2 pt 7 ps 1.2, \
+     "03-int8_256-100mbit.dat" using 2:4 title "int8:256 (0.8863)" lt 4 lw 2 pt 11 ps 1.2, \
+     "04-qsgd_4_64-100mbit.dat" using 2:4 title "qsgd:4:64 (0.8821)" lt 5 lw 2 pt 13 ps 1.2, \
+     "05-sign_256-100mbit.dat" using 2:4 title "sign:256 (0.8692)" lt 6 lw 2 pt 15 ps 1.2, \
+     "06-sign_256_no-EF-100mbit.dat" using 2:4 title "sign:256 no-EF (0.8543)" lt 7 lw 2 pt 5 ps 1.2, \
+     "07-topk_0.01-100mbit.dat" using 2:4 title "topk:0.01 (0.8830)" lt 8 lw 2 pt 7 ps 1.2, \
      "08-powersgd_4-100mbit.dat" using 2:4 title "powersgd:4 (0.8841)" lt 9 lw 2 pt 9 ps 1.2, \
      "09-powersgd_1-100mbit.dat" using 2:4 title "powersgd:1 (0.1455, off the scale)" lt 10 lw 2 pt 11 ps 1.2
 unset logscale x
@@ -41,10 +41,10 @@ set xrange [0:*]
 plot "00-none-100mbit.dat" using 3:4 title "none (0.8859)" lt 1 lw 2 pt 5 ps 1.2, \
      "01-fp16-100mbit.dat" using 3:4 title "fp16 (0.8845)" lt 2 lw 2 pt 7 ps 1.2, \
      "02-bf16-100mbit.dat" using 3:4 title "bf16 (0.8843)" lt 3 lw 2 pt 9 ps 1.2, \
-     "03-int8_256-100mbit.dat" using 3:4 title "int8:256 (0.8854)" lt 4 lw 2 pt 11 ps 1.2, \
-     "04-qsgd_4_64-100mbit.dat" using 3:4 title "qsgd:4:64 (0.8822)" lt 5 lw 2 pt 13 ps 1.2, \
-     "05-sign_256-100mbit.dat" using 3:4 title "sign:256 (0.8743)" lt 6 lw 2 pt 15 ps 1.2, \
-     "06-sign_256_no-EF-100mbit.dat" using 3:4 title "sign:256 no-EF (0.8545)" lt 7 lw 2 pt 5 ps 1.2, \
-     "07-topk_0.01-100mbit.dat" using 3:4 title "topk:0.01 (0.8742)" lt 8 lw 2 pt 7 ps 1.2, \
+     "03-int8_256-100mbit.dat" using 3:4 title "int8:256 (0.8863)" lt 4 lw 2 pt 11 ps 1.2, \
+     "04-qsgd_4_64-100mbit.dat" using 3:4 title "qsgd:4:64 (0.8821)" lt 5 lw 2 pt 13 ps 1.2, \
+     "05-sign_256-100mbit.dat" using 3:4 title "sign:256 (0.8692)" lt 6 lw 2 pt 15 ps 1.2, \
+     "06-sign_256_no-EF-100mbit.dat" using 3:4 title "sign:256 no-EF (0.8543)" lt 7 lw 2 pt 5 ps 1.2, \
+     "07-topk_0.01-100mbit.dat" using 3:4 title "topk:0.01 (0.8830)" lt 8 lw 2 pt 7 ps 1.2, \
      "08-powersgd_4-100mbit.dat" using 3:4 title "powersgd:4 (0.8841)" lt 9 lw 2 pt 9 ps 1.2, \
      "09-powersgd_1-100mbit.dat" using 3:4 title "powersgd:1 (0.1455, off the scale)" lt 10 lw 2 pt 11 ps 1.2

@@ -22,14 +22,14 @@ set title "Fashion-MNIST MLP, 4 ranks: test accuracy vs bytes sent per rank"
 set xlabel 'bytes sent per rank, cumulative (transport counters, log scale)'
 set logscale x
 set format x '10^{%L}'
-plot "00-none--.dat" using 2:4 title "none (0.8948)" lt 1 lw 2 pt 5 ps 1.2, \
+plot "00-none--.dat" using 2:4 title "none (0.8945)" lt 1 lw 2 pt 5 ps 1.2, \
      "01-fp16--.dat" using 2:4 title "fp16 (0.8948)" lt 2 lw 2 pt 7 ps 1.2, \
      "02-bf16--.dat" using 2:4 title "bf16 (0.8951)" lt 3 lw 2 pt 9 ps 1.2, \
-     "03-int8_256--.dat" using 2:4 title "int8:256 (0.8941)" lt 4 lw 2 pt 11 ps 1.2, \
-     "04-qsgd_4_64--.dat" using 2:4 title "qsgd:4:64 (0.8928)" lt 5 lw 2 pt 13 ps 1.2, \
-     "05-sign_256--.dat" using 2:4 title "sign:256 (0.8869)" lt 6 lw 2 pt 15 ps 1.2, \
-     "06-sign_256_no-EF--.dat" using 2:4 title "sign:256 no-EF (0.8285)" lt 7 lw 2 pt 5 ps 1.2, \
-     "07-topk_0.01--.dat" using 2:4 title "topk:0.01 (0.8891)" lt 8 lw 2 pt 7 ps 1.2, \
+     "03-int8_256--.dat" using 2:4 title "int8:256 (0.8953)" lt 4 lw 2 pt 11 ps 1.2, \
+     "04-qsgd_4_64--.dat" using 2:4 title "qsgd:4:64 (0.8897)" lt 5 lw 2 pt 13 ps 1.2, \
+     "05-sign_256--.dat" using 2:4 title "sign:256 (0.8851)" lt 6 lw 2 pt 15 ps 1.2, \
+     "06-sign_256_no-EF--.dat" using 2:4 title "sign:256 no-EF (0.8372)" lt 7 lw 2 pt 5 ps 1.2, \
+     "07-topk_0.01--.dat" using 2:4 title "topk:0.01 (0.8932)" lt 8 lw 2 pt 7 ps 1.2, \
      "08-powersgd_4--.dat" using 2:4 title "powersgd:4 (0.8927)" lt 9 lw 2 pt 9 ps 1.2, \
      "09-powersgd_1--.dat" using 2:4 title "powersgd:1 (0.8656)" lt 10 lw 2 pt 11 ps 1.2
 unset logscale x
@@ -38,13 +38,13 @@ set output 'accuracy_vs_time.png'
 set title "Fashion-MNIST MLP, 4 ranks: test accuracy vs training time"
 set xlabel 'training time, cumulative (s; compute + communication, evaluation excluded)'
 set xrange [0:*]
-plot "00-none--.dat" using 3:4 title "none (0.8948)" lt 1 lw 2 pt 5 ps 1.2, \
+plot "00-none--.dat" using 3:4 title "none (0.8945)" lt 1 lw 2 pt 5 ps 1.2, \
      "01-fp16--.dat" using 3:4 title "fp16 (0.8948)" lt 2 lw 2 pt 7 ps 1.2, \
      "02-bf16--.dat" using 3:4 title "bf16 (0.8951)" lt 3 lw 2 pt 9 ps 1.2, \
-     "03-int8_256--.dat" using 3:4 title "int8:256 (0.8941)" lt 4 lw 2 pt 11 ps 1.2, \
-     "04-qsgd_4_64--.dat" using 3:4 title "qsgd:4:64 (0.8928)" lt 5 lw 2 pt 13 ps 1.2, \
-     "05-sign_256--.dat" using 3:4 title "sign:256 (0.8869)" lt 6 lw 2 pt 15 ps 1.2, \
-     "06-sign_256_no-EF--.dat" using 3:4 title "sign:256 no-EF (0.8285)" lt 7 lw 2 pt 5 ps 1.2, \
-     "07-topk_0.01--.dat" using 3:4 title "topk:0.01 (0.8891)" lt 8 lw 2 pt 7 ps 1.2, \
+     "03-int8_256--.dat" using 3:4 title "int8:256 (0.8953)" lt 4 lw 2 pt 11 ps 1.2, \
+     "04-qsgd_4_64--.dat" using 3:4 title "qsgd:4:64 (0.8897)" lt 5 lw 2 pt 13 ps 1.2, \
+     "05-sign_256--.dat" using 3:4 title "sign:256 (0.8851)" lt 6 lw 2 pt 15 ps 1.2, \
+     "06-sign_256_no-EF--.dat" using 3:4 title "sign:256 no-EF (0.8372)" lt 7 lw 2 pt 5 ps 1.2, \
+     "07-topk_0.01--.dat" using 3:4 title "topk:0.01 (0.8932)" lt 8 lw 2 pt 7 ps 1.2, \
      "08-powersgd_4--.dat" using 3:4 title "powersgd:4 (0.8927)" lt 9 lw 2 pt 9 ps 1.2, \
      "09-powersgd_1--.dat" using 3:4 title "powersgd:1 (0.8656)" lt 10 lw 2 pt 11 ps 1.2
