@@ -71,8 +71,12 @@ extern const KernelTable kTable;
 inline constexpr float kInt8FlushBelow = 0x1p-100f;
 
 // The per-element random number of the stochastic codecs: a counter-based hash of the seed
-// and the element index (two rounds of Chris Wellons' lowbias32 after splitmix64 of the seed),
-// 32-bit integer operations only so it vectorizes with AVX2.
+// and the element index, 32-bit integer operations only so it vectorizes with AVX2. The
+// seed's splitmix64 gives two 32-bit keys; the index's upper half (constant over 2^32
+// elements) is folded into the first key once (chunk_key), and each element's number is
+// one round of Chris Wellons' lowbias32 (a bijection with near-ideal avalanche) of its
+// lower half XOR that key: two multiplies per element. (Two rounds per element, as before,
+// held QSGD's encoder to 1.9 GB/s with buckets of 8192 on this VM; one round: 3.5-3.8.)
 struct HashKey {
   std::uint32_t k0, k1;
 };
@@ -95,9 +99,9 @@ constexpr std::uint32_t mix32(std::uint32_t x) noexcept {
 }
 
 // hi is index >> 32 (the same for every element of a call below 2^32 elements).
-constexpr std::uint32_t element_hash(HashKey key, std::uint32_t lo, std::uint32_t hi) noexcept {
-  return mix32(mix32(lo ^ key.k0) + (hi ^ key.k1));
-}
+constexpr std::uint32_t chunk_key(HashKey key, std::uint32_t hi) noexcept { return key.k0 ^ mix32(hi ^ key.k1); }
+
+constexpr std::uint32_t element_hash(std::uint32_t chunk, std::uint32_t lo) noexcept { return mix32(lo ^ chunk); }
 
 // A uniform float in [0, 1) with 24 random bits: exact, so both paths compare the same value.
 constexpr float hash_uniform(std::uint32_t h) noexcept {

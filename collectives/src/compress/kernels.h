@@ -175,15 +175,20 @@ double lane_sum(const float* in, std::size_t n, std::size_t& finite) {
   std::size_t ok_count = 0, i = 0;
 #if RDMACOLL_CODEC_AVX2
   __m256d acc[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
-  __m256i vok = _mm256_setzero_si256();  // negated count
+  __m256i vok = _mm256_setzero_si256();  // negated count (Masked; unmasked, every lane counts)
   for (; i + kLanes <= n; i += kLanes) {
-    if (i % (std::size_t{1} << 28) == 0) {  // lane counts stay below 2^31
+    if (Masked && i % (std::size_t{1} << 28) == 0) {  // lane counts stay below 2^31
       ok_count += negated_lane_sum(vok);
       vok = _mm256_setzero_si256();
     }
     for (std::size_t h = 0; h < 2; ++h) {
-      const __m256i a = abs_bits(in + i + 8 * h), ok = Masked ? finite_lanes(a) : _mm256_set1_epi32(-1);
-      const __m256 v = _mm256_castsi256_ps(Masked ? _mm256_and_si256(a, ok) : a);
+      const __m256i a = abs_bits(in + i + 8 * h);
+      __m256 v = _mm256_castsi256_ps(a);
+      if constexpr (Masked) {
+        const __m256i ok = finite_lanes(a);
+        v = _mm256_castsi256_ps(_mm256_and_si256(a, ok));
+        vok = _mm256_add_epi32(vok, ok);
+      }
       __m256d v0 = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), v1 = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
       if constexpr (Square) {
         v0 = _mm256_mul_pd(v0, v0);
@@ -191,10 +196,17 @@ double lane_sum(const float* in, std::size_t n, std::size_t& finite) {
       }
       acc[2 * h] = _mm256_add_pd(acc[2 * h], v0);
       acc[2 * h + 1] = _mm256_add_pd(acc[2 * h + 1], v1);
-      vok = _mm256_add_epi32(vok, ok);
     }
   }
-  ok_count += negated_lane_sum(vok);
+  ok_count += Masked ? negated_lane_sum(vok) : i;
+  if (i == n) {
+    // No tail: the pairwise sum below in registers, in the same order (lane j of acc[q] is
+    // lane 4q + j): += 8 lanes on, += 4, += 2, += 1.
+    finite += ok_count;
+    const __m256d s4 = _mm256_add_pd(_mm256_add_pd(acc[0], acc[2]), _mm256_add_pd(acc[1], acc[3]));
+    const __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
+  }
   for (std::size_t q = 0; q < 4; ++q) _mm256_storeu_pd(lane + 4 * q, acc[q]);
 #endif
   const auto add = [&](std::size_t j, float x) {
@@ -508,7 +520,8 @@ float bucket_scale(const float* x, std::size_t m, bool l2, std::size_t& nonfinit
     const double norm = std::sqrt(finite_lane_sum<true>(x, m, finite));
     nonfinite += m - finite;
     scale = static_cast<float>(std::min(norm, static_cast<double>(std::numeric_limits<float>::max())));
-    if (static_cast<double>(scale) < norm) scale = std::nextafter(scale, std::numeric_limits<float>::infinity());
+    // The next float up (scale is finite and non-negative here, and below FLT_MAX if below norm).
+    if (static_cast<double>(scale) < norm) scale = std::bit_cast<float>(bits_of(scale) + 1);
   } else {
     scale = finite_absmax(x, m, nonfinite);
   }
@@ -524,7 +537,19 @@ void pack_codes(const std::uint16_t* code, std::size_t m, std::byte* out) {
     constexpr unsigned kPer = 8 / W;
     const std::size_t full = m / kPer;
     auto* o = reinterpret_cast<std::uint8_t*>(out);
-    for (std::size_t b = 0; b < full; ++b) {
+    std::size_t b = 0;
+#if RDMACOLL_CODEC_AVX2
+    if constexpr (W == 4) {  // 16 codes into 8 bytes: each 32-bit lane holds a pair, low first
+      const __m256i low = _mm256_set1_epi32(0xF), high = _mm256_set1_epi32(0xF0);
+      for (; b + 8 <= full; b += 8) {
+        const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(code + 2 * b));
+        const __m256i pair = _mm256_or_si256(_mm256_and_si256(x, low), _mm256_and_si256(_mm256_srli_epi32(x, 12), high));
+        const __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(pair), _mm256_extracti128_si256(pair, 1));
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(o + b), _mm_packus_epi16(w16, w16));
+      }
+    }
+#endif
+    for (; b < full; ++b) {
       unsigned byte = 0;
       for (unsigned j = 0; j < kPer; ++j) byte |= static_cast<unsigned>(code[b * kPer + j]) << (j * W);
       o[b] = static_cast<std::uint8_t>(byte);
@@ -545,7 +570,18 @@ void unpack_codes(const std::byte* in, std::size_t m, std::uint16_t* code) {
     constexpr unsigned kPer = 8 / W, kMask = (1u << W) - 1;
     const std::size_t full = m / kPer;
     const auto* p = reinterpret_cast<const std::uint8_t*>(in);
-    for (std::size_t b = 0; b < full; ++b)
+    std::size_t b = 0;
+#if RDMACOLL_CODEC_AVX2
+    if constexpr (W == 4) {  // 8 bytes into 16 codes: byte k's low nibble, then its high one
+      const __m256i low = _mm256_set1_epi32(0xF), high = _mm256_set1_epi32(0xF0);
+      for (; b + 8 <= full; b += 8) {
+        const __m256i x = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + b)));
+        const __m256i pair = _mm256_or_si256(_mm256_and_si256(x, low), _mm256_slli_epi32(_mm256_and_si256(x, high), 12));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(code + 2 * b), pair);
+      }
+    }
+#endif
+    for (; b < full; ++b)
       for (unsigned j = 0; j < kPer; ++j) code[b * kPer + j] = static_cast<std::uint16_t>((p[b] >> (j * W)) & kMask);
     for (std::size_t i = full * kPer; i < m; ++i)
       code[i] = static_cast<std::uint16_t>((p[full] >> ((i % kPer) * W)) & kMask);
@@ -570,12 +606,13 @@ void stochastic_levels(const float* x, std::size_t m, float mult, unsigned level
   const std::uint32_t lo0 = static_cast<std::uint32_t>(index0);
   const std::uint32_t hi = static_cast<std::uint32_t>(index0 >> 32);
   const std::uint32_t sign_bit = 1u << (width - 1);
+  const std::uint32_t chunk = chunk_key(key, hi);
   const float top = static_cast<float>(levels);
   std::size_t i = 0;
 #if RDMACOLL_CODEC_AVX2
   // The scalar loop below, 8 lanes at a time; the hash's multiplies are vpmulld.
   const __m256 vmult = _mm256_set1_ps(mult), vtop = _mm256_set1_ps(top), unit = _mm256_set1_ps(0x1p-24f);
-  const __m256i k0 = _mm256_set1_epi32(static_cast<int>(key.k0)), k1hi = _mm256_set1_epi32(static_cast<int>(hi ^ key.k1));
+  const __m256i ck = _mm256_set1_epi32(static_cast<int>(chunk));
   const __m256i m1 = _mm256_set1_epi32(0x7FEB352D), m2 = _mm256_set1_epi32(static_cast<int>(0x846CA68Bu));
   const __m256i vsign = _mm256_set1_epi32(static_cast<int>(sign_bit)), zero = _mm256_setzero_si256();
   const auto mix = [&](__m256i v) {
@@ -593,7 +630,7 @@ void stochastic_levels(const float* x, std::size_t m, float mult, unsigned level
     const __m256 r = _mm256_min_ps(_mm256_mul_ps(ax, vmult), vtop);
     const __m256i l = _mm256_cvttps_epi32(r);
     const __m256 p = _mm256_sub_ps(r, _mm256_cvtepi32_ps(l));
-    const __m256i h = mix(_mm256_add_epi32(mix(_mm256_xor_si256(idx, k0)), k1hi));
+    const __m256i h = mix(_mm256_xor_si256(idx, ck));
     const __m256 rnd = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(h, 8)), unit);
     const __m256i level = _mm256_sub_epi32(l, _mm256_castps_si256(_mm256_cmp_ps(rnd, p, _CMP_LT_OQ)));
     const __m256i neg = _mm256_andnot_si256(_mm256_cmpeq_epi32(level, zero), _mm256_srai_epi32(u, 31));
@@ -609,7 +646,7 @@ void stochastic_levels(const float* x, std::size_t m, float mult, unsigned level
     const float r = std::min(ax * mult, top);  // |x| <= scale, so r <= levels up to rounding
     const float fl = static_cast<float>(static_cast<std::int32_t>(r));
     const float p = r - fl;
-    const float rnd = hash_uniform(element_hash(key, lo0 + static_cast<std::uint32_t>(i), hi));
+    const float rnd = hash_uniform(element_hash(chunk, lo0 + static_cast<std::uint32_t>(i)));
     const float level = rnd < p ? fl + 1.0f : fl;  // fl + 1 <= levels: p > 0 means r < levels
     const std::uint32_t l = static_cast<std::uint32_t>(static_cast<std::int32_t>(level));
     code[i] = static_cast<std::uint16_t>(l | ((u >> 31) != 0 && l != 0 ? sign_bit : 0u));

@@ -229,7 +229,7 @@ class SparseCodec final : public Codec {
       const HashKey key = hash_key(seed);
       std::size_t needed = k;
       for (std::size_t i = 0; i < n && needed > 0; ++i) {
-        const std::uint32_t h = element_hash(key, static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(i >> 32));
+        const std::uint32_t h = element_hash(chunk_key(key, static_cast<std::uint32_t>(i >> 32)), static_cast<std::uint32_t>(i));
         const double u = static_cast<double>(h) * 0x1p-32;
         if (u * static_cast<double>(n - i) < static_cast<double>(needed)) {
           const float v = in[i] * scale;
