@@ -26,7 +26,7 @@ plot "00-none--.dat" using 2:4 title "none (0.8945)" lt 1 lw 2 pt 5 ps 1.2, \
      "01-fp16--.dat" using 2:4 title "fp16 (0.8948)" lt 2 lw 2 pt 7 ps 1.2, \
      "02-bf16--.dat" using 2:4 title "bf16 (0.8951)" lt 3 lw 2 pt 9 ps 1.2, \
      "03-int8_256--.dat" using 2:4 title "int8:256 (0.8953)" lt 4 lw 2 pt 11 ps 1.2, \
-     "04-qsgd_4_64--.dat" using 2:4 title "qsgd:4:64 (0.8897)" lt 5 lw 2 pt 13 ps 1.2, \
+     "04-qsgd_4_64--.dat" using 2:4 title "qsgd:4:64 (0.8902)" lt 5 lw 2 pt 13 ps 1.2, \
      "05-sign_256--.dat" using 2:4 title "sign:256 (0.8851)" lt 6 lw 2 pt 15 ps 1.2, \
      "06-sign_256_no-EF--.dat" using 2:4 title "sign:256 no-EF (0.8372)" lt 7 lw 2 pt 5 ps 1.2, \
      "07-topk_0.01--.dat" using 2:4 title "topk:0.01 (0.8932)" lt 8 lw 2 pt 7 ps 1.2, \
@@ -42,7 +42,7 @@ plot "00-none--.dat" using 3:4 title "none (0.8945)" lt 1 lw 2 pt 5 ps 1.2, \
      "01-fp16--.dat" using 3:4 title "fp16 (0.8948)" lt 2 lw 2 pt 7 ps 1.2, \
      "02-bf16--.dat" using 3:4 title "bf16 (0.8951)" lt 3 lw 2 pt 9 ps 1.2, \
      "03-int8_256--.dat" using 3:4 title "int8:256 (0.8953)" lt 4 lw 2 pt 11 ps 1.2, \
-     "04-qsgd_4_64--.dat" using 3:4 title "qsgd:4:64 (0.8897)" lt 5 lw 2 pt 13 ps 1.2, \
+     "04-qsgd_4_64--.dat" using 3:4 title "qsgd:4:64 (0.8902)" lt 5 lw 2 pt 13 ps 1.2, \
      "05-sign_256--.dat" using 3:4 title "sign:256 (0.8851)" lt 6 lw 2 pt 15 ps 1.2, \
      "06-sign_256_no-EF--.dat" using 3:4 title "sign:256 no-EF (0.8372)" lt 7 lw 2 pt 5 ps 1.2, \
      "07-topk_0.01--.dat" using 3:4 title "topk:0.01 (0.8932)" lt 8 lw 2 pt 7 ps 1.2, \
