@@ -20,7 +20,6 @@ namespace {
 using verbs_wire::kEager, verbs_wire::kRts, verbs_wire::kFin;
 constexpr size_t kRecvSlotsPerPeer = 64;
 constexpr uint64_t kRecvBit = uint64_t{1} << 63;
-using Hdr = VerbsTransport::Header;
 
 size_t setting_bytes(const char* name, size_t lo, size_t hi) {
   int64_t v = *settings::get_int(name);
