@@ -1,7 +1,7 @@
 // rdmacoll-train: data-parallel SGD of the MLP on Fashion-MNIST over rdmacoll's collectives.
 //   rdmacoll-run -n 2 -- rdmacoll-train --epochs 2 --compress int8
 // Rank 0 broadcasts the initial weights; each rank trains on its part of every global batch
-// (shard.h) and the gradients are averaged per layer (trainer.h: GradientExchange). After every
+// (shard.h) and the gradients are averaged per bucket (trainer.h: GradientExchange). After every
 // epoch the ranks compare digests of their parameters (they must be bitwise equal), evaluate
 // their share of the test set, and rank 0 prints one row of the table (and the CSV/JSON logs).
 #include <unistd.h>

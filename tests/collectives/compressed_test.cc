@@ -210,7 +210,7 @@ TEST(COMP_SUITE, MultiRankErrorFeedbackKeepsWhatWasNotSent) {
 // residual on the shares it encodes, and the owner's server residual on the reduced block it
 // re-encodes. With avg over n ranks and a constant gradient, for every element:
 //   sum_t out_t + server (the owner's) + (sum_r worker_r) / n = T avg_r g_r.
-// Several calls in flight at once (as the trainer issues one per layer), 1, 2 and 3 ranks
+// Several calls in flight at once (as the trainer issues with --bucket-mb 0), 1, 2 and 3 ranks
 // (one rank takes the local path, with the same arithmetic).
 void two_phase_feedback_keeps_what_was_not_sent(int n) {
   Backend b;
