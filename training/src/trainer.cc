@@ -64,7 +64,6 @@ GradientExchange::GradientExchange(collectives::Communicator& comm, std::span<co
   bucket_of_.resize(layers_.size());
   for (std::size_t b = 0; b < buckets_.size(); ++b)
     for (std::size_t l = buckets_[b].first_layer; l <= buckets_[b].last_layer; ++l) bucket_of_[l] = b;
-  started_.assign(buckets_.size(), 0);
   layer_started_.assign(layers_.size(), false);
   if (mode_.kind == ExchangeMode::Kind::codec) {
     codec_ = collectives::make_codec(mode_.spec);
@@ -110,7 +109,8 @@ void GradientExchange::start(std::size_t layer, std::span<float> grads, std::uin
   }
   const std::size_t index = bucket_of_[layer];
   const Bucket& b = buckets_[index];
-  if (++started_[index] < b.last_layer - b.first_layer + 1) return progress();
+  for (std::size_t l = b.first_layer; l <= b.last_layer; ++l)
+    if (!layer_started_[l]) return progress();  // the bucket waits for its other layers
   float* g = grads.data() + b.offset;
   if (mode_.kind == ExchangeMode::Kind::plain) {
     in_flight_.push_back(comm_.allreduce_async(g, g, b.count, DataType::f32, ReduceOp::avg));
@@ -155,15 +155,16 @@ void GradientExchange::progress() {
 void GradientExchange::finish() {
   for (std::size_t i = 0; i < buckets_.size(); ++i) {
     const Bucket& b = buckets_[i];
-    if (started_[i] == 0 || started_[i] == b.last_layer - b.first_layer + 1) continue;
     std::string missing;
+    std::size_t started = 0;
     for (std::size_t l = b.first_layer; l <= b.last_layer; ++l)
-      if (!layer_started_[l]) missing += (missing.empty() ? "" : ", ") + std::to_string(l);
+      if (layer_started_[l]) ++started;
+      else missing += (missing.empty() ? "" : ", ") + std::to_string(l);
+    if (started == 0 || missing.empty()) continue;
     throw std::logic_error("GradientExchange::finish: bucket " + std::to_string(i) + " (layers " +
                            std::to_string(b.first_layer) + "-" + std::to_string(b.last_layer) +
                            ") was started for some of its layers only; not started: " + missing);
   }
-  std::fill(started_.begin(), started_.end(), 0);
   std::fill(layer_started_.begin(), layer_started_.end(), false);
   if (!powersgd_layers_.empty()) run_powersgd();
   const auto t0 = std::chrono::steady_clock::now();

@@ -131,9 +131,8 @@ class GradientExchange {
   std::vector<LayerView> layers_;
   ExchangeMode mode_;
   std::vector<Bucket> buckets_;
-  std::vector<std::size_t> bucket_of_;      // layer -> bucket
-  std::vector<std::size_t> started_;        // per bucket: layers started since the last finish()
-  std::vector<bool> layer_started_;
+  std::vector<std::size_t> bucket_of_;  // layer -> bucket
+  std::vector<bool> layer_started_;     // since the last finish()
   std::unique_ptr<collectives::Codec> codec_;
   std::vector<collectives::ErrorFeedback> feedback_;     // biased codecs: one per bucket
   std::vector<collectives::PowerSgdState> powersgd_;     // powersgd: one per weight matrix
