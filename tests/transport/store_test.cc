@@ -13,6 +13,7 @@
 #include "rdmacoll/bootstrap/launch.h"
 #include "rdmacoll/bootstrap/store.h"
 #include "rdmacoll/error.h"
+#include "support/env.h"
 #include "support/multiproc.h"
 #include "wire.h"
 
@@ -264,6 +265,33 @@ TEST(TcpStoreAuth, BadHandshakesAreRefusedAndTheServerServesOthers) {
   TcpStore good("127.0.0.1", port, deadline_in(2), kToken);
   good.set("still", std::string("serving"));
   EXPECT_EQ(str(good.get("still", deadline_in(2))), "serving");
+}
+
+// A connection that never sends its hello is closed after the job's timeout (RDMACOLL_TIMEOUT,
+// read when the server starts), told why, and the server goes on serving; one that is slow but
+// within that time is served.
+TEST(TcpStoreAuth, AConnectionSilentPastTheTimeoutIsRefusedNamingIt) {
+  rdmacoll::testing::ScopedEnv timeout("RDMACOLL_TIMEOUT", "1.5");
+  TcpStoreServer server("127.0.0.1", 0, kToken);
+  const auth::Key key = auth::key_of(kToken);
+  auto silent = net::connect_tcp("127.0.0.1", server.port(), deadline_in(2));
+  auto slow = net::connect_tcp("127.0.0.1", server.port(), deadline_in(2));
+  auth::Nonce sn = proto::parse_server_hello(net::recv_frame(slow.get(), deadline_in(2), "server"), "server");
+  (void)net::recv_frame(silent.get(), deadline_in(2), "server");
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  net::send_frame(slow.get(), proto::client_hello(key, sn, auth::random_nonce()), deadline_in(2), "server");
+  Bytes ok = net::recv_frame(slow.get(), deadline_in(2), "server");
+  EXPECT_NO_THROW(proto::throw_if_refused(ok, "store"));
+  try {
+    Bytes reply = net::recv_frame(silent.get(), deadline_in(5), "server");
+    proto::throw_if_refused(reply, "store");
+    FAIL() << "the silent connection was not refused";
+  } catch (const ProtocolError& e) {
+    EXPECT_NE(std::string(e.what()).find("no authenticated hello within 1.5 s (RDMACOLL_TIMEOUT)"), std::string::npos)
+        << e.what();
+  }
+  TcpStore good("127.0.0.1", server.port(), deadline_in(2), kToken);
+  EXPECT_EQ(good.add("n", 1), 1);
 }
 
 TEST(TcpStoreAuth, AnAuthenticatedConnectionRefusesAReplayedOrForgedRequest) {

@@ -24,6 +24,7 @@
 #include "rdmacoll/bootstrap/store.h"
 #include "rdmacoll/error.h"
 #include "rdmacoll/log.h"
+#include "rdmacoll/settings.h"
 #include "wire.h"
 
 namespace rdmacoll::bootstrap {
@@ -31,8 +32,11 @@ namespace {
 
 using namespace proto;
 
-// A connection that has not authenticated within this long is closed.
-constexpr auto kHandshakeTime = std::chrono::seconds(10);
+// A connection that has not authenticated within the job's timeout (RDMACOLL_TIMEOUT, which
+// also bounds the client's side of the handshake), or this floor if that is shorter, is closed.
+// Not a short fixed time: a rank starting under a sanitizer in an emulated guest can take over
+// 10 s from its connect to its hello.
+constexpr double kMinHandshakeSeconds = 1.0;
 
 int64_t decode_int(const Bytes& b) {
   if (b.size() != 8) return 0;
@@ -45,6 +49,12 @@ Bytes encode_int(int64_t v) {
   Bytes b(8);
   for (int i = 0; i < 8; ++i) b[static_cast<size_t>(i)] = static_cast<uint8_t>(static_cast<uint64_t>(v) >> (8 * i));
   return b;
+}
+
+std::string seconds_text(std::chrono::milliseconds t) {
+  char s[32];
+  std::snprintf(s, sizeof s, "%g s", static_cast<double>(t.count()) / 1000);
+  return s;
 }
 
 }  // namespace
@@ -68,6 +78,7 @@ struct TcpStoreServer::Impl {
 
   std::string host;
   uint16_t port = 0;
+  std::chrono::milliseconds handshake_time{0};
   auth::Key key;
   net::Fd listener;
   int wake[2] = {-1, -1};
@@ -111,7 +122,7 @@ struct TcpStoreServer::Impl {
     Conn& c = conns[fd];
     c.fd = net::Fd(fd);
     c.peer = std::string(host_s) + ":" + serv;
-    c.handshake_deadline = Clock::now() + kHandshakeTime;
+    c.handshake_deadline = Clock::now() + handshake_time;
     try {
       c.server_nonce = auth::random_nonce();
       send(fd, server_hello(c.server_nonce));
@@ -237,7 +248,8 @@ struct TcpStoreServer::Impl {
     std::vector<int> late;
     for (const auto& [fd, c] : conns)
       if (!c.ctx && c.handshake_deadline <= now) late.push_back(fd);
-    for (int fd : late) refuse(fd, "no authenticated hello within " + std::to_string(kHandshakeTime.count()) + " s");
+    for (int fd : late)
+      refuse(fd, "no authenticated hello within " + seconds_text(handshake_time) + " (RDMACOLL_TIMEOUT) of connecting");
   }
 
   void send(int fd, const Bytes& msg) {
@@ -261,6 +273,8 @@ struct TcpStoreServer::Impl {
 TcpStoreServer::TcpStoreServer(const std::string& host, uint16_t port, const std::string& token)
     : impl_(std::make_unique<Impl>()) {
   impl_->host = host;
+  impl_->handshake_time = std::chrono::milliseconds(
+      static_cast<long long>(1000 * std::max(kMinHandshakeSeconds, settings::get_seconds("RDMACOLL_TIMEOUT"))));
   impl_->key = auth::key_of(token);
   impl_->listener = net::listen_tcp(host, port, &impl_->port);
   if (pipe2(impl_->wake, O_CLOEXEC) != 0) throw TransportError("pipe2 failed: " + net::errno_string(errno));
