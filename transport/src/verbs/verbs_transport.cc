@@ -335,6 +335,10 @@ bool VerbsTransport::try_post(int p, PendingWr& w) {
     wr.wr.rdma.remote_addr = w.remote_addr;
     wr.wr.rdma.rkey = w.rkey;
     if (w.imm) wr.imm_data = htonl(*w.imm);
+    // A small write goes inline (as perftest's do): the data is copied into the work request
+    // at the post, so the device does not fetch it from the buffer afterwards.
+    if (w.opcode != IBV_WR_RDMA_READ && w.length > 0 && w.length <= caps_.max_inline_data)
+      wr.send_flags |= IBV_SEND_INLINE;
   }
   wr.wr_id = wr_id(std::move(rec));
   int rc = ibv_post_send(peer.qp.get(), &wr, &bad);
@@ -504,8 +508,10 @@ Request VerbsTransport::write(int peer, const void* src, size_t length, const Re
   }
   const auto* win = dynamic_cast<const VerbsWindow*>(dst.impl().get());
   if (win == nullptr) throw std::invalid_argument("write: the window was not unpacked by this verbs transport");
-  if (length > 0) op->pinned = cache_->get(const_cast<void*>(src), length, kLocalOnly);
-  uint32_t lkey = length ? static_cast<VerbsMemory&>(*op->pinned.impl()).mr->lkey : 0;
+  // An inline write (try_post) needs no registration of its source.
+  const bool inline_data = length <= caps_.max_inline_data;
+  if (!inline_data) op->pinned = cache_->get(const_cast<void*>(src), length, kLocalOnly);
+  uint32_t lkey = inline_data ? 0 : static_cast<VerbsMemory&>(*op->pinned.impl()).mr->lkey;
   post_rdma(peer, op, WrKind::Write, reinterpret_cast<uintptr_t>(src), lkey, length, dst.addr() + offset, win->rkey,
             imm);
   return Request(op->req);
