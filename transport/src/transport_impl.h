@@ -76,6 +76,9 @@ struct RemoteWindow::Impl {
   uint64_t addr = 0;
   size_t length = 0;
   unsigned access = 0;  // what the owner granted: kRemoteWrite | kRemoteRead
+  // The backend that unpacked it (the address of a tag of that backend's): checked on every
+  // write and read instead of a dynamic_cast, which costs more than the rest of a small write.
+  const void* backend = nullptr;
   virtual ~Impl() = default;
 };
 

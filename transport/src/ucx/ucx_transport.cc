@@ -47,6 +47,7 @@ struct UcxRegistration : Memory::Impl {
 ucp_mem_h memh_of(const Memory& registration) { return static_cast<const UcxRegistration&>(*registration.impl()).memh; }
 
 struct UcxWindow : RemoteWindow::Impl {  // access: the owner's, from its description
+  static constexpr char kTag = 0;         // RemoteWindow::Impl::backend
   ucx::WorkerPtr worker;  // the rkey lives in the worker's memory: keep it alive
   ucp_rkey_h rkey = nullptr;
   ~UcxWindow() override { ucp_rkey_destroy(rkey); }
@@ -592,6 +593,7 @@ RemoteWindow UcxTransport::unpack_window(int peer, std::span<const uint8_t> pack
   check_peer(*this, peer, "unpack_window");
   conn::Window desc = conn::decode_ucx_window(packed, peer);
   auto win = std::make_shared<UcxWindow>();
+  win->backend = &UcxWindow::kTag;
   win->rank = peer;
   win->addr = desc.addr;
   win->length = desc.length;
@@ -608,8 +610,9 @@ RemoteWindow UcxTransport::unpack_window(int peer, std::span<const uint8_t> pack
 Request UcxTransport::write(int peer, const void* src, size_t length, const RemoteWindow& dst, size_t offset,
                             std::optional<uint32_t> imm) {
   check_write(*this, peer, src, length, dst, offset);
-  const auto* win = dynamic_cast<const UcxWindow*>(dst.impl().get());
-  if (win == nullptr) throw std::invalid_argument("write: the window was not unpacked by this UCX transport");
+  if (dst.impl()->backend != &UcxWindow::kTag)
+    throw std::invalid_argument("write: the window was not unpacked by this UCX transport");
+  const auto* win = static_cast<const UcxWindow*>(dst.impl().get());
   const OpDesc desc = OpDesc::write(length, imm);
   Peer& p = peers_[static_cast<size_t>(peer)];
   if (p.failed) return failed_now(peer, desc);
@@ -646,8 +649,9 @@ Request UcxTransport::write(int peer, const void* src, size_t length, const Remo
 
 Request UcxTransport::read(int peer, void* dst, size_t length, const RemoteWindow& src, size_t offset) {
   check_read(*this, peer, dst, length, src, offset);
-  const auto* win = dynamic_cast<const UcxWindow*>(src.impl().get());
-  if (win == nullptr) throw std::invalid_argument("read: the window was not unpacked by this UCX transport");
+  if (src.impl()->backend != &UcxWindow::kTag)
+    throw std::invalid_argument("read: the window was not unpacked by this UCX transport");
+  const auto* win = static_cast<const UcxWindow*>(src.impl().get());
   const OpDesc desc = OpDesc::read(length);
   Peer& p = peers_[static_cast<size_t>(peer)];
   if (p.failed) return failed_now(peer, desc);

@@ -48,6 +48,7 @@ struct VerbsAllocation : VerbsMemory {
 };
 
 struct VerbsWindow : RemoteWindow::Impl {
+  static constexpr char kTag = 0;  // RemoteWindow::Impl::backend
   uint32_t rkey = 0;
 };
 
@@ -424,9 +425,8 @@ Request VerbsTransport::send(int peer, uint64_t tag, const void* buf, size_t len
   if (buf == nullptr && length > 0) throw std::invalid_argument("send: null buffer with length " + std::to_string(length));
   const OpDesc desc = OpDesc::send(length, tag);
   if (peers_[static_cast<size_t>(peer)].failed) return Request(failed_now(peer, desc));
-  auto op = std::make_shared<Op>();
-  op->req = make_state(this, peer, desc);
-  op->bytes = length;
+  auto op = std::make_shared<Op>(this, peer, desc);
+  op->length = length;
   Header hdr{};
   hdr.tag = tag;
   hdr.length = length;
@@ -448,7 +448,7 @@ Request VerbsTransport::send(int peer, uint64_t tag, const void* buf, size_t len
     rendezvous_sends_[hdr.id] = op;
     queue_send(peer, hdr, nullptr, 0, nullptr);
   }
-  return Request(op->req);
+  return Request(op);
 }
 
 Request VerbsTransport::recv(int peer, uint64_t tag, void* buf, size_t length) {
@@ -484,6 +484,7 @@ RemoteWindow VerbsTransport::unpack_window(int peer, std::span<const uint8_t> pa
   check_peer(*this, peer, "unpack_window");
   conn::Window desc = conn::decode_verbs_window(packed, peer);
   auto win = std::make_shared<VerbsWindow>();
+  win->backend = &VerbsWindow::kTag;
   win->rank = peer;
   win->addr = desc.addr;
   win->length = desc.length;
@@ -497,50 +498,50 @@ Request VerbsTransport::write(int peer, const void* src, size_t length, const Re
   check_write(*this, peer, src, length, dst, offset);
   const OpDesc desc = OpDesc::write(length, imm);
   if (peers_[static_cast<size_t>(peer)].failed) return Request(failed_now(peer, desc));
-  auto op = std::make_shared<Op>();
-  op->req = make_state(this, peer, desc);
-  op->bytes = length;
+  auto op = std::make_shared<Op>(this, peer, desc);
+  op->length = length;
   if (peer == rank()) {
     if (length) std::memmove(reinterpret_cast<void*>(dst.addr() + offset), src, length);
     if (imm) notify(peer, *imm);
     op->req->complete(length);
-    return Request(op->req);
+    return Request(op);
   }
-  const auto* win = dynamic_cast<const VerbsWindow*>(dst.impl().get());
-  if (win == nullptr) throw std::invalid_argument("write: the window was not unpacked by this verbs transport");
+  if (dst.impl()->backend != &VerbsWindow::kTag)
+    throw std::invalid_argument("write: the window was not unpacked by this verbs transport");
+  const auto* win = static_cast<const VerbsWindow*>(dst.impl().get());
   // An inline write (try_post) needs no registration of its source.
   const bool inline_data = length <= caps_.max_inline_data;
   if (!inline_data) op->pinned = cache_->get(const_cast<void*>(src), length, kLocalOnly);
   uint32_t lkey = inline_data ? 0 : static_cast<VerbsMemory&>(*op->pinned.impl()).mr->lkey;
   post_rdma(peer, op, WrKind::Write, reinterpret_cast<uintptr_t>(src), lkey, length, dst.addr() + offset, win->rkey,
             imm);
-  return Request(op->req);
+  return Request(op);
 }
 
 Request VerbsTransport::read(int peer, void* dst, size_t length, const RemoteWindow& src, size_t offset) {
   check_read(*this, peer, dst, length, src, offset);
   const OpDesc desc = OpDesc::read(length);
   if (peers_[static_cast<size_t>(peer)].failed) return Request(failed_now(peer, desc));
-  auto op = std::make_shared<Op>();
-  op->req = make_state(this, peer, desc);
-  op->bytes = length;
+  auto op = std::make_shared<Op>(this, peer, desc);
+  op->length = length;
   if (peer == rank()) {
     if (length) std::memmove(dst, reinterpret_cast<const void*>(src.addr() + offset), length);
     op->req->complete(length);
-    return Request(op->req);
+    return Request(op);
   }
-  const auto* win = dynamic_cast<const VerbsWindow*>(src.impl().get());
-  if (win == nullptr) throw std::invalid_argument("read: the window was not unpacked by this verbs transport");
+  if (src.impl()->backend != &VerbsWindow::kTag)
+    throw std::invalid_argument("read: the window was not unpacked by this verbs transport");
+  const auto* win = static_cast<const VerbsWindow*>(src.impl().get());
   if (length == 0) {  // nothing to move, nothing to ask the peer
     op->req->complete(0);
-    return Request(op->req);
+    return Request(op);
   }
   // The READ lands in the caller's buffer directly: registered (cached) like write's source.
   op->pinned = cache_->get(dst, length, kLocalOnly);
   uint32_t lkey = static_cast<VerbsMemory&>(*op->pinned.impl()).mr->lkey;
   post_rdma(peer, op, WrKind::Read, reinterpret_cast<uintptr_t>(dst), lkey, length, src.addr() + offset, win->rkey,
             std::nullopt);
-  return Request(op->req);
+  return Request(op);
 }
 
 Request VerbsTransport::notification(int peer) {
@@ -601,12 +602,12 @@ void VerbsTransport::on_message(int peer, const Header& hdr, const uint8_t* payl
     auto op = it->second;
     rendezvous_sends_.erase(it);
     // The receiver read the data through this side's NIC: count it as sent.
-    if (hdr.status == 0) p.counters.bytes_sent += op->bytes;
+    if (hdr.status == 0) p.counters.bytes_sent += op->length;
     if (hdr.status != 0)
       op->req->fail(TransportError(op->req->what() + ": rank " + std::to_string(peer) +
                                    "'s receive buffer is shorter than the message"));
     else
-      op->req->complete(op->bytes);
+      op->req->complete(op->length);
     return;
   }
   for (auto it = p.posted.begin(); it != p.posted.end(); ++it) {
@@ -623,11 +624,10 @@ void VerbsTransport::on_message(int peer, const Header& hdr, const uint8_t* payl
 
 void VerbsTransport::start_read(int peer, const Header& rts, void* buf, size_t buf_len,
                                 std::shared_ptr<Request::State> req) {
-  auto op = std::make_shared<Op>();
-  op->req = std::move(req);
+  auto op = std::make_shared<Op>(std::move(req));
   op->rendezvous_recv = true;
   op->sender_id = rts.id;
-  op->bytes = rts.length;
+  op->length = rts.length;
   if (rts.length > buf_len) {
     // Tell the sender, so its send fails too instead of waiting for a FIN forever.
     truncated(*op->req, peer, rts.length, buf_len);
@@ -661,10 +661,11 @@ bool VerbsTransport::progress() {
 }
 
 void VerbsTransport::on_completion(const ibv_wc& wc) {
-  int peer = peer_of_qp(wc.qp_num);
   if (wc.wr_id & kRecvBit) {
+    // The receive slot's index names the peer (post_recv_slot): no lookup of the QP number.
     size_t index = wc.wr_id & ~kRecvBit;
-    if (peer < 0) return;
+    if (index >= peers_.size() * recv_slots_per_peer_) return;
+    int peer = static_cast<int>(index / recv_slots_per_peer_);
     Peer& p = peers_[static_cast<size_t>(peer)];
     if (wc.status != IBV_WC_SUCCESS) {
       fail_peer(peer, std::make_exception_ptr(TransportError(
@@ -724,7 +725,7 @@ void VerbsTransport::on_completion(const ibv_wc& wc) {
       fin.id = w.op->sender_id;
       queue_send(w.peer, fin, nullptr, 0, nullptr);
     }
-    w.op->req->complete(w.op->bytes);
+    w.op->req->complete(w.op->length);
   }
   drain(w.peer);
 }

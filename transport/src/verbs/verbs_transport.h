@@ -60,11 +60,19 @@ class VerbsTransport final : public Transport {
 
  private:
   enum class WrKind : uint8_t { SendSlot, Write, Read, Recv };
-  // An operation that may span several work requests (chunks).
-  struct Op {
-    std::shared_ptr<Request::State> req;
+  // An operation that may span several work requests (chunks). It is its own request's state
+  // (one allocation per operation), except for a rendezvous receive's READs, which complete
+  // the receive's request: `req` points at whichever it is, and `recv_req` keeps the latter alive.
+  struct Op : Request::State {
+    Op(Transport* t, int to, const OpDesc& d) : Request::State(t, to, d), req(this) {}
+    explicit Op(std::shared_ptr<Request::State> recv)
+        : Request::State(recv->transport, recv->peer, recv->desc), req(recv.get()), recv_req(std::move(recv)) {}
+    Op(const Op&) = delete;
+    Op& operator=(const Op&) = delete;
+    Request::State* req;
+    std::shared_ptr<Request::State> recv_req;
     size_t remaining = 0;  // work requests not yet completed
-    size_t bytes = 0;
+    size_t length = 0;  // the operation's bytes (State::bytes is what completed)
     // A rendezvous receive: after the READs, tell the sender (FIN) and complete.
     bool rendezvous_recv = false;
     uint64_t sender_id = 0;
