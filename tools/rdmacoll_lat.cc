@@ -98,8 +98,10 @@ std::vector<double> measure(Session& s, size_t bytes) {
         w = t.write(peer, s.local(), bytes, s.partner_window(), 0, static_cast<uint32_t>(i));
       } else {
         complete(s, rr, dl.get(), "the latency ping-pong");
-        if (i + 1 < total) rr = t.recv(peer, kTagData, s.window(), bytes);
         w = t.send(peer, kTagData, s.local(), bytes);
+        // The next receive is posted after the pong is on its way, off the round trip's
+        // path (the ping it waits for cannot come before the pong has arrived).
+        if (i + 1 < total) rr = t.recv(peer, kTagData, s.window(), bytes);
       }
       complete(s, w, dl.get(), "the latency ping-pong");
     }
