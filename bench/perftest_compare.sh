@@ -14,8 +14,8 @@ for a in "$@"; do case $a in --quick) QUICK=quick ;; *) BUILD=$(cd "$a" && pwd) 
 OUT=$ROOT/bench/results/perftest_compare.txt
 HARNESS=$ROOT/tests/guest/rdmacoll-guest
 SIZES="8 4096 65536 1048576"
-raw=$(mktemp /var/tmp/perftest_compare.XXXXXX)
-trap 'rm -f "$raw" "$raw.client"' EXIT
+raw=$(mktemp /var/tmp/perftest_compare.XXXXXX) mdir=$(mktemp -d /var/tmp/perftest_compare.m.XXXXXX)
+trap 'rm -rf "$raw" "$raw.client" "$mdir"' EXIT
 
 # ---- 1. host: UCX over TCP loopback ----------------------------------------------------------
 # client_retry OUT CMD...: perftest-style clients give up at once when the server is not
@@ -102,13 +102,17 @@ table() {  # PREFIX TITLE: the measurements of one stage (lines "M metric size w
 host_part | tee -a "$raw"
 table host_tcp_ "host, UCX over TCP loopback (ucx_perftest UCP vs rdmacoll --transport ucx, UCX_TLS=tcp)" >>"$OUT"
 
-"$HARNESS" --guests 1 --timeout 2400 -- bash "$ROOT/bench/perftest_guest.sh" "$BUILD" $QUICK 2>&1 |
-  sed 's/^/[guest] /' | tee /dev/stderr | sed -n 's/^\[guest\] \(M .*\)/\1/p' | sed 's/^M /M g1_/' >>"$raw"
+# The guests' numbers are read from the files they write (perftest_guest.sh), not their
+# console; the console is shown as it goes.
+"$HARNESS" --guests 1 --timeout 2400 --writable "$mdir" -- bash "$ROOT/bench/perftest_guest.sh" "$BUILD" "$mdir" $QUICK \
+  2>&1 | sed 's/^/[guest] /' >&2
+sed 's/^M /M g1_/' "$mdir/m.0" >>"$raw"
 table g1_verbs_ "one guest, rxe0 shared (perftest vs rdmacoll --transport verbs, -t 16)" >>"$OUT"
 table g1_ucx_ "one guest, rxe0 shared (ucx_perftest UCT rc_verbs vs rdmacoll --transport ucx, UCX_TLS=rc_verbs)" >>"$OUT"
 
-"$HARNESS" --guests 2 --timeout 2400 -- bash "$ROOT/bench/perftest_guest.sh" "$BUILD" $QUICK 2>&1 |
-  tee /dev/stderr | sed -n 's/^\[guest2\] \(M .*\)/\1/p' | sed 's/^M /M g2_/' >>"$raw"
+"$HARNESS" --guests 2 --timeout 2400 --writable "$mdir" -- bash "$ROOT/bench/perftest_guest.sh" "$BUILD" "$mdir" $QUICK \
+  >&2 2>&1
+sed 's/^M /M g2_/' "$mdir/m.1" >>"$raw"
 table g2_verbs_ "two guests over their UDP link (perftest vs rdmacoll --transport verbs, -t 16)" >>"$OUT"
 table g2_ucx_ "two guests over their UDP link (ucx_perftest UCT rc_verbs vs rdmacoll --transport ucx)" >>"$OUT"
 

@@ -5,9 +5,11 @@
 #   M <metric> <size> <theirs|ours> <value>
 # One guest: server and client both run here (rxe0 loops back). Two guests: guest 1 serves,
 # guest 2 is the client (the server's address is guest 1's).
-# usage: perftest_guest.sh BUILD_DIR [quick]
+# The M lines also go to RESULTS_DIR/m.<guest index> (shared writable by the caller): the
+# console under a loaded host can drop characters, which garbled a run's numbers once.
+# usage: perftest_guest.sh BUILD_DIR RESULTS_DIR [quick]
 set -uo pipefail
-BUILD=$1 QUICK=${2:-}
+BUILD=$1 RESULTS_DIR=$2 QUICK=${3:-}
 DEV=${RXE_DEVICE:-rxe0} GID=1
 COUNT=${RXE_GUEST_COUNT:-1} INDEX=${RXE_GUEST_INDEX:-0}
 SERVER_ADDR=127.0.0.1
@@ -17,6 +19,10 @@ SIZES="8 4096 65536 1048576"
 PORT=18600
 export RDMACOLL_TIMEOUT=60
 mkdir -p /dev/shm 2>/dev/null; mountpoint -q /dev/shm || mount -t tmpfs shm /dev/shm 2>/dev/null
+
+M_FILE=$RESULTS_DIR/m.$INDEX
+: >"$M_FILE"
+emit() { echo "M $*"; echo "M $*" >>"$M_FILE"; }
 
 # Iterations per size: enough for a stable median under TCG, few enough to finish in minutes.
 iters() {  # KIND SIZE
@@ -66,9 +72,9 @@ run_pair() {
     local row
     row=$(awk -v s="$size" '$1 == s && NF >= 5 { print; exit }' $out)
     if [ $ok = 1 ] && [ -n "$row" ]; then
-      echo "M $metric $size $who $(awk -v f="$field" '{ print $f }' <<<"$row")"
+      emit "$metric $size $who $(awk -v f="$field" '{ print $f }' <<<"$row")"
     else
-      echo "M $metric $size $who FAILED"; sed 's/^/    | /' $out | tail -15
+      emit "$metric $size $who FAILED"; sed 's/^/    | /' $out | tail -15
     fi
   fi
   reap_server "${spid:-}"
@@ -98,11 +104,11 @@ run_ucx_perftest() {  # METRIC SIZE TEST LAYOUT ITERS
     if [ $ok = 1 ] && [ -n "$final" ]; then
       # Final: iters typical average overall bw_average bw_overall rate_average rate_overall
       case $metric in
-        *bw*) echo "M $metric $size theirs $(awk '{ print $6 }' <<<"$final")" ;;
-        *) echo "M $metric $size theirs $(awk '{ print $3 }' <<<"$final")" ;;
+        *bw*) emit "$metric $size theirs $(awk '{ print $6 }' <<<"$final")" ;;
+        *) emit "$metric $size theirs $(awk '{ print $3 }' <<<"$final")" ;;
       esac
     else
-      echo "M $metric $size theirs FAILED"; sed 's/^/    | /' $out | tail -15
+      emit "$metric $size theirs FAILED"; sed 's/^/    | /' $out | tail -15
     fi
   fi
   reap_server "${spid:-}"

@@ -599,10 +599,12 @@ void with_width(unsigned width, F f) {
 }
 
 // Levels of m elements x[0..m) whose global indices are index0.. (same upper 32 bits).
+// Element i is scaled by mult[i / per]: one bucket's (per >= m), or several whole buckets'
+// (per a multiple of 8, the last bucket possibly short), so that small buckets share one pass.
 // Masked = false: x has no NaN or Inf, so the test that sends them to level 0 is left out.
 template <bool Masked>
-void stochastic_levels(const float* x, std::size_t m, float mult, unsigned levels, unsigned width,
-                       HashKey key, std::uint64_t index0, std::uint16_t* code) {
+void stochastic_levels(const float* x, std::size_t m, const float* mult, std::size_t per, unsigned levels,
+                       unsigned width, HashKey key, std::uint64_t index0, std::uint16_t* code) {
   const std::uint32_t lo0 = static_cast<std::uint32_t>(index0);
   const std::uint32_t hi = static_cast<std::uint32_t>(index0 >> 32);
   const std::uint32_t sign_bit = 1u << (width - 1);
@@ -611,7 +613,7 @@ void stochastic_levels(const float* x, std::size_t m, float mult, unsigned level
   std::size_t i = 0;
 #if RDMACOLL_CODEC_AVX2
   // The scalar loop below, 8 lanes at a time; the hash's multiplies are vpmulld.
-  const __m256 vmult = _mm256_set1_ps(mult), vtop = _mm256_set1_ps(top), unit = _mm256_set1_ps(0x1p-24f);
+  const __m256 vtop = _mm256_set1_ps(top), unit = _mm256_set1_ps(0x1p-24f);
   const __m256i ck = _mm256_set1_epi32(static_cast<int>(chunk));
   const __m256i m1 = _mm256_set1_epi32(0x7FEB352D), m2 = _mm256_set1_epi32(static_cast<int>(0x846CA68Bu));
   const __m256i vsign = _mm256_set1_epi32(static_cast<int>(sign_bit)), zero = _mm256_setzero_si256();
@@ -623,33 +625,69 @@ void stochastic_levels(const float* x, std::size_t m, float mult, unsigned level
     return _mm256_xor_si256(v, _mm256_srli_epi32(v, 16));
   };
   __m256i idx = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(lo0)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-  for (; i + 8 <= m; i += 8, idx = _mm256_add_epi32(idx, _mm256_set1_epi32(8))) {
-    const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i));
-    const __m256i a = _mm256_and_si256(u, _mm256_set1_epi32(static_cast<int>(kAbsMask)));
-    const __m256 ax = _mm256_castsi256_ps(Masked ? _mm256_and_si256(a, finite_lanes(a)) : a);
-    const __m256 r = _mm256_min_ps(_mm256_mul_ps(ax, vmult), vtop);
-    const __m256i l = _mm256_cvttps_epi32(r);
-    const __m256 p = _mm256_sub_ps(r, _mm256_cvtepi32_ps(l));
-    const __m256i h = mix(_mm256_xor_si256(idx, ck));
-    const __m256 rnd = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(h, 8)), unit);
-    const __m256i level = _mm256_sub_epi32(l, _mm256_castps_si256(_mm256_cmp_ps(rnd, p, _CMP_LT_OQ)));
-    const __m256i neg = _mm256_andnot_si256(_mm256_cmpeq_epi32(level, zero), _mm256_srai_epi32(u, 31));
-    const __m256i c = _mm256_or_si256(level, _mm256_and_si256(neg, vsign));
-    const __m128i c16 = _mm_packus_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(code + i), c16);
+  for (std::size_t g = 0; i + 8 <= m; ++g) {
+    const std::size_t stop = std::min(m, (g + 1) * per) & ~std::size_t{7};
+    const __m256 vmult = _mm256_set1_ps(mult[g]);
+    for (; i < stop; i += 8, idx = _mm256_add_epi32(idx, _mm256_set1_epi32(8))) {
+      const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i));
+      const __m256i a = _mm256_and_si256(u, _mm256_set1_epi32(static_cast<int>(kAbsMask)));
+      const __m256 ax = _mm256_castsi256_ps(Masked ? _mm256_and_si256(a, finite_lanes(a)) : a);
+      const __m256 r = _mm256_min_ps(_mm256_mul_ps(ax, vmult), vtop);
+      const __m256i l = _mm256_cvttps_epi32(r);
+      const __m256 p = _mm256_sub_ps(r, _mm256_cvtepi32_ps(l));
+      const __m256i h = mix(_mm256_xor_si256(idx, ck));
+      const __m256 rnd = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(h, 8)), unit);
+      const __m256i level = _mm256_sub_epi32(l, _mm256_castps_si256(_mm256_cmp_ps(rnd, p, _CMP_LT_OQ)));
+      const __m256i neg = _mm256_andnot_si256(_mm256_cmpeq_epi32(level, zero), _mm256_srai_epi32(u, 31));
+      const __m256i c = _mm256_or_si256(level, _mm256_and_si256(neg, vsign));
+      const __m128i c16 = _mm_packus_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(code + i), c16);
+    }
   }
 #endif
-  for (; i < m; ++i) {
+  for (std::size_t g = i / per, next = (g + 1) * per; i < m; ++i) {
+    if (i == next) {
+      ++g;
+      next += per;
+    }
     const std::uint32_t u = bits_of(x[i]);
     const std::uint32_t a = u & kAbsMask;
     const float ax = !Masked || a < kExpMask ? std::bit_cast<float>(a) : 0.0f;
-    const float r = std::min(ax * mult, top);  // |x| <= scale, so r <= levels up to rounding
+    const float r = std::min(ax * mult[g], top);  // |x| <= scale, so r <= levels up to rounding
     const float fl = static_cast<float>(static_cast<std::int32_t>(r));
     const float p = r - fl;
     const float rnd = hash_uniform(element_hash(chunk, lo0 + static_cast<std::uint32_t>(i)));
     const float level = rnd < p ? fl + 1.0f : fl;  // fl + 1 <= levels: p > 0 means r < levels
     const std::uint32_t l = static_cast<std::uint32_t>(static_cast<std::int32_t>(level));
     code[i] = static_cast<std::uint16_t>(l | ((u >> 31) != 0 && l != 0 ? sign_bit : 0u));
+  }
+}
+
+// Buckets smaller than a chunk, in groups of whole buckets of up to kChunk elements: each
+// group's scales first, then one levels pass and one pack over the group (per bucket, the
+// setup of those passes cost as much as the work of a 64-element bucket). The same codes as
+// bucket by bucket: the masked pass, taken when the group has a NaN or Inf, gives finite
+// elements the levels the unmasked one does. For n <= 2^32 (one upper index half throughout).
+template <unsigned W>
+void stochastic_encode_grouped(const float* in, std::size_t n, const StochasticParams& p, HashKey key,
+                               std::byte* wire, Counts& c) {
+  std::byte* codes = codes_of(wire, n, p.bucket);
+  const std::size_t group = kChunk / p.bucket * p.bucket;
+  std::uint16_t code[kChunk];
+  float mult[kChunk / 8];
+  for (std::size_t first = 0, slot = 0; first < n; first += group) {
+    const std::size_t m = std::min(group, n - first);
+    const std::size_t nonfinite_before = c.nonfinite;
+    for (std::size_t b = 0, off = 0; off < m; ++b, ++slot, off += p.bucket) {
+      const float scale = bucket_scale(in + first + off, std::min(p.bucket, m - off), p.l2, c.nonfinite);
+      store_f32(wire + 4 * slot, scale);
+      mult[b] = scale == 0.0f ? 0.0f : static_cast<float>(p.levels) / scale;
+    }
+    if (c.nonfinite == nonfinite_before)
+      stochastic_levels<false>(in + first, m, mult, p.bucket, p.levels, W, key, first, code);
+    else
+      stochastic_levels<true>(in + first, m, mult, p.bucket, p.levels, W, key, first, code);
+    pack_codes<W>(code, m, codes + first * W / 8);
   }
 }
 
@@ -661,6 +699,8 @@ Counts stochastic_encode(const float* in, std::size_t n, const StochasticParams&
   std::uint16_t code[kChunk];
   with_width(p.width, [&](auto w) {
     constexpr unsigned W = decltype(w)::value;
+    if (p.bucket % 8 == 0 && p.bucket < kChunk && n <= (std::size_t{1} << 32))
+      return stochastic_encode_grouped<W>(in, n, p, key, wire, c);
     for_each_block(wire, n, p.bucket, [&](std::byte* slot, std::size_t first, std::size_t len) {
       const std::size_t end = first + len;
       const std::size_t nonfinite_before = c.nonfinite;
@@ -673,8 +713,8 @@ Counts stochastic_encode(const float* in, std::size_t n, const StochasticParams&
         // multiple of 2^32, so the index's upper half is constant in it.
         const std::uint64_t next32 = (static_cast<std::uint64_t>(i) | 0xFFFFFFFFull) + 1;
         const std::size_t m = static_cast<std::size_t>(std::min<std::uint64_t>({kChunk, end - i, next32 - i}));
-        if (finite) stochastic_levels<false>(in + i, m, mult, p.levels, W, key, i, code);
-        else stochastic_levels<true>(in + i, m, mult, p.levels, W, key, i, code);
+        if (finite) stochastic_levels<false>(in + i, m, &mult, m, p.levels, W, key, i, code);
+        else stochastic_levels<true>(in + i, m, &mult, m, p.levels, W, key, i, code);
         pack_codes<W>(code, m, codes + i * W / 8);
         i += m;
       }
@@ -683,13 +723,50 @@ Counts stochastic_encode(const float* in, std::size_t n, const StochasticParams&
   return c;
 }
 
+// out[0, m) (put as M) = the values of m codes: level * step, negated where the sign bit is set.
+template <unsigned W, Put M>
+void decode_levels(const std::uint16_t* code, std::size_t m, float step, float* o) {
+  constexpr std::uint32_t kSign = 1u << (W - 1);
+  std::size_t j = 0;
+#if RDMACOLL_CODEC_AVX2
+  const __m256 vstep = _mm256_set1_ps(step);
+  const __m256i level_mask = _mm256_set1_epi32(static_cast<int>(kSign - 1));
+  const __m256i sign = _mm256_set1_epi32(static_cast<int>(kSign));
+  for (; j + 8 <= m; j += 8) {  // as below: the sign flips the product's sign bit
+    const __m256i cj = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(code + j)));
+    const __m256 d = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(cj, level_mask)), vstep);
+    const __m256i neg = _mm256_slli_epi32(_mm256_cmpeq_epi32(_mm256_and_si256(cj, sign), sign), 31);
+    put8<M>(o + j, _mm256_xor_ps(d, _mm256_castsi256_ps(neg)));
+  }
+#endif
+  for (; j < m; ++j) {
+    const std::uint32_t cj = code[j];
+    const float d = static_cast<float>(static_cast<std::int32_t>(cj & (kSign - 1))) * step;
+    put<M>(o, j, (cj & kSign) ? -d : d);
+  }
+}
+
 void stochastic_decode(const std::byte* wire, std::size_t n, const StochasticParams& p, float* out,
                        Mode mode) {
   const std::byte* codes = codes_of(wire, n, p.bucket);
   std::uint16_t code[kChunk];
   with_width(p.width, [&](auto w) {
     constexpr unsigned W = decltype(w)::value;
-    constexpr std::uint32_t kSign = 1u << (W - 1);
+    if (p.bucket % 8 == 0 && p.bucket < kChunk) {
+      // Small buckets in groups of whole buckets, as stochastic_encode_grouped: one unpack per group.
+      const std::size_t group = kChunk / p.bucket * p.bucket;
+      with_mode(mode, out, n, [&](auto md) {
+        constexpr Put M = decltype(md)::value;
+        for (std::size_t first = 0, slot = 0; first < n; first += group) {
+          const std::size_t m = std::min(group, n - first);
+          unpack_codes<W>(codes + first * W / 8, m, code);
+          for (std::size_t off = 0; off < m; off += p.bucket, ++slot)
+            decode_levels<W, M>(code + off, std::min(p.bucket, m - off),
+                                load_f32(wire + 4 * slot) / static_cast<float>(p.levels), out + first + off);
+        }
+      });
+      return;
+    }
     decode_blocks(wire, n, p.bucket, out, mode, [&](auto md, float scale, std::size_t first, std::size_t len) {
       constexpr Put M = decltype(md)::value;
       const std::size_t end = first + len;
@@ -697,24 +774,7 @@ void stochastic_decode(const std::byte* wire, std::size_t n, const StochasticPar
       for (std::size_t i = first; i < end; i += kChunk) {
         const std::size_t m = std::min(kChunk, end - i);
         unpack_codes<W>(codes + i * W / 8, m, code);
-        float* o = out + i;
-        std::size_t j = 0;
-#if RDMACOLL_CODEC_AVX2
-        const __m256 vstep = _mm256_set1_ps(step);
-        const __m256i level_mask = _mm256_set1_epi32(static_cast<int>(kSign - 1));
-        const __m256i sign = _mm256_set1_epi32(static_cast<int>(kSign));
-        for (; j + 8 <= m; j += 8) {  // as below: the sign flips the product's sign bit
-          const __m256i cj = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(code + j)));
-          const __m256 d = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(cj, level_mask)), vstep);
-          const __m256i neg = _mm256_slli_epi32(_mm256_cmpeq_epi32(_mm256_and_si256(cj, sign), sign), 31);
-          put8<M>(o + j, _mm256_xor_ps(d, _mm256_castsi256_ps(neg)));
-        }
-#endif
-        for (; j < m; ++j) {
-          const std::uint32_t cj = code[j];
-          const float d = static_cast<float>(static_cast<std::int32_t>(cj & (kSign - 1))) * step;
-          put<M>(o, j, (cj & kSign) ? -d : d);
-        }
+        decode_levels<W, M>(code, m, step, out + i);
       }
     });
   });
