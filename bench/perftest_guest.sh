@@ -25,14 +25,16 @@ M_FILE=$RESULTS_DIR/m.$INDEX
 emit() { echo "M $*"; echo "M $*" >>"$M_FILE"; }
 
 # Iterations per size: enough for a stable median under TCG, few enough to finish in minutes.
+# Bandwidth runs at 64 KiB and 1 MiB last a few seconds each (one guest moves ~55 MiB/s, two
+# ~15): shorter ones swung 2x from run to run on the two guests' lossy link.
 iters() {  # KIND SIZE
   local k=$1 s=$2 scale=1
   [ "$COUNT" = 2 ] && scale=4  # the guests' UDP link is slower still
   [ -n "$QUICK" ] && scale=$((scale * 5))
   case $k:$s in
     bw:8|bw:4096) echo $((5000 / scale)) ;;
-    bw:65536) echo $((1000 / scale)) ;;
-    bw:*) echo $((200 / scale)) ;;
+    bw:65536) echo $((4000 / scale)) ;;
+    bw:*) echo $((400 / scale)) ;;
     lat:*) echo $((2000 / scale)) ;;
   esac
 }
