@@ -58,12 +58,9 @@ uint64_t RemoteWindow::addr() const { return impl_ ? impl_->addr : 0; }
 size_t RemoteWindow::length() const { return impl_ ? impl_->length : 0; }
 unsigned RemoteWindow::access() const { return impl_ ? impl_->access : 0; }
 
-namespace {
-
-// What write() and read() check before anything moves; `local` is the source (write) or the
-// destination (read) in this process.
-void check_one_sided(const Transport& t, bool is_read, int peer, const void* local, size_t length,
-                     const RemoteWindow& w, size_t offset) {
+// check_one_sided found something wrong: say what (the checks in its order).
+void fail_one_sided(const Transport& t, bool is_read, int peer, const void* local, size_t length,
+                    const RemoteWindow& w, size_t offset) {
   const char* op = is_read ? "read" : "write";
   const char* dir = is_read ? "from" : "to";
   check_peer(t, peer, op);
@@ -85,18 +82,7 @@ void check_one_sided(const Transport& t, bool is_read, int peer, const void* loc
   if (local == nullptr && length > 0)
     throw std::invalid_argument(std::string(op) + (is_read ? ": null destination" : ": null source") +
                                 " with length " + std::to_string(length));
-}
-
-}  // namespace
-
-void check_write(const Transport& t, int peer, const void* src, size_t length, const RemoteWindow& dst,
-                 size_t offset) {
-  check_one_sided(t, /*is_read=*/false, peer, src, length, dst, offset);
-}
-
-void check_read(const Transport& t, int peer, const void* dst, size_t length, const RemoteWindow& src,
-                size_t offset) {
-  check_one_sided(t, /*is_read=*/true, peer, dst, length, src, offset);
+  throw std::logic_error(std::string(op) + ": the argument check failed on nothing it names");
 }
 
 void check_window(const Memory& window) {

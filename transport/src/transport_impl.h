@@ -86,10 +86,27 @@ struct RemoteWindow::Impl {
 // peer, a window of that peer whose owner granted kRemoteWrite (write) or kRemoteRead (read)
 // (std::invalid_argument naming the peer), [offset, offset+length) inside it (std::out_of_range
 // naming both), and a local buffer unless the length is 0 (std::invalid_argument).
-void check_write(const Transport& t, int peer, const void* src, size_t length, const RemoteWindow& dst,
-                 size_t offset);
-void check_read(const Transport& t, int peer, const void* dst, size_t length, const RemoteWindow& src,
-                size_t offset);
+// The test is inline (it runs on every small write, where a call per window field showed);
+// only a failing one calls out, for the message.
+[[noreturn]] void fail_one_sided(const Transport& t, bool is_read, int peer, const void* local, size_t length,
+                                 const RemoteWindow& w, size_t offset);
+inline void check_one_sided(const Transport& t, bool is_read, int peer, const void* local, size_t length,
+                            const RemoteWindow& w, size_t offset) {
+  const RemoteWindow::Impl* i = w.impl().get();
+  if (peer >= 0 && peer < t.size() && i != nullptr && i->rank == peer &&
+      (i->access & (is_read ? kRemoteRead : kRemoteWrite)) != 0 && offset <= i->length &&
+      length <= i->length - offset && (local != nullptr || length == 0)) [[likely]]
+    return;
+  fail_one_sided(t, is_read, peer, local, length, w, offset);
+}
+inline void check_write(const Transport& t, int peer, const void* src, size_t length, const RemoteWindow& dst,
+                        size_t offset) {
+  check_one_sided(t, /*is_read=*/false, peer, src, length, dst, offset);
+}
+inline void check_read(const Transport& t, int peer, const void* dst, size_t length, const RemoteWindow& src,
+                       size_t offset) {
+  check_one_sided(t, /*is_read=*/true, peer, dst, length, src, offset);
+}
 // pack_window's check: a registration (non-empty) that grants some remote access.
 void check_window(const Memory& window);
 // Checks 0 <= peer < size and peer != self where required; throws std::invalid_argument.
