@@ -6,6 +6,7 @@
 #include <exception>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 
 #include "rdmacoll/transport/transport.h"
@@ -77,10 +78,20 @@ struct RemoteWindow::Impl {
   size_t length = 0;
   unsigned access = 0;  // what the owner granted: kRemoteWrite | kRemoteRead
   // The backend that unpacked it (the address of a tag of that backend's): checked on every
-  // write and read instead of a dynamic_cast, which costs more than the rest of a small write.
+  // write and read (backend_window) instead of a dynamic_cast, which costs more than the rest
+  // of a small write.
   const void* backend = nullptr;
   virtual ~Impl() = default;
 };
+
+// A backend's window type W (W::kTag, W::kBackend; its constructor sets `backend` to &W::kTag)
+// behind `w`, for `op`; std::invalid_argument if another backend unpacked it.
+template <class W>
+const W& backend_window(const RemoteWindow& w, const char* op) {
+  if (w.impl()->backend != &W::kTag)
+    throw std::invalid_argument(std::string(op) + ": the window was not unpacked by this " + W::kBackend + " transport");
+  return static_cast<const W&>(*w.impl());
+}
 
 // The argument checks every backend's write() and read() make before anything moves: a valid
 // peer, a window of that peer whose owner granted kRemoteWrite (write) or kRemoteRead (read)

@@ -668,12 +668,12 @@ void stochastic_levels(const float* x, std::size_t m, const float* mult, std::si
 // setup of those passes cost as much as the work of a 64-element bucket). The same codes as
 // bucket by bucket: the masked pass, taken when the group has a NaN or Inf, gives finite
 // elements the levels the unmasked one does. For n <= 2^32 (one upper index half throughout).
+// grouped_buckets: the bucket sizes that take this path (and the grouped decode).
+inline bool grouped_buckets(const StochasticParams& p) { return p.bucket % 8 == 0 && p.bucket < kChunk; }
 template <unsigned W>
 void stochastic_encode_grouped(const float* in, std::size_t n, const StochasticParams& p, HashKey key,
-                               std::byte* wire, Counts& c) {
-  std::byte* codes = codes_of(wire, n, p.bucket);
+                               std::byte* wire, std::byte* codes, std::uint16_t* code, Counts& c) {
   const std::size_t group = kChunk / p.bucket * p.bucket;
-  std::uint16_t code[kChunk];
   float mult[kChunk / 8];
   for (std::size_t first = 0, slot = 0; first < n; first += group) {
     const std::size_t m = std::min(group, n - first);
@@ -699,8 +699,8 @@ Counts stochastic_encode(const float* in, std::size_t n, const StochasticParams&
   std::uint16_t code[kChunk];
   with_width(p.width, [&](auto w) {
     constexpr unsigned W = decltype(w)::value;
-    if (p.bucket % 8 == 0 && p.bucket < kChunk && n <= (std::size_t{1} << 32))
-      return stochastic_encode_grouped<W>(in, n, p, key, wire, c);
+    if (grouped_buckets(p) && n <= (std::size_t{1} << 32))
+      return stochastic_encode_grouped<W>(in, n, p, key, wire, codes, code, c);
     for_each_block(wire, n, p.bucket, [&](std::byte* slot, std::size_t first, std::size_t len) {
       const std::size_t end = first + len;
       const std::size_t nonfinite_before = c.nonfinite;
@@ -752,7 +752,7 @@ void stochastic_decode(const std::byte* wire, std::size_t n, const StochasticPar
   std::uint16_t code[kChunk];
   with_width(p.width, [&](auto w) {
     constexpr unsigned W = decltype(w)::value;
-    if (p.bucket % 8 == 0 && p.bucket < kChunk) {
+    if (grouped_buckets(p)) {
       // Small buckets in groups of whole buckets, as stochastic_encode_grouped: one unpack per group.
       const std::size_t group = kChunk / p.bucket * p.bucket;
       with_mode(mode, out, n, [&](auto md) {

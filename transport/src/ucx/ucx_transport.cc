@@ -51,7 +51,9 @@ constexpr size_t kUnregisteredPut = 256;
 ucp_mem_h memh_of(const Memory& registration) { return static_cast<const UcxRegistration&>(*registration.impl()).memh; }
 
 struct UcxWindow : RemoteWindow::Impl {  // access: the owner's, from its description
-  static constexpr char kTag = 0;         // RemoteWindow::Impl::backend
+  static constexpr char kTag = 0;         // backend_window
+  static constexpr const char* kBackend = "UCX";
+  UcxWindow() { backend = &kTag; }
   ucx::WorkerPtr worker;  // the rkey lives in the worker's memory: keep it alive
   ucp_rkey_h rkey = nullptr;
   ~UcxWindow() override { ucp_rkey_destroy(rkey); }
@@ -597,7 +599,6 @@ RemoteWindow UcxTransport::unpack_window(int peer, std::span<const uint8_t> pack
   check_peer(*this, peer, "unpack_window");
   conn::Window desc = conn::decode_ucx_window(packed, peer);
   auto win = std::make_shared<UcxWindow>();
-  win->backend = &UcxWindow::kTag;
   win->rank = peer;
   win->addr = desc.addr;
   win->length = desc.length;
@@ -614,9 +615,7 @@ RemoteWindow UcxTransport::unpack_window(int peer, std::span<const uint8_t> pack
 Request UcxTransport::write(int peer, const void* src, size_t length, const RemoteWindow& dst, size_t offset,
                             std::optional<uint32_t> imm) {
   check_write(*this, peer, src, length, dst, offset);
-  if (dst.impl()->backend != &UcxWindow::kTag)
-    throw std::invalid_argument("write: the window was not unpacked by this UCX transport");
-  const auto* win = static_cast<const UcxWindow*>(dst.impl().get());
+  const UcxWindow& win = backend_window<UcxWindow>(dst, "write");
   const OpDesc desc = OpDesc::write(length, imm);
   Peer& p = peers_[static_cast<size_t>(peer)];
   if (p.failed) return failed_now(peer, desc);
@@ -636,7 +635,7 @@ Request UcxTransport::write(int peer, const void* src, size_t length, const Remo
       param.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
       param.memh = memh_of(op->pinned);
     }
-    end_part(part, ucp_put_nbx(p.ep->get(), src, length, dst.addr() + offset, win->rkey, &param));
+    end_part(part, ucp_put_nbx(p.ep->get(), src, length, dst.addr() + offset, win.rkey, &param));
   }
   if (imm && !op->error) {
     // The fence orders the notification after the put on this endpoint, so the peer sees it
@@ -658,9 +657,7 @@ Request UcxTransport::write(int peer, const void* src, size_t length, const Remo
 
 Request UcxTransport::read(int peer, void* dst, size_t length, const RemoteWindow& src, size_t offset) {
   check_read(*this, peer, dst, length, src, offset);
-  if (src.impl()->backend != &UcxWindow::kTag)
-    throw std::invalid_argument("read: the window was not unpacked by this UCX transport");
-  const auto* win = static_cast<const UcxWindow*>(src.impl().get());
+  const UcxWindow& win = backend_window<UcxWindow>(src, "read");
   const OpDesc desc = OpDesc::read(length);
   Peer& p = peers_[static_cast<size_t>(peer)];
   if (p.failed) return failed_now(peer, desc);
@@ -680,7 +677,7 @@ Request UcxTransport::read(int peer, void* dst, size_t length, const RemoteWindo
     ucp_request_param_t param = send_param(part);  // a get completes through the send callback type
     param.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
     param.memh = memh_of(op->pinned);
-    end_part(part, ucp_get_nbx(p.ep->get(), dst, length, src.addr() + offset, win->rkey, &param));
+    end_part(part, ucp_get_nbx(p.ep->get(), dst, length, src.addr() + offset, win.rkey, &param));
   }
   return release(op);
 }

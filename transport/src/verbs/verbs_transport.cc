@@ -48,7 +48,9 @@ struct VerbsAllocation : VerbsMemory {
 };
 
 struct VerbsWindow : RemoteWindow::Impl {
-  static constexpr char kTag = 0;  // RemoteWindow::Impl::backend
+  static constexpr char kTag = 0;  // backend_window
+  static constexpr const char* kBackend = "verbs";
+  VerbsWindow() { backend = &kTag; }
   uint32_t rkey = 0;
 };
 
@@ -328,7 +330,6 @@ bool VerbsTransport::try_post(int p, PendingWr& w) {
     uint8_t* buf = send_pool_.data() + slot * slot_size_;
     verbs_wire::encode(w.hdr, {static_cast<const uint8_t*>(w.payload), w.length}, {buf, slot_size_});
     sge = {reinterpret_cast<uintptr_t>(buf), static_cast<uint32_t>(bytes), send_mr_->lkey};
-    if (bytes <= caps_.max_inline_data) wr.send_flags |= IBV_SEND_INLINE;
     rec.slot = slot;
   } else {
     sge = {w.local_addr, w.length, w.lkey};
@@ -336,11 +337,8 @@ bool VerbsTransport::try_post(int p, PendingWr& w) {
     wr.wr.rdma.remote_addr = w.remote_addr;
     wr.wr.rdma.rkey = w.rkey;
     if (w.imm) wr.imm_data = htonl(*w.imm);
-    // A small write goes inline (as perftest's do): the data is copied into the work request
-    // at the post, so the device does not fetch it from the buffer afterwards.
-    if (w.opcode != IBV_WR_RDMA_READ && w.length > 0 && w.length <= caps_.max_inline_data)
-      wr.send_flags |= IBV_SEND_INLINE;
   }
+  if (w.opcode != IBV_WR_RDMA_READ && goes_inline(bytes)) wr.send_flags |= IBV_SEND_INLINE;
   wr.wr_id = wr_id(std::move(rec));
   int rc = ibv_post_send(peer.qp.get(), &wr, &bad);
   if (rc != 0) {
@@ -484,7 +482,6 @@ RemoteWindow VerbsTransport::unpack_window(int peer, std::span<const uint8_t> pa
   check_peer(*this, peer, "unpack_window");
   conn::Window desc = conn::decode_verbs_window(packed, peer);
   auto win = std::make_shared<VerbsWindow>();
-  win->backend = &VerbsWindow::kTag;
   win->rank = peer;
   win->addr = desc.addr;
   win->length = desc.length;
@@ -506,14 +503,12 @@ Request VerbsTransport::write(int peer, const void* src, size_t length, const Re
     op->req->complete(length);
     return Request(op);
   }
-  if (dst.impl()->backend != &VerbsWindow::kTag)
-    throw std::invalid_argument("write: the window was not unpacked by this verbs transport");
-  const auto* win = static_cast<const VerbsWindow*>(dst.impl().get());
+  const VerbsWindow& win = backend_window<VerbsWindow>(dst, "write");
   // An inline write (try_post) needs no registration of its source.
-  const bool inline_data = length <= caps_.max_inline_data;
-  if (!inline_data) op->pinned = cache_->get(const_cast<void*>(src), length, kLocalOnly);
-  uint32_t lkey = inline_data ? 0 : static_cast<VerbsMemory&>(*op->pinned.impl()).mr->lkey;
-  post_rdma(peer, op, WrKind::Write, reinterpret_cast<uintptr_t>(src), lkey, length, dst.addr() + offset, win->rkey,
+  const bool pin = length > 0 && !goes_inline(length);
+  if (pin) op->pinned = cache_->get(const_cast<void*>(src), length, kLocalOnly);
+  uint32_t lkey = pin ? static_cast<VerbsMemory&>(*op->pinned.impl()).mr->lkey : 0;
+  post_rdma(peer, op, WrKind::Write, reinterpret_cast<uintptr_t>(src), lkey, length, dst.addr() + offset, win.rkey,
             imm);
   return Request(op);
 }
@@ -529,9 +524,7 @@ Request VerbsTransport::read(int peer, void* dst, size_t length, const RemoteWin
     op->req->complete(length);
     return Request(op);
   }
-  if (src.impl()->backend != &VerbsWindow::kTag)
-    throw std::invalid_argument("read: the window was not unpacked by this verbs transport");
-  const auto* win = static_cast<const VerbsWindow*>(src.impl().get());
+  const VerbsWindow& win = backend_window<VerbsWindow>(src, "read");
   if (length == 0) {  // nothing to move, nothing to ask the peer
     op->req->complete(0);
     return Request(op);
@@ -539,7 +532,7 @@ Request VerbsTransport::read(int peer, void* dst, size_t length, const RemoteWin
   // The READ lands in the caller's buffer directly: registered (cached) like write's source.
   op->pinned = cache_->get(dst, length, kLocalOnly);
   uint32_t lkey = static_cast<VerbsMemory&>(*op->pinned.impl()).mr->lkey;
-  post_rdma(peer, op, WrKind::Read, reinterpret_cast<uintptr_t>(dst), lkey, length, src.addr() + offset, win->rkey,
+  post_rdma(peer, op, WrKind::Read, reinterpret_cast<uintptr_t>(dst), lkey, length, src.addr() + offset, win.rkey,
             std::nullopt);
   return Request(op);
 }

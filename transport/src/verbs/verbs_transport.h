@@ -130,6 +130,9 @@ class VerbsTransport final : public Transport {
   // Posts one work request if the bounds allow; false if it must wait. On a post failure
   // the peer is failed (and true returned: `w` is consumed either way).
   bool try_post(int peer, PendingWr& w);
+  // A SEND or WRITE work request of `bytes` goes inline (as perftest's small ones do): the data
+  // is copied into the work request at the post, so a write's source needs no registration.
+  bool goes_inline(size_t bytes) const { return bytes > 0 && bytes <= caps_.max_inline_data; }
   // Queues RDMA WRITE or READ chunks of [local, local+length) <-> [remote, remote+length).
   void post_rdma(int peer, const std::shared_ptr<Op>& op, WrKind kind, uintptr_t local, uint32_t lkey,
                  size_t length, uint64_t remote, uint32_t rkey, std::optional<uint32_t> imm);
