@@ -4,7 +4,9 @@
 //   rdmacoll-run -n 2 rdmacoll-bw -a --check          (pairs ranks r and r+N/2)
 // The active side keeps --tx-depth operations in flight and stamps each one when posted and when
 // seen complete; BW average is bytes x iterations over first post to last completion, BW peak
-// the best rate over any tx-depth consecutive operations.
+// the best rate over any tx-depth consecutive operations. The measured operations start once the
+// warm-up ones have all completed (windowed_loop).
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -36,24 +38,23 @@ std::vector<double> active(Session& s, size_t bytes) {
   else fill(s.local(), bytes, seed_forward(bytes));
   s.ready();
 
-  const size_t total = o.warmup + o.iters, depth = o.tx_depth;
+  const size_t depth = std::max<size_t>(o.tx_depth, 1);
   const Timer& tm = s.timer();
   std::vector<uint64_t> posted(o.iters), completed(o.iters);
   std::vector<Request> ring(depth);
   LoopDeadline dl(s);
-  size_t next = 0, done = 0;
-  while (done < total) {
-    while (next < total && next - done < depth) {
-      if (next >= o.warmup) posted[next - o.warmup] = tm.now();
-      ring[next % depth] = post(s, bytes, next);
-      ++next;
-    }
-    complete(s, ring[done % depth], dl.get(), "the bandwidth loop");
-    uint64_t now = tm.now();
-    if (done >= o.warmup) completed[done - o.warmup] = now;
-    ++done;
-    dl.tick(now);
-  }
+  windowed_loop(
+      o.warmup, o.iters, depth,
+      [&](size_t i) {
+        if (i >= o.warmup) posted[i - o.warmup] = tm.now();
+        ring[i % depth] = post(s, bytes, i);
+      },
+      [&](size_t i) {
+        complete(s, ring[i % depth], dl.get(), "the bandwidth loop");
+        uint64_t now = tm.now();
+        if (i >= o.warmup) completed[i - o.warmup] = now;
+        dl.tick(now);
+      });
   // Writes complete locally before they are visible remotely on some transports (UCX puts); a
   // zero-length write with an immediate is ordered after them and tells the partner they landed.
   if (o.op == Op::Write) {

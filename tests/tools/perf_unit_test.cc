@@ -123,6 +123,47 @@ TEST(PerfStats, BandwidthAverageAndPeak) {
   EXPECT_DOUBLE_EQ(s.peak_Bps, 2000);
 }
 
+TEST(PerfStats, WindowedLoopStartsTheMeasuredOperationsBehindNoWarmUp) {
+  // Records the schedule: which operation each post and each completion was, in order.
+  for (size_t depth : {1, 3, 16}) {
+    for (size_t warmup : {0, 2, 5, 32}) {
+      const size_t iters = 10;
+      std::vector<size_t> posts, completes;
+      std::vector<std::pair<char, size_t>> events;
+      windowed_loop(
+          warmup, iters, depth,
+          [&](size_t i) {
+            posts.push_back(i);
+            events.push_back({'p', i});
+          },
+          [&](size_t i) {
+            completes.push_back(i);
+            events.push_back({'c', i});
+          });
+      SCOPED_TRACE("depth " + std::to_string(depth) + " warmup " + std::to_string(warmup));
+      std::vector<size_t> all(warmup + iters);
+      for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+      EXPECT_EQ(posts, all);
+      EXPECT_EQ(completes, all);
+      size_t in_flight = 0, max_in_flight = 0, completed = 0;
+      for (auto [kind, i] : events) {
+        if (kind == 'p') {
+          ++in_flight;
+          // Measured operations are posted with every warm-up operation already complete.
+          if (i >= warmup) {
+            EXPECT_GE(completed, warmup) << "operation " << i;
+          }
+        } else {
+          --in_flight;
+          ++completed;
+        }
+        max_in_flight = std::max(max_in_flight, in_flight);
+      }
+      EXPECT_EQ(max_in_flight, std::min(depth, std::max(warmup, iters)));  // the window is used
+    }
+  }
+}
+
 TEST(PerfReport, JsonDocument) {
   RunInfo info;
   info.options = parse_args(Tool::Lat, {"-s", "8", "-c", "-J"});
