@@ -125,10 +125,13 @@ void add_block_runs(Communicator::Impl& c, Operation& op, Algorithm a, char* out
 std::shared_ptr<Operation> new_op(Communicator::Impl& c, std::string name, Algorithm a, DataType type,
                                          ReduceOp op, size_t count, bool reduces, int root = -1) {
   dtype_size(type);  // validates the enum
-  auto o = std::make_shared<Operation>();
+  std::shared_ptr<Operation> o;
+  if (c.spare_op && c.spare_op.use_count() == 1) o = std::move(c.spare_op), o->reset();
+  else o = std::make_shared<Operation>();
+  c.spare_op = o;
   o->seq = c.next_seq++;
   o->name = std::move(name);
-  o->algorithm = std::string(schedules::to_string(a));
+  o->algorithm = schedules::to_string(a);
   o->type = type;
   o->op = op;
   set_args(c, *o, count, reduces, root);

@@ -66,6 +66,9 @@ struct Communicator::Impl {
   bool last_all_dependent = false;  // every rank's part of it depended on every rank
   std::size_t peak_scratch = 0;
   std::deque<std::shared_ptr<Operation>> queue;
+  // The last call made, reused by the next (Operation::reset) once nothing else holds it: its
+  // Work is gone and it has left the queue.
+  std::shared_ptr<Operation> spare_op;
   std::exception_ptr failed;  // the first error: every later call fails with it
   // The argument lines of the last calls submitted (seq, args), for a peer's mismatch report
   // about a call this rank has already finished.

@@ -2,6 +2,7 @@
 #include "exec/control.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <set>
 
@@ -24,6 +25,10 @@ void put64(std::vector<uint8_t>& b, uint64_t v) {
 }
 uint64_t get(std::span<const uint8_t> b, std::size_t at, int bytes) {
   uint64_t v = 0;
+  if constexpr (std::endian::native == std::endian::little) {
+    std::memcpy(&v, b.data() + at, static_cast<std::size_t>(bytes));  // every call checks: one load, not a loop
+    return v;
+  }
   for (int i = 0; i < bytes; ++i) v |= uint64_t{b[at + static_cast<std::size_t>(i)]} << (8 * i);
   return v;
 }
@@ -71,6 +76,13 @@ std::vector<uint8_t> encode_check(const CheckMessage& m) {
 
 void encode_check(const CheckMessage& m, uint8_t* out) {
   std::memcpy(out, kCheckMagic, 4);
+  if constexpr (std::endian::native == std::endian::little) {
+    const uint16_t head[2] = {kControlVersion, 0};
+    const uint64_t body[2] = {m.seq, m.digest};
+    std::memcpy(out + 4, head, 4);
+    std::memcpy(out + 8, body, 16);
+    return;
+  }
   const uint64_t fields[] = {kControlVersion, 0, m.seq, m.digest};
   const int widths[] = {2, 2, 8, 8};
   std::size_t at = 4;

@@ -55,6 +55,10 @@ struct Operation {
   uint64_t nonfinite = 0;
   bool compressed = false;
 
+  // Makes it a new, empty call again, keeping the memory of its strings and plan list (a
+  // communicator reuses the last call's Operation: small calls would otherwise spend much of
+  // their time allocating).
+  void reset();
   // "allreduce #12 (ring_allreduce, run 2 of 5: step 3/4, waiting for data from ranks 1, 2)"
   std::string describe() const;
   // The ranks this call waits for now.

@@ -68,9 +68,9 @@ struct Pool {
   std::size_t bytes = 0;
   std::vector<transport::RemoteWindow> peers;  // indexed by rank; empty entry for this rank
   std::vector<bool> send;  // indexed by rank: move data to it with send/recv (DataPath), not writes
-  // Chunks up to this many bytes go as tagged messages to every peer, where one message costs
-  // less than a write, a fence and a notification (UCX); 0 (none) where it does not (verbs,
-  // whose write with immediate is one operation).
+  // Chunks up to this many bytes go as tagged messages to every peer: one message costs less
+  // than a write, a fence and a notification (UCX), or than a write with immediate and the
+  // argument checks sent beside it where the message carries them framed (verbs); 0: none.
   std::size_t send_up_to = 0;
 };
 
