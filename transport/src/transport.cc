@@ -1,5 +1,6 @@
 #include <sched.h>
 
+#include <cstdlib>
 #include <stdexcept>
 
 #include "rdmacoll/error.h"
@@ -32,11 +33,28 @@ ProgressMode parse_progress_mode(std::string_view s) {
   throw ConfigError("unknown progress mode '" + std::string(s) + "'; expected poll, block or adaptive");
 }
 
+bool cores_oversubscribed() {
+  long local = 0;
+  for (const char* name : {"LOCAL_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"}) {
+    const char* v = std::getenv(name);
+    if (v == nullptr || *v == '\0') continue;
+    char* end = nullptr;
+    local = std::strtol(v, &end, 10);
+    if (end == v || (*end != '\0' && *end != '(') || local < 1) local = 0;  // Slurm: "2(x3)" when nodes differ
+    if (local > 0) break;
+  }
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (local == 0 || sched_getaffinity(0, sizeof set, &set) != 0) return true;
+  return local > CPU_COUNT(&set);
+}
+
 Options Options::from_settings() {
   Options o;
   o.backend = parse_backend(settings::get_string("RDMACOLL_TRANSPORT"));
   o.progress = parse_progress_mode(settings::get_string("RDMACOLL_PROGRESS"));
   o.adaptive_spin_us = static_cast<double>(*settings::get_int("RDMACOLL_SPIN_US"));
+  o.yield_when_idle = cores_oversubscribed();
   return o;
 }
 
@@ -145,7 +163,7 @@ void Request::wait(Deadline deadline) {
     if (!s_->pending()) break;
     if (active) restart_spin = true;
     if (o.progress != ProgressMode::Block && ++idle % kClockEvery != 0) {
-      if (o.progress == ProgressMode::Adaptive && !active)
+      if (o.progress == ProgressMode::Adaptive && !active && o.yield_when_idle)
         sched_yield();  // while spinning, let a rank sharing this core run (ranks may outnumber cores)
       continue;
     }

@@ -523,21 +523,43 @@ uint64_t Work::nonfinite() const {
   return op_->nonfinite;
 }
 
-void Work::wait() { wait_until(bootstrap::deadline_in(comm_->impl_->options.timeout_s), true); }
+void Work::wait() { wait_until(std::nullopt, true); }
 
 void Work::wait(Deadline deadline) { wait_until(deadline, false); }
 
 // How long a wait spins on an idle transport before it starts yielding the core.
 constexpr auto kSpinBeforeYield = std::chrono::microseconds(4);
 
-void Work::wait_until(Deadline deadline, bool fatal) {
+// The clock is read once every kClockEvery turns of a wait (and after a turn that moved
+// something): clock_gettime is a system call of a microsecond or more where the clock source
+// has no vDSO path (the emulated HPET of a TCG guest), where it took a sixth of an 8-byte
+// allreduce's time, read on every turn.
+constexpr unsigned kClockEvery = 16;
+
+void Work::wait_until(std::optional<Deadline> until, bool fatal) {
   Communicator::Impl& c = *comm_->impl_;
   transport::Transport& t = *c.transport;
-  const auto spin = std::chrono::duration<double, std::micro>(t.options().adaptive_spin_us);
+  const transport::Options& o = t.options();
+  const auto spin = std::chrono::duration<double, std::micro>(o.adaptive_spin_us);
+  if (test()) return;  // a call already done reads no clock
   auto last_change = bootstrap::Clock::now();
-  uint64_t seen = 0;
+  const Deadline deadline =
+      until ? *until
+            : last_change + std::chrono::duration_cast<bootstrap::Clock::duration>(
+                                std::chrono::duration<double>(c.options.timeout_s));
+  uint64_t seen = c.queue.empty() ? 0 : c.queue.front()->events;
+  unsigned turns = 0;
+  bool moved = false, yielding = false;
   while (!test()) {
+    // A turn that moved something restarts the spin; the clock says when at its next reading.
+    const uint64_t ev = c.queue.empty() ? 0 : c.queue.front()->events;
+    if (ev != seen) seen = ev, moved = true, yielding = false;
+    if (++turns % kClockEvery != 0) {
+      if (yielding) std::this_thread::yield();
+      continue;
+    }
     const auto now = bootstrap::Clock::now();
+    if (moved) last_change = now, moved = false;
     if (now >= deadline) {
       const Operation& head = c.queue.empty() ? *op_ : *c.queue.front();
       std::string msg = "rdmacoll: rank " + std::to_string(t.rank()) + ": " + (&head == op_.get() ? "" : "waiting for ") +
@@ -553,18 +575,16 @@ void Work::wait_until(Deadline deadline, bool fatal) {
       }
       std::rethrow_exception(c.failed);
     }
-    const uint64_t ev = c.queue.empty() ? 0 : c.queue.front()->events;
-    if (ev != seen) seen = ev, last_change = now;
     // Spin while things move. Once a few microseconds pass with nothing (longer than a message
-    // takes over shared memory), yield the core on every idle turn: ranks may outnumber cores,
-    // and a spinning rank would otherwise hold its core for a whole time slice while the peer
-    // it waits for cannot run (a yield costs a system call, which the first microseconds of
-    // every wait cannot afford). Once things stop for the spin time, let the transport sleep
-    // until it has an event (capped, so the deadline is checked).
-    if (t.options().progress != transport::ProgressMode::Poll && now - last_change > spin)
+    // takes over shared memory), yield the core on every idle turn where ranks outnumber cores
+    // (transport::Options::yield_when_idle): a spinning rank would otherwise hold its core for
+    // a whole time slice while the peer it waits for cannot run (a yield costs a system call,
+    // which the first microseconds of every wait cannot afford). Once things stop for the spin
+    // time, let the transport sleep until it has an event (capped, so the deadline is checked).
+    if (o.progress != transport::ProgressMode::Poll && now - last_change > spin)
       t.wait_for_event(std::min(deadline, now + std::chrono::milliseconds(5)));
-    else if (now - last_change > kSpinBeforeYield)
-      std::this_thread::yield();
+    else
+      yielding = o.yield_when_idle && now - last_change > kSpinBeforeYield;
   }
 }
 

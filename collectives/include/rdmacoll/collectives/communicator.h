@@ -139,7 +139,8 @@ class Work {
   bool compressed() const;
 
  private:
-  void wait_until(Deadline deadline, bool fatal);
+  // nullopt: the communicator's timeout from the wait's first clock reading.
+  void wait_until(std::optional<Deadline> deadline, bool fatal);
   Communicator* comm_ = nullptr;
   std::shared_ptr<Operation> op_;
 };

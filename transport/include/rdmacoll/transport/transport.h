@@ -45,6 +45,12 @@ enum class ProgressMode { Poll, Block, Adaptive };
 std::string_view to_string(ProgressMode m);
 ProgressMode parse_progress_mode(std::string_view s);  // "poll" | "block" | "adaptive"
 
+// Whether this node's ranks outnumber the cores this process may run on: the ranks per node
+// from the launcher (LOCAL_WORLD_SIZE, as rdmacoll-run and torchrun set it;
+// OMPI_COMM_WORLD_LOCAL_SIZE; MPI_LOCALNRANKS; SLURM_NTASKS_PER_NODE), the cores from the
+// affinity mask. True where the launcher does not say.
+bool cores_oversubscribed();
+
 // Access a registration grants to peers. Local access is always granted.
 enum Access : unsigned { kLocalOnly = 0, kRemoteWrite = 1u << 0, kRemoteRead = 1u << 1 };
 
@@ -52,7 +58,12 @@ struct Options {
   Backend backend = Backend::Ucx;
   ProgressMode progress = ProgressMode::Adaptive;
   double adaptive_spin_us = 50;  // Adaptive: how long to spin before sleeping
-  // RDMACOLL_TRANSPORT, RDMACOLL_PROGRESS, RDMACOLL_SPIN_US.
+  // Poll and Adaptive: give up the core (sched_yield) on idle turns of a wait, so a rank that
+  // shares its core with the peer it waits for lets that peer run. from_settings() turns it off
+  // where the launcher says how many ranks share this node and they fit its usable cores
+  // (cores_oversubscribed): there a yield is only a system call per turn.
+  bool yield_when_idle = true;
+  // RDMACOLL_TRANSPORT, RDMACOLL_PROGRESS, RDMACOLL_SPIN_US; yield_when_idle as above.
   static Options from_settings();
 };
 
