@@ -2,6 +2,7 @@
 
 #include "rdmacoll/bootstrap/launch.h"
 #include "rdmacoll/error.h"
+#include "rdmacoll/transport/transport.h"
 #include "support/env.h"
 
 namespace rdmacoll::bootstrap {
@@ -100,3 +101,36 @@ TEST(Launch, SlurmNodelists) {
 
 }  // namespace
 }  // namespace rdmacoll::bootstrap
+
+namespace rdmacoll::transport {
+namespace {
+using testing::ScopedEnv;
+
+// Waits yield the core only where this node's ranks outnumber its usable cores, as the launcher
+// tells them; where no launcher says, they yield as before.
+TEST(CoresOversubscribed, FromTheLaunchersRanksPerNode) {
+  ScopedEnv a{"LOCAL_WORLD_SIZE", nullptr}, b{"OMPI_COMM_WORLD_LOCAL_SIZE", nullptr}, c{"MPI_LOCALNRANKS", nullptr},
+      d{"SLURM_NTASKS_PER_NODE", nullptr};
+  EXPECT_TRUE(cores_oversubscribed()) << "no launcher variable: assume ranks share cores";
+  {
+    ScopedEnv one{"LOCAL_WORLD_SIZE", "1"};
+    EXPECT_FALSE(cores_oversubscribed());
+    EXPECT_FALSE(Options::from_settings().yield_when_idle);
+  }
+  {
+    ScopedEnv many{"OMPI_COMM_WORLD_LOCAL_SIZE", "100000"};
+    EXPECT_TRUE(cores_oversubscribed());
+    EXPECT_TRUE(Options::from_settings().yield_when_idle);
+  }
+  {
+    ScopedEnv slurm{"SLURM_NTASKS_PER_NODE", "1(x3)"};  // Slurm's form where nodes run the same count
+    EXPECT_FALSE(cores_oversubscribed());
+  }
+  {
+    ScopedEnv junk{"MPI_LOCALNRANKS", "two"};
+    EXPECT_TRUE(cores_oversubscribed()) << "an unreadable count says nothing";
+  }
+}
+
+}  // namespace
+}  // namespace rdmacoll::transport
