@@ -40,7 +40,7 @@ bool cores_oversubscribed() {
     if (v == nullptr || *v == '\0') continue;
     char* end = nullptr;
     local = std::strtol(v, &end, 10);
-    if (end == v || (*end != '\0' && *end != '(') || local < 1) local = 0;  // Slurm: "2(x3)" when nodes differ
+    if (end == v || (*end != '\0' && *end != '(') || local < 1) local = 0;  // Slurm may write "2(x3)"
     if (local > 0) break;
   }
   cpu_set_t set;

@@ -530,10 +530,10 @@ void Work::wait(Deadline deadline) { wait_until(deadline, false); }
 // How long a wait spins on an idle transport before it starts yielding the core.
 constexpr auto kSpinBeforeYield = std::chrono::microseconds(4);
 
-// The clock is read once every kClockEvery turns of a wait (and after a turn that moved
-// something): clock_gettime is a system call of a microsecond or more where the clock source
-// has no vDSO path (the emulated HPET of a TCG guest), where it took a sixth of an 8-byte
-// allreduce's time, read on every turn.
+// The clock is read once every kClockEvery turns of a wait (a turn that moved something is
+// dated at the next reading): clock_gettime is a system call of a microsecond or more where the
+// clock source has no vDSO path (the emulated HPET of a TCG guest), where it took a sixth of an
+// 8-byte allreduce's time, read on every turn.
 constexpr unsigned kClockEvery = 16;
 
 void Work::wait_until(std::optional<Deadline> until, bool fatal) {
