@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 
 #include "exec/comm_impl.h"
 #include "exec/prefix_store.h"
@@ -202,7 +203,7 @@ uint64_t Communicator::next_sequence() const { return impl_->next_seq; }
 
 Operation::Plan Communicator::Impl::fence() const {
   const int n = transport->size(), me = transport->rank();
-  return {[me, n] { return schedules::dissemination_barrier(me, n); }, {}, true, 0, pool.bytes, {}, {}, {}};
+  return {[me, n] { return schedules::dissemination_barrier(me, n); }, {}, true, 0, pool.bytes, {}, {}, {}, false, false};
 }
 
 // A peer may write run k+1 into this rank's pool as soon as it has finished run k. If every
@@ -218,8 +219,8 @@ void Communicator::Impl::add_run(Operation& op, bool all_dependent, std::size_t 
   const int region = bytes <= half ? (last_region == 0 ? 1 : 0) : -1;
   const bool safe = !scratch_dirty || (last_all_dependent && region >= 0 && last_region >= 0 && region != last_region);
   if (transport->size() > 1 && !safe) op.plans.push_back(fence());
-  if (region >= 0) op.plans.push_back({std::move(build), std::move(user), false, static_cast<std::size_t>(region) * half, half, {}, {}, {}});
-  else op.plans.push_back({std::move(build), std::move(user), false, 0, pool.bytes, {}, {}, {}});
+  if (region >= 0) op.plans.push_back({std::move(build), std::move(user), false, static_cast<std::size_t>(region) * half, half, {}, {}, {}, false, false});
+  else op.plans.push_back({std::move(build), std::move(user), false, 0, pool.bytes, {}, {}, {}, false, false});
   scratch_dirty = true;
   last_region = region;
   last_all_dependent = all_dependent;
@@ -272,6 +273,7 @@ bool Communicator::Impl::advance(Operation& op) {
   }
   for (;;) {
     if (!op.run) {
+      if (op.late && (op.current >= op.late_by || op.current == op.plans.size())) std::exchange(op.late, nullptr)();
       if (op.current == op.plans.size()) {
         if (op.epilogue) op.epilogue();
         const WireStats end = wire_totals();
@@ -280,7 +282,7 @@ bool Communicator::Impl::advance(Operation& op) {
         return true;
       }
       const Operation::Plan& plan = op.plans[op.current];
-      if (plan.before) plan.before();
+      if (plan.before && !std::exchange(op.next_before_ran, false)) plan.before();
       const DataType type = plan.fence ? DataType::u8 : op.type;
       const bool check = !plan.fence && op.args && control.started();
       auto sched = plan.schedule ? plan.schedule : std::make_shared<const schedules::Schedule>(plan.build());
@@ -311,10 +313,26 @@ bool Communicator::Impl::advance(Operation& op) {
       mismatch(op.seq, {});
     }
     op.events += op.run->events() - before;
-    if (!finished) return false;
+    if (!finished) {
+      // While the run waits on the wire: codec work that may overlap it (Plan::before_early,
+      // after_late), one hook per turn, so the transport is progressed between them.
+      if (op.late) {
+        std::exchange(op.late, nullptr)();
+        ++op.events;
+      } else if (op.current + 1 < op.plans.size() && !op.next_before_ran) {
+        const Operation::Plan& next = op.plans[op.current + 1];
+        if (next.before_early && next.before) next.before(), op.next_before_ran = true, ++op.events;
+      }
+      return false;
+    }
     op.run->drop_requests();
     spare_run = std::move(op.run);
-    if (const auto& after = op.plans[op.current].after) after();
+    if (const Operation::Plan& plan = op.plans[op.current]; plan.after && plan.after_late) {
+      if (op.late) op.late();
+      op.late = plan.after, op.late_by = op.current + 2;
+    } else if (plan.after) {
+      plan.after();
+    }
     ++op.current;
     ++op.events;
   }

@@ -63,6 +63,11 @@ uint64_t encode_padded(const Codec& codec, const float* x, size_t len, float* re
 
 std::invalid_argument bad(const std::string& what) { return std::invalid_argument("allreduce (compressed): " + what); }
 
+// Two-phase calls are cut into at least this many segments where each still has kMinPipelined
+// elements: the codec work of one overlaps the transfers of the next.
+constexpr size_t kPipeline = 4;
+constexpr size_t kMinPipelined = size_t{1} << 16;
+
 bool use_two_phase(const Codec& codec, Compression::Scheme scheme) {
   return scheme == Compression::Scheme::two_phase || (scheme == Compression::Scheme::automatic && !codec.sparse());
 }
@@ -145,15 +150,27 @@ Work Communicator::allreduce_async(const float* in, float* out, size_t count, Re
   const Call call{&codec, ef, mix(compression.seed ^ mix(w->seq)), in, out, count, op == ReduceOp::avg, n, me};
   Operation* self = w.get();  // the hooks run while the operation is alive
 
-  // Elements per segment: the largest whose run needs at most half the pool.
-  auto block_wire = [&](size_t len) { return codec.wire_bytes(two_phase ? (len + un - 1) / un : len); };
-  auto need = [&](size_t len) { return (two_phase ? 2 : 1) * un * block_wire(len); };
-  const size_t seg = largest_fitting(count, [&](size_t len) { return need(len) <= c.pool.bytes / 2; });
+  // Segments. Two-phase: block q of the call (even_blocks: its owner reduces it) is cut into
+  // sub-ranges of `seg` elements, and segment s is sub-range s of every block, so each element
+  // has the same owner and the same codec blocks however the call is cut (seg is a multiple of
+  // the codec's block). seg is the largest that fits half the pool and, with peers, at most a
+  // kPipeline-th of a block (not below kMinPipelined / n): the codec work of one segment then
+  // overlaps the transfers of its neighbours (Plan::before_early, after_late, below).
+  // Allgather: contiguous segments of the call, the largest that fit.
+  const std::vector<Block> blocks = schedules::even_blocks(count, two_phase ? un : 1);
+  const size_t span = blocks.empty() ? 0 : blocks.front().count;  // the longest block (or the call)
+  auto need = [&](size_t len) { return (two_phase ? 2 : 1) * un * codec.wire_bytes(len); };
+  size_t seg = largest_fitting(span, [&](size_t len) { return need(len) <= c.pool.bytes / 2; });
   if (count > 0 && seg == 0) throw pool_too_small("allreduce (compressed)", c.pool.bytes);
-  const size_t wmax = block_wire(seg), acc_len = two_phase ? (seg + un - 1) / un : 0;
-  if (!c.compress || c.compress->send.size() < un * wmax || c.compress->acc.size() < acc_len) {
+  if (two_phase && n > 1) seg = std::min(seg, std::max(kMinPipelined / un, (span + kPipeline - 1) / kPipeline));
+  if (const size_t grain = std::max<size_t>(codec.spec().block, 1); seg < span && seg >= grain) seg -= seg % grain;
+  const size_t wmax = codec.wire_bytes(seg), acc_len = two_phase ? seg : 0;
+  // Two sets (even and odd segments): a segment encodes into one while its neighbour's
+  // transfers use the other.
+  const size_t sets = two_phase && n > 1 ? 2 : 1;
+  if (!c.compress || c.compress->send.size() < sets * un * wmax || c.compress->acc.size() < acc_len) {
     auto bigger = std::make_shared<Impl::CompressBuffers>();
-    const size_t bytes = std::max(un * wmax, c.compress ? c.compress->send.size() : 0);
+    const size_t bytes = std::max(sets * un * wmax, c.compress ? c.compress->send.size() : 0);
     bigger->send.resize(bytes), bigger->recv.resize(bytes), bigger->gather.resize(bytes);
     bigger->acc.resize(std::max(acc_len, c.compress ? c.compress->acc.size() : 0));
     c.compress = std::move(bigger);
@@ -171,37 +188,39 @@ Work Communicator::allreduce_async(const float* in, float* out, size_t count, Re
                                                                       : schedules::ring_allgather(me, n, equal);
     }, {{0, reinterpret_cast<char*>(gather), un * wb, nullptr}});
   };
-  for (size_t begin = 0, index = 0; begin < count; begin += seg, ++index) {
-    const size_t len = std::min(seg, count - begin);
-    const std::vector<Block> blocks = schedules::even_blocks(len, un);
-    const size_t wb = block_wire(len);
+  for (size_t begin = 0, index = 0; begin < span; begin += seg, ++index) {
     const uint64_t seed = mix(call.seed ^ (index << 32));
-    std::byte* gather = buf->gather.data();
+    const size_t set = (index % sets) * un * wmax;
+    std::byte* gather = buf->gather.data() + set;
     if (two_phase) {
-      std::byte* send = buf->send.data();
-      std::byte* recv = buf->recv.data();
+      // Segment `index`: elements [begin, begin + parts[q].count) of block q, at parts[q].offset.
+      std::vector<Block> parts(un);
+      for (size_t q = 0; q < un; ++q)
+        parts[q] = {blocks[q].offset + std::min(begin, blocks[q].count), std::min(seg, blocks[q].count - std::min(begin, blocks[q].count))};
+      const size_t wb = codec.wire_bytes(std::min(seg, span - begin));
+      std::byte* send = buf->send.data() + set;
+      std::byte* recv = buf->recv.data() + set;
       auto encode_shares = [=] {
         for (size_t q = 0; q < un; ++q) {
-          const Block& bq = blocks[q];
-          float* res = call.feedback ? call.feedback->worker.data() + begin + bq.offset : nullptr;
-          self->nonfinite += encode_padded(*call.codec, call.in + begin + bq.offset, bq.count, res, send + q * wb, wb,
+          const Block& bq = parts[q];
+          float* res = call.feedback ? call.feedback->worker.data() + bq.offset : nullptr;
+          self->nonfinite += encode_padded(*call.codec, call.in + bq.offset, bq.count, res, send + q * wb, wb,
                                            mix(seed ^ mix(q * 2 * un + static_cast<size_t>(call.me))));
         }
       };
       auto reduce_and_reencode = [=] {
-        const Block mine = blocks[static_cast<size_t>(call.me)];
+        const Block mine = parts[static_cast<size_t>(call.me)];
         float* acc = buf->acc.data();
         std::fill(acc, acc + mine.count, 0.0f);
         for (size_t q = 0; q < un; ++q) call.codec->decode_add(recv + q * wb, mine.count, acc);
         if (call.avg)
           for (size_t i = 0; i < mine.count; ++i) acc[i] /= static_cast<float>(call.n);
-        float* res = call.feedback ? call.feedback->server.data() + begin + mine.offset : nullptr;
+        float* res = call.feedback ? call.feedback->server.data() + mine.offset : nullptr;
         encode_padded(*call.codec, acc, mine.count, res, gather + static_cast<size_t>(call.me) * wb, wb,
                       mix(seed ^ mix((2 * un + 1) * un + static_cast<size_t>(call.me))));
       };
       auto decode_all = [=] {
-        for (size_t q = 0; q < un; ++q)
-          call.codec->decode(gather + q * wb, blocks[q].count, call.out + begin + blocks[q].offset);
+        for (size_t q = 0; q < un; ++q) call.codec->decode(gather + q * wb, parts[q].count, call.out + parts[q].offset);
       };
       if (n == 1) {  // nothing to exchange: the same arithmetic, locally
         local.push_back([=] {
@@ -214,11 +233,18 @@ Work Communicator::allreduce_async(const float* in, float* out, size_t count, Re
       }
       c.add_run(*w, true, 2 * un * wb, [me, n, wb] { return schedules::alltoall(me, n, wb); },
                 {{0, reinterpret_cast<char*>(send), un * wb, nullptr}, {un * wb, reinterpret_cast<char*>(recv), un * wb, nullptr}});
+      // Encoding segment s+1 (its set's send buffer was last read by segment s-1's alltoall)
+      // may run while segment s's allgather is on the wire; decoding segment s (its set's gather
+      // buffer is next written by segment s+2) while segment s+1's alltoall is.
       w->plans.back().before = encode_shares;
+      w->plans.back().before_early = true;
       add_gather(wb, gather);
       w->plans.back().before = reduce_and_reencode;
       w->plans.back().after = decode_all;
+      w->plans.back().after_late = true;
     } else {
+      const size_t len = std::min(seg, count - begin);
+      const size_t wb = codec.wire_bytes(len);
       // Both hooks hold `buf`, as the two-phase ones do through reduce_and_reencode: the next
       // call may replace c.compress with bigger buffers while this one is still in flight.
       auto encode_mine = [=, hold = buf] {

@@ -27,6 +27,11 @@ struct Operation {
     std::size_t region = 0, region_bytes = 0;  // the part of the pool the run uses
     std::function<void()> before, after;  // run just before the run starts, just after it ends
     std::shared_ptr<const schedules::Schedule> schedule;  // made already (not by build): a cached one
+    // Overlap of hooks with the transfers (the compressed allreduce's codec work): `before` may
+    // run early, while the previous plan's run waits on the wire (it touches nothing that run
+    // uses); `after` may run late, while the next plan's run waits, and at the latest when the
+    // plan after that starts (nothing before then overwrites what it reads).
+    bool before_early = false, after_late = false;
   };
 
   uint64_t seq = 0;
@@ -48,6 +53,9 @@ struct Operation {
   // Progress state.
   bool started = false, done = false;
   std::size_t current = 0;
+  bool next_before_ran = false;     // plans[current + 1].before ran early
+  std::function<void()> late;       // a plan's `after` put off (after_late) ...
+  std::size_t late_by = 0;          // ... until at the latest plan late_by starts
   std::unique_ptr<exec::Run> run;
   std::exception_ptr error;
   uint64_t events = 0;  // bumped whenever something moved, for adaptive waiting
