@@ -62,8 +62,7 @@ host_ucx_perftest() {  # METRIC SIZE TEST ITERS
   echo "M $1 $2 theirs $(awk -v f=$f '{ print $f }' <<<"${final:-FAILED FAILED FAILED FAILED FAILED FAILED}")"
 }
 host_part() {
-  # The TCP segment sizes rdmacoll sets for itself (ucx.cc) go to ucx_perftest too: same UCX settings.
-  export UCX_TLS=tcp,self UCX_NET_DEVICES=lo RDMACOLL_TIMEOUT=60 UCX_TCP_TX_SEG_SIZE=512k UCX_TCP_RX_SEG_SIZE=512k
+  export UCX_TLS=tcp,self UCX_NET_DEVICES=lo RDMACOLL_TIMEOUT=60
   local scale=1; [ -n "$QUICK" ] && scale=10
   for s in $SIZES; do
     n=$((20000 / scale)); [ "$s" -ge 65536 ] && n=$((2000 / scale))
