@@ -10,7 +10,6 @@
 #include <cstring>
 #include <sstream>
 #include <stdexcept>
-#include <string_view>
 #include <vector>
 
 #include "rdmacoll/error.h"
@@ -63,26 +62,6 @@ void apply_rc_defaults() {
   set("UCX_RC_VERBS_MAX_GET_ZCOPY", std::to_string(*settings::get_int("RDMACOLL_IB_CHUNK")));
 }
 
-// Over TCP, UCX copies messages through send and receive segments of 8 KiB and 64 KiB by
-// default: a 256 KiB chunk of a collective then takes dozens of segments, each a system call
-// and a header. With 512 KiB segments a chunk is one; allreduce busbw at 4-64 MiB over TCP
-// loopback rose from 0.5-1.1 to 0.8-1.8 GB/s (2 and 4 ranks, alternating runs, 2026-11-30) for
-// a few MiB more of each rank's memory. Set unless the user set them, and only where UCX may
-// use tcp (else it reports the variables as unused).
-bool tcp_possible() {
-  const char* tls = std::getenv("UCX_TLS");
-  if (tls == nullptr || *tls == '\0') return true;
-  const std::string_view t(tls);
-  if (t.starts_with('^')) return t.find("tcp") == std::string_view::npos;
-  return t == "all" || t.find("tcp") != std::string_view::npos;
-}
-
-void apply_tcp_defaults() {
-  if (!tcp_possible()) return;
-  setenv("UCX_TCP_TX_SEG_SIZE", "512k", /*overwrite=*/0);
-  setenv("UCX_TCP_RX_SEG_SIZE", "512k", /*overwrite=*/0);
-}
-
 // Destroys the worker, then what was handed to free_after_worker (UCX may run callbacks on
 // it during ucp_worker_destroy), then lets go of the context.
 struct WorkerDeleter {
@@ -100,7 +79,6 @@ struct WorkerDeleter {
 ContextPtr create_context(uint64_t features) {
   ucp_config_t* config = nullptr;
   apply_rc_defaults();
-  apply_tcp_defaults();
   check(ucp_config_read(nullptr, nullptr, &config), "ucp_config_read", "check the UCX_* environment variables");
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES;
