@@ -67,6 +67,12 @@ std::invalid_argument bad(const std::string& what) { return std::invalid_argumen
 // elements: the codec work of one overlaps the transfers of the next.
 constexpr size_t kPipeline = 4;
 constexpr size_t kMinPipelined = size_t{1} << 16;
+// Pipelining is chosen where the estimated time on the wire is at most this many times the
+// codec's arithmetic, taken at kCodecBytesPerSecond of fp32 input for a whole two-phase call
+// (encode with feedback, decode and sum the shares, re-encode, decode: 1.7-3.5 GB/s measured
+// for qsgd:4, int8 and sign on this machine's cores).
+constexpr double kPipelineWireOverCodec = 4.0;
+constexpr double kCodecBytesPerSecond = 2e9;
 
 bool use_two_phase(const Codec& codec, Compression::Scheme scheme) {
   return scheme == Compression::Scheme::two_phase || (scheme == Compression::Scheme::automatic && !codec.sparse());
@@ -153,24 +159,27 @@ Work Communicator::allreduce_async(const float* in, float* out, size_t count, Re
   // Segments. Two-phase: block q of the call (even_blocks: its owner reduces it) is cut into
   // sub-ranges of `seg` elements, and segment s is sub-range s of every block, so each element
   // has the same owner and the same codec blocks however the call is cut (seg is a multiple of
-  // the codec's block). seg is the largest that fits half the pool and, with peers, at most a
-  // kPipeline-th of a block (not below kMinPipelined / n): the codec work of one segment then
-  // overlaps the transfers of its neighbours (Plan::before_early, after_late, below).
-  // Allgather: contiguous segments of the call, the largest that fit.
+  // the codec's block). seg is the largest that fits half the pool and, where the codec's
+  // arithmetic is not small against the time on the wire (below), at most a kPipeline-th of a
+  // block (not below kMinPipelined / n): the codec work of one segment then overlaps the
+  // transfers of its neighbours (Plan::before_early, after_late, below). Where the wire
+  // dominates, more segments only add exchange steps (100 Mbit/s, 4 ranks: int8 and fp16 lost
+  // 40% that way). Both estimates use what every rank agrees on: the cost model's link
+  // bandwidth and a fixed codec speed. Allgather: contiguous segments, the largest that fit.
   const std::vector<Block> blocks = schedules::even_blocks(count, two_phase ? un : 1);
   const size_t span = blocks.empty() ? 0 : blocks.front().count;  // the longest block (or the call)
   auto need = [&](size_t len) { return (two_phase ? 2 : 1) * un * codec.wire_bytes(len); };
   size_t seg = largest_fitting(span, [&](size_t len) { return need(len) <= c.pool.bytes / 2; });
   if (count > 0 && seg == 0) throw pool_too_small("allreduce (compressed)", c.pool.bytes);
-  if (two_phase && n > 1) seg = std::min(seg, std::max(kMinPipelined / un, (span + kPipeline - 1) / kPipeline));
+  const double wire_s = 2.0 * static_cast<double>(un - 1) * static_cast<double>(codec.wire_bytes(span)) * c.cost.beta_s_per_byte;
+  const double codec_s = static_cast<double>(count) * sizeof(float) / kCodecBytesPerSecond;
+  if (two_phase && n > 1 && wire_s <= kPipelineWireOverCodec * codec_s)
+    seg = std::min(seg, std::max(kMinPipelined / un, (span + kPipeline - 1) / kPipeline));
   if (const size_t grain = std::max<size_t>(codec.spec().block, 1); seg < span && seg >= grain) seg -= seg % grain;
   const size_t wmax = codec.wire_bytes(seg), acc_len = two_phase ? seg : 0;
-  // Two sets (even and odd segments): a segment encodes into one while its neighbour's
-  // transfers use the other.
-  const size_t sets = two_phase && n > 1 ? 2 : 1;
-  if (!c.compress || c.compress->send.size() < sets * un * wmax || c.compress->acc.size() < acc_len) {
+  if (!c.compress || c.compress->send.size() < un * wmax || c.compress->acc.size() < acc_len) {
     auto bigger = std::make_shared<Impl::CompressBuffers>();
-    const size_t bytes = std::max(sets * un * wmax, c.compress ? c.compress->send.size() : 0);
+    const size_t bytes = std::max(un * wmax, c.compress ? c.compress->send.size() : 0);
     bigger->send.resize(bytes), bigger->recv.resize(bytes), bigger->gather.resize(bytes);
     bigger->acc.resize(std::max(acc_len, c.compress ? c.compress->acc.size() : 0));
     c.compress = std::move(bigger);
@@ -190,16 +199,15 @@ Work Communicator::allreduce_async(const float* in, float* out, size_t count, Re
   };
   for (size_t begin = 0, index = 0; begin < span; begin += seg, ++index) {
     const uint64_t seed = mix(call.seed ^ (index << 32));
-    const size_t set = (index % sets) * un * wmax;
-    std::byte* gather = buf->gather.data() + set;
+    std::byte* gather = buf->gather.data();
     if (two_phase) {
       // Segment `index`: elements [begin, begin + parts[q].count) of block q, at parts[q].offset.
       std::vector<Block> parts(un);
       for (size_t q = 0; q < un; ++q)
         parts[q] = {blocks[q].offset + std::min(begin, blocks[q].count), std::min(seg, blocks[q].count - std::min(begin, blocks[q].count))};
       const size_t wb = codec.wire_bytes(std::min(seg, span - begin));
-      std::byte* send = buf->send.data() + set;
-      std::byte* recv = buf->recv.data() + set;
+      std::byte* send = buf->send.data();
+      std::byte* recv = buf->recv.data();
       auto encode_shares = [=] {
         for (size_t q = 0; q < un; ++q) {
           const Block& bq = parts[q];
@@ -233,9 +241,10 @@ Work Communicator::allreduce_async(const float* in, float* out, size_t count, Re
       }
       c.add_run(*w, true, 2 * un * wb, [me, n, wb] { return schedules::alltoall(me, n, wb); },
                 {{0, reinterpret_cast<char*>(send), un * wb, nullptr}, {un * wb, reinterpret_cast<char*>(recv), un * wb, nullptr}});
-      // Encoding segment s+1 (its set's send buffer was last read by segment s-1's alltoall)
-      // may run while segment s's allgather is on the wire; decoding segment s (its set's gather
-      // buffer is next written by segment s+2) while segment s+1's alltoall is.
+      // Encoding segment s+1 may run while segment s's allgather is on the wire (segment s's
+      // alltoall, the last to read the send buffer, is over); decoding segment s while segment
+      // s+1's alltoall is (the gather buffer is next written when segment s+1's allgather
+      // starts, and the late decode runs before that).
       w->plans.back().before = encode_shares;
       w->plans.back().before_early = true;
       add_gather(wb, gather);
