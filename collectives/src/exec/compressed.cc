@@ -66,7 +66,7 @@ std::invalid_argument bad(const std::string& what) { return std::invalid_argumen
 // Two-phase calls are cut into at least this many segments where each still has kMinPipelined
 // elements: the codec work of one overlaps the transfers of the next.
 constexpr size_t kPipeline = 4;
-constexpr size_t kMinPipelined = size_t{1} << 16;
+constexpr size_t kMinPipelined = size_t{1} << 18;
 // Pipelining is chosen where the estimated time on the wire is at most this many times the
 // codec's arithmetic, taken at kCodecBytesPerSecond of fp32 input for a whole two-phase call
 // (encode with feedback, decode and sum the shares, re-encode, decode: 1.7-3.5 GB/s measured
