@@ -201,10 +201,8 @@ Work Communicator::allreduce_async(const float* in, float* out, size_t count, Re
     const uint64_t seed = mix(call.seed ^ (index << 32));
     std::byte* gather = buf->gather.data();
     if (two_phase) {
-      // Segment `index`: elements [begin, begin + parts[q].count) of block q, at parts[q].offset.
-      std::vector<Block> parts(un);
-      for (size_t q = 0; q < un; ++q)
-        parts[q] = {blocks[q].offset + std::min(begin, blocks[q].count), std::min(seg, blocks[q].count - std::min(begin, blocks[q].count))};
+      // Segment `index`: elements [begin, begin + seg) of every block q, at parts[q].offset.
+      const std::vector<Block> parts = schedules::segment_blocks(blocks, begin, seg);
       const size_t wb = codec.wire_bytes(std::min(seg, span - begin));
       std::byte* send = buf->send.data();
       std::byte* recv = buf->recv.data();
