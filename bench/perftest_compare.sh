@@ -64,25 +64,31 @@ host_ucx_perftest() {  # METRIC SIZE TEST ITERS
 host_part() {
   export UCX_TLS=tcp,self UCX_NET_DEVICES=lo RDMACOLL_TIMEOUT=60
   local scale=1; [ -n "$QUICK" ] && scale=10
+  # Three alternating rounds of everything, reported as medians: single runs over loopback TCP
+  # swung 1.5-2x (ucx_perftest's put bandwidth at 4 KiB read 329-530 MiB/s in three runs in a row).
   for s in $SIZES; do
     n=$((20000 / scale)); [ "$s" -ge 65536 ] && n=$((2000 / scale))
-    host_ucx_perftest host_tcp_put_bw "$s" ucp_put_bw "$n"
-    host_pair host_tcp_put_bw "$s" ours 4 "$BUILD/tools/rdmacoll-bw" --transport ucx -s "$s" -n "$n" -t 16
-    host_ucx_perftest host_tcp_tag_bw "$s" tag_bw "$n"
-    host_pair host_tcp_tag_bw "$s" ours 4 "$BUILD/tools/rdmacoll-bw" --transport ucx --op send -s "$s" -n "$n" -t 16
+    for _ in 1 2 3; do
+      host_ucx_perftest host_tcp_put_bw "$s" ucp_put_bw "$n"
+      host_pair host_tcp_put_bw "$s" ours 4 "$BUILD/tools/rdmacoll-bw" --transport ucx -s "$s" -n "$n" -t 16
+      host_ucx_perftest host_tcp_tag_bw "$s" tag_bw "$n"
+      host_pair host_tcp_tag_bw "$s" ours 4 "$BUILD/tools/rdmacoll-bw" --transport ucx --op send -s "$s" -n "$n" -t 16
+    done
   done
   for s in $SIZES; do
     n=$((20000 / scale)); [ "$s" -ge 65536 ] && n=$((2000 / scale))
-    host_ucx_perftest host_tcp_put_lat "$s" ucp_put_lat "$n"
-    host_pair host_tcp_put_lat "$s" ours 5 "$BUILD/tools/rdmacoll-lat" --transport ucx -s "$s" -n "$n"
-    host_ucx_perftest host_tcp_tag_lat "$s" tag_lat "$n"
-    host_pair host_tcp_tag_lat "$s" ours 5 "$BUILD/tools/rdmacoll-lat" --transport ucx --op send -s "$s" -n "$n"
+    for _ in 1 2 3; do
+      host_ucx_perftest host_tcp_put_lat "$s" ucp_put_lat "$n"
+      host_pair host_tcp_put_lat "$s" ours 5 "$BUILD/tools/rdmacoll-lat" --transport ucx -s "$s" -n "$n"
+      host_ucx_perftest host_tcp_tag_lat "$s" tag_lat "$n"
+      host_pair host_tcp_tag_lat "$s" ours 5 "$BUILD/tools/rdmacoll-lat" --transport ucx --op send -s "$s" -n "$n"
+    done
   done
 }
 
 # ---- report -----------------------------------------------------------------------------------
 table() {  # PREFIX TITLE: the measurements of one stage (lines "M metric size who value")
-  # A metric measured more than once (the guests' small-message latencies, alternating theirs
+  # A metric measured more than once (every one: three alternating rounds of theirs
   # and ours) is reported as the median of its runs, with the count beside it.
   local prefix=$1 title=$2
   echo
