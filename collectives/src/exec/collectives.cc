@@ -14,6 +14,9 @@ namespace {
 using schedules::Algorithm;
 using schedules::Block;
 
+// The algorithm name of direct calls (exec/direct.h) in argument lines and messages.
+constexpr std::string_view kDirectAlgorithm = "shared_memory_allreduce";
+
 Algorithm allreduce_algorithm(Communicator::Impl& c, const CallOptions& call, int n, size_t count,
                               size_t es) {
   const Communicator::Options& o = c.options;
@@ -122,8 +125,8 @@ void add_block_runs(Communicator::Impl& c, Operation& op, Algorithm a, char* out
   }
 }
 
-std::shared_ptr<Operation> new_op(Communicator::Impl& c, std::string name, Algorithm a, DataType type,
-                                         ReduceOp op, size_t count, bool reduces, int root = -1) {
+std::shared_ptr<Operation> new_op(Communicator::Impl& c, std::string name, std::string_view algorithm, DataType type,
+                                  ReduceOp op, size_t count, bool reduces, int root = -1) {
   dtype_size(type);  // validates the enum
   std::shared_ptr<Operation> o;
   if (c.spare_op && c.spare_op.use_count() == 1) o = std::move(c.spare_op), o->reset();
@@ -131,7 +134,7 @@ std::shared_ptr<Operation> new_op(Communicator::Impl& c, std::string name, Algor
   c.spare_op = o;
   o->seq = c.next_seq++;
   o->name = std::move(name);
-  o->algorithm = schedules::to_string(a);
+  o->algorithm = algorithm;
   o->type = type;
   o->op = op;
   set_args(c, *o, count, reduces, root);
@@ -209,9 +212,22 @@ Work Communicator::allreduce_async(const void* in, void* out, size_t count, Data
   check_buffers("allreduce", in, out, count, type);
   Impl& c = *impl_;
   const int n = size();
-  const Algorithm a = allreduce_algorithm(c, o, n, count, dtype_size(type));
-  auto w = new_op(c, "allreduce", a, type, op, count, true);
   const size_t es = dtype_size(type);
+  // Small calls where every peer's pool is mapped (UCX shared memory) go through the mailboxes
+  // (exec/direct.h), unless the caller named an algorithm. Their rank-order fold is the
+  // reproducible order too.
+  if (n > 1 && count > 0 && count * es <= exec::kDirectMaxBytes && c.direct.usable() &&
+      o.algorithm.value_or(c.options.algorithm) == AllreduceAlgorithm::automatic) {
+    auto w = new_op(c, "allreduce", kDirectAlgorithm, type, op, count, true);
+    Operation::Plan plan;
+    plan.user = {{0, static_cast<char*>(out), count, static_cast<const char*>(in)}};
+    plan.direct = true;
+    w->plans.push_back(std::move(plan));
+    if (op == ReduceOp::avg) w->epilogue = [type, out, count, n] { finalize_avg(type, out, count, static_cast<size_t>(n)); };
+    return c.submit(this, std::move(w));
+  }
+  const Algorithm a = allreduce_algorithm(c, o, n, count, es);
+  auto w = new_op(c, "allreduce", schedules::to_string(a), type, op, count, true);
   if (n > 1) add_contiguous_runs(c, *w, a, static_cast<char*>(out), count, 0, input_of(in, out));
   else w->prologue = copy_in(in, out, count * es);
   if (op == ReduceOp::avg) w->epilogue = [type, out, count, n] { finalize_avg(type, out, count, static_cast<size_t>(n)); };
@@ -225,7 +241,7 @@ Work Communicator::reduce_scatter_async(const void* in, void* out, size_t count,
   const int n = size(), me = rank();
   const bool det = o.deterministic.value_or(c.options.deterministic);
   const Algorithm a = det ? Algorithm::ordered_reduce_scatter : Algorithm::ring_reduce_scatter;
-  auto w = new_op(c, "reduce_scatter", a, type, op, count, true);
+  auto w = new_op(c, "reduce_scatter", schedules::to_string(a), type, op, count, true);
   const size_t es = dtype_size(type);
   if (n > 1) add_block_runs(c, *w, a, static_cast<char*>(out), count, input_of(in, out));
   else w->prologue = copy_in(in, out, count * es);
@@ -243,7 +259,7 @@ Work Communicator::allgather_async(const void* in, void* out, size_t count, Data
   const int n = size(), me = rank();
   const size_t es = dtype_size(type);
   const Algorithm a = allgather_algorithm(n);
-  auto w = new_op(c, "allgather", a, type, ReduceOp::sum, count, false);
+  auto w = new_op(c, "allgather", schedules::to_string(a), type, ReduceOp::sum, count, false);
   const Block b = schedules::even_blocks(count, static_cast<size_t>(n))[static_cast<size_t>(me)];
   w->prologue = copy_in(static_cast<const char*>(in) + b.offset * es, static_cast<char*>(out) + b.offset * es,
                         b.count * es);
@@ -263,7 +279,7 @@ Work Communicator::broadcast_async(const void* in, void* out, size_t count, Data
               schedules::estimate(Algorithm::binomial_broadcast, n, count, es, c.model()).seconds
           ? Algorithm::chain_broadcast
           : Algorithm::binomial_broadcast;
-  auto w = new_op(c, "broadcast", a, type, ReduceOp::sum, count, false, root);
+  auto w = new_op(c, "broadcast", schedules::to_string(a), type, ReduceOp::sum, count, false, root);
   if (rank() == root) w->prologue = copy_in(in, out, count * es);
   if (n > 1) add_contiguous_runs(c, *w, a, static_cast<char*>(out), count, root);
   return c.submit(this, std::move(w));
@@ -277,7 +293,7 @@ Work Communicator::reduce_async(const void* in, void* out, size_t count, DataTyp
   check_root("reduce", root, n);
   const bool det = o.deterministic.value_or(c.options.deterministic);
   const Algorithm a = det ? Algorithm::ordered_reduce : Algorithm::binomial_reduce;
-  auto w = new_op(c, "reduce", a, type, op, count, true, root);
+  auto w = new_op(c, "reduce", schedules::to_string(a), type, op, count, true, root);
   const size_t es = dtype_size(type);
   if (n > 1) add_contiguous_runs(c, *w, a, static_cast<char*>(out), count, root, input_of(in, out));
   else w->prologue = copy_in(in, out, count * es);
@@ -289,7 +305,7 @@ Work Communicator::reduce_async(const void* in, void* out, size_t count, DataTyp
 Work Communicator::barrier_async() {
   Impl& c = *impl_;
   const int n = size();
-  auto w = new_op(c, "barrier", Algorithm::dissemination_barrier, DataType::u8, ReduceOp::sum, 0, false);
+  auto w = new_op(c, "barrier", schedules::to_string(Algorithm::dissemination_barrier), DataType::u8, ReduceOp::sum, 0, false);
   // Zero-count transfers touch no scratch, so a barrier needs no fence; and it is one itself.
   if (n > 1) w->plans.push_back(c.fence());
   c.scratch_dirty = false;

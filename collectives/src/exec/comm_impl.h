@@ -34,6 +34,8 @@ struct Communicator::Impl {
   // Outlives everything below (windows and requests refer to it).
   std::unique_ptr<transport::Transport> transport;
   exec::Pool pool;
+  // The small allreduce through mapped mailboxes (direct.h), where every peer's pool is mapped.
+  exec::Direct direct;
   // The last run that finished, kept to start the next one in (exec::Run::restart): its
   // vectors' memory is reused, so a small call allocates little.
   std::unique_ptr<exec::Run> spare_run;

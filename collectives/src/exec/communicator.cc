@@ -77,12 +77,13 @@ void Operation::reset() {
 std::string Operation::describe() const {
   std::string s = name + " #" + std::to_string(seq) + " (" + algorithm;
   if (run) s += ", run " + std::to_string(current + 1) + " of " + std::to_string(plans.size()) + ": " + run->pending();
+  else if (direct) s += ": " + direct->pending();
   else if (!started) s += ", not started: queued behind an earlier call";
   return s + ")";
 }
 
 std::vector<int> Operation::waiting_for() const {
-  return run ? run->waiting_for() : std::vector<int>{};
+  return run ? run->waiting_for() : direct ? direct->waiting_for() : std::vector<int>{};
 }
 
 Communicator::Communicator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -103,6 +104,31 @@ constexpr uint64_t kSetupTag = 0xC011'5E70;
 constexpr size_t kMaxWindowDescription = 64 << 10;
 constexpr size_t kSmallMessageBytes = 8192;
 
+// Direct calls (direct.h) where every rank maps every peer's pool: each rank tells the others
+// whether it maps all of theirs, so that all use them or none does.
+static void attach_direct(Communicator::Impl& c, Deadline deadline) {
+  transport::Transport& t = *c.transport;
+  const int me = t.rank(), n = t.size();
+  std::vector<char*> boxes(static_cast<size_t>(n));
+  uint8_t all = 1;
+  for (int p = 0; p < n; ++p) {
+    char* base = p == me ? c.pool.base : static_cast<char*>(t.map_window(c.pool.peers[static_cast<size_t>(p)]));
+    if (base == nullptr) all = 0;
+    else boxes[static_cast<size_t>(p)] = base + c.pool.bytes;
+  }
+  std::vector<uint8_t> theirs(static_cast<size_t>(n), 0);
+  std::vector<transport::Request> reqs;
+  for (int p = 0; p < n; ++p) {
+    if (p == me) continue;
+    reqs.push_back(t.recv(p, kSetupTag + 1, &theirs[static_cast<size_t>(p)], 1));
+    reqs.push_back(t.send(p, kSetupTag + 1, &all, 1));
+  }
+  for (auto& r : reqs) r.wait(deadline);
+  for (int p = 0; p < n; ++p)
+    if (p != me && theirs[static_cast<size_t>(p)] != 1) all = 0;
+  if (all) c.direct.attach(me, std::move(boxes));
+}
+
 std::unique_ptr<Communicator> Communicator::create(bootstrap::World& world, const Options& options) {
   auto impl = std::make_unique<Impl>();
   impl->options = options;
@@ -111,8 +137,9 @@ std::unique_ptr<Communicator> Communicator::create(bootstrap::World& world, cons
   impl->transport = transport::Transport::create(world, options.transport);
   transport::Transport& t = *impl->transport;
   const size_t bytes = (options.buffsize + 4095) / 4096 * 4096;
-  // The transport's own memory: on UCX shared memory, peers then write into it directly.
-  impl->pool_registration = t.allocate_memory(bytes, transport::kRemoteWrite);
+  // The transport's own memory: on UCX shared memory, peers then write into it directly. The
+  // direct calls' mailbox (direct.h) follows the pool's bytes, in the same window.
+  impl->pool_registration = t.allocate_memory(bytes + exec::kMailboxBytes, transport::kRemoteWrite);
   impl->pool.base = static_cast<char*>(impl->pool_registration.addr());
   impl->pool.bytes = bytes;
   const int me = t.rank(), n = t.size();
@@ -145,6 +172,7 @@ std::unique_ptr<Communicator> Communicator::create(bootstrap::World& world, cons
     d.resize(reqs[static_cast<size_t>(2 * k++)].bytes());
     impl->pool.peers[static_cast<size_t>(p)] = t.unpack_window(p, d);
   }
+  if (n > 1 && options.data_path == DataPath::automatic) attach_direct(*impl, deadline);
   if (n > 1) impl->control.start(t);
   std::unique_ptr<Communicator> comm(new Communicator(std::move(impl)));
   Impl& c = *comm->impl_;
@@ -259,7 +287,10 @@ bool Communicator::Impl::advance(Operation& op) {
   if (!op.started) {
     op.started = true;
     op.wire = wire_totals();
-    if (op.args && control.started()) {
+    if (direct.usable()) direct.announce(op.seq, op.args ? op.digest : 0);
+    // A direct call checks its arguments in the mailboxes (direct.h): no ring check.
+    const bool is_direct = op.plans.size() == 1 && op.plans.front().direct;
+    if (op.args && control.started() && !is_direct) {
       // The earlier calls' ring checks (usually arrived by now): kept few, and none unseen.
       // Looked at before this call's is posted, which would only make the look progress the
       // transport for a receive that cannot have completed yet.
@@ -279,9 +310,41 @@ bool Communicator::Impl::advance(Operation& op) {
         const WireStats end = wire_totals();
         op.wire = {end.bytes_sent - op.wire.bytes_sent, end.bytes_received - op.wire.bytes_received,
                    end.messages_sent - op.wire.messages_sent, end.messages_received - op.wire.messages_received};
+        if (op.shared_memory_bytes > 0) {  // the mailboxes' reads (WireStats)
+          const uint64_t peers = static_cast<uint64_t>(transport->size() - 1);
+          op.wire.bytes_sent += peers * op.shared_memory_bytes, op.wire.bytes_received += peers * op.shared_memory_bytes;
+          op.wire.messages_sent += peers, op.wire.messages_received += peers;
+        }
         return true;
       }
       const Operation::Plan& plan = op.plans[op.current];
+      if (plan.direct) {
+        if (!op.direct) {
+          const exec::UserPiece& u = plan.user.front();
+          direct.start(u.in ? u.in : u.base, u.base, u.count, op.type, op.op, op.args ? op.digest : 0);
+          op.direct = &direct;
+          op.shared_memory_bytes = u.count * dtype_size(op.type);
+        }
+        const uint64_t before = direct.events();
+        bool finished = false;
+        try {
+          finished = direct.advance();
+        } catch (const exec::CheckFailed&) {
+          mismatch(op.seq, {});
+        }
+        op.events += direct.events() - before;
+        if (!finished) {
+          // A peer on another path for this call (its count too large for a mailbox, another
+          // collective) never marks a slot: its call line shows the disagreement.
+          if (op.args && direct.idle_turns() % 64 == 63 && direct.disagreeing(op.seq, op.digest) >= 0)
+            mismatch(op.seq, {});
+          return false;
+        }
+        op.direct = nullptr;
+        ++op.current;
+        ++op.events;
+        continue;
+      }
       if (plan.before && !std::exchange(op.next_before_ran, false)) plan.before();
       const DataType type = plan.fence ? DataType::u8 : op.type;
       const bool check = !plan.fence && op.args && control.started();
@@ -531,6 +594,11 @@ WireStats Work::wire() const {
   return op_->wire;
 }
 
+const std::string& Work::algorithm() const {
+  if (!op_) throw std::logic_error("Work::algorithm on an empty Work");
+  return op_->algorithm;
+}
+
 bool Work::compressed() const {
   if (!op_) throw std::logic_error("Work::compressed on an empty Work");
   return op_->compressed;
@@ -599,10 +667,12 @@ void Work::wait_until(std::optional<Deadline> until, bool fatal) {
     // a whole time slice while the peer it waits for cannot run (a yield costs a system call,
     // which the first microseconds of every wait cannot afford). Once things stop for the spin
     // time, let the transport sleep until it has an event (capped, so the deadline is checked).
-    if (o.progress != transport::ProgressMode::Poll && now - last_change > spin)
+    // A direct call (direct.h) waits on memory, which wakes no transport event: it yields instead.
+    const bool on_memory = !c.queue.empty() && c.queue.front()->direct != nullptr;
+    if (o.progress != transport::ProgressMode::Poll && now - last_change > spin && !on_memory)
       t.wait_for_event(std::min(deadline, now + std::chrono::milliseconds(5)));
     else
-      yielding = o.yield_when_idle && now - last_change > kSpinBeforeYield;
+      yielding = o.yield_when_idle ? now - last_change > kSpinBeforeYield : on_memory && now - last_change > spin;
   }
 }
 

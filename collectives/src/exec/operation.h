@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "exec/control.h"
+#include "exec/direct.h"
 #include "exec/run.h"
 #include "rdmacoll/bootstrap/store.h"
 #include "rdmacoll/collectives/communicator.h"
@@ -32,6 +33,8 @@ struct Operation {
     // uses); `after` may run late, while the next plan's run waits, and at the latest when the
     // plan after that starts (nothing before then overwrites what it reads).
     bool before_early = false, after_late = false;
+    // A direct allreduce (exec/direct.h) of user[0] instead of a run: no schedule, no pool.
+    bool direct = false;
   };
 
   uint64_t seq = 0;
@@ -57,6 +60,8 @@ struct Operation {
   std::function<void()> late;       // a plan's `after` put off (after_late) ...
   std::size_t late_by = 0;          // ... until at the latest plan late_by starts
   std::unique_ptr<exec::Run> run;
+  const exec::Direct* direct = nullptr;  // the communicator's, while this call's direct plan runs
+  uint64_t shared_memory_bytes = 0;      // a direct call's input: each peer reads it (WireStats)
   std::exception_ptr error;
   uint64_t events = 0;  // bumped whenever something moved, for adaptive waiting
   WireStats wire;       // at the start: the transport's totals; at the end: the difference

@@ -548,6 +548,16 @@ bool UcxTransport::direct_writes(int peer) const {
   return peers_[static_cast<size_t>(peer)].direct_writes;
 }
 
+void* UcxTransport::map_window(const RemoteWindow& window) {
+  const auto* win = dynamic_cast<const UcxWindow*>(window.impl().get());
+  if (win == nullptr || win->rkey == nullptr) return nullptr;
+  // Only where the peer's lanes put into its memory directly (shared memory): UCX may map a
+  // same-host segment even when the caller chose tcp, and those callers asked for tcp.
+  if (!direct_writes(win->rank)) return nullptr;
+  void* here = nullptr;
+  return ucp_rkey_ptr(win->rkey, win->addr, &here) == UCS_OK ? here : nullptr;
+}
+
 Request UcxTransport::send(int peer, uint64_t tag, const void* buf, size_t length) {
   check_peer(*this, peer, "send");
   if (buf == nullptr && length > 0)

@@ -71,6 +71,7 @@ class UcxTransport final : public Transport {
   CacheStats cache_stats() const override { return cache_->stats(); }
   Memory allocate_memory(size_t length, unsigned access) override;
   bool direct_writes(int peer) const override;
+  void* map_window(const RemoteWindow& window) override;
   Request send(int peer, uint64_t tag, const void* buf, size_t length) override;
   Request recv(int peer, uint64_t tag, void* buf, size_t length) override;
   std::vector<uint8_t> pack_window(const Memory& window) override;

@@ -72,6 +72,9 @@ struct Operation;
 // protocol headers, as the backend counts them), summed over peers: the counters' change
 // between the call's start and its end. Calls run one after another, so what this rank sent
 // in that time is the call's; what it received may include a peer's next call started early.
+// A small allreduce through the shared-memory mailboxes (no transport message: see
+// Communicator::allreduce) counts its input as sent to each of the n-1 peers that read it, and
+// their inputs as received, one message each, as a shared-memory transport would.
 struct WireStats {
   uint64_t bytes_sent = 0, bytes_received = 0;
   uint64_t messages_sent = 0, messages_received = 0;
@@ -137,6 +140,9 @@ class Work {
   uint64_t nonfinite() const;
   // Whether the call compressed (false for plain calls and declined only_if_faster ones).
   bool compressed() const;
+  // The algorithm the call runs, as argument lines and messages name it ("ring_allreduce",
+  // "shared_memory_allreduce", "binomial_broadcast", ...): what the automatic choice picked.
+  const std::string& algorithm() const;
 
  private:
   // nullopt: the communicator's timeout from the wait's first clock reading.

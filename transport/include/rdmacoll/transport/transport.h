@@ -214,6 +214,14 @@ class Transport {
   // copies in (UCX over tcp): callers that control both sides move data faster there with
   // send/recv, which those backends do natively.
   virtual bool direct_writes(int peer) const = 0;
+  // Where this process can load and store a peer's window itself: the window's base address
+  // here, where the backend maps the peer's memory into this process (UCX shared memory, for a
+  // window from the peer's allocate_memory); nullptr anywhere else (verbs, UCX over a network,
+  // memory the peer registered rather than allocated). The mapping lives as long as the window.
+  virtual void* map_window(const RemoteWindow& window) {
+    (void)window;
+    return nullptr;
+  }
 
   // Progress once without blocking; returns true if anything happened.
   virtual bool progress() = 0;
