@@ -103,7 +103,7 @@ table() {  # PREFIX TITLE: the measurements of one stage (lines "M metric size w
     $1 == "M" && index($2, pre) == 1 {
       key = $2 " " $3; if (!(key in seen)) { seen[key] = 1; order[++n] = key }
       runs[key, $4]++
-      if ($5 + 0 > 0) val[key, $4, ++cnt[key, $4]] = $5 + 0
+      if ($5 + 0 > 0 && $5 !~ /inf|nan/) val[key, $4, ++cnt[key, $4]] = $5 + 0  # perftest printed "inf" once
     }
     END {
       printf "%-22s %9s %14s %14s %8s\n", "metric", "bytes", "theirs", "rdmacoll", "ratio"

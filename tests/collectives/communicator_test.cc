@@ -433,7 +433,7 @@ std::string small_allreduce_algorithm(Communicator& c) {
   w.wait();
   EXPECT_EQ(first_difference(out.data(), reference(DataType::f32, ReduceOp::sum, c.size(), 7).data(), 7, 4), -1);
   EXPECT_GT(w.wire().bytes_sent, 0u);
-  return w.algorithm();
+  return std::string(w.algorithm());
 }
 
 // Small allreduces where every peer's pool is mapped into the process (UCX shared memory) go

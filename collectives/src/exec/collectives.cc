@@ -193,7 +193,7 @@ void set_args(Communicator::Impl& c, Operation& op, size_t count, bool reduces, 
   a += " algorithm=", a += op.algorithm;
   op.digest = exec::digest_of(a);
   op.args = std::make_shared<const std::string>(std::move(a));
-  last = {op.name, op.algorithm, count, op.type, op.op, reduces, root, op.args, op.digest};
+  last = {op.name, std::string(op.algorithm), count, op.type, op.op, reduces, root, op.args, op.digest};
 }
 
 std::length_error pool_too_small(std::string_view what, size_t pool) {
@@ -219,10 +219,7 @@ Work Communicator::allreduce_async(const void* in, void* out, size_t count, Data
   if (n > 1 && count > 0 && count * es <= exec::kDirectMaxBytes && c.direct.usable() &&
       o.algorithm.value_or(c.options.algorithm) == AllreduceAlgorithm::automatic) {
     auto w = new_op(c, "allreduce", kDirectAlgorithm, type, op, count, true);
-    Operation::Plan plan;
-    plan.user = {{0, static_cast<char*>(out), count, static_cast<const char*>(in)}};
-    plan.direct = true;
-    w->plans.push_back(std::move(plan));
+    w->direct_call = Operation::DirectCall{in, out, count};
     if (op == ReduceOp::avg) w->epilogue = [type, out, count, n] { finalize_avg(type, out, count, static_cast<size_t>(n)); };
     return c.submit(this, std::move(w));
   }

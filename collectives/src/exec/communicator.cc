@@ -67,15 +67,15 @@ Communicator::Options Communicator::Options::from_settings() {
 }
 
 void Operation::reset() {
-  std::string keep_name = std::move(name), keep_algorithm = std::move(algorithm);
+  std::string keep_name = std::move(name), keep_algorithm = std::move(algorithm_storage);
   std::vector<Plan> keep_plans = std::move(plans);
   keep_name.clear(), keep_algorithm.clear(), keep_plans.clear();
   *this = Operation{};
-  name = std::move(keep_name), algorithm = std::move(keep_algorithm), plans = std::move(keep_plans);
+  name = std::move(keep_name), algorithm_storage = std::move(keep_algorithm), plans = std::move(keep_plans);
 }
 
 std::string Operation::describe() const {
-  std::string s = name + " #" + std::to_string(seq) + " (" + algorithm;
+  std::string s = name + " #" + std::to_string(seq) + " (" + std::string(algorithm);
   if (run) s += ", run " + std::to_string(current + 1) + " of " + std::to_string(plans.size()) + ": " + run->pending();
   else if (direct) s += ": " + direct->pending();
   else if (!started) s += ", not started: queued behind an earlier call";
@@ -289,8 +289,7 @@ bool Communicator::Impl::advance(Operation& op) {
     op.wire = wire_totals();
     if (direct.usable()) direct.announce(op.seq, op.args ? op.digest : 0);
     // A direct call checks its arguments in the mailboxes (direct.h): no ring check.
-    const bool is_direct = op.plans.size() == 1 && op.plans.front().direct;
-    if (op.args && control.started() && !is_direct) {
+    if (op.args && control.started() && !op.direct_call) {
       // The earlier calls' ring checks (usually arrived by now): kept few, and none unseen.
       // Looked at before this call's is posted, which would only make the look progress the
       // transport for a receive that cannot have completed yet.
@@ -301,6 +300,30 @@ bool Communicator::Impl::advance(Operation& op) {
       if (op.plans.empty() || op.plans.front().fence) control.send_ring(op.seq, op.digest), op.ring.reset();
     }
     if (op.prologue) op.prologue();
+    if (const auto& d = op.direct_call) {
+      direct.start(d->in, d->out, d->count, op.type, op.op, op.args ? op.digest : 0);
+      op.direct = &direct;
+      op.shared_memory_bytes = d->count * dtype_size(op.type);
+    }
+  }
+  if (op.direct) {
+    const uint64_t before = direct.events();
+    bool finished = false;
+    try {
+      finished = direct.advance();
+    } catch (const exec::CheckFailed&) {
+      mismatch(op.seq, {});
+    }
+    op.events += direct.events() - before;
+    if (!finished) {
+      // A peer on another path for this call (its count too large for a mailbox, another
+      // collective) never marks a slot: its call line shows the disagreement.
+      if (op.args && direct.idle_turns() % 64 == 63 && direct.disagreeing(op.seq, op.digest) >= 0)
+        mismatch(op.seq, {});
+      return false;
+    }
+    op.direct = nullptr;
+    ++op.events;
   }
   for (;;) {
     if (!op.run) {
@@ -318,33 +341,6 @@ bool Communicator::Impl::advance(Operation& op) {
         return true;
       }
       const Operation::Plan& plan = op.plans[op.current];
-      if (plan.direct) {
-        if (!op.direct) {
-          const exec::UserPiece& u = plan.user.front();
-          direct.start(u.in ? u.in : u.base, u.base, u.count, op.type, op.op, op.args ? op.digest : 0);
-          op.direct = &direct;
-          op.shared_memory_bytes = u.count * dtype_size(op.type);
-        }
-        const uint64_t before = direct.events();
-        bool finished = false;
-        try {
-          finished = direct.advance();
-        } catch (const exec::CheckFailed&) {
-          mismatch(op.seq, {});
-        }
-        op.events += direct.events() - before;
-        if (!finished) {
-          // A peer on another path for this call (its count too large for a mailbox, another
-          // collective) never marks a slot: its call line shows the disagreement.
-          if (op.args && direct.idle_turns() % 64 == 63 && direct.disagreeing(op.seq, op.digest) >= 0)
-            mismatch(op.seq, {});
-          return false;
-        }
-        op.direct = nullptr;
-        ++op.current;
-        ++op.events;
-        continue;
-      }
       if (plan.before && !std::exchange(op.next_before_ran, false)) plan.before();
       const DataType type = plan.fence ? DataType::u8 : op.type;
       const bool check = !plan.fence && op.args && control.started();
@@ -594,7 +590,7 @@ WireStats Work::wire() const {
   return op_->wire;
 }
 
-const std::string& Work::algorithm() const {
+std::string_view Work::algorithm() const {
   if (!op_) throw std::logic_error("Work::algorithm on an empty Work");
   return op_->algorithm;
 }

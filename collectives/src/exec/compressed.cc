@@ -147,7 +147,8 @@ Work Communicator::allreduce_async(const float* in, float* out, size_t count, Re
   w->compressed = true;
   w->seq = c.next_seq++;
   w->name = "allreduce";
-  w->algorithm = std::string(two_phase ? "compressed two-phase " : "compressed allgather ") + codec.name();
+  w->algorithm_storage = std::string(two_phase ? "compressed two-phase " : "compressed allgather ") + codec.name();
+  w->algorithm = w->algorithm_storage;
   w->type = DataType::u8;
   if (c.options.check_args && n > 1)
     w->args = std::make_shared<const std::string>("call=allreduce count=" + std::to_string(count) + " type=f32 op=" +

@@ -33,13 +33,13 @@ struct Operation {
     // uses); `after` may run late, while the next plan's run waits, and at the latest when the
     // plan after that starts (nothing before then overwrites what it reads).
     bool before_early = false, after_late = false;
-    // A direct allreduce (exec/direct.h) of user[0] instead of a run: no schedule, no pool.
-    bool direct = false;
   };
 
   uint64_t seq = 0;
   std::string name;       // "allreduce"
-  std::string algorithm;  // "ring_allreduce", for messages
+  // "ring_allreduce", for messages: a static name, or algorithm_storage's (compressed calls).
+  std::string_view algorithm;
+  std::string algorithm_storage;
   // What the ranks must agree on, as "call=allreduce count=1024 type=f32 op=sum
   // algorithm=ring_allreduce" (control.h), and its digest (0: not computed yet); null when the
   // check is off. Shared: repeated calls reuse one line (Communicator::Impl::last_args).
@@ -60,7 +60,14 @@ struct Operation {
   std::function<void()> late;       // a plan's `after` put off (after_late) ...
   std::size_t late_by = 0;          // ... until at the latest plan late_by starts
   std::unique_ptr<exec::Run> run;
-  const exec::Direct* direct = nullptr;  // the communicator's, while this call's direct plan runs
+  // A direct allreduce (exec/direct.h) instead of plans: no schedule, no pool.
+  struct DirectCall {
+    const void* in = nullptr;
+    void* out = nullptr;
+    std::size_t count = 0;
+  };
+  std::optional<DirectCall> direct_call;
+  const exec::Direct* direct = nullptr;  // the communicator's, while the direct call runs
   uint64_t shared_memory_bytes = 0;      // a direct call's input: each peer reads it (WireStats)
   std::exception_ptr error;
   uint64_t events = 0;  // bumped whenever something moved, for adaptive waiting

@@ -142,7 +142,7 @@ class Work {
   bool compressed() const;
   // The algorithm the call runs, as argument lines and messages name it ("ring_allreduce",
   // "shared_memory_allreduce", "binomial_broadcast", ...): what the automatic choice picked.
-  const std::string& algorithm() const;
+  std::string_view algorithm() const;
 
  private:
   // nullopt: the communicator's timeout from the wait's first clock reading.
