@@ -476,7 +476,7 @@ TEST(COMM_SUITE, MultiRankSmallAllreduceThroughSharedMemory) {
     int k = 0;
     for (DataType type : kAllDataTypes)
       for (ReduceOp op : kAllReduceOps)
-        for (size_t cnt : {size_t{1}, size_t{7}, size_t{4096 / dtype_size(type)}, size_t{4096 / dtype_size(type) + 1}})
+        for (size_t cnt : {size_t{1}, size_t{7}, size_t{16384 / dtype_size(type)}, size_t{16384 / dtype_size(type) + 1}})
           check_allreduce(c, type, op, cnt, {}, ++k % 2 == 0);
 
     std::vector<float> big(65537);

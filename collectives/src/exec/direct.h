@@ -29,9 +29,10 @@
 
 namespace rdmacoll::collectives::exec {
 
-// The largest allreduce (bytes) taken this way: above it, reading every peer's input costs more
-// than the pipelined algorithms' messages (n - 1 whole inputs read per rank).
-inline constexpr std::size_t kDirectMaxBytes = 4096;
+// The largest allreduce (bytes) taken this way. Each rank reads n - 1 whole inputs; still, at
+// 16 KiB 2 ranks took 2.0 us this way against 7.9 us for 32 KiB through UCX's messages, 4 ranks
+// (on 2 cores) 16 us against 32 us.
+inline constexpr std::size_t kDirectMaxBytes = 16384;
 inline constexpr std::size_t kMailboxLine = 64;
 inline constexpr std::size_t kSlotHeader = 16;
 inline constexpr std::size_t kSlotBytes = (kSlotHeader + kDirectMaxBytes + kMailboxLine - 1) / kMailboxLine * kMailboxLine;
