@@ -12,6 +12,8 @@
 #                Gloo's TCP transport on 127.0.0.1
 #   guest (bench/allreduce_guest.sh in one soft-RoCE guest of 2 vCPUs), 2 ranks: ours over verbs
 #     on rxe0, ib_write_bw on rxe0, Open MPI and Gloo ring over TCP on the guest's loopback.
+# Every implementation makes blocking calls: ours with -z 1 (one call waited for before the next
+# starts), as MPI_Allreduce and Gloo's allreduce are.
 # Open MPI keeps its default binding (a core per rank at 2 ranks, none at 4 when oversubscribed);
 # rdmacoll-run binds nothing. ob1 is also Open MPI's default here (Debian's
 # openmpi-mca-params.conf sets pml = ^ucx). On the host the sizes alternate: for each size,
@@ -88,9 +90,9 @@ run_one() {  # IMPL RANKS SIZE
   local out=$runs/$impl.$n.$s.out
   case $impl in
     ours_sm)  "${clean_env[@]}" UCX_TLS=sm,self \
-                timeout 600 "$RUN" -n "$n" --timeout 300 -- "$OURS" --transport ucx "${flags[@]}" ;;
+                timeout 600 "$RUN" -n "$n" --timeout 300 -- "$OURS" --transport ucx -z 1 "${flags[@]}" ;;
     ours_tcp) "${clean_env[@]}" UCX_TLS=tcp,self UCX_NET_DEVICES=lo \
-                timeout 600 "$RUN" -n "$n" --timeout 300 -- "$OURS" --transport ucx "${flags[@]}" ;;
+                timeout 600 "$RUN" -n "$n" --timeout 300 -- "$OURS" --transport ucx -z 1 "${flags[@]}" ;;
     mpi_sm)   "${clean_env[@]}" "${mpi[@]}" -np "$n" --mca btl self,vader "$MPI_PEER" "${flags[@]}" ;;
     mpi_tcp)  "${clean_env[@]}" "${mpi[@]}" -np "$n" --mca btl self,tcp --mca btl_tcp_if_include lo \
                 "$MPI_PEER" "${flags[@]}" ;;
@@ -141,7 +143,7 @@ mkdir -p "$(dirname "$OUT")"
   echo "# on $(hostname), $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ); host part $((host_end - start)) s, guest part $((end - host_end)) s${guest_rc:+ (harness exit $guest_rc)}"
   echo "# load average (1, 5, 15 min) at the start: $load_start, at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "# float sum, -c 1; time per call is the average over ranks of each rank's mean; busbw = algbw * 2(n-1)/n."
-  echo "# ours: rdmacoll-allreduce-perf (its default algorithm choice) under rdmacoll-run, unbound."
+  echo "# ours: rdmacoll-allreduce-perf -z 1 (blocking calls, as MPI_Allreduce and Gloo; its default algorithm choice) under rdmacoll-run, unbound."
   echo "#   shared memory: --transport ucx, UCX_TLS=sm,self; TCP: --transport ucx, UCX_TLS=tcp,self UCX_NET_DEVICES=lo."
   echo "# Open MPI $(mpirun --version 2>/dev/null | head -1 | awk '{print $NF}'): mpirun --mca pml ob1, its default binding (a core per rank"
   echo "#   at 2 ranks, none at 4); shared memory: --mca btl self,vader; TCP: --mca btl self,tcp --mca btl_tcp_if_include lo."

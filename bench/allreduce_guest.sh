@@ -46,7 +46,7 @@ run_allreduce() {  # IMPL SIZE
   local out=$OUT/$impl.2.$s.out start=$SECONDS
   case $impl in
     ours_verbs) RDMACOLL_IB_DEVICE=$DEV timeout 300 "$RUN" -n 2 --timeout 240 -- \
-                  "$OURS" --transport verbs "${flags[@]}" ;;
+                  "$OURS" --transport verbs -z 1 "${flags[@]}" ;;  # blocking, as MPI_Allreduce
     mpi_tcp)    timeout 300 mpirun --allow-run-as-root --oversubscribe -np 2 --mca pml ob1 --mca btl self,tcp \
                   --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo "$MPI_PEER" "${flags[@]}" ;;
     gloo_ring)  RDMACOLL_STORE_DIR=/run/tmp/store timeout 300 "$RUN" -n 2 --timeout 240 -- \
