@@ -8,6 +8,8 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <thread>
+#include <time.h>
 
 #include "comm_fixture.h"
 #include "comm_test_util.h"
@@ -513,6 +515,38 @@ TEST(COMM_SUITE, MultiRankSmallAllreduceSendsWhereAsked) {
 TEST(COMM_SUITE, MultiRankSmallAllreduceOverTcpSends) {
   Backend tcp(/*tcp=*/true);
   with_comm(2, [](Communicator& c) { EXPECT_NE(small_allreduce_algorithm(c), "shared_memory_allreduce"); });
+}
+
+// A rank waiting in a small call over shared memory for a peer that comes 300 ms late (still
+// computing) does not keep its core busy all that time: once the peer is a millisecond late it
+// naps between looks. Its CPU time over the wait stays well under the wait's length (without
+// the naps it was the whole of it).
+TEST(COMM_SUITE, MultiRankSmallAllreduceWaitForALatePeerNaps) {
+  Backend b;
+  with_comm(2, [](Communicator& c) {
+    std::vector<float> buf(8, 1.0f);
+    c.allreduce(buf.data(), buf.data(), buf.size(), DataType::f32, ReduceOp::sum);  // both here
+    if (c.rank() == 1) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    auto cpu = [] {
+      timespec ts{};
+      clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+      return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+    };
+    const double cpu0 = cpu();
+    const auto wall0 = std::chrono::steady_clock::now();
+    std::fill(buf.begin(), buf.end(), 1.0f);
+    Work w = c.allreduce_async(buf.data(), buf.data(), buf.size(), DataType::f32, ReduceOp::sum);
+    w.wait();
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+    const double used = cpu() - cpu0;
+    EXPECT_EQ(w.algorithm(), "shared_memory_allreduce");
+    EXPECT_EQ(buf[7], 2.0f);
+    if (c.rank() == 0) {
+      std::printf("rank 0 waited %.3f s, using %.3f s of CPU\n", wall, used);
+      EXPECT_GT(wall, 0.2);
+      EXPECT_LT(used, 0.5 * wall) << "the wait kept a core busy";
+    }
+  });
 }
 
 // A rank that never makes a small call over shared memory: the others' deadline names it and

@@ -618,6 +618,10 @@ constexpr auto kSpinBeforeYield = std::chrono::microseconds(4);
 // 8-byte allreduce's time, read on every turn.
 constexpr unsigned kClockEvery = 16;
 
+// A direct call's wait (direct.h) naps kNap between looks once nothing has moved for kNapAfter.
+constexpr auto kNapAfter = std::chrono::milliseconds(1);
+constexpr auto kNap = std::chrono::microseconds(20);
+
 void Work::wait_until(std::optional<Deadline> until, bool fatal) {
   Communicator::Impl& c = *comm_->impl_;
   transport::Transport& t = *c.transport;
@@ -663,9 +667,14 @@ void Work::wait_until(std::optional<Deadline> until, bool fatal) {
     // a whole time slice while the peer it waits for cannot run (a yield costs a system call,
     // which the first microseconds of every wait cannot afford). Once things stop for the spin
     // time, let the transport sleep until it has an event (capped, so the deadline is checked).
-    // A direct call (direct.h) waits on memory, which wakes no transport event: it yields instead.
+    // A direct call (direct.h) waits on memory, which wakes no transport event: it yields
+    // instead, and once a peer is a millisecond late (a straggler still computing) it naps
+    // between looks rather than keep a core busy, which costs at most the nap (and the timer's
+    // slack) on a wait already that long.
     const bool on_memory = !c.queue.empty() && c.queue.front()->direct != nullptr;
-    if (o.progress != transport::ProgressMode::Poll && now - last_change > spin && !on_memory)
+    if (on_memory && o.progress != transport::ProgressMode::Poll && now - last_change > kNapAfter)
+      std::this_thread::sleep_for(kNap);
+    else if (o.progress != transport::ProgressMode::Poll && now - last_change > spin && !on_memory)
       t.wait_for_event(std::min(deadline, now + std::chrono::milliseconds(5)));
     else
       yielding = o.yield_when_idle ? now - last_change > kSpinBeforeYield : on_memory && now - last_change > spin;
