@@ -216,17 +216,17 @@ Work Communicator::allreduce_async(const void* in, void* out, size_t count, Data
   // Small calls where every peer's pool is mapped (UCX shared memory) go through the mailboxes
   // (exec/direct.h), unless the caller named an algorithm. Their rank-order fold is the
   // reproducible order too.
+  std::shared_ptr<Operation> w;
   if (n > 1 && count > 0 && count * es <= exec::kDirectMaxBytes && c.direct.usable() &&
       o.algorithm.value_or(c.options.algorithm) == AllreduceAlgorithm::automatic) {
-    auto w = new_op(c, "allreduce", kDirectAlgorithm, type, op, count, true);
+    w = new_op(c, "allreduce", kDirectAlgorithm, type, op, count, true);
     w->direct_call = Operation::DirectCall{in, out, count};
-    if (op == ReduceOp::avg) w->epilogue = [type, out, count, n] { finalize_avg(type, out, count, static_cast<size_t>(n)); };
-    return c.submit(this, std::move(w));
+  } else {
+    const Algorithm a = allreduce_algorithm(c, o, n, count, es);
+    w = new_op(c, "allreduce", schedules::to_string(a), type, op, count, true);
+    if (n > 1) add_contiguous_runs(c, *w, a, static_cast<char*>(out), count, 0, input_of(in, out));
+    else w->prologue = copy_in(in, out, count * es);
   }
-  const Algorithm a = allreduce_algorithm(c, o, n, count, es);
-  auto w = new_op(c, "allreduce", schedules::to_string(a), type, op, count, true);
-  if (n > 1) add_contiguous_runs(c, *w, a, static_cast<char*>(out), count, 0, input_of(in, out));
-  else w->prologue = copy_in(in, out, count * es);
   if (op == ReduceOp::avg) w->epilogue = [type, out, count, n] { finalize_avg(type, out, count, static_cast<size_t>(n)); };
   return c.submit(this, std::move(w));
 }

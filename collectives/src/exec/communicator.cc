@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <span>
 #include <stdexcept>
 #include <thread>
 #include <utility>
@@ -104,6 +105,26 @@ constexpr uint64_t kSetupTag = 0xC011'5E70;
 constexpr size_t kMaxWindowDescription = 64 << 10;
 constexpr size_t kSmallMessageBytes = 8192;
 
+// Sends `mine` to every peer on `tag` and receives each peer's into theirs[p] (sized to the most
+// it may be, then to what came); theirs[me] is left as it is.
+static void swap_with_peers(transport::Transport& t, uint64_t tag, std::span<const uint8_t> mine,
+                            std::vector<std::vector<uint8_t>>& theirs, Deadline deadline) {
+  const int me = t.rank(), n = t.size();
+  std::vector<transport::Request> recvs(static_cast<size_t>(n)), sends;
+  for (int p = 0; p < n; ++p) {
+    if (p == me) continue;
+    auto& d = theirs[static_cast<size_t>(p)];
+    recvs[static_cast<size_t>(p)] = t.recv(p, tag, d.data(), d.size());
+    sends.push_back(t.send(p, tag, mine.data(), mine.size()));
+  }
+  for (auto& r : sends) r.wait(deadline);
+  for (int p = 0; p < n; ++p) {
+    if (p == me) continue;
+    recvs[static_cast<size_t>(p)].wait(deadline);
+    theirs[static_cast<size_t>(p)].resize(recvs[static_cast<size_t>(p)].bytes());
+  }
+}
+
 // Direct calls (direct.h) where every rank maps every peer's pool: each rank tells the others
 // whether it maps all of theirs, so that all use them or none does.
 static void attach_direct(Communicator::Impl& c, Deadline deadline) {
@@ -116,16 +137,10 @@ static void attach_direct(Communicator::Impl& c, Deadline deadline) {
     if (base == nullptr) all = 0;
     else boxes[static_cast<size_t>(p)] = base + c.pool.bytes;
   }
-  std::vector<uint8_t> theirs(static_cast<size_t>(n), 0);
-  std::vector<transport::Request> reqs;
-  for (int p = 0; p < n; ++p) {
-    if (p == me) continue;
-    reqs.push_back(t.recv(p, kSetupTag + 1, &theirs[static_cast<size_t>(p)], 1));
-    reqs.push_back(t.send(p, kSetupTag + 1, &all, 1));
-  }
-  for (auto& r : reqs) r.wait(deadline);
+  std::vector<std::vector<uint8_t>> theirs(static_cast<size_t>(n), std::vector<uint8_t>(1));
+  swap_with_peers(t, kSetupTag + 1, std::span<const uint8_t>(&all, 1), theirs, deadline);
   for (int p = 0; p < n; ++p)
-    if (p != me && theirs[static_cast<size_t>(p)] != 1) all = 0;
+    if (p != me && theirs[static_cast<size_t>(p)] != std::vector<uint8_t>{1}) all = 0;
   if (all) c.direct.attach(me, std::move(boxes));
 }
 
@@ -145,14 +160,8 @@ std::unique_ptr<Communicator> Communicator::create(bootstrap::World& world, cons
   const int me = t.rank(), n = t.size();
   const std::vector<uint8_t> mine = t.pack_window(impl->pool_registration);
   std::vector<std::vector<uint8_t>> theirs(static_cast<size_t>(n), std::vector<uint8_t>(kMaxWindowDescription));
-  std::vector<transport::Request> reqs;
-  for (int p = 0; p < n; ++p) {
-    if (p == me) continue;
-    reqs.push_back(t.recv(p, kSetupTag, theirs[static_cast<size_t>(p)].data(), kMaxWindowDescription));
-    reqs.push_back(t.send(p, kSetupTag, mine.data(), mine.size()));
-  }
   const Deadline deadline = bootstrap::deadline_in(options.timeout_s);
-  for (auto& r : reqs) r.wait(deadline);
+  swap_with_peers(t, kSetupTag, mine, theirs, deadline);
   impl->pool.peers.resize(static_cast<size_t>(n));
   // A small chunk is cheaper as one tagged message than as a write. Over UCX a write is a
   // put, a fence and a notification message (8-byte allreduce on shared memory: about 30% less
@@ -166,12 +175,8 @@ std::unique_ptr<Communicator> Communicator::create(bootstrap::World& world, cons
   for (int p = 0; p < n; ++p)
     impl->pool.send[static_cast<size_t>(p)] =
         p != me && (options.data_path == DataPath::send || (options.data_path == DataPath::automatic && !t.direct_writes(p)));
-  for (int p = 0, k = 0; p < n; ++p) {
-    if (p == me) continue;
-    auto& d = theirs[static_cast<size_t>(p)];
-    d.resize(reqs[static_cast<size_t>(2 * k++)].bytes());
-    impl->pool.peers[static_cast<size_t>(p)] = t.unpack_window(p, d);
-  }
+  for (int p = 0; p < n; ++p)
+    if (p != me) impl->pool.peers[static_cast<size_t>(p)] = t.unpack_window(p, theirs[static_cast<size_t>(p)]);
   if (n > 1 && options.data_path == DataPath::automatic) attach_direct(*impl, deadline);
   if (n > 1) impl->control.start(t);
   std::unique_ptr<Communicator> comm(new Communicator(std::move(impl)));
@@ -303,7 +308,6 @@ bool Communicator::Impl::advance(Operation& op) {
     if (const auto& d = op.direct_call) {
       direct.start(d->in, d->out, d->count, op.type, op.op, op.args ? op.digest : 0);
       op.direct = &direct;
-      op.shared_memory_bytes = d->count * dtype_size(op.type);
     }
   }
   if (op.direct) {
@@ -333,9 +337,10 @@ bool Communicator::Impl::advance(Operation& op) {
         const WireStats end = wire_totals();
         op.wire = {end.bytes_sent - op.wire.bytes_sent, end.bytes_received - op.wire.bytes_received,
                    end.messages_sent - op.wire.messages_sent, end.messages_received - op.wire.messages_received};
-        if (op.shared_memory_bytes > 0) {  // the mailboxes' reads (WireStats)
+        if (op.direct_call) {  // the mailboxes' reads (WireStats): each peer reads the input
           const uint64_t peers = static_cast<uint64_t>(transport->size() - 1);
-          op.wire.bytes_sent += peers * op.shared_memory_bytes, op.wire.bytes_received += peers * op.shared_memory_bytes;
+          const uint64_t bytes = peers * op.direct_call->count * dtype_size(op.type);
+          op.wire.bytes_sent += bytes, op.wire.bytes_received += bytes;
           op.wire.messages_sent += peers, op.wire.messages_received += peers;
         }
         return true;

@@ -68,7 +68,6 @@ struct Operation {
   };
   std::optional<DirectCall> direct_call;
   const exec::Direct* direct = nullptr;  // the communicator's, while the direct call runs
-  uint64_t shared_memory_bytes = 0;      // a direct call's input: each peer reads it (WireStats)
   std::exception_ptr error;
   uint64_t events = 0;  // bumped whenever something moved, for adaptive waiting
   WireStats wire;       // at the start: the transport's totals; at the end: the difference
