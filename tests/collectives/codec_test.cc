@@ -28,7 +28,8 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 // Every kind, with default and small blocks, and the extremes of the parameters.
 const std::vector<std::string> kCodecs = {
     "none",       "fp16",       "bf16",     "int8",    "int8:64",  "sign",     "sign:64",
-    "qsgd:1",     "qsgd:4",     "qsgd:127:64", "qsgd:1000", "terngrad", "terngrad:64",
+    "qsgd:1",     "qsgd:4",     "qsgd:127:64", "qsgd:1000", "qsgd:4:16", "qsgd:4:48", "qsgd:8:128",
+    "terngrad",   "terngrad:64",
     "topk:0.1",   "topk:1",     "randk:0.1", "randk:1"};
 
 std::uint32_t bits(float f) { return std::bit_cast<std::uint32_t>(f); }

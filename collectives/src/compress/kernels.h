@@ -513,20 +513,48 @@ constexpr std::size_t kChunk = 256;  // codes computed per pass, then packed
 // Scale of a bucket: the L2 norm (computed in double, rounded up to float so that
 // |x| <= scale and levels never exceed p.levels, capped at FLT_MAX) or the absmax. Buckets
 // whose scale is below kInt8FlushBelow are sent as zeros.
-float bucket_scale(const float* x, std::size_t m, bool l2, std::size_t& nonfinite) {
-  float scale;
-  if (l2) {
-    std::size_t finite = 0;
-    const double norm = std::sqrt(finite_lane_sum<true>(x, m, finite));
-    nonfinite += m - finite;
-    scale = static_cast<float>(std::min(norm, static_cast<double>(std::numeric_limits<float>::max())));
-    // The next float up (scale is finite and non-negative here, and below FLT_MAX if below norm).
-    if (static_cast<double>(scale) < norm) scale = std::bit_cast<float>(bits_of(scale) + 1);
-  } else {
-    scale = finite_absmax(x, m, nonfinite);
-  }
-  return scale < kInt8FlushBelow ? 0.0f : scale;
+inline float flushed(float scale) { return scale < kInt8FlushBelow ? 0.0f : scale; }
+inline float scale_of_norm(double norm) {
+  float scale = static_cast<float>(std::min(norm, static_cast<double>(std::numeric_limits<float>::max())));
+  // The next float up (scale is finite and non-negative here, and below FLT_MAX if below norm).
+  if (static_cast<double>(scale) < norm) scale = std::bit_cast<float>(bits_of(scale) + 1);
+  return flushed(scale);
 }
+float bucket_scale(const float* x, std::size_t m, bool l2, std::size_t& nonfinite) {
+  if (!l2) return flushed(finite_absmax(x, m, nonfinite));
+  std::size_t finite = 0;
+  const double norm = std::sqrt(finite_lane_sum<true>(x, m, finite));
+  nonfinite += m - finite;
+  return scale_of_norm(norm);
+}
+
+#if RDMACOLL_CODEC_AVX2
+// The L2 scales of k <= 4 whole buckets of b elements (b a multiple of 16) at x, x + b, ...:
+// bucket_scale's bits, bucket by bucket (lane_sum's 16 lanes and its order of additions), with
+// the last additions and the square roots four buckets at a time. With 64-element buckets,
+// bucket_scale's own per-bucket steps took as long as the sums.
+void l2_scales(const float* x, std::size_t b, std::size_t k, float* scale, std::size_t& nonfinite) {
+  __m256d s[4];
+  for (std::size_t q = 0; q < 4; ++q) {
+    __m256d acc[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
+    for (std::size_t i = 0; q < k && i < b; i += 16)
+      for (std::size_t h = 0; h < 2; ++h) {  // squares: |x| (lane_sum's) changes no bit
+        const __m256 v = _mm256_loadu_ps(x + q * b + i + 8 * h);
+        const __m256d v0 = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), v1 = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+        acc[2 * h] = _mm256_add_pd(acc[2 * h], _mm256_mul_pd(v0, v0));
+        acc[2 * h + 1] = _mm256_add_pd(acc[2 * h + 1], _mm256_mul_pd(v1, v1));
+      }
+    s[q] = _mm256_add_pd(_mm256_add_pd(acc[0], acc[2]), _mm256_add_pd(acc[1], acc[3]));
+  }
+  // lane_sum's += 4 lanes on, then += 1, for four buckets: (s0 s1 | s2 s3) -> S0 S2 S1 S3.
+  const __m256d t01 = _mm256_add_pd(_mm256_permute2f128_pd(s[0], s[1], 0x20), _mm256_permute2f128_pd(s[0], s[1], 0x31));
+  const __m256d t23 = _mm256_add_pd(_mm256_permute2f128_pd(s[2], s[3], 0x20), _mm256_permute2f128_pd(s[2], s[3], 0x31));
+  alignas(32) double norm[4];
+  _mm256_store_pd(norm, _mm256_sqrt_pd(_mm256_permute4x64_pd(_mm256_hadd_pd(t01, t23), 0xD8)));
+  for (std::size_t q = 0; q < k; ++q)  // a NaN or Inf in the bucket: bucket_scale's masked pass
+    scale[q] = std::isfinite(norm[q]) ? scale_of_norm(norm[q]) : bucket_scale(x + q * b, b, true, nonfinite);
+}
+#endif
 
 // Whole bytes in a loop the vectorizer can take (no bounds test inside), then the partial one.
 template <unsigned W>
@@ -678,11 +706,22 @@ void stochastic_encode_grouped(const float* in, std::size_t n, const StochasticP
   for (std::size_t first = 0, slot = 0; first < n; first += group) {
     const std::size_t m = std::min(group, n - first);
     const std::size_t nonfinite_before = c.nonfinite;
-    for (std::size_t b = 0, off = 0; off < m; ++b, ++slot, off += p.bucket) {
-      const float scale = bucket_scale(in + first + off, std::min(p.bucket, m - off), p.l2, c.nonfinite);
-      store_f32(wire + 4 * slot, scale);
-      mult[b] = scale == 0.0f ? 0.0f : static_cast<float>(p.levels) / scale;
-    }
+    std::size_t b = 0, off = 0;
+    const auto put_scale = [&](float scale) {
+      store_f32(wire + 4 * slot++, scale);
+      mult[b++] = scale == 0.0f ? 0.0f : static_cast<float>(p.levels) / scale;
+      off += p.bucket;
+    };
+#if RDMACOLL_CODEC_AVX2
+    if (p.l2 && p.bucket % 16 == 0)
+      while (off + p.bucket <= m) {
+        float scale[4];
+        const std::size_t k = std::min<std::size_t>(4, (m - off) / p.bucket);
+        l2_scales(in + first + off, p.bucket, k, scale, c.nonfinite);
+        for (std::size_t q = 0; q < k; ++q) put_scale(scale[q]);
+      }
+#endif
+    while (off < m) put_scale(bucket_scale(in + first + off, std::min(p.bucket, m - off), p.l2, c.nonfinite));
     if (c.nonfinite == nonfinite_before)
       stochastic_levels<false>(in + first, m, mult, p.bucket, p.levels, W, key, first, code);
     else
