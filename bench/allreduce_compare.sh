@@ -16,16 +16,19 @@
 # starts), as MPI_Allreduce and Gloo's allreduce are.
 # Open MPI keeps its default binding (a core per rank at 2 ranks, none at 4 when oversubscribed);
 # rdmacoll-run binds nothing. ob1 is also Open MPI's default here (Debian's
-# openmpi-mca-params.conf sets pml = ^ucx). On the host the sizes alternate: for each size,
-# every implementation and rank count runs before the next size. Every run checks its result
+# openmpi-mca-params.conf sets pml = ^ucx). On the host the runs alternate: for each size and
+# rank count, every implementation runs, then all again (three rounds; each point is the median
+# of its rounds), before the next point. Every run checks its result
 # (-c 1). Keeps the tables, the goals, the command and every run's own output in
 # bench/results/allreduce_compare.txt.
 # usage: bench/allreduce_compare.sh [BUILD_DIR] [--quick] [--no-guest | --guest-only]
-#   --quick       fewer sizes (host 8 B, 64 KiB, 4 MiB, 16 MiB; guest 8 B, 1 MiB, 16 MiB) and a
-#                 fifth of the calls (a quarter in the guest). Full run: about 6-10 minutes.
+#   --quick       fewer sizes (host 8 B, 64 KiB, 4 MiB, 16 MiB; guest 8 B, 1 MiB, 16 MiB), a
+#                 fifth of the calls (a quarter in the guest) and one round. Full run: about
+#                 12-15 minutes.
 #   --no-guest    the host only;  --guest-only  the guest only
 #   RDMACOLL_ALLREDUCE_PERF=PATH  use another rdmacoll-allreduce-perf (default BUILD_DIR/tools/...)
 #   ALLREDUCE_COMPARE_OUT=FILE    write there instead of bench/results/allreduce_compare.txt
+#   ALLREDUCE_COMPARE_ROUNDS=N    alternating rounds per host point (default 3, 1 with --quick)
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$ROOT/build QUICK="" HOST=1 GUEST=1
@@ -35,7 +38,7 @@ for a in "$@"; do
     --quick) QUICK=quick ;;
     --no-guest) GUEST= ;;
     --guest-only) HOST= ;;
-    -h|--help) sed -n '2,28s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,31s/^# \{0,1\}//p' "$0"; exit 0 ;;
     -*) echo "allreduce_compare.sh: unknown option '$a'" >&2; exit 2 ;;
     *) BUILD=$(cd "$a" && pwd) || exit 2 ;;
   esac
@@ -63,6 +66,13 @@ SIZES="8 4096 65536 1048576 4194304 16777216 67108864"
 GUEST_SIZES="8 65536 1048576 16777216"
 [ -n "$QUICK" ] && GUEST_SIZES="8 1048576 16777216"
 IMPLS="ours_sm mpi_sm ours_tcp mpi_tcp gloo_ring gloo_ring_chunked gloo_halving_doubling"
+# Rounds per host point: every implementation runs, then all of them again: this VM's loopback
+# moved 2x between runs minutes apart (Open MPI over TCP, 2 ranks, 4 MiB: 1.1-2.8 GB/s), for
+# every implementation alike, so each point is the median of its rounds.
+ROUNDS=3
+[ -n "$QUICK" ] && ROUNDS=1
+ROUNDS=${ALLREDUCE_COMPARE_ROUNDS:-$ROUNDS}
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ALLREDUCE_COMPARE_ROUNDS='$ROUNDS' is not a positive number"
 # /var/tmp, not /tmp: the guest writes its results here (--writable), and the harness's guest
 # covers /tmp with a tmpfs.
 runs=$(mktemp -d /var/tmp/allreduce_compare.XXXXXX) || exit 1
@@ -84,10 +94,11 @@ clean_env=(env -u RDMACOLL_RANK -u RDMACOLL_WORLD_SIZE -u RDMACOLL_ADDR -u OMPI_
            -u OMPI_COMM_WORLD_SIZE -u UCX_TLS -u UCX_NET_DEVICES -u RDMACOLL_TRANSPORT -u RDMACOLL_ALGO)
 # --allow-run-as-root: containers and CI run as root (as tests/launch does).
 mpi=(timeout 300 mpirun --allow-run-as-root --oversubscribe --mca pml ob1)
-run_one() {  # IMPL RANKS SIZE
-  local impl=$1 n=$2 s=$3 it; it=$(iters_for "$s")
+run_one() {  # IMPL RANKS SIZE ROUND
+  local impl=$1 n=$2 s=$3 round=$4 it; it=$(iters_for "$s")
   local flags=(-b "$s" -e "$s" -n "$it" -w $(( it / 5 > 2 ? it / 5 : 2 )) -c 1 -d float -o sum)
   local out=$runs/$impl.$n.$s.out
+  [ "$round" -gt 1 ] && out=$runs/$impl.$n.$s.r$round.out
   case $impl in
     ours_sm)  "${clean_env[@]}" UCX_TLS=sm,self \
                 timeout 600 "$RUN" -n "$n" --timeout 300 -- "$OURS" --transport ucx -z 1 "${flags[@]}" ;;
@@ -106,7 +117,7 @@ for l in sys.stdin:
     if l.startswith("{"): print(json.loads(l)["out_of_place"]["time_us"]); break')
   local what="FAILED (exit $rc, see the results file)"
   [ -n "$t" ] && what="$t us per call"
-  printf '%-22s %d ranks %9s B: %s\n' "$impl" "$n" "$s" "$what" >&2
+  printf '%-22s %d ranks %9s B, round %d: %s\n' "$impl" "$n" "$s" "$round" "$what" | tee -a "$runs/rounds.log" >&2
   [ "$rc" = 0 ] || echo "# exit status $rc" >>"$out"
 }
 
@@ -114,7 +125,9 @@ start=$(date +%s) load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 if [ -n "$HOST" ]; then
   for s in $SIZES; do
     for n in $RANKS; do
-      for impl in $IMPLS; do run_one "$impl" "$n" "$s"; done
+      for round in $(seq 1 "$ROUNDS"); do
+        for impl in $IMPLS; do run_one "$impl" "$n" "$s" "$round"; done
+      done
     done
   done
 fi
@@ -143,6 +156,8 @@ mkdir -p "$(dirname "$OUT")"
   echo "# on $(hostname), $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ); host part $((host_end - start)) s, guest part $((end - host_end)) s${guest_rc:+ (harness exit $guest_rc)}"
   echo "# load average (1, 5, 15 min) at the start: $load_start, at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "# float sum, -c 1; time per call is the average over ranks of each rank's mean; busbw = algbw * 2(n-1)/n."
+  echo "# host: $ROUNDS alternating rounds per point (every implementation, then again), each point the median of its"
+  echo "#   rounds; guest: 8 B in 3 rounds, larger sizes once."
   echo "# ours: rdmacoll-allreduce-perf -z 1 (blocking calls, as MPI_Allreduce and Gloo; its default algorithm choice) under rdmacoll-run, unbound."
   echo "#   shared memory: --transport ucx, UCX_TLS=sm,self; TCP: --transport ucx, UCX_TLS=tcp,self UCX_NET_DEVICES=lo."
   echo "# Open MPI $(mpirun --version 2>/dev/null | head -1 | awk '{print $NF}'): mpirun --mca pml ob1, its default binding (a core per rank"
@@ -159,6 +174,9 @@ mkdir -p "$(dirname "$OUT")"
   echo
   echo "---- each run's own output -------------------------------------------------------------------"
   if [ -n "$HOST" ]; then
+    echo
+    echo "== every round's time per call (out of place; the output of round 1 follows in full)"
+    cat "$runs/rounds.log"
     for s in $SIZES; do
       for n in $RANKS; do
         for impl in $IMPLS; do

@@ -9,8 +9,10 @@ so a change in the row format fails a test instead of a comparison table.
   parse_perf_rows.py compare DIR [--sizes ...] [--ranks 2,4] [--guest-dir GDIR [--guest-sizes ...]]
                                                the comparison tables of a compare run, its ratios and
                                                the issue's goals judged on it (DIR holds
-                                               IMPL.RANKS.SIZE.out files; GDIR the guest's, and
-                                               ib_write_bw.SIZE.out)
+                                               IMPL.RANKS.SIZE.out files and, from later
+                                               alternating rounds, IMPL.RANKS.SIZE.rK.out: a
+                                               point's time is the median of its runs; GDIR the
+                                               guest's, and ib_write_bw.SIZE.out)
 
 Row: size count type redop root, then time algbw busbw #wrong out of place, the same in place.
 Time in us per call, algbw and busbw in GB/s (1e9 B/s), busbw = algbw * 2(n-1)/n, #wrong an
@@ -19,10 +21,12 @@ not start with a number are log lines and are skipped, but a line that does and 
 row is an error.
 """
 import argparse
+import glob
 import json
 import math
 import os
 import re
+import statistics
 import sys
 
 ELEMENT_SIZE = {"float": 4, "float32": 4, "double": 8, "float64": 8, "int32": 4, "half": 2, "float16": 2,
@@ -211,10 +215,20 @@ class Run:
 
     def __init__(self, directory):
         self.dir, self.failed = directory, []
-        self.rss = {}  # (impl, ranks, size): {rank: KiB}
+        self.rss = {}  # (impl, ranks, size): {rank: KiB}, from the first round's run
+        self.rounds = 1  # the most runs any point had
 
     def time_us(self, impl, ranks, size):
-        path = os.path.join(self.dir, f"{impl}.{ranks}.{size}.out")
+        """The median over the point's runs: IMPL.RANKS.SIZE.out and, from later alternating
+        rounds, IMPL.RANKS.SIZE.rK.out. A run that failed is reported (and left out)."""
+        base = os.path.join(self.dir, f"{impl}.{ranks}.{size}")
+        paths = [base + ".out"] + sorted(glob.glob(glob.escape(base) + ".r*.out"))
+        times = [t for t in (self._time_us(p, impl, ranks, size) for p in paths) if t is not None]
+        if len(paths) > 1:
+            self.rounds = max(self.rounds, len(paths))
+        return statistics.median(times) if times else None
+
+    def _time_us(self, path, impl, ranks, size):
         why = None
         if not os.path.exists(path):
             why = "missing"
@@ -224,7 +238,7 @@ class Run:
             except FormatError as e:
                 res, why = None, f"unparsable: {e}"
             row = next((r for r in res["rows"] if r["size"] == size), None) if res else None
-            if res:
+            if res and path.endswith(f".{size}.out"):
                 self.rss[impl, ranks, size] = res["peak_rss_kib"]
             if res and row is None:
                 why = "no row"  # the run failed; its output is in the file
@@ -234,8 +248,13 @@ class Run:
                 why = "no time"
             elif row:
                 return row["out_of_place"]["time_us"]
-        self.failed.append(f"{impl} {ranks} ranks {size} B: {why}")
+        self.failed.append(f"{impl} {ranks} ranks {size} B{self._round_of(path)}: {why}")
         return None
+
+    @staticmethod
+    def _round_of(path):
+        m = re.search(r"\.r(\d+)\.out$", path)
+        return f" (round {m.group(1)})" if m else ""
 
     def perftest_gbs(self, size):
         """ib_write_bw's BW average at SIZE in GB/s (1e9 B/s), or None."""
@@ -291,6 +310,10 @@ class Goals:
         self.lines.append(f"{text}: {verdict}\n    {detail}")
 
 
+def _rounds(run):
+    return f"; each point the median of {run.rounds} alternating runs" if run.rounds > 1 else ""
+
+
 def host_tables(run, sizes, ranks_list, goals):
     out = []
     for key, title, ours, mpi, gloo in HOST_CLASSES:
@@ -305,8 +328,8 @@ def host_tables(run, sizes, ranks_list, goals):
         def bw(impl, n, s):
             return None if t[impl, n, s] is None else busbw(s, n, t[impl, n, s])
 
-        out += ["", f"## host, {title}: busbw in GB/s (1e9 B/s, out of place, from the mean time per call); "
-                "ratio = ours / theirs, higher is better"]
+        out += ["", f"## host, {title}: busbw in GB/s (1e9 B/s, out of place, from the mean time per call"
+                f"{_rounds(run)}); ratio = ours / theirs, higher is better"]
         head = f"{'bytes':>10} {'ranks':>5} {'ours':>10}" + "".join(f" {label:>12}" for _, label in peers)
         head += f" {'ours/MPI':>9}" + (f" {'ours/Gloo':>9}  best Gloo" if gloo else "")
         out.append(head)
@@ -321,7 +344,7 @@ def host_tables(run, sizes, ranks_list, goals):
                 out.append(line)
         if GOAL_LAT_SIZE in sizes:
             s = GOAL_LAT_SIZE
-            out += ["", f"## host, {title}: {s}-byte latency, us per call (out of place); ratio = ours / theirs, "
+            out += ["", f"## host, {title}: {s}-byte latency, us per call (out of place{_rounds(run)}); ratio = ours / theirs, "
                     "lower is better"]
             head = f"{'ranks':>5} {'ours':>10}" + "".join(f" {label:>12}" for _, label in peers)
             out.append(head + f" {'ours/MPI':>9}" + (f" {'ours/Gloo':>9}  best Gloo" if gloo else ""))
@@ -400,7 +423,7 @@ def guest_tables(run, sizes, goals):
         out.append(line)
     if GOAL_LAT_SIZE in sizes:
         s = GOAL_LAT_SIZE
-        out += ["", f"## one soft-RoCE guest, 2 ranks: {s}-byte latency, us per call (out of place); "
+        out += ["", f"## one soft-RoCE guest, 2 ranks: {s}-byte latency, us per call (out of place{_rounds(run)}); "
                 "ratio = ours / theirs, lower is better"]
         out.append(f"{'ours verbs':>11} {'MPI tcp':>10}" + "".join(f" {label:>10}" for _, label in gloo) +
                    f" {'ours/MPI':>9}" + "".join(f" {'ours/' + label:>15}" for _, label in gloo))

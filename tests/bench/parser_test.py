@@ -79,8 +79,9 @@ class Compare(unittest.TestCase):
     def tearDown(self):
         self.tmp.cleanup()
 
-    def put(self, impl, ranks, size, time_us, ours=False, where=None):
-        with open(os.path.join(where or self.dir, f"{impl}.{ranks}.{size}.out"), "w") as f:
+    def put(self, impl, ranks, size, time_us, ours=False, where=None, round_=1):
+        name = f"{impl}.{ranks}.{size}" + (f".r{round_}" if round_ > 1 else "") + ".out"
+        with open(os.path.join(where or self.dir, name), "w") as f:
             f.write((ours_text if ours else peer_text)(ranks, size, time_us))
 
     def host_run(self, skip=()):
@@ -126,6 +127,23 @@ class Compare(unittest.TestCase):
         self.assertFalse(ok)
         self.assertIn("NOT MEASURED", self.goal(text, "host shared memory: 8-byte latency at most 2x Open MPI"))
         self.assertIn("mpi_sm 4 ranks 8 B: missing", text)
+
+    def test_rounds_give_the_median(self):
+        self.host_run()
+        # Later rounds of ours over TCP with 2 ranks at 8 B: 10 (round 1), 30, 20 us: median 20;
+        # MPI's stays 11 us: ours/MPI 1.82x. A failed round is reported, the others still count.
+        self.put("ours_tcp", 2, 8, 30.0, ours=True, round_=2)
+        self.put("ours_tcp", 2, 8, 20.0, ours=True, round_=3)
+        text, ok = P.compare(self.dir, [8, 4 << 20], [2, 4])
+        self.assertTrue(ok, text)
+        self.assertIn("each point the median of 3 alternating runs", text)
+        self.assertIn("2r 1.82x", self.goal(text, "host TCP loopback: 8-byte latency at most 2x Open MPI"))
+        with open(os.path.join(self.dir, "mpi_tcp.2.8.r2.out"), "w") as f:
+            f.write("mpirun: a rank died\n")
+        text, ok = P.compare(self.dir, [8, 4 << 20], [2, 4])
+        self.assertFalse(ok)
+        self.assertIn("mpi_tcp 2 ranks 8 B (round 2): no row", text)
+        self.assertIn("2r 1.82x", self.goal(text, "host TCP loopback: 8-byte latency at most 2x Open MPI"))
 
     def test_guest(self):
         g = os.path.join(self.dir, "guest")
