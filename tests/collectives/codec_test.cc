@@ -203,13 +203,15 @@ TEST(Codec, WireBytesAreTheDocumentedFormats) {
 // indices 3 and 6 in 3 bits each, 0b110'011), the stochastic ones with seed 7, which also pins
 // the random number generator (kernel_table.h): no decoder draws, so ranks need not agree on it,
 // but a seed's results change with it, and that must be a deliberate change (the last one:
-// one lowbias32 round per element instead of two; randk now picks -0.25 and 0 at 4 and 5).
+// one lowbias32 round per element instead of two; randk now picks -0.25 and 0 at 4 and 5; and
+// qsgd's norms of small buckets summed in float and scaled up: qsgd:2:8's scale 0x40b31072 ->
+// 0x40b3107d, its codes unchanged).
 TEST(Codec, WireFormatsArePinned) {
   const std::vector<float> x = {1.0f, -2.0f, 0.5f, 4.0f, -0.25f, 0.0f, 3.0f, -1.0f};
   const std::pair<const char*, const char*> cases[] = {
       {"fp16", "003c00c00038004400b40000004200bc"}, {"bf16", "803f00c0003f804080be0000404080bf"},
       {"int8:8", "0402013d20c0107ff8005fe0"},       {"sign:8", "0000bc3f92"},
-      {"topk:0.25", "000080400000404033"},          {"qsgd:2:8", "7210b34000100991"},
+      {"topk:0.25", "000080400000404033"},          {"qsgd:2:8", "7d10b34000100991"},
       {"terngrad:8", "0000804040d3"},               {"randk:0.25", "000080bf000000002c"}};
   for (const auto& [name, hex] : cases) {
     for (const SimdPath simd : {SimdPath::portable, SimdPath::automatic}) {
@@ -336,6 +338,55 @@ TEST(Codec, SmallBucketsUseEachBucketsOwnScale) {
               << " not next to " << r;
           if (d != 0.0f) {
             EXPECT_EQ(std::signbit(d), std::signbit(x[i])) << name << " n=" << n << " i=" << i;
+          }
+        }
+      }
+    }
+  }
+}
+
+// QSGD's scale of a bucket is never below its L2 norm (so no level exceeds S) and at most a few
+// millionths above it: small buckets (a multiple of 8 below 256) sum in float and scale up
+// (kernels.h, scale_of_float_sum), others and tiny or huge norms sum in double and round up.
+// Checked against the norm in long double on the inputs where float sums go wrong: one element
+// alone (its square rounded), equal elements (the most additions of one size), huge elements
+// (a square past FLT_MAX), tiny ones (squares turned denormal), and random ones.
+TEST(Codec, QsgdScalesAreJustAboveTheNorm) {
+  for (const std::string name : {"qsgd:4", "qsgd:4:8", "qsgd:4:16", "qsgd:4:48", "qsgd:127:248", "qsgd:4:256",
+                                 "qsgd:4:1000"}) {
+    for (const SimdPath simd : {SimdPath::portable, SimdPath::automatic}) {
+      const auto c = make_codec(name, simd);
+      const std::size_t bucket = c->spec().block, n = 8 * bucket + 5;
+      for (const float mag : {1.0f, 3.0f, 1.1e-19f, 1e-25f, 3e-38f, 2e19f, 1.7e38f}) {
+        for (const int shape : {0, 1, 2}) {  // one element, all equal, random
+          std::vector<float> x(n, 0.0f);
+          std::mt19937 gen(static_cast<unsigned>(n) + static_cast<unsigned>(shape));
+          std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+          for (std::size_t i = 0; i < n; ++i) {
+            if (shape == 0) x[i] = i % bucket == 3 ? -mag : 0.0f;
+            if (shape == 1) x[i] = mag * (1.0f - 0x1p-23f);
+            if (shape == 2) x[i] = mag * u(gen);
+          }
+          const Encoded e = round_trip(*c, x, 3);
+          for (std::size_t i = 0; i < n; ++i)  // a scale of Inf would decode level 0 as NaN
+            ASSERT_TRUE(std::isfinite(e.decoded[i])) << name << " mag " << mag << " shape " << shape << " i " << i;
+          for (std::size_t b = 0, first = 0; first < n; ++b, first += bucket) {
+            long double norm2 = 0;
+            for (std::size_t i = first; i < std::min(n, first + bucket); ++i) norm2 += static_cast<long double>(x[i]) * x[i];
+            const long double norm = std::sqrt(norm2);
+            float scale;
+            std::memcpy(&scale, e.wire.data() + 4 * b, 4);
+            if (norm < 0x1p-100L) {  // flushed: sent as zeros
+              EXPECT_EQ(scale, 0.0f) << name;
+              continue;
+            }
+            const long double limit = std::min<long double>(norm * (1 + 4e-6L), std::numeric_limits<float>::max());
+            ASSERT_TRUE(scale >= norm || (norm > std::numeric_limits<float>::max() &&
+                                          scale == std::numeric_limits<float>::max()))
+                << name << " " << to_string(simd) << " mag " << mag << " shape " << shape << " bucket " << b
+                << ": scale " << scale << " below the norm " << static_cast<double>(norm);
+            ASSERT_LE(scale, limit) << name << " " << to_string(simd) << " mag " << mag << " shape " << shape
+                                    << " bucket " << b << ": norm " << static_cast<double>(norm);
           }
         }
       }

@@ -510,18 +510,82 @@ void sign_decode(const std::byte* wire, std::size_t n, std::size_t block, float*
 
 constexpr std::size_t kChunk = 256;  // codes computed per pass, then packed
 
-// Scale of a bucket: the L2 norm (computed in double, rounded up to float so that
-// |x| <= scale and levels never exceed p.levels, capped at FLT_MAX) or the absmax. Buckets
-// whose scale is below kInt8FlushBelow are sent as zeros.
+// Buckets of a multiple of 8 elements below a chunk (qsgd's default of 64) are encoded in
+// groups of whole buckets (stochastic_encode_grouped), and their L2 norms are summed in float.
+inline bool small_buckets(const StochasticParams& p) { return p.bucket % 8 == 0 && p.bucket < kChunk; }
+
+// Scale of a bucket: the L2 norm or the absmax, never below any |x| in the bucket (so levels
+// never exceed p.levels). Buckets whose scale is below kInt8FlushBelow are sent as zeros.
+// The norm of a large bucket is summed in double and rounded up to float (capped at FLT_MAX);
+// that of a small bucket in float (float_sumsq, half the work), then scaled up past the norm
+// (scale_of_float_sum), unless the float sum is not usable (below).
 inline float flushed(float scale) { return scale < kInt8FlushBelow ? 0.0f : scale; }
 inline float scale_of_norm(double norm) {
-  float scale = static_cast<float>(std::min(norm, static_cast<double>(std::numeric_limits<float>::max())));
-  // The next float up (scale is finite and non-negative here, and below FLT_MAX if below norm).
-  if (static_cast<double>(scale) < norm) scale = std::bit_cast<float>(bits_of(scale) + 1);
+  constexpr float kMax = std::numeric_limits<float>::max();
+  float scale = static_cast<float>(std::min(norm, static_cast<double>(kMax)));
+  // The next float up, short of Inf: a norm past FLT_MAX keeps FLT_MAX, still above every
+  // element (each is a finite float), where Inf would decode level 0 as 0 * Inf = NaN.
+  if (static_cast<double>(scale) < norm && scale < kMax) scale = std::bit_cast<float>(bits_of(scale) + 1);
   return flushed(scale);
 }
-float bucket_scale(const float* x, std::size_t m, bool l2, std::size_t& nonfinite) {
-  if (!l2) return flushed(finite_absmax(x, m, nonfinite));
+
+// Sum of squares in float over 16 lanes (lane j: elements i = j mod 16, in order; products and
+// sums rounded apart, as -ffp-contract=off keeps them), then lane[j] += lane[j + w] for w = 8,
+// 4, 2, 1: both builds add in this order.
+#if RDMACOLL_CODEC_AVX2
+// The last additions of 16 lanes held as (lanes 0-7, lanes 8-15), four sums at a time: lane q
+// of the result is float_sumsq's total of the lanes in a[q], b[q].
+inline __m128 sumsq_tails(const __m256* a, const __m256* b) {
+  __m128 t[4];
+  for (std::size_t q = 0; q < 4; ++q) {
+    const __m256 s8 = _mm256_add_ps(a[q], b[q]);                                      // += 8
+    t[q] = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));      // += 4
+  }
+  _MM_TRANSPOSE4_PS(t[0], t[1], t[2], t[3]);  // t[j] = lane j of every sum
+  return _mm_add_ps(_mm_add_ps(t[0], t[2]), _mm_add_ps(t[1], t[3]));                 // += 2, += 1
+}
+#endif
+float float_sumsq(const float* x, std::size_t m) {
+  float lane[16] = {};
+  std::size_t i = 0;
+#if RDMACOLL_CODEC_AVX2
+  __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+  for (; i + 16 <= m; i += 16) {
+    const __m256 u = _mm256_loadu_ps(x + i), v = _mm256_loadu_ps(x + i + 8);
+    a = _mm256_add_ps(a, _mm256_mul_ps(u, u));
+    b = _mm256_add_ps(b, _mm256_mul_ps(v, v));
+  }
+  if (i == m) {
+    const __m256 z = _mm256_setzero_ps(), as[4] = {a, z, z, z}, bs[4] = {b, z, z, z};
+    return _mm_cvtss_f32(sumsq_tails(as, bs));
+  }
+  _mm256_storeu_ps(lane, a);
+  _mm256_storeu_ps(lane + 8, b);
+#endif
+  for (; i + 16 <= m; i += 16)
+    for (std::size_t j = 0; j < 16; ++j) lane[j] += x[i + j] * x[i + j];
+  for (std::size_t j = 0; i < m; ++i, ++j) lane[j] += x[i] * x[i];
+  for (std::size_t w = 8; w > 0; w /= 2)
+    for (std::size_t j = 0; j < w; ++j) lane[j] += lane[j + w];
+  return lane[0];
+}
+// A float sum of squares S is usable where it is finite (no NaN or Inf in the bucket, no square
+// past FLT_MAX) and at least 2^-60 (squares that turned denormal lose bits, but at most 2^-142
+// in all against it). In a bucket below kChunk every lane adds at most 16 squares, so S went
+// through at most 20 roundings (one product, 15 additions, 4 pairwise), each of at most
+// u = 2^-24: S >= (1 - u)^20 * sum, sqrt(S) rounded >= (1 - u)^11 * norm, and times (1 + 16u)
+// rounded the scale is >= (1 - u)^12 (1 + 16u) * norm > (1 + 3u) * norm: above the norm, by
+// less than 2 millionths (28u) at most.
+constexpr float kNormUp = 1.0f + 0x1p-20f;
+inline bool float_sum_usable(float s) { return s >= 0x1p-60f && s <= std::numeric_limits<float>::max(); }
+inline float scale_of_float_sum(float s) { return std::sqrt(s) * kNormUp; }
+
+float bucket_scale(const float* x, std::size_t m, const StochasticParams& p, std::size_t& nonfinite) {
+  if (!p.l2) return flushed(finite_absmax(x, m, nonfinite));
+  if (small_buckets(p)) {
+    const float s = float_sumsq(x, m);
+    if (float_sum_usable(s)) return scale_of_float_sum(s);  // never flushed: s >= 2^-60
+  }
   std::size_t finite = 0;
   const double norm = std::sqrt(finite_lane_sum<true>(x, m, finite));
   nonfinite += m - finite;
@@ -529,30 +593,26 @@ float bucket_scale(const float* x, std::size_t m, bool l2, std::size_t& nonfinit
 }
 
 #if RDMACOLL_CODEC_AVX2
-// The L2 scales of k <= 4 whole buckets of b elements (b a multiple of 16) at x, x + b, ...:
-// bucket_scale's bits, bucket by bucket (lane_sum's 16 lanes and its order of additions), with
-// the last additions and the square roots four buckets at a time. With 64-element buckets,
-// bucket_scale's own per-bucket steps took as long as the sums.
-void l2_scales(const float* x, std::size_t b, std::size_t k, float* scale, std::size_t& nonfinite) {
-  __m256d s[4];
+// The L2 scales of k <= 4 whole small buckets of b elements (b a multiple of 16) at x, x + b,
+// ...: bucket_scale's bits, with the last additions and the square roots four buckets at a
+// time (with 64-element buckets, bucket_scale's own per-bucket steps took as long as the sums).
+void l2_scales(const float* x, std::size_t b, std::size_t k, float* scale, std::size_t& nonfinite,
+               const StochasticParams& p) {
+  __m256 lo[4], hi[4];
   for (std::size_t q = 0; q < 4; ++q) {
-    __m256d acc[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
-    for (std::size_t i = 0; q < k && i < b; i += 16)
-      for (std::size_t h = 0; h < 2; ++h) {  // squares: |x| (lane_sum's) changes no bit
-        const __m256 v = _mm256_loadu_ps(x + q * b + i + 8 * h);
-        const __m256d v0 = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), v1 = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
-        acc[2 * h] = _mm256_add_pd(acc[2 * h], _mm256_mul_pd(v0, v0));
-        acc[2 * h + 1] = _mm256_add_pd(acc[2 * h + 1], _mm256_mul_pd(v1, v1));
-      }
-    s[q] = _mm256_add_pd(_mm256_add_pd(acc[0], acc[2]), _mm256_add_pd(acc[1], acc[3]));
+    lo[q] = hi[q] = _mm256_setzero_ps();
+    for (std::size_t i = 0; q < k && i < b; i += 16) {
+      const __m256 u = _mm256_loadu_ps(x + q * b + i), v = _mm256_loadu_ps(x + q * b + i + 8);
+      lo[q] = _mm256_add_ps(lo[q], _mm256_mul_ps(u, u));
+      hi[q] = _mm256_add_ps(hi[q], _mm256_mul_ps(v, v));
+    }
   }
-  // lane_sum's += 4 lanes on, then += 1, for four buckets: (s0 s1 | s2 s3) -> S0 S2 S1 S3.
-  const __m256d t01 = _mm256_add_pd(_mm256_permute2f128_pd(s[0], s[1], 0x20), _mm256_permute2f128_pd(s[0], s[1], 0x31));
-  const __m256d t23 = _mm256_add_pd(_mm256_permute2f128_pd(s[2], s[3], 0x20), _mm256_permute2f128_pd(s[2], s[3], 0x31));
-  alignas(32) double norm[4];
-  _mm256_store_pd(norm, _mm256_sqrt_pd(_mm256_permute4x64_pd(_mm256_hadd_pd(t01, t23), 0xD8)));
-  for (std::size_t q = 0; q < k; ++q)  // a NaN or Inf in the bucket: bucket_scale's masked pass
-    scale[q] = std::isfinite(norm[q]) ? scale_of_norm(norm[q]) : bucket_scale(x + q * b, b, true, nonfinite);
+  alignas(16) float sum[4], got[4];
+  const __m128 s = sumsq_tails(lo, hi);
+  _mm_store_ps(sum, s);
+  _mm_store_ps(got, _mm_mul_ps(_mm_sqrt_ps(s), _mm_set1_ps(kNormUp)));
+  for (std::size_t q = 0; q < k; ++q)  // not usable (a NaN or Inf, a tiny norm): in double
+    scale[q] = float_sum_usable(sum[q]) ? got[q] : bucket_scale(x + q * b, b, p, nonfinite);
 }
 #endif
 
@@ -697,7 +757,7 @@ void stochastic_levels(const float* x, std::size_t m, const float* mult, std::si
 // bucket by bucket: the masked pass, taken when the group has a NaN or Inf, gives finite
 // elements the levels the unmasked one does. For n <= 2^32 (one upper index half throughout).
 // grouped_buckets: the bucket sizes that take this path (and the grouped decode).
-inline bool grouped_buckets(const StochasticParams& p) { return p.bucket % 8 == 0 && p.bucket < kChunk; }
+inline bool grouped_buckets(const StochasticParams& p) { return small_buckets(p); }
 template <unsigned W>
 void stochastic_encode_grouped(const float* in, std::size_t n, const StochasticParams& p, HashKey key,
                                std::byte* wire, std::byte* codes, std::uint16_t* code, Counts& c) {
@@ -717,11 +777,11 @@ void stochastic_encode_grouped(const float* in, std::size_t n, const StochasticP
       while (off + p.bucket <= m) {
         float scale[4];
         const std::size_t k = std::min<std::size_t>(4, (m - off) / p.bucket);
-        l2_scales(in + first + off, p.bucket, k, scale, c.nonfinite);
+        l2_scales(in + first + off, p.bucket, k, scale, c.nonfinite, p);
         for (std::size_t q = 0; q < k; ++q) put_scale(scale[q]);
       }
 #endif
-    while (off < m) put_scale(bucket_scale(in + first + off, std::min(p.bucket, m - off), p.l2, c.nonfinite));
+    while (off < m) put_scale(bucket_scale(in + first + off, std::min(p.bucket, m - off), p, c.nonfinite));
     if (c.nonfinite == nonfinite_before)
       stochastic_levels<false>(in + first, m, mult, p.bucket, p.levels, W, key, first, code);
     else
@@ -743,7 +803,7 @@ Counts stochastic_encode(const float* in, std::size_t n, const StochasticParams&
     for_each_block(wire, n, p.bucket, [&](std::byte* slot, std::size_t first, std::size_t len) {
       const std::size_t end = first + len;
       const std::size_t nonfinite_before = c.nonfinite;
-      const float scale = bucket_scale(in + first, len, p.l2, c.nonfinite);
+      const float scale = bucket_scale(in + first, len, p, c.nonfinite);
       const bool finite = c.nonfinite == nonfinite_before;
       store_f32(slot, scale);
       const float mult = scale == 0.0f ? 0.0f : static_cast<float>(p.levels) / scale;
