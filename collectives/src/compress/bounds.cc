@@ -53,9 +53,10 @@ void Codec::error_bound(const float* x, std::size_t n, double* bound) const {
         case CodecKind::sign: e = b.absmax * (1 + 0x1p-20); break;
         case CodecKind::qsgd:
         case CodecKind::terngrad: {
-          // The scale the encoder uses: the norm (qsgd) or absmax (terngrad).
+          // The scale the encoder uses: the norm (qsgd) or absmax (terngrad). qsgd sends the norm
+          // rounded up, by up to 28 x 2^-24 of it for small buckets (kernels.h, scale_of_float_sum).
           const double scale = s.kind == CodecKind::qsgd ? std::sqrt(b.sumsq) : b.absmax;
-          e = scale < kFlush ? b.absmax : scale / s.levels + scale * 0x1p-20;
+          e = scale < kFlush ? b.absmax : scale / s.levels + scale * 0x1p-19;
           break;
         }
         case CodecKind::topk: e = a; break;

@@ -46,7 +46,9 @@
 // whose absmax (int8, terngrad) or norm (qsgd) is below 2^-100 (~7.9e-31) as zeros, so no
 // scale is subnormal and no reciprocal overflows. qsgd, terngrad and randk are unbiased (up to
 // float rounding of the decoded value, and except in those flushed blocks); qsgd's variance
-// obeys E||Q(x) - x||^2 <= min(B/S^2, sqrt(B)/S) ||x||^2 per bucket (variance_bound()).
+// obeys E||Q(x) - x||^2 <= min(B/S^2, sqrt(B)/S) ||x||^2 per bucket (variance_bound(), the
+// paper's bound; the encoder's scale is ||x|| rounded up, by at most 2e-6 of it, which can
+// raise the variance by as much, far inside the bound's slack in practice).
 //
 // Stochastic codecs draw one 32-bit hash of (seed, element index) per element (a
 // counter-based generator), so the result depends only on the input, n and the seed: not on
