@@ -131,6 +131,21 @@ wait_for_link() {
   echo "rank $RDMACOLL_RANK: eth0 or $RXE_DEVICE's port did not come back within 60 s"
 }
 
+# cut_link PID: takes eth0 down for 8 s under the process PID (frozen meanwhile), then brings it
+# back and lets the process go on, to find its link was cut. Frozen, its queue pairs outlive the
+# cut: virtio_net keeps the packets rxe had in its send ring until eth0 comes up, and frees them
+# then; had the process ended (on the port error) and rxe freed its socket, their destructor ran
+# on freed memory and the guest's kernel panicked (rxe_skb_tx_dtor, Debian's 6.1; once in a CI
+# run, which ended the two-guest stage early).
+cut_link() {
+  kill -STOP "$1" 2>/dev/null
+  ip link set eth0 down
+  sleep 8
+  ip link set eth0 up
+  wait_for_link
+  kill -CONT "$1" 2>/dev/null
+}
+
 # The link cut under a stream of allreduces (guest 2 takes eth0 down): both ranks must fail with
 # an error naming the call and the other rank, within their deadline, not hang.
 link_down_case() {
@@ -141,7 +156,7 @@ link_down_case() {
   local pid=$!
   # Cut once the allreduces run (the communicator logged its cost model), not while the ranks
   # still connect.
-  if [ "$RDMACOLL_RANK" = 1 ] && wait_for_output "$out" "cost model measured" 120; then sleep 5; ip link set eth0 down; fi
+  if [ "$RDMACOLL_RANK" = 1 ] && wait_for_output "$out" "cost model measured" 120; then sleep 5; cut_link $pid; fi
   wait $pid; status=$?
   [ "$RDMACOLL_RANK" = 1 ] && ip link set eth0 up
   t=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
@@ -173,7 +188,7 @@ retry_exceeded_case() {
   local pid=$!
   if [ "$RDMACOLL_RANK" = 1 ]; then
     # Cut once the queue pairs are connected and the writes stream, not while the ranks connect.
-    wait_for_output "$out" "connected to 1 peers" 120 && sleep 5 && ip link set eth0 down
+    wait_for_output "$out" "connected to 1 peers" 120 && sleep 5 && cut_link $pid
     wait $pid; status=$?
     ip link set eth0 up
     wait_for_link
