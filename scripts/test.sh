@@ -108,7 +108,7 @@ guest_stage_rc() {
     0) ;;
     99) fail_stage "$stage" "a guest crashed or its setup failed (exit 99): the tests after that point did not run; see its console above" ;;
     124) fail_stage "$stage" "the guests ran out of time (exit 124): the tests after that point did not run" ;;
-    *) compgen -G "$1" >/dev/null || [ -s "$1" ] || fail_stage "$stage" "guests exited $rc and wrote no results" ;;
+    *) [ -e "$1" ] || fail_stage "$stage" "guests exited $rc and wrote no results" ;;  # (record counts an empty one)
   esac
 }
 
