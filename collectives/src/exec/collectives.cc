@@ -16,6 +16,7 @@ using schedules::Block;
 
 // The algorithm name of direct calls (exec/direct.h) in argument lines and messages.
 constexpr std::string_view kDirectAlgorithm = "shared_memory_allreduce";
+constexpr std::string_view kPushedAlgorithm = "rdma_mailbox_allreduce";
 
 Algorithm allreduce_algorithm(Communicator::Impl& c, const CallOptions& call, int n, size_t count,
                               size_t es) {
@@ -213,13 +214,13 @@ Work Communicator::allreduce_async(const void* in, void* out, size_t count, Data
   Impl& c = *impl_;
   const int n = size();
   const size_t es = dtype_size(type);
-  // Small calls where every peer's pool is mapped (UCX shared memory) go through the mailboxes
-  // (exec/direct.h), unless the caller named an algorithm. Their rank-order fold is the
-  // reproducible order too.
+  // Small calls go through the mailboxes (exec/direct.h) where every peer's pool is mapped (UCX
+  // shared memory) or over verbs (pushed, up to 8 ranks), unless the caller named an algorithm.
+  // Their rank-order fold is the reproducible order too.
   std::shared_ptr<Operation> w;
   if (n > 1 && count > 0 && count * es <= exec::kDirectMaxBytes && c.direct.usable() &&
       o.algorithm.value_or(c.options.algorithm) == AllreduceAlgorithm::automatic) {
-    w = new_op(c, "allreduce", kDirectAlgorithm, type, op, count, true);
+    w = new_op(c, "allreduce", c.direct.pushed() ? kPushedAlgorithm : kDirectAlgorithm, type, op, count, true);
     w->direct_call = Operation::DirectCall{in, out, count};
   } else {
     const Algorithm a = allreduce_algorithm(c, o, n, count, es);

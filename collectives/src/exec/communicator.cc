@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <span>
 #include <stdexcept>
 #include <thread>
@@ -125,23 +126,26 @@ static void swap_with_peers(transport::Transport& t, uint64_t tag, std::span<con
   }
 }
 
-// Direct calls (direct.h) where every rank maps every peer's pool: each rank tells the others
-// whether it maps all of theirs, so that all use them or none does.
+// Direct calls (direct.h): mapped where every rank maps every peer's pool, else pushed over
+// verbs up to kPushMaxRanks ranks. Each rank tells the others which it can do, so that all
+// take the same way or none does.
 static void attach_direct(Communicator::Impl& c, Deadline deadline) {
   transport::Transport& t = *c.transport;
   const int me = t.rank(), n = t.size();
   std::vector<char*> boxes(static_cast<size_t>(n));
-  uint8_t all = 1;
+  uint8_t way = 1;  // 1: mapped, 2: pushed, 0: neither
   for (int p = 0; p < n; ++p) {
     char* base = p == me ? c.pool.base : static_cast<char*>(t.map_window(c.pool.peers[static_cast<size_t>(p)]));
-    if (base == nullptr) all = 0;
+    if (base == nullptr) way = 0;
     else boxes[static_cast<size_t>(p)] = base + c.pool.bytes;
   }
+  if (way == 0 && c.options.transport.backend == transport::Backend::Verbs && n <= exec::kPushMaxRanks) way = 2;
   std::vector<std::vector<uint8_t>> theirs(static_cast<size_t>(n), std::vector<uint8_t>(1));
-  swap_with_peers(t, kSetupTag + 1, std::span<const uint8_t>(&all, 1), theirs, deadline);
+  swap_with_peers(t, kSetupTag + 1, std::span<const uint8_t>(&way, 1), theirs, deadline);
   for (int p = 0; p < n; ++p)
-    if (p != me && theirs[static_cast<size_t>(p)] != std::vector<uint8_t>{1}) all = 0;
-  if (all) c.direct.attach(me, std::move(boxes));
+    if (p != me && theirs[static_cast<size_t>(p)] != std::vector<uint8_t>{way}) way = 0;
+  if (way == 1) c.direct.attach(me, std::move(boxes));
+  else if (way == 2) c.direct.attach_push(t, c.pool.base + c.pool.bytes, &c.pool.peers);
 }
 
 std::unique_ptr<Communicator> Communicator::create(bootstrap::World& world, const Options& options) {
@@ -154,9 +158,14 @@ std::unique_ptr<Communicator> Communicator::create(bootstrap::World& world, cons
   const size_t bytes = (options.buffsize + 4095) / 4096 * 4096;
   // The transport's own memory: on UCX shared memory, peers then write into it directly. The
   // direct calls' mailbox (direct.h) follows the pool's bytes, in the same window.
-  impl->pool_registration = t.allocate_memory(bytes + exec::kMailboxBytes, transport::kRemoteWrite);
+  // Readable too: a pushed mailbox's call line is read by its peers.
+  impl->pool_registration =
+      t.allocate_memory(bytes + exec::mailbox_bytes(t.size()), transport::kRemoteWrite | transport::kRemoteRead);
   impl->pool.base = static_cast<char*>(impl->pool_registration.addr());
   impl->pool.bytes = bytes;
+  // The mailbox is zero before its window goes to the peers: from then on they may read its
+  // call line or write their inputs into it (a peer that is through creation first).
+  std::memset(impl->pool.base + bytes, 0, exec::mailbox_bytes(t.size()));
   const int me = t.rank(), n = t.size();
   const std::vector<uint8_t> mine = t.pack_window(impl->pool_registration);
   std::vector<std::vector<uint8_t>> theirs(static_cast<size_t>(n), std::vector<uint8_t>(kMaxWindowDescription));
@@ -337,7 +346,7 @@ bool Communicator::Impl::advance(Operation& op) {
         const WireStats end = wire_totals();
         op.wire = {end.bytes_sent - op.wire.bytes_sent, end.bytes_received - op.wire.bytes_received,
                    end.messages_sent - op.wire.messages_sent, end.messages_received - op.wire.messages_received};
-        if (op.direct_call) {  // the mailboxes' reads (WireStats): each peer reads the input
+        if (op.direct_call && !direct.pushed()) {  // the mapped mailboxes' reads (WireStats): each peer reads the input
           const uint64_t peers = static_cast<uint64_t>(transport->size() - 1);
           const uint64_t bytes = peers * op.direct_call->count * dtype_size(op.type);
           op.wire.bytes_sent += bytes, op.wire.bytes_received += bytes;
@@ -676,7 +685,8 @@ void Work::wait_until(std::optional<Deadline> until, bool fatal) {
     // instead, and once a peer is a millisecond late (a straggler still computing) it naps
     // between looks rather than keep a core busy, which costs at most the nap (and the timer's
     // slack) on a wait already that long.
-    const bool on_memory = !c.queue.empty() && c.queue.front()->direct != nullptr;
+    // (Pushed mailboxes wait on notifications, which are transport events.)
+    const bool on_memory = !c.queue.empty() && c.queue.front()->direct != nullptr && !c.queue.front()->direct->pushed();
     if (on_memory && o.progress != transport::ProgressMode::Poll && now - last_change > kNapAfter)
       std::this_thread::sleep_for(kNap);
     else if (o.progress != transport::ProgressMode::Poll && now - last_change > spin && !on_memory)

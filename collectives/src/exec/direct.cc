@@ -5,6 +5,7 @@
 
 #include "exec/control.h"
 #include "rdmacoll/collectives/reduce.h"
+#include "rdmacoll/error.h"
 
 namespace rdmacoll::collectives::exec {
 namespace {
@@ -19,53 +20,122 @@ uint64_t& word_at(char* p) { return *reinterpret_cast<uint64_t*>(p); }
 constexpr uint64_t kDigestBits = 0xFF'FFFF'FFFFull;
 uint64_t call_word(uint64_t seq, uint64_t digest) { return ((seq + 1) << 40) | (digest & kDigestBits); }
 
+// Whether a call word says "call seq, with a digest other than ours" (both checked).
+bool differs(uint64_t w, uint64_t seq, uint64_t digest) {
+  if ((w >> 40) != ((seq + 1) & 0xFF'FFFF) || (w & kDigestBits) == 0) return false;
+  return (w & kDigestBits) != (digest & kDigestBits);
+}
+
+// Pushed mailboxes: the immediate of direct call c's write (its low 32 bits, + 1).
+uint32_t push_imm(uint64_t call) { return static_cast<uint32_t>(call + 1); }
+
 }  // namespace
 
 void Direct::attach(int me, std::vector<char*> boxes) {
   me_ = me;
+  n_ = static_cast<int>(boxes.size());
   boxes_ = std::move(boxes);
   seen_.assign(boxes_.size(), 0);
-  if (!boxes_.empty()) std::memset(boxes_[static_cast<std::size_t>(me)], 0, kMailboxBytes);
+}
+
+void Direct::attach_push(transport::Transport& t, char* box, const std::vector<transport::RemoteWindow>* windows) {
+  me_ = t.rank();
+  n_ = t.size();
+  t_ = &t;
+  windows_ = windows;
+  // Each peer's mailbox ends its pool allocation (whose size is that peer's RDMACOLL_BUFFSIZE).
+  offsets_.assign(static_cast<std::size_t>(n_), 0);
+  for (std::size_t q = 0; q < offsets_.size(); ++q)
+    if (static_cast<int>(q) != me_) offsets_[q] = (*windows)[q].length() - mailbox_bytes(n_);
+  boxes_ = {box};
+  seen_.assign(static_cast<std::size_t>(n_), 0);
+  notes_.assign(static_cast<std::size_t>(n_), {});
+  sends_.assign(static_cast<std::size_t>(n_), {});
+  reads_.assign(static_cast<std::size_t>(n_), {});
 }
 
 char* Direct::slot(int rank, uint64_t call) const {
+  if (pushed())
+    return boxes_[0] + 2 * kMailboxLine + ((call & 1) * static_cast<std::size_t>(n_) + static_cast<std::size_t>(rank)) * kSlotBytes;
   return boxes_[static_cast<std::size_t>(rank)] + kMailboxLine + (call & 1) * kSlotBytes;
 }
 
 void Direct::announce(uint64_t seq, uint64_t digest) {
-  Word(word_at(boxes_[static_cast<std::size_t>(me_)])).store(call_word(seq, digest), std::memory_order_release);
+  Word(word_at(boxes_[pushed() ? 0 : static_cast<std::size_t>(me_)])).store(call_word(seq, digest), std::memory_order_release);
 }
 
-int Direct::disagreeing(uint64_t seq, uint64_t digest) const {
+int Direct::disagreeing(uint64_t seq, uint64_t digest) {
   if ((digest & kDigestBits) == 0) return -1;
-  for (std::size_t q = 0; q < boxes_.size(); ++q) {
-    if (static_cast<int>(q) == me_) continue;
-    const uint64_t w = Word(word_at(boxes_[q])).load(std::memory_order_acquire);
-    if ((w >> 40) != ((seq + 1) & 0xFF'FFFF) || (w & kDigestBits) == 0) continue;
-    if ((w & kDigestBits) != (digest & kDigestBits)) return static_cast<int>(q);
+  if (!pushed()) {
+    for (std::size_t q = 0; q < boxes_.size(); ++q)
+      if (static_cast<int>(q) != me_ && differs(Word(word_at(boxes_[q])).load(std::memory_order_acquire), seq, digest))
+        return static_cast<int>(q);
+    return -1;
   }
+  // Pushed: the lines read by an earlier look, once every read is back; then new reads, every
+  // 64th look (each read is a work request).
+  bool posted = false, back = true;
+  for (const transport::Request& r : reads_) posted = posted || r.valid();
+  if (posted) {
+    for (transport::Request& r : reads_) back = back && (!r.valid() || r.test());
+    if (!back) return -1;
+    int who = -1;
+    for (std::size_t q = 0; q < reads_.size(); ++q) {
+      if (!reads_[q].valid()) continue;
+      reads_[q] = {};
+      if (who < 0 && differs(word_at(boxes_[0] + kMailboxLine + 8 * q), seq, digest)) who = static_cast<int>(q);
+    }
+    return who;
+  }
+  if (looks_++ % 64 != 0) return -1;
+  for (std::size_t q = 0; q < reads_.size(); ++q)
+    if (static_cast<int>(q) != me_ && !seen_[q])
+      reads_[q] = t_->read(static_cast<int>(q), boxes_[0] + kMailboxLine + 8 * q, 8, (*windows_)[q], offsets_[q]);
   return -1;
 }
 
 void Direct::start(const void* in, void* out, std::size_t count, DataType type, ReduceOp op, uint64_t digest) {
   const uint64_t call = calls_++;
-  out_ = out, count_ = count, type_ = type, op_ = op, digest_ = digest, idle_ = 0;
+  out_ = out, count_ = count, type_ = type, op_ = op, digest_ = digest, idle_ = 0, looks_ = 0;
   char* mine = slot(me_, call);
-  std::memcpy(mine + kSlotHeader, in, count * dtype_size(type));
+  const std::size_t bytes = count * dtype_size(type);
+  std::memcpy(mine + kSlotHeader, in, bytes);
   word_at(mine + 8) = digest;
   Word(word_at(mine)).store(call + 1, std::memory_order_release);
   std::fill(seen_.begin(), seen_.end(), uint8_t{0});
   seen_[static_cast<std::size_t>(me_)] = 1;
-  missing_ = boxes_.size() - 1;
+  missing_ = static_cast<std::size_t>(n_) - 1;
+  if (!pushed()) return;
+  // This rank's slot, as it is, into its slot of every peer's mailbox; the notifications say
+  // when the peers' inputs are in ours. Writes go to the next ranks first (rank me+1 first).
+  const std::size_t at = static_cast<std::size_t>(mine - boxes_[0]);
+  for (int k = 1; k < n_; ++k) {
+    const int q = (me_ + k) % n_;
+    const auto uq = static_cast<std::size_t>(q);
+    sends_[uq] = t_->write(q, mine, kSlotHeader + bytes, (*windows_)[uq], offsets_[uq] + at, push_imm(call));
+    notes_[uq] = t_->notification(q);
+  }
+}
+
+bool Direct::landed(std::size_t q, uint64_t call) {
+  transport::Request& note = notes_[q];
+  if (!note.test()) return false;
+  const uint32_t imm = note.wait_value(transport::Deadline::max());  // complete: test() said so
+  note = {};
+  // Another immediate, or a slot that is not this call's: the peer is not on this call (a write
+  // of another collective's run, or a rank out of step).
+  if (imm != push_imm(call) || Word(word_at(slot(static_cast<int>(q), call))).load(std::memory_order_acquire) != call + 1)
+    throw CheckFailed{static_cast<int>(q)};
+  return true;
 }
 
 bool Direct::advance() {
   const uint64_t call = calls_ - 1;
   if (missing_ > 0) {
-    for (std::size_t q = 0; q < boxes_.size(); ++q) {
+    for (std::size_t q = 0; q < seen_.size(); ++q) {
       if (seen_[q]) continue;
       char* s = slot(static_cast<int>(q), call);
-      if (Word(word_at(s)).load(std::memory_order_acquire) != call + 1) continue;
+      if (pushed() ? !landed(q, call) : Word(word_at(s)).load(std::memory_order_acquire) != call + 1) continue;
       const uint64_t theirs = word_at(s + 8);
       if (digest_ != 0 && theirs != 0 && theirs != digest_) throw CheckFailed{static_cast<int>(q)};
       seen_[q] = 1;
@@ -77,11 +147,17 @@ bool Direct::advance() {
       return false;
     }
   }
+  // Pushed: this rank's writes are not waited for. Their source, this rank's slot, is written
+  // again two direct calls later, when every peer has finished the next call and so has this
+  // call's input: the writes have been read by then. A write that fails fails the peer's
+  // later operations (transport.h).
+  if (pushed())
+    for (transport::Request& r : reads_) r = {};
   // Every input is there: fold them in rank order.
   const char* x0 = slot(0, call) + kSlotHeader;
   const char* x1 = slot(1, call) + kSlotHeader;
   reduce_to(type_, op_, out_, x0, x1, count_);
-  for (std::size_t q = 2; q < boxes_.size(); ++q) reduce_into(type_, op_, out_, slot(static_cast<int>(q), call) + kSlotHeader, count_);
+  for (int q = 2; q < n_; ++q) reduce_into(type_, op_, out_, slot(q, call) + kSlotHeader, count_);
   return true;
 }
 
@@ -95,9 +171,9 @@ std::vector<int> Direct::waiting_for() const {
 
 std::string Direct::pending() const {
   const std::vector<int> w = waiting_for();
-  if (w.empty()) return "reducing the inputs";
+  if (w.empty()) return pushed() ? "waiting for its writes to complete" : "reducing the inputs";
   return std::string("waiting for the input") + (w.size() > 1 ? "s" : "") + " of rank" + (w.size() > 1 ? "s " : " ") +
-         format_ranks(w, ", ") + " in shared memory";
+         format_ranks(w, ", ") + (pushed() ? " in its RDMA mailbox" : " in shared memory");
 }
 
 }  // namespace rdmacoll::collectives::exec
