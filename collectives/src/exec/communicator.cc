@@ -641,12 +641,12 @@ void Work::wait_until(std::optional<Deadline> until, bool fatal) {
   transport::Transport& t = *c.transport;
   const transport::Options& o = t.options();
   const auto spin = std::chrono::duration<double, std::micro>(o.adaptive_spin_us);
-  if (test()) return;  // a call already done reads no clock
-  auto last_change = bootstrap::Clock::now();
-  const Deadline deadline =
-      until ? *until
-            : last_change + std::chrono::duration_cast<bootstrap::Clock::duration>(
-                                std::chrono::duration<double>(c.options.timeout_s));
+  // The clock is first read at the first kClockEvery-th turn, not at the start: most small
+  // calls are done by then and read none (the collective's own deadline then runs from that
+  // reading, later by a few turns).
+  if (test()) return;
+  bootstrap::Clock::time_point last_change{};
+  Deadline deadline = until ? *until : Deadline::max();
   uint64_t seen = c.queue.empty() ? 0 : c.queue.front()->events;
   unsigned turns = 0;
   bool moved = false, yielding = false;
@@ -659,6 +659,11 @@ void Work::wait_until(std::optional<Deadline> until, bool fatal) {
       continue;
     }
     const auto now = bootstrap::Clock::now();
+    if (turns == kClockEvery) {
+      last_change = now, moved = false;
+      if (!until)
+        deadline = now + std::chrono::duration_cast<bootstrap::Clock::duration>(std::chrono::duration<double>(c.options.timeout_s));
+    }
     if (moved) last_change = now, moved = false;
     if (now >= deadline) {
       const Operation& head = c.queue.empty() ? *op_ : *c.queue.front();
