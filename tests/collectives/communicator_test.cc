@@ -413,6 +413,68 @@ TEST(COMM_SUITE, MultiRankSendDataPath) {
   }, o);
 }
 
+// Small allreduces through the mailboxes (exec/direct.h), on c's ranks: the call runs
+// `algorithm`, `wire` checks its Work::wire() (the input's bytes given), and the result is the
+// rank-order fold, bit for bit what deterministic mode computes. Then every type and op at sizes
+// on both sides of the mailbox's size, and `rounds` rounds with calls of every other kind
+// between them (broadcasts from every root, which not every rank waits on; large allreduces),
+// several in flight: a mailbox slot is used again only once every peer is done with it.
+template <class WireCheck>
+void small_allreduces_through_mailboxes(Communicator& c, std::string_view algorithm, int rounds, WireCheck wire) {
+  const int n = c.size(), me = c.rank();
+  constexpr size_t count = 1000;  // 4000 bytes: fits a mailbox
+  auto values = [](int rank) {
+    std::mt19937 gen(static_cast<unsigned>(99 + rank));
+    std::uniform_real_distribution<float> d(-1, 1);
+    std::vector<float> v(count);
+    for (float& x : v) x = d(gen) * std::ldexp(1.0f, static_cast<int>(gen() % 20) - 10);
+    return v;
+  };
+  std::vector<float> ordered = values(0);
+  for (int q = 1; q < n; ++q) reduce_into(DataType::f32, ReduceOp::sum, ordered.data(), values(q).data(), count);
+  const std::vector<float> mine = values(me);
+  std::vector<float> out(count), det(count);
+  Work w = c.allreduce_async(mine.data(), out.data(), count, DataType::f32, ReduceOp::sum);
+  w.wait();
+  EXPECT_EQ(w.algorithm(), algorithm);
+  wire(w, count * 4);
+  EXPECT_EQ(std::memcmp(out.data(), ordered.data(), count * 4), 0) << "not the rank-order fold";
+  c.allreduce(mine.data(), det.data(), count, DataType::f32, ReduceOp::sum, {AllreduceAlgorithm::ring, true});
+  EXPECT_EQ(std::memcmp(det.data(), ordered.data(), count * 4), 0) << "deterministic mode differs";
+  // A named algorithm is that algorithm, over the transport.
+  Work r = c.allreduce_async(mine.data(), out.data(), count, DataType::f32, ReduceOp::sum, {AllreduceAlgorithm::ring, {}});
+  r.wait();
+  EXPECT_EQ(r.algorithm(), "ring_allreduce");
+
+  int k = 0;
+  for (DataType type : kAllDataTypes)
+    for (ReduceOp op : kAllReduceOps)
+      for (size_t cnt : {size_t{1}, size_t{7}, size_t{16384 / dtype_size(type)}, size_t{16384 / dtype_size(type) + 1}})
+        check_allreduce(c, type, op, cnt, {}, ++k % 2 == 0);
+
+  std::vector<float> big(65537);
+  for (int it = 0; it < rounds; ++it) {
+    std::vector<int32_t> s1(5, (me + 1) * (it + 1)), root(3, me == it % n ? it * 10 + me : -1);
+    std::vector<int64_t> s2(1, me * 1000 + it), s2_out(1);
+    Work a = c.allreduce_async(s1.data(), s1.data(), s1.size(), DataType::i32, ReduceOp::sum);
+    Work bc = c.broadcast_async(root.data(), root.data(), root.size(), DataType::i32, it % n);
+    Work m = c.allreduce_async(s2.data(), s2_out.data(), 1, DataType::i64, ReduceOp::max);
+    Work l;
+    if (it % 50 == 0) {
+      std::fill(big.begin(), big.end(), 1.0f);
+      l = c.allreduce_async(big.data(), big.data(), big.size(), DataType::f32, ReduceOp::sum);
+    }
+    a.wait(), bc.wait(), m.wait();
+    if (it % 50 == 0) {
+      l.wait();
+      ASSERT_EQ(big[65536], static_cast<float>(n));
+    }
+    for (int32_t v : s1) ASSERT_EQ(v, (it + 1) * n * (n + 1) / 2) << "iteration " << it;
+    for (int32_t v : root) ASSERT_EQ(v, it * 10 + it % n) << "iteration " << it;
+    ASSERT_EQ(s2_out[0], (n - 1) * 1000 + it) << "iteration " << it;
+  }
+}
+
 #if defined(COMM_HOST)
 // The same executor over UCX tcp, where one-sided writes are emulated with messages: by
 // default it sends (DataPath::automatic), and writes still work when asked for.
@@ -439,69 +501,17 @@ std::string small_allreduce_algorithm(Communicator& c) {
 }
 
 // Small allreduces where every peer's pool is mapped into the process (UCX shared memory) go
-// through the mailboxes behind the pools (exec/direct.h): no message crosses the transport (the
-// call counts its input as read by each peer), and the result is the rank-order fold, bit for
-// bit what deterministic mode computes. Between
-// them, calls of every other kind (broadcasts from every root, which not every rank waits on;
-// large allreduces), several in flight, leave every result right: a mailbox slot is reused only
-// once every peer has read it. Every type and op at sizes on both sides of the mailbox's size.
+// through the mailboxes behind the pools: no message crosses the transport (the call counts its
+// input as read by each peer).
 TEST(COMM_SUITE, MultiRankSmallAllreduceThroughSharedMemory) {
   Backend b;
   with_comm(4, [](Communicator& c) {
-    const int n = c.size(), me = c.rank();
-    constexpr size_t count = 1000;  // 4000 bytes: fits a mailbox
-    auto values = [](int rank) {
-      std::mt19937 gen(static_cast<unsigned>(99 + rank));
-      std::uniform_real_distribution<float> d(-1, 1);
-      std::vector<float> v(count);
-      for (float& x : v) x = d(gen) * std::ldexp(1.0f, static_cast<int>(gen() % 20) - 10);
-      return v;
-    };
-    std::vector<float> ordered = values(0);
-    for (int q = 1; q < n; ++q) reduce_into(DataType::f32, ReduceOp::sum, ordered.data(), values(q).data(), count);
-    const std::vector<float> mine = values(me);
-    std::vector<float> out(count), det(count);
-    Work w = c.allreduce_async(mine.data(), out.data(), count, DataType::f32, ReduceOp::sum);
-    w.wait();
-    EXPECT_EQ(w.algorithm(), "shared_memory_allreduce");
-    EXPECT_EQ(w.wire().bytes_sent, (n - 1) * count * 4) << "one copy of the input per peer, and nothing else";
-    EXPECT_EQ(w.wire().bytes_received, (n - 1) * count * 4);
-    EXPECT_EQ(w.wire().messages_sent, static_cast<uint64_t>(n - 1));
-    EXPECT_EQ(std::memcmp(out.data(), ordered.data(), count * 4), 0) << "not the rank-order fold";
-    c.allreduce(mine.data(), det.data(), count, DataType::f32, ReduceOp::sum, {AllreduceAlgorithm::ring, true});
-    EXPECT_EQ(std::memcmp(det.data(), ordered.data(), count * 4), 0) << "deterministic mode differs";
-    // A named algorithm is that algorithm, over the transport.
-    Work r = c.allreduce_async(mine.data(), out.data(), count, DataType::f32, ReduceOp::sum, {AllreduceAlgorithm::ring, {}});
-    r.wait();
-    EXPECT_EQ(r.algorithm(), "ring_allreduce");
-
-    int k = 0;
-    for (DataType type : kAllDataTypes)
-      for (ReduceOp op : kAllReduceOps)
-        for (size_t cnt : {size_t{1}, size_t{7}, size_t{16384 / dtype_size(type)}, size_t{16384 / dtype_size(type) + 1}})
-          check_allreduce(c, type, op, cnt, {}, ++k % 2 == 0);
-
-    std::vector<float> big(65537);
-    for (int it = 0; it < 300; ++it) {
-      std::vector<int32_t> s1(5, (me + 1) * (it + 1)), root(3, me == it % n ? it * 10 + me : -1);
-      std::vector<int64_t> s2(1, me * 1000 + it), s2_out(1);
-      Work a = c.allreduce_async(s1.data(), s1.data(), s1.size(), DataType::i32, ReduceOp::sum);
-      Work bc = c.broadcast_async(root.data(), root.data(), root.size(), DataType::i32, it % n);
-      Work m = c.allreduce_async(s2.data(), s2_out.data(), 1, DataType::i64, ReduceOp::max);
-      Work l;
-      if (it % 50 == 0) {
-        std::fill(big.begin(), big.end(), 1.0f);
-        l = c.allreduce_async(big.data(), big.data(), big.size(), DataType::f32, ReduceOp::sum);
-      }
-      a.wait(), bc.wait(), m.wait();
-      if (it % 50 == 0) {
-        l.wait();
-        ASSERT_EQ(big[65536], static_cast<float>(n));
-      }
-      for (int32_t v : s1) ASSERT_EQ(v, (it + 1) * n * (n + 1) / 2) << "iteration " << it;
-      for (int32_t v : root) ASSERT_EQ(v, it * 10 + it % n) << "iteration " << it;
-      ASSERT_EQ(s2_out[0], (n - 1) * 1000 + it) << "iteration " << it;
-    }
+    small_allreduces_through_mailboxes(c, "shared_memory_allreduce", 300, [&c](const Work& w, size_t bytes) {
+      const auto n = static_cast<uint64_t>(c.size());
+      EXPECT_EQ(w.wire().bytes_sent, (n - 1) * bytes) << "one copy of the input per peer, and nothing else";
+      EXPECT_EQ(w.wire().bytes_received, (n - 1) * bytes);
+      EXPECT_EQ(w.wire().messages_sent, n - 1);
+    });
   });
 }
 
@@ -585,67 +595,17 @@ TEST(COMM_SUITE, MultiRankSmallAllreduceTimeoutNamesTheMissingRank) {
 #endif
 
 #if defined(COMM_RDMA)
-// Small allreduces over verbs go through the pushed mailboxes (exec/direct.h): each rank writes
-// its input, with an immediate, into its slot of every peer's mailbox, one work request per
-// peer, and the result is the rank-order fold, bit for bit what deterministic mode computes.
-// Every type and op on both sides of the mailbox's size; calls of other kinds in flight
-// between them (a slot is written again only once every peer has used it).
+// Small allreduces over verbs go through the pushed mailboxes: each rank writes its input, with
+// an immediate, into its slot of every peer's mailbox, one work request per peer.
 TEST(COMM_SUITE, MultiRankSmallAllreduceThroughRdmaMailboxes) {
   if (skip_without_device()) return;
   Backend b;
   with_comm(3, [](Communicator& c) {
-    const int n = c.size(), me = c.rank();
-    constexpr size_t count = 1000;  // 4000 bytes: fits a mailbox
-    auto values = [](int rank) {
-      std::mt19937 gen(static_cast<unsigned>(99 + rank));
-      std::uniform_real_distribution<float> d(-1, 1);
-      std::vector<float> v(count);
-      for (float& x : v) x = d(gen) * std::ldexp(1.0f, static_cast<int>(gen() % 20) - 10);
-      return v;
-    };
-    std::vector<float> ordered = values(0);
-    for (int q = 1; q < n; ++q) reduce_into(DataType::f32, ReduceOp::sum, ordered.data(), values(q).data(), count);
-    const std::vector<float> mine = values(me);
-    std::vector<float> out(count), det(count);
-    Work w = c.allreduce_async(mine.data(), out.data(), count, DataType::f32, ReduceOp::sum);
-    w.wait();
-    EXPECT_EQ(w.algorithm(), "rdma_mailbox_allreduce");
-    EXPECT_EQ(w.wire().messages_sent, static_cast<uint64_t>(n - 1)) << "one write per peer";
-    EXPECT_GE(w.wire().bytes_sent, (n - 1) * (count * 4 + 16)) << "the input and its slot header, to each peer";
-    EXPECT_EQ(std::memcmp(out.data(), ordered.data(), count * 4), 0) << "not the rank-order fold";
-    c.allreduce(mine.data(), det.data(), count, DataType::f32, ReduceOp::sum, {AllreduceAlgorithm::ring, true});
-    EXPECT_EQ(std::memcmp(det.data(), ordered.data(), count * 4), 0) << "deterministic mode differs";
-    Work r = c.allreduce_async(mine.data(), out.data(), count, DataType::f32, ReduceOp::sum, {AllreduceAlgorithm::ring, {}});
-    r.wait();
-    EXPECT_EQ(r.algorithm(), "ring_allreduce");
-
-    int k = 0;
-    for (DataType type : kAllDataTypes)
-      for (ReduceOp op : kAllReduceOps)
-        for (size_t cnt : {size_t{1}, size_t{7}, size_t{16384 / dtype_size(type)}, size_t{16384 / dtype_size(type) + 1}})
-          check_allreduce(c, type, op, cnt, {}, ++k % 2 == 0);
-
-    std::vector<float> big(65537);
-    for (int it = 0; it < 100; ++it) {
-      std::vector<int32_t> s1(5, (me + 1) * (it + 1)), root(3, me == it % n ? it * 10 + me : -1);
-      std::vector<int64_t> s2(1, me * 1000 + it), s2_out(1);
-      Work a = c.allreduce_async(s1.data(), s1.data(), s1.size(), DataType::i32, ReduceOp::sum);
-      Work bc = c.broadcast_async(root.data(), root.data(), root.size(), DataType::i32, it % n);
-      Work m = c.allreduce_async(s2.data(), s2_out.data(), 1, DataType::i64, ReduceOp::max);
-      Work l;
-      if (it % 25 == 0) {
-        std::fill(big.begin(), big.end(), 1.0f);
-        l = c.allreduce_async(big.data(), big.data(), big.size(), DataType::f32, ReduceOp::sum);
-      }
-      a.wait(), bc.wait(), m.wait();
-      if (it % 25 == 0) {
-        l.wait();
-        ASSERT_EQ(big[65536], static_cast<float>(n));
-      }
-      for (int32_t v : s1) ASSERT_EQ(v, (it + 1) * n * (n + 1) / 2) << "iteration " << it;
-      for (int32_t v : root) ASSERT_EQ(v, it * 10 + it % n) << "iteration " << it;
-      ASSERT_EQ(s2_out[0], (n - 1) * 1000 + it) << "iteration " << it;
-    }
+    small_allreduces_through_mailboxes(c, "rdma_mailbox_allreduce", 100, [&c](const Work& w, size_t bytes) {
+      const auto n = static_cast<uint64_t>(c.size());
+      EXPECT_EQ(w.wire().messages_sent, n - 1) << "one write per peer";
+      EXPECT_GE(w.wire().bytes_sent, (n - 1) * (bytes + 16)) << "the input and its slot header, to each peer";
+    });
   });
 }
 
