@@ -40,7 +40,7 @@ struct KernelTable {
                               std::uint64_t seed, std::byte* wire);
   void (*stochastic_decode)(const std::byte* wire, std::size_t n, const StochasticParams& p,
                             float* out, Mode mode);
-  // topk's candidate pass over in[first, end) (end <= 2^32): appends topk_candidate(key, i)
+  // topk's candidate pass over in[first, end) (end <= 2^32): appends topk_candidate(x's bits, i)
   // for every element whose selection key (|x| as bits, 0 for NaN and Inf) is >= low (> 0), in
   // index order, to out (room for end - first), returns how many, and adds the number of
   // non-finite elements to nonfinite.
@@ -51,11 +51,16 @@ struct KernelTable {
   void (*sparse_expand)(const std::byte* val, const std::size_t* idx, std::size_t k, std::size_t n, float* out);
 };
 
-// topk's candidates as one integer each, (key << 32) | (2^32 - 1 - i), so that the selection
-// order (larger key, then lower index) is simply "larger"; needs i < 2^32.
-constexpr std::uint64_t topk_candidate(std::uint32_t key, std::size_t i) noexcept {
-  return (std::uint64_t{key} << 32) | (0xFFFFFFFFull - static_cast<std::uint64_t>(i));
+// topk's candidates as one integer each: x's sign in bit 63, then its key (|x| as bits, 31 bits),
+// then 2^32 - 1 - i, so that without the sign (c << 1) the selection order (larger key, then
+// lower index) is simply "larger", and the value comes back without reading x again
+// (topk_value_bits); needs i < 2^32.
+constexpr std::uint64_t topk_candidate(std::uint32_t bits, std::size_t i) noexcept {
+  return (std::uint64_t{bits >> 31} << 63) | (std::uint64_t{bits & 0x7FFFFFFFu} << 32) |
+         (0xFFFFFFFFull - static_cast<std::uint64_t>(i));
 }
+constexpr std::uint32_t topk_value_bits(std::uint64_t c) noexcept { return static_cast<std::uint32_t>(c >> 32); }
+constexpr std::uint64_t topk_order(std::uint64_t c) noexcept { return c << 1; }
 
 namespace portable {
 extern const KernelTable kTable;

@@ -899,7 +899,7 @@ std::size_t topk_candidates(const float* in, std::size_t first, std::size_t end,
           _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_andnot_si256(nf, _mm256_cmpgt_epi32(a, below)))));
       while (pass != 0) {
         const std::size_t e = i + static_cast<unsigned>(std::countr_zero(pass));
-        out[m++] = topk_candidate(bits_of(in[e]) & kAbsMask, e);
+        out[m++] = topk_candidate(bits_of(in[e]), e);
         pass &= pass - 1;
       }
     }
@@ -908,12 +908,11 @@ std::size_t topk_candidates(const float* in, std::size_t first, std::size_t end,
   }
 #endif
   for (; i < end; ++i) {  // branch-free: every element is written at out[m], kept by advancing m
-    const std::uint32_t a = bits_of(in[i]) & kAbsMask;
+    const std::uint32_t b = bits_of(in[i]), a = b & kAbsMask;
     const bool ok = a < kExpMask;
-    const std::uint32_t key = ok ? a : 0u;
     bad += ok ? 0 : 1;
-    out[m] = topk_candidate(key, i);
-    m += key >= low ? 1 : 0;
+    out[m] = topk_candidate(b, i);
+    m += ok && a >= low ? 1 : 0;
   }
   nonfinite += bad;
   return m;

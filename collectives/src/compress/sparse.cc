@@ -1,7 +1,8 @@
 // topk and randk. Wire: k fp32 values, then k indices of index_bits(n) bits each, ascending,
 // packed least significant bit first. One implementation for every SIMD path but for the two
 // passes over all n elements, which are in the kernel table: topk's candidates above a sampled
-// threshold (with the non-finite count) and the decoding's expansion into zeros and values.
+// threshold (with their values, and the non-finite count) and the decoding's expansion into
+// zeros and values.
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -133,29 +134,18 @@ Threshold kth_largest(const float* in, std::size_t n, std::size_t k) {
   return *nth;
 }
 
-// The fast path's candidates: topk_candidate(key, index) (kernel_table.h); needs n <= 2^32.
+// The fast path's candidates: topk_candidate(bits, index) (kernel_table.h); needs n <= 2^32.
 std::size_t index_of(std::uint64_t c) { return static_cast<std::size_t>(0xFFFFFFFFull - (c & 0xFFFFFFFFull)); }
 
-// The top k of the candidates, given in index order and at least k of them: their indices,
-// ascending.
-std::vector<std::size_t> top_of_candidates(const std::vector<std::uint64_t>& cand, std::size_t k) {
-  std::vector<std::uint64_t> order(cand);
-  std::nth_element(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k - 1), order.end(), std::greater<>());
-  const std::uint64_t t = order[k - 1];
-  std::vector<std::size_t> kept;
-  kept.reserve(k);
-  for (const std::uint64_t c : cand)
-    if (c >= t) kept.push_back(index_of(c));
-  return kept;
-}
-
-// The indices of the top k, ascending, and the count of non-finite elements. Fast path: a
+// The top k, as emit(i, x_i) in ascending i, and the count of non-finite elements. Fast path: a
 // fixed-stride sample of 8192 keys gives a threshold that a little over k elements pass, one
 // pass (the kernel table's topk_candidates, which also counts the non-finite elements)
-// collects them and the exact top k is selected among them. That gives the same answer as the
-// exact method (kth_largest), which runs instead when fewer than k pass or the threshold is 0.
-std::vector<std::size_t> top_k(const KernelTable& kt, const float* in, std::size_t n, std::size_t k,
-                               std::size_t& nonfinite) {
+// collects them in index order, each with its value, and the exact top k is selected among
+// them and emitted from the candidates (no second look at the input, whose kept elements are
+// scattered cache misses). That gives the same answer as the exact method (kth_largest), which
+// runs instead when fewer than k pass or the threshold is 0.
+template <class Emit>
+void top_k(const KernelTable& kt, const float* in, std::size_t n, std::size_t k, std::size_t& nonfinite, Emit emit) {
   constexpr std::size_t kSample = 8192;
   bool counted = false;
   if (n >= 4 * kSample && k <= n / 8 && n <= 0xFFFFFFFFull) {
@@ -179,19 +169,24 @@ std::vector<std::size_t> top_k(const KernelTable& kt, const float* in, std::size
         m += kt.topk_candidates(in, first, std::min(n, first + kChunk), low, cand.data() + m, nonfinite);
       }
       counted = true;
-      cand.resize(m);
-      if (m >= k) return top_of_candidates(cand, k);
+      if (m >= k) {
+        // The k-th largest in selection order (the sign left out), then every candidate from it up.
+        std::vector<std::uint64_t> order(m);
+        for (std::size_t j = 0; j < m; ++j) order[j] = topk_order(cand[j]);
+        std::nth_element(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k - 1), order.end(), std::greater<>());
+        const std::uint64_t t = order[k - 1];
+        for (std::size_t j = 0; j < m; ++j)
+          if (topk_order(cand[j]) >= t) emit(index_of(cand[j]), std::bit_cast<float>(topk_value_bits(cand[j])));
+        return;
+      }
     }
   }
   if (!counted) nonfinite += count_nonfinite(in, n);
   const Threshold t = kth_largest(in, n, k);
-  std::vector<std::size_t> kept;
-  kept.reserve(k);
   for (std::size_t i = 0; i < n; ++i) {
     const std::uint32_t key = key_of(in[i]);
-    if (key > t.key || (key == t.key && i <= t.index)) kept.push_back(i);
+    if (key > t.key || (key == t.key && i <= t.index)) emit(i, in[i]);
   }
-  return kept;
 }
 
 class SparseCodec final : public Codec {
@@ -211,14 +206,15 @@ class SparseCodec final : public Codec {
     const unsigned bits = index_bits(n);
     BitWriter idx(wire + 4 * k);
     std::byte* val = wire;
-    const auto emit = [&](std::size_t i, float v) {
-      const float send = key_of(in[i]) == 0 ? 0.0f : v;  // non-finite goes as 0
+    // Element i goes as `v` (x_i, or randk's scaled x_i), or as 0 where x_i is not finite (or -0).
+    const auto emit = [&](std::size_t i, float x, float v) {
+      const float send = key_of(x) == 0 ? 0.0f : v;
       std::memcpy(val, &send, 4);
       val += 4;
       idx.put(i, bits);
     };
     if (spec().kind == CodecKind::topk) {
-      for (const std::size_t i : top_k(k_, in, n, k, st.nonfinite)) emit(i, in[i]);
+      top_k(k_, in, n, k, st.nonfinite, [&](std::size_t i, float x) { emit(i, x, x); });
     } else {
       st.nonfinite += count_nonfinite(in, n);
       // Selection sampling (Knuth's Algorithm S): element i is taken with probability
@@ -234,7 +230,7 @@ class SparseCodec final : public Codec {
         if (u * static_cast<double>(n - i) < static_cast<double>(needed)) {
           const float v = in[i] * scale;
           st.overflow += std::isinf(v) && key_of(in[i]) != 0 ? 1 : 0;
-          emit(i, v);
+          emit(i, in[i], v);
           --needed;
         }
       }
