@@ -475,6 +475,39 @@ void small_allreduces_through_mailboxes(Communicator& c, std::string_view algori
   }
 }
 
+// 3 ranks, rank 2 never making its small allreduce: ranks 0 and 1 time out first on a deadline
+// of their own (the call stays in flight; the message holds `waiting`), then on the collective's
+// (timeout_s), where the ranks agree that rank 2 is missing.
+void small_allreduce_without_rank_2(double timeout_s, const std::string& waiting) {
+  RankGroup g(3);
+  Communicator::Options o = Communicator::Options::from_settings();
+  o.timeout_s = timeout_s;
+  o.cost_model = parse_cost_model("10,1,1");
+  auto c = Communicator::create(g.world(), o);
+  if (g.rank() != 2) {
+    std::vector<float> buf(8, 1.0f);
+    try {
+      c->allreduce_async(buf.data(), buf.data(), buf.size(), DataType::f32, ReduceOp::sum).wait(bootstrap::deadline_in(0.5));
+      ADD_FAILURE() << "no timeout";
+    } catch (const TimeoutError& e) {
+      const std::string msg = e.what();
+      std::printf("rank %d: %s\n", g.rank(), msg.c_str());
+      EXPECT_NE(msg.find(waiting), std::string::npos) << msg;
+    }
+    try {  // the collective's own deadline: the ranks agree on who is missing
+      c->allreduce(buf.data(), buf.data(), buf.size(), DataType::f32, ReduceOp::sum);
+      ADD_FAILURE() << "no timeout";
+    } catch (const TimeoutError& e) {
+      const std::string msg = e.what();
+      std::printf("rank %d: %s\n", g.rank(), msg.c_str());
+      EXPECT_NE(msg.find("missing: rank 2 "), std::string::npos) << msg;
+    }
+  }
+  bootstrap::barrier(g.store(), "comm-test/small-timeout/done", g.rank(), 3, g.deadline());
+  c.reset();
+  g.join();
+}
+
 #if defined(COMM_HOST)
 // The same executor over UCX tcp, where one-sided writes are emulated with messages: by
 // default it sends (DataPath::automatic), and writes still work when asked for.
@@ -563,34 +596,7 @@ TEST(COMM_SUITE, MultiRankSmallAllreduceWaitForALatePeerNaps) {
 // what they waited for.
 TEST(COMM_SUITE, MultiRankSmallAllreduceTimeoutNamesTheMissingRank) {
   Backend b;
-  RankGroup g(3);
-  Communicator::Options o = Communicator::Options::from_settings();
-  o.timeout_s = 1.5;
-  o.cost_model = parse_cost_model("10,1,1");
-  auto c = Communicator::create(g.world(), o);
-  if (g.rank() != 2) {
-    std::vector<float> buf(8, 1.0f);
-    try {
-      c->allreduce_async(buf.data(), buf.data(), buf.size(), DataType::f32, ReduceOp::sum).wait(bootstrap::deadline_in(0.5));
-      ADD_FAILURE() << "no timeout";
-    } catch (const TimeoutError& e) {
-      const std::string msg = e.what();
-      std::printf("rank %d: %s\n", g.rank(), msg.c_str());
-      EXPECT_NE(msg.find("allreduce #0 (shared_memory_allreduce: waiting for the input of rank 2 in shared memory)"),
-                std::string::npos) << msg;
-    }
-    try {  // the collective's own deadline: the ranks agree on who is missing
-      c->allreduce(buf.data(), buf.data(), buf.size(), DataType::f32, ReduceOp::sum);
-      ADD_FAILURE() << "no timeout";
-    } catch (const TimeoutError& e) {
-      const std::string msg = e.what();
-      std::printf("rank %d: %s\n", g.rank(), msg.c_str());
-      EXPECT_NE(msg.find("missing: rank 2 "), std::string::npos) << msg;
-    }
-  }
-  bootstrap::barrier(g.store(), "comm-test/direct-timeout/done", g.rank(), 3, g.deadline());
-  c.reset();
-  g.join();
+  small_allreduce_without_rank_2(1.5, "allreduce #0 (shared_memory_allreduce: waiting for the input of rank 2 in shared memory)");
 }
 #endif
 
@@ -613,34 +619,7 @@ TEST(COMM_SUITE, MultiRankSmallAllreduceThroughRdmaMailboxes) {
 TEST(COMM_SUITE, MultiRankSmallAllreduceThroughRdmaMailboxesNamesTheMissingRank) {
   if (skip_without_device()) return;
   Backend b;
-  RankGroup g(3);
-  Communicator::Options o = Communicator::Options::from_settings();
-  o.timeout_s = 3;
-  o.cost_model = parse_cost_model("10,1,1");
-  auto c = Communicator::create(g.world(), o);
-  if (g.rank() != 2) {
-    std::vector<float> buf(8, 1.0f);
-    try {
-      c->allreduce_async(buf.data(), buf.data(), buf.size(), DataType::f32, ReduceOp::sum).wait(bootstrap::deadline_in(0.5));
-      ADD_FAILURE() << "no timeout";
-    } catch (const TimeoutError& e) {
-      const std::string msg = e.what();
-      std::printf("rank %d: %s\n", g.rank(), msg.c_str());
-      EXPECT_NE(msg.find("allreduce #0 (rdma_mailbox_allreduce: waiting for the input of rank 2 in its RDMA mailbox)"),
-                std::string::npos) << msg;
-    }
-    try {  // the collective's own deadline: the ranks agree on who is missing
-      c->allreduce(buf.data(), buf.data(), buf.size(), DataType::f32, ReduceOp::sum);
-      ADD_FAILURE() << "no timeout";
-    } catch (const TimeoutError& e) {
-      const std::string msg = e.what();
-      std::printf("rank %d: %s\n", g.rank(), msg.c_str());
-      EXPECT_NE(msg.find("missing: rank 2 "), std::string::npos) << msg;
-    }
-  }
-  bootstrap::barrier(g.store(), "comm-test/pushed-timeout/done", g.rank(), 3, g.deadline());
-  c.reset();
-  g.join();
+  small_allreduce_without_rank_2(3, "allreduce #0 (rdma_mailbox_allreduce: waiting for the input of rank 2 in its RDMA mailbox)");
 }
 #endif
 

@@ -50,7 +50,6 @@ void Direct::attach_push(transport::Transport& t, char* box, const std::vector<t
   boxes_ = {box};
   seen_.assign(static_cast<std::size_t>(n_), 0);
   notes_.assign(static_cast<std::size_t>(n_), {});
-  sends_.assign(static_cast<std::size_t>(n_), {});
   reads_.assign(static_cast<std::size_t>(n_), {});
 }
 
@@ -112,7 +111,7 @@ void Direct::start(const void* in, void* out, std::size_t count, DataType type, 
   for (int k = 1; k < n_; ++k) {
     const int q = (me_ + k) % n_;
     const auto uq = static_cast<std::size_t>(q);
-    sends_[uq] = t_->write(q, mine, kSlotHeader + bytes, (*windows_)[uq], offsets_[uq] + at, push_imm(call));
+    t_->write(q, mine, kSlotHeader + bytes, (*windows_)[uq], offsets_[uq] + at, push_imm(call));  // not waited for
     notes_[uq] = t_->notification(q);
   }
 }
@@ -171,7 +170,7 @@ std::vector<int> Direct::waiting_for() const {
 
 std::string Direct::pending() const {
   const std::vector<int> w = waiting_for();
-  if (w.empty()) return pushed() ? "waiting for its writes to complete" : "reducing the inputs";
+  if (w.empty()) return "reducing the inputs";
   return std::string("waiting for the input") + (w.size() > 1 ? "s" : "") + " of rank" + (w.size() > 1 ? "s " : " ") +
          format_ranks(w, ", ") + (pushed() ? " in its RDMA mailbox" : " in shared memory");
 }

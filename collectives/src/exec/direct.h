@@ -101,7 +101,7 @@ class Direct {
   transport::Transport* t_ = nullptr;
   const std::vector<transport::RemoteWindow>* windows_ = nullptr;
   std::vector<std::size_t> offsets_;  // pushed: where each peer's mailbox starts in its window
-  std::vector<transport::Request> notes_, sends_, reads_;  // pushed: per peer (this rank's: empty)
+  std::vector<transport::Request> notes_, reads_;  // pushed: per peer (this rank's: empty)
   unsigned looks_ = 0;
   std::vector<uint8_t> seen_;
   std::size_t missing_ = 0;
