@@ -18,10 +18,10 @@
 // Mailbox (mailbox_bytes(n), at the end of each rank's pool allocation, past the pool's bytes):
 //   line 0    the call this rank is on, any call (announce): one 64-bit word, (seq + 1) in the
 //             top 24 bits and the low 40 bits of the call's digest, so it is read whole
-//   line 1    pushed: where this rank reads its peers' line 0 (8 bytes each), to compare
-//   slots     mapped: slot 0/1, this rank's input; pushed: slot (c mod 2, r) holds rank r's
-//             input for direct call c. A slot: mark (u64: the direct call's number + 1) |
-//             digest (u64) | up to kDirectMaxBytes
+//   mapped: slot 0/1 from byte 64, this rank's input for alternate calls
+//   pushed: line 1, where this rank reads its peers' line 0 (8 bytes each) to compare; then
+//             from byte 128, slot (c mod 2, r): rank r's input for direct call c
+//   A slot: mark (u64: the direct call's number + 1) | digest (u64) | up to kDirectMaxBytes
 //
 // Direct calls use the slots alternately. Writing slot (k mod 2) for direct call k is safe: this
 // rank finished call k-1, so it saw every peer's mark for k-1, and a peer marks a call only once
