@@ -107,6 +107,9 @@ void Direct::start(const void* in, void* out, std::size_t count, DataType type, 
   if (!pushed()) return;
   // This rank's slot, as it is, into its slot of every peer's mailbox; the notifications say
   // when the peers' inputs are in ours. Writes go to the next ranks first (rank me+1 first).
+  // They are not waited for: their source, this rank's slot, is written again two direct calls
+  // later, when every peer has finished the next call and so has used this one's input. A write
+  // that fails fails the peer's later operations (transport.h).
   const std::size_t at = static_cast<std::size_t>(mine - boxes_[0]);
   for (int k = 1; k < n_; ++k) {
     const int q = (me_ + k) % n_;
@@ -146,10 +149,8 @@ bool Direct::advance() {
       return false;
     }
   }
-  // Pushed: this rank's writes are not waited for. Their source, this rank's slot, is written
-  // again two direct calls later, when every peer has finished the next call and so has this
-  // call's input: the writes have been read by then. A write that fails fails the peer's
-  // later operations (transport.h).
+  // Pushed: a look at the peers' call lines still in flight is dropped (its word lands in line 1,
+  // which only the next look reads). This rank's writes were never waited for (start()).
   if (pushed())
     for (transport::Request& r : reads_) r = {};
   // Every input is there: fold them in rank order.
