@@ -247,7 +247,7 @@ UcxTransport::Op* UcxTransport::new_op(int kind, int peer, const OpDesc& desc) {
   op->transport = this;
   op->kind = static_cast<Op::Kind>(kind);
   op->peer = peer;
-  op->state = make_state(this, peer, desc);
+  op->state = states_.take(this, peer, desc);
   op->index = ops_.size();
   ops_.push_back(std::move(owned));
   if (op->completes_locally()) ++local_pending_;

@@ -151,6 +151,7 @@ class UcxTransport final : public Transport {
   std::vector<std::unique_ptr<Op>> ops_;
   // Finished records, reused by new_op: a small collective posts several operations per call.
   std::vector<std::unique_ptr<Op>> spare_ops_;
+  StatePool<Request::State> states_;  // the Requests' states, reused
   uint64_t events_ = 0;  // callbacks run: progress() reports them as activity
   // Sends, writes and reads in flight. UCX signals the event fd for arrivals, not for these
   // completing (a put over shared memory may sit in a pending queue until progressed), so

@@ -423,7 +423,8 @@ Request VerbsTransport::send(int peer, uint64_t tag, const void* buf, size_t len
   if (buf == nullptr && length > 0) throw std::invalid_argument("send: null buffer with length " + std::to_string(length));
   const OpDesc desc = OpDesc::send(length, tag);
   if (peers_[static_cast<size_t>(peer)].failed) return Request(failed_now(peer, desc));
-  auto op = std::make_shared<Op>(this, peer, desc);
+  const bool eager = peer == rank() || length <= eager_limit_;
+  auto op = eager ? ops_.take(this, peer, desc) : std::make_shared<Op>(this, peer, desc);
   op->length = length;
   Header hdr{};
   hdr.tag = tag;
@@ -432,7 +433,7 @@ Request VerbsTransport::send(int peer, uint64_t tag, const void* buf, size_t len
     hdr.type = kEager;
     on_message(peer, hdr, static_cast<const uint8_t*>(buf), length);
     op->req->complete(length);
-  } else if (length <= eager_limit_) {
+  } else if (eager) {
     hdr.type = kEager;
     op->remaining = 1;
     queue_send(peer, hdr, buf, length, op);
@@ -453,7 +454,7 @@ Request VerbsTransport::recv(int peer, uint64_t tag, void* buf, size_t length) {
   check_peer(*this, peer, "recv");
   if (buf == nullptr && length > 0) throw std::invalid_argument("recv: null buffer with length " + std::to_string(length));
   Peer& p = peers_[static_cast<size_t>(peer)];
-  auto req = make_state(this, peer, OpDesc::recv(length, tag));
+  auto req = states_.take(this, peer, OpDesc::recv(length, tag));
   for (auto it = p.unexpected.begin(); it != p.unexpected.end(); ++it) {
     if (it->hdr.tag != tag) continue;
     Unexpected u = std::move(*it);
@@ -495,7 +496,9 @@ Request VerbsTransport::write(int peer, const void* src, size_t length, const Re
   check_write(*this, peer, src, length, dst, offset);
   const OpDesc desc = OpDesc::write(length, imm);
   if (peers_[static_cast<size_t>(peer)].failed) return Request(failed_now(peer, desc));
-  auto op = std::make_shared<Op>(this, peer, desc);
+  // An inline write (try_post) needs no registration of its source.
+  const bool pin = peer != rank() && length > 0 && !goes_inline(length);
+  auto op = pin ? std::make_shared<Op>(this, peer, desc) : ops_.take(this, peer, desc);
   op->length = length;
   if (peer == rank()) {
     if (length) std::memmove(reinterpret_cast<void*>(dst.addr() + offset), src, length);
@@ -504,8 +507,6 @@ Request VerbsTransport::write(int peer, const void* src, size_t length, const Re
     return Request(op);
   }
   const VerbsWindow& win = backend_window<VerbsWindow>(dst, "write");
-  // An inline write (try_post) needs no registration of its source.
-  const bool pin = length > 0 && !goes_inline(length);
   if (pin) op->pinned = cache_->get(const_cast<void*>(src), length, kLocalOnly);
   uint32_t lkey = pin ? static_cast<VerbsMemory&>(*op->pinned.impl()).mr->lkey : 0;
   post_rdma(peer, op, WrKind::Write, reinterpret_cast<uintptr_t>(src), lkey, length, dst.addr() + offset, win.rkey,
@@ -540,7 +541,7 @@ Request VerbsTransport::read(int peer, void* dst, size_t length, const RemoteWin
 Request VerbsTransport::notification(int peer) {
   check_peer(*this, peer, "notification");
   Peer& p = peers_[static_cast<size_t>(peer)];
-  auto req = make_state(this, peer, OpDesc::of(OpDesc::Kind::Notification));
+  auto req = states_.take(this, peer, OpDesc::of(OpDesc::Kind::Notification));
   if (!p.notifications.empty()) {
     req->imm = p.notifications.front();
     p.notifications.pop_front();

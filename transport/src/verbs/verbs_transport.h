@@ -69,6 +69,16 @@ class VerbsTransport final : public Transport {
         : Request::State(recv->transport, recv->peer, recv->desc), req(recv.get()), recv_req(std::move(recv)) {}
     Op(const Op&) = delete;
     Op& operator=(const Op&) = delete;
+    // For StatePool: only operations that pin nothing are pooled (an idle pooled Op must not
+    // hold a registration), so `pinned` and `recv_req` are empty here already.
+    void rearm(int to, const OpDesc& d) {
+      Request::State::rearm(to, d);
+      req = this;
+      remaining = 0;
+      length = 0;
+      rendezvous_recv = false;
+      sender_id = 0;
+    }
     Request::State* req;
     std::shared_ptr<Request::State> recv_req;
     size_t remaining = 0;  // work requests not yet completed
@@ -174,6 +184,9 @@ class VerbsTransport final : public Transport {
   std::vector<Peer> peers_;
   std::unordered_map<uint32_t, int> qpn_to_peer_;
   std::map<uint64_t, std::shared_ptr<Op>> rendezvous_sends_;  // waiting for FIN, by id
+  // Reused request states: inline writes and eager sends (Op), receives and notifications.
+  StatePool<Op> ops_;
+  StatePool<Request::State> states_;
   uint64_t next_id_ = 1;
   std::vector<Wr> wrs_;          // by wr_id; a free record has no peer (peer < 0)
   std::vector<uint64_t> free_wrs_;
