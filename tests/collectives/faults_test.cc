@@ -207,6 +207,11 @@ void with_absent_rank(int n, int absent, Setup timeout_of, std::function<void(in
   // A given cost model: creation then runs no collectives, which the short deadlines would
   // otherwise cover too (ranks whose processes start seconds apart in the guest timed out there).
   o.cost_model = parse_cost_model("10,1,1");
+  // The short deadlines are for the call: ranks enter creation together, so one that started
+  // late (a process start takes a second or two under the guest's emulated CPUs) does not run
+  // out the others' creation deadline (a receive of the window exchange timed out on rank 2,
+  // deadline 1.5 s, once in a whole-binary run in the guest).
+  bootstrap::barrier(g.store(), "faults/absent/start", g.rank(), n, g.deadline());
   auto c = Communicator::create(g.world(), o);
   if (g.rank() != absent) {
     std::vector<float> buf(1 << 16, 1.0f);
