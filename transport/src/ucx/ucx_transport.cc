@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <thread>
 
@@ -93,24 +94,6 @@ struct UcxTransport::Op {
   bool detached = false;
   // Completed by this side's progress rather than announced by an arrival.
   bool completes_locally() const { return kind == Send || kind == Write || kind == Read || kind == HelloSend; }
-  // A finished record made fresh for new_op (which sets transport, index, kind and peer): lets
-  // go of the request state, the pinned memory, any error and the hello payload. Field by
-  // field: assigning a temporary Op{} was 230 instructions of inlined copies and destructors,
-  // as much as the rest of receiving an 8-byte message (callgrind, tag_bw over TCP).
-  void recycle() {
-    state.reset();
-    length = 0;
-    outstanding = 1;
-    parts[0] = parts[1] = Part{};
-    nparts = 0;
-    info = {};
-    error = nullptr;
-    pinned = Memory();
-    imm = false;
-    std::memset(small, 0, sizeof small);
-    std::vector<uint8_t>().swap(payload);
-    detached = false;
-  }
 };
 
 std::unique_ptr<Transport> make_ucx_transport(bootstrap::World& world, const Options& options) {
@@ -322,7 +305,12 @@ void UcxTransport::finish(Op* op) {
   settle(op);
   constexpr size_t kSpareOps = 64;
   if (spare_ops_.size() < kSpareOps) {
-    owned->recycle();
+    // Made fresh in place (letting go of the request state, the pinned memory, any error and
+    // the hello payload): assigning a temporary Op{} cost 230 instructions of inlined copies
+    // and destructors, as much as the rest of receiving an 8-byte message (callgrind, tag_bw
+    // over TCP); this costs about half of that.
+    std::destroy_at(owned.get());
+    std::construct_at(owned.get());
     spare_ops_.push_back(std::move(owned));
   }
 }
