@@ -69,5 +69,35 @@ TEST(Ucx, ContextFailureNamesTheCallAndHints) {
   }
 }
 
+// UCX's 64 KiB receive segment bounds its zero-copy fragments over tcp; rdmacoll raises it
+// (ucx.cc) where tcp may be used, keeps a value the user set, and leaves it unset where UCX_TLS
+// rules tcp out (UCX would report it as an unused variable at every start).
+TEST(Ucx, TcpReceiveSegmentIsRaisedUnlessSetOrUnused) {
+  const char* kVar = "UCX_TCP_RX_SEG_SIZE";
+  auto value_after_context = [&](const char* tls) -> std::string {
+    testing::ScopedEnv t("UCX_TLS", tls);
+    auto ctx = ucx::create_context();
+    const char* v = std::getenv(kVar);
+    return v ? v : "(unset)";
+  };
+  {
+    testing::ScopedEnv rx(kVar, nullptr);
+    EXPECT_EQ(value_after_context("tcp,self"), "512k");
+  }
+  {
+    testing::ScopedEnv rx(kVar, nullptr);
+    EXPECT_EQ(value_after_context(nullptr), "512k");  // no UCX_TLS: every transport, tcp too
+  }
+  {
+    testing::ScopedEnv rx(kVar, "128k");
+    EXPECT_EQ(value_after_context("tcp,self"), "128k");
+  }
+  {
+    testing::ScopedEnv rx(kVar, nullptr);
+    EXPECT_EQ(value_after_context("sm,self"), "(unset)");
+    EXPECT_EQ(value_after_context("^tcp"), "(unset)");
+  }
+}
+
 }  // namespace
 }  // namespace rdmacoll

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 #include <vector>
 
 #include "rdmacoll/error.h"
@@ -62,6 +63,28 @@ void apply_rc_defaults() {
   set("UCX_RC_VERBS_MAX_GET_ZCOPY", std::to_string(*settings::get_int("RDMACOLL_IB_CHUNK")));
 }
 
+// Over TCP, UCX receives into segments of 64 KiB by default, and that also bounds its
+// zero-copy messages (the receiver must hold a whole one): a rendezvous transfer of a 256 KiB
+// chunk of a collective goes as four fragments, each its own header, system calls and copy.
+// With 512 KiB receive segments a chunk is one fragment: allreduce busbw at 4 and 16 MiB over
+// TCP loopback, 2 ranks, 2.1-2.3 and 1.6-1.9 GB/s against 1.4-1.7 and 1.3-1.4 with UCX's
+// defaults (alternating runs, 2026-11-30). The send segment (8 KiB, the largest message UCX
+// copies whole and sends eagerly) stays: 512 KiB send segments made messages up to that size go
+// eagerly, which slowed the 4-rank pairwise exchanges behind a 100 Mbit/s link by 1.7x (an fp16
+// allreduce of 4 MiB: 490 ms against 290); the receive segment alone leaves them as they were.
+// Set unless the user set it, and only where UCX may use tcp (else it reports it unused).
+bool tcp_possible() {
+  const char* tls = std::getenv("UCX_TLS");
+  if (tls == nullptr || *tls == '\0') return true;
+  const std::string_view t(tls);
+  if (t.starts_with('^')) return t.find("tcp") == std::string_view::npos;
+  return t == "all" || t.find("tcp") != std::string_view::npos;
+}
+
+void apply_tcp_defaults() {
+  if (tcp_possible()) setenv("UCX_TCP_RX_SEG_SIZE", "512k", /*overwrite=*/0);
+}
+
 // Destroys the worker, then what was handed to free_after_worker (UCX may run callbacks on
 // it during ucp_worker_destroy), then lets go of the context.
 struct WorkerDeleter {
@@ -79,6 +102,7 @@ struct WorkerDeleter {
 ContextPtr create_context(uint64_t features) {
   ucp_config_t* config = nullptr;
   apply_rc_defaults();
+  apply_tcp_defaults();
   check(ucp_config_read(nullptr, nullptr, &config), "ucp_config_read", "check the UCX_* environment variables");
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES;
