@@ -67,7 +67,7 @@ void apply_rc_defaults() {
 // zero-copy messages (the receiver must hold a whole one): a rendezvous transfer of a 256 KiB
 // chunk of a collective goes as four fragments, each its own header, system calls and copy.
 // With 512 KiB receive segments a chunk is one fragment: allreduce busbw at 4 and 16 MiB over
-// TCP loopback, 2 ranks, 2.1-2.3 and 1.6-1.9 GB/s against 1.4-1.7 and 1.3-1.4 with UCX's
+// TCP loopback, 2 ranks, 2.1-2.7 and 1.6-1.9 GB/s against 1.4-1.8 and 1.3-1.4 with UCX's
 // defaults (alternating runs, 2026-11-30). The send segment (8 KiB, the largest message UCX
 // copies whole and sends eagerly) stays: 512 KiB send segments made messages up to that size go
 // eagerly, which slowed the 4-rank pairwise exchanges behind a 100 Mbit/s link by 1.7x (an fp16
