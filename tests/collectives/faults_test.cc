@@ -307,7 +307,9 @@ TEST(PEER_SUITE, CheckSettingDisagreementIsNamed) {
 // at its deadline. The interface is brought back up (and the port waited for) before the test
 // ends. Only where ALLOW_PORT_TOGGLE=1 (scripts/test.sh's one-guest stage: rxe0 sits on a dummy
 // interface there); on a real host this would take the port down under everyone.
-TEST(PortEventsVerbs, PortDownFailsTheCollectiveNamingThePort) {
+// `count` floats a call: 64 Ki go through the schedule path, 2 through the pushed mailboxes
+// (exec/direct.h), which wait on memory rather than on completions.
+void port_down_fails_the_collective(size_t count) {
   if (skip_without_device()) return;
   const char* allow = std::getenv("ALLOW_PORT_TOGGLE");
   if (allow == nullptr || std::string(allow) != "1")
@@ -334,7 +336,7 @@ TEST(PortEventsVerbs, PortDownFailsTheCollectiveNamingThePort) {
   Communicator::Options o = Communicator::Options::from_settings();
   o.timeout_s = 30.0;
   auto c = Communicator::create(g.world(), o);
-  std::vector<float> buf(1 << 16, 1.0f);
+  std::vector<float> buf(count, 1.0f);
   c->allreduce(buf.data(), buf.data(), buf.size(), DataType::f32, ReduceOp::sum);  // healthy first
   bootstrap::barrier(g.store(), "faults/portdown/ready", g.rank(), 2, g.deadline());
   if (g.rank() == 0) {
@@ -366,6 +368,10 @@ TEST(PortEventsVerbs, PortDownFailsTheCollectiveNamingThePort) {
   c.reset();
   g.join();
 }
+
+TEST(PortEventsVerbs, PortDownFailsTheCollectiveNamingThePort) { port_down_fails_the_collective(1 << 16); }
+
+TEST(PortEventsVerbs, PortDownFailsASmallAllreduceThroughTheMailboxes) { port_down_fails_the_collective(2); }
 #endif
 
 }  // namespace

@@ -349,11 +349,16 @@ bool Communicator::Impl::advance(Operation& op) {
         const WireStats end = wire_totals();
         op.wire = {end.bytes_sent - op.wire.bytes_sent, end.bytes_received - op.wire.bytes_received,
                    end.messages_sent - op.wire.messages_sent, end.messages_received - op.wire.messages_received};
-        if (op.direct_call && !direct.pushed()) {  // the mapped mailboxes' reads (WireStats): each peer reads the input
+        if (op.direct_call) {
           const uint64_t peers = static_cast<uint64_t>(transport->size() - 1);
-          const uint64_t bytes = peers * op.direct_call->count * dtype_size(op.type);
-          op.wire.bytes_sent += bytes, op.wire.bytes_received += bytes;
-          op.wire.messages_sent += peers, op.wire.messages_received += peers;
+          const std::size_t input = op.direct_call->count * dtype_size(op.type);
+          if (!direct.pushed()) {  // the mapped mailboxes' reads (WireStats): each peer reads the input
+            op.wire.bytes_sent += peers * input, op.wire.bytes_received += peers * input;
+            op.wire.messages_sent += peers, op.wire.messages_received += peers;
+          } else {  // the transport counted the writes sent; the peers' landed here without a completion
+            op.wire.bytes_received += peers * exec::pushed_slot_bytes(input);
+            op.wire.messages_received += peers;
+          }
         }
         return true;
       }
@@ -689,12 +694,11 @@ void Work::wait_until(std::optional<Deadline> until, bool fatal) {
     // a whole time slice while the peer it waits for cannot run (a yield costs a system call,
     // which the first microseconds of every wait cannot afford). Once things stop for the spin
     // time, let the transport sleep until it has an event (capped, so the deadline is checked).
-    // A direct call (direct.h) waits on memory, which wakes no transport event: it yields
-    // instead, and once a peer is a millisecond late (a straggler still computing) it naps
-    // between looks rather than keep a core busy, which costs at most the nap (and the timer's
-    // slack) on a wait already that long.
-    // (Pushed mailboxes wait on notifications, which are transport events.)
-    const bool on_memory = !c.queue.empty() && c.queue.front()->direct != nullptr && !c.queue.front()->direct->pushed();
+    // A direct call (direct.h) waits on memory, mapped or written by the peers' RDMA writes,
+    // which wakes no transport event: it yields instead, and once a peer is a millisecond late
+    // (a straggler still computing) it naps between looks rather than keep a core busy, which
+    // costs at most the nap (and the timer's slack) on a wait already that long.
+    const bool on_memory = !c.queue.empty() && c.queue.front()->direct != nullptr;
     if (on_memory && o.progress != transport::ProgressMode::Poll && now - last_change > kNapAfter)
       std::this_thread::sleep_for(kNap);
     else if (o.progress != transport::ProgressMode::Poll && now - last_change > spin && !on_memory)

@@ -26,8 +26,39 @@ bool differs(uint64_t w, uint64_t seq, uint64_t digest) {
   return (w & kDigestBits) != (digest & kDigestBits);
 }
 
-// Pushed mailboxes: the immediate of direct call c's write (its low 32 bits, + 1).
-uint32_t push_imm(uint64_t call) { return static_cast<uint32_t>(call + 1); }
+// A pushed slot's check: a hash of its mark, digest and `bytes` of data (the last word padded
+// with zeros), read word by word in four lanes (independent multiplies). Each lane folds its
+// words in order, so the same words in other places hash differently: a slot mixing an
+// earlier call's words with this one's fails the check but for a 2^-64 chance.
+uint64_t slot_check(const char* slot, std::size_t bytes) {
+  constexpr uint64_t kMul = 0x9E37'79B9'7F4A'7C15ull;
+  const std::size_t words = (kSlotHeader + bytes) / 8, tail = (kSlotHeader + bytes) % 8;
+  uint64_t h[4] = {1, 2, 3, 4};
+  std::size_t i = 0;
+  for (; i + 4 <= words; i += 4)
+    for (std::size_t l = 0; l < 4; ++l) {
+      uint64_t w;
+      std::memcpy(&w, slot + 8 * (i + l), 8);
+      h[l] = (h[l] ^ w) * kMul;
+      h[l] ^= h[l] >> 31;
+    }
+  for (; i < words; ++i) {
+    uint64_t w;
+    std::memcpy(&w, slot + 8 * i, 8);
+    h[i % 4] = (h[i % 4] ^ w) * kMul;
+    h[i % 4] ^= h[i % 4] >> 31;
+  }
+  if (tail) {
+    uint64_t w = 0;
+    std::memcpy(&w, slot + 8 * words, tail);
+    h[0] = (h[0] ^ w ^ (tail << 56)) * kMul;
+  }
+  uint64_t r = bytes;
+  for (uint64_t x : h) r = (r ^ x) * kMul, r ^= r >> 29;
+  return r;
+}
+
+char* check_word(char* slot, std::size_t bytes) { return slot + pushed_slot_bytes(bytes) - 8; }
 
 }  // namespace
 
@@ -49,7 +80,7 @@ void Direct::attach_push(transport::Transport& t, char* box, const std::vector<t
     if (static_cast<int>(q) != me_) offsets_[q] = (*windows)[q].length() - mailbox_bytes(n_);
   boxes_ = {box};
   seen_.assign(static_cast<std::size_t>(n_), 0);
-  notes_.assign(static_cast<std::size_t>(n_), {});
+  writes_.assign(static_cast<std::size_t>(n_), {});
   reads_.assign(static_cast<std::size_t>(n_), {});
 }
 
@@ -95,9 +126,9 @@ int Direct::disagreeing(uint64_t seq, uint64_t digest) {
 
 void Direct::start(const void* in, void* out, std::size_t count, DataType type, ReduceOp op, uint64_t digest) {
   const uint64_t call = calls_++;
-  out_ = out, count_ = count, type_ = type, op_ = op, digest_ = digest, idle_ = 0, looks_ = 0;
-  char* mine = slot(me_, call);
   const std::size_t bytes = count * dtype_size(type);
+  out_ = out, count_ = count, bytes_ = bytes, type_ = type, op_ = op, digest_ = digest, idle_ = 0, looks_ = 0;
+  char* mine = slot(me_, call);
   std::memcpy(mine + kSlotHeader, in, bytes);
   word_at(mine + 8) = digest;
   Word(word_at(mine)).store(call + 1, std::memory_order_release);
@@ -105,30 +136,33 @@ void Direct::start(const void* in, void* out, std::size_t count, DataType type, 
   seen_[static_cast<std::size_t>(me_)] = 1;
   missing_ = static_cast<std::size_t>(n_) - 1;
   if (!pushed()) return;
-  // This rank's slot, as it is, into its slot of every peer's mailbox; the notifications say
-  // when the peers' inputs are in ours. Writes go to the next ranks first (rank me+1 first).
-  // They are not waited for: their source, this rank's slot, is written again two direct calls
-  // later, when every peer has finished the next call and so has used this one's input. A write
-  // that fails fails the peer's later operations (transport.h).
+  // This rank's slot, as it is, with its padding and check, into its slot of every peer's
+  // mailbox; the peers' inputs land in ours (landed()). Writes go to the next ranks first (rank
+  // me+1 first). They are not waited for: their source, this rank's slot, is written again two
+  // direct calls later, when every peer has finished the next call and so has used this one's
+  // input. A write that fails is seen while this rank waits for that peer's input (landed()).
+  std::memset(mine + kSlotHeader + bytes, 0, pushed_slot_bytes(bytes) - 8 - kSlotHeader - bytes);
+  word_at(check_word(mine, bytes)) = slot_check(mine, bytes);
   const std::size_t at = static_cast<std::size_t>(mine - boxes_[0]);
   for (int k = 1; k < n_; ++k) {
     const int q = (me_ + k) % n_;
     const auto uq = static_cast<std::size_t>(q);
-    t_->write(q, mine, kSlotHeader + bytes, (*windows_)[uq], offsets_[uq] + at, push_imm(call));  // not waited for
-    notes_[uq] = t_->notification(q);
+    writes_[uq] = t_->write(q, mine, pushed_slot_bytes(bytes), (*windows_)[uq], offsets_[uq] + at);
   }
 }
 
 bool Direct::landed(std::size_t q, uint64_t call) {
-  transport::Request& note = notes_[q];
-  if (!note.test()) return false;
-  const uint32_t imm = note.wait_value(transport::Deadline::max());  // complete: test() said so
-  note = {};
-  // Another immediate, or a slot that is not this call's: the peer is not on this call (a write
-  // of another collective's run, or a rank out of step).
-  if (imm != push_imm(call) || Word(word_at(slot(static_cast<int>(q), call))).load(std::memory_order_acquire) != call + 1)
-    throw CheckFailed{static_cast<int>(q)};
-  return true;
+  char* s = slot(static_cast<int>(q), call);
+  // The mark is read whole (an aligned word), but may be this call's before the rest of the
+  // slot is: the check says when all of it is.
+  if (Word(word_at(s)).load(std::memory_order_acquire) == call + 1 &&
+      Word(word_at(check_word(s, bytes_))).load(std::memory_order_acquire) == slot_check(s, bytes_))
+    return true;
+  // Not there yet. This rank's own write to q, while it is outstanding: its failure (the peer
+  // gone, the connection broken) is rethrown here rather than waited out.
+  transport::Request& w = writes_[q];
+  if (w.valid() && w.test()) w = {};
+  return false;
 }
 
 bool Direct::advance() {
@@ -150,9 +184,15 @@ bool Direct::advance() {
     }
   }
   // Pushed: a look at the peers' call lines still in flight is dropped (its word lands in line 1,
-  // which only the next look reads). This rank's writes were never waited for (start()).
-  if (pushed())
+  // which only the next look reads). This rank's writes are not waited for (start()), but those
+  // complete by now are reaped, so the transport counts them in this call's wire bytes (soft-RoCE
+  // looped back completes a write within its post; over a link its acknowledgement may still be
+  // on its way, and then it is counted where it completes).
+  if (pushed()) {
     for (transport::Request& r : reads_) r = {};
+    for (transport::Request& w : writes_)
+      if (w.valid() && w.test()) w = {};
+  }
   // Every input is there: fold them in rank order.
   const char* x0 = slot(0, call) + kSlotHeader;
   const char* x1 = slot(1, call) + kSlotHeader;
@@ -171,7 +211,14 @@ std::vector<int> Direct::waiting_for() const {
 
 std::string Direct::pending() const {
   const std::vector<int> w = waiting_for();
-  if (w.empty()) return "reducing the inputs";
+  if (w.empty()) {
+    std::vector<int> unacked;  // pushed: this rank's writes found not complete once the inputs were in
+    for (std::size_t q = 0; q < writes_.size(); ++q)
+      if (writes_[q].valid()) unacked.push_back(static_cast<int>(q));
+    if (unacked.empty()) return "reducing the inputs";
+    return "every input in; its writes to rank" + std::string(unacked.size() > 1 ? "s " : " ") + format_ranks(unacked, ", ") +
+           " not complete";
+  }
   return std::string("waiting for the input") + (w.size() > 1 ? "s" : "") + " of rank" + (w.size() > 1 ? "s " : " ") +
          format_ranks(w, ", ") + (pushed() ? " in its RDMA mailbox" : " in shared memory");
 }

@@ -8,10 +8,15 @@
 //     Transport::map_window): each rank copies its input into its own mailbox and reads
 //     everyone else's; no message at all.
 //   pushed (verbs, up to kPushMaxRanks ranks): each rank copies its input into its own slot of
-//     its mailbox (registered memory) and writes it from there, with an immediate, into its
-//     slot of every peer's mailbox: one work request per peer. A slot is used once its
-//     notification has come (the completion follows the data; a flag at the end of the data
-//     would rest on the order of the responder's stores, which a string copy does not keep).
+//     its mailbox (registered memory) and writes it from there, with a plain RDMA WRITE, into
+//     its slot of every peer's mailbox: one work request per peer, and nothing for the peer's
+//     CPU or its completion queue to do. The peer polls the slot. A write lands in whatever
+//     order the responder stores its bytes (a string copy keeps none), so a pushed slot ends in
+//     a check word, a hash of the mark, the digest and the data: a slot whose mark is the call's
+//     and whose check matches has landed whole (a slot still landing mixes old and new words,
+//     which the hash tells apart). Against a write with immediate, whose notification follows
+//     the data: 2 ranks, 8 bytes, one soft-RoCE guest: about 25% less time an exchange (no
+//     receive to consume, no completion to post and poll).
 //     Under the guests' emulated CPUs an 8-byte call through the schedule machinery spent most
 //     of its time in that machinery's own instructions.
 //
@@ -22,6 +27,7 @@
 //   pushed: line 1, where this rank reads its peers' line 0 (8 bytes each) to compare; then
 //             from byte 128, slot (c mod 2, r): rank r's input for direct call c
 //   A slot: mark (u64: the direct call's number + 1) | digest (u64) | up to kDirectMaxBytes
+//           | pushed: the check (u64, at the first multiple of 8 past the data)
 //
 // Direct calls use the slots alternately. Writing slot (k mod 2) for direct call k is safe: this
 // rank finished call k-1, so it saw every peer's mark for k-1, and a peer marks a call only once
@@ -50,7 +56,10 @@ namespace rdmacoll::collectives::exec {
 inline constexpr std::size_t kDirectMaxBytes = 16384;
 inline constexpr std::size_t kMailboxLine = 64;
 inline constexpr std::size_t kSlotHeader = 16;
-inline constexpr std::size_t kSlotBytes = (kSlotHeader + kDirectMaxBytes + kMailboxLine - 1) / kMailboxLine * kMailboxLine;
+// What a pushed call writes to each peer for `bytes` of input: the header, the data (padded to
+// 8 bytes) and the check word.
+inline constexpr std::size_t pushed_slot_bytes(std::size_t bytes) { return kSlotHeader + (bytes + 7) / 8 * 8 + 8; }
+inline constexpr std::size_t kSlotBytes = (pushed_slot_bytes(kDirectMaxBytes) + kMailboxLine - 1) / kMailboxLine * kMailboxLine;
 // Pushed mailboxes are taken up to this many ranks: each rank writes its input to every peer.
 inline constexpr int kPushMaxRanks = 8;
 // The mailbox's bytes for n ranks: room for pushed slots where n allows them.
@@ -93,22 +102,22 @@ class Direct {
 
  private:
   char* slot(int rank, uint64_t call) const;
-  // Pushed: whether rank q's input for `call` has landed (its notification came); throws
-  // CheckFailed if what came is not this call's input.
+  // Pushed: whether rank q's input for `call` has landed whole in its slot (mark and check);
+  // rethrows the failure of this rank's write to q, if it failed.
   bool landed(std::size_t q, uint64_t call);
   int me_ = 0, n_ = 0;
   std::vector<char*> boxes_;  // mapped: every rank's; pushed: this rank's only
   transport::Transport* t_ = nullptr;
   const std::vector<transport::RemoteWindow>* windows_ = nullptr;
   std::vector<std::size_t> offsets_;  // pushed: where each peer's mailbox starts in its window
-  std::vector<transport::Request> notes_, reads_;  // pushed: per peer (this rank's: empty)
+  std::vector<transport::Request> writes_, reads_;  // pushed: per peer (this rank's: empty)
   unsigned looks_ = 0;
   std::vector<uint8_t> seen_;
   std::size_t missing_ = 0;
   uint64_t calls_ = 0, events_ = 0;
   unsigned idle_ = 0;
   void* out_ = nullptr;
-  std::size_t count_ = 0;
+  std::size_t count_ = 0, bytes_ = 0;
   DataType type_ = DataType::f32;
   ReduceOp op_ = ReduceOp::sum;
   uint64_t digest_ = 0;

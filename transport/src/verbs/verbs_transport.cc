@@ -665,7 +665,7 @@ void VerbsTransport::on_completion(const ibv_wc& wc) {
       fail_peer(peer, std::make_exception_ptr(TransportError(
                           std::string("receive completion error from rank ") + std::to_string(peer) + ": " +
                           ibv_wc_status_str(wc.status) + " (opcode " + verbs::opcode_name(wc.opcode) +
-                          ", vendor_err " + std::to_string(wc.vendor_err) + ")")));
+                          ", vendor_err " + std::to_string(wc.vendor_err) + ")" + port_down_note())));
       return;
     }
     p.counters.bytes_received += wc.byte_len;
@@ -700,7 +700,8 @@ void VerbsTransport::on_completion(const ibv_wc& wc) {
              ? " (the peer stopped answering: dead, or the link is down; RDMACOLL_IB_TIMEOUT, RDMACOLL_IB_RETRY_CNT)"
          : wc.status == IBV_WC_RNR_RETRY_EXC_ERR
              ? " (the peer posted no receive buffer in time: stopped or stuck; RDMACOLL_IB_RNR_RETRY)"
-             : "")));
+             : "") +
+        port_down_note()));
     if (w.op && w.op->req->pending()) w.op->req->fail(e);
     fail_peer(w.peer, e);
     return;
@@ -744,6 +745,13 @@ void VerbsTransport::fail_peer(int peer, std::exception_ptr e) {
       ++it;
     }
   }
+}
+
+std::string VerbsTransport::port_down_note() const {
+  ibv_port_attr attr{};
+  if (ibv_query_port(ctx_.get(), static_cast<uint8_t>(sel_.port), &attr) != 0 || attr.state == IBV_PORT_ACTIVE) return "";
+  return std::string("; port ") + sel_.device + ":" + std::to_string(sel_.port) + " is " +
+         ibv_port_state_str(attr.state) + " (port error: its link is down or the device failed)";
 }
 
 void VerbsTransport::check_async_events() {

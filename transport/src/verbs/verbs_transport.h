@@ -159,6 +159,9 @@ class VerbsTransport final : public Transport {
   void notify(int peer, uint32_t imm);
   void fail_peer(int peer, std::exception_ptr e);
   void check_async_events();
+  // For a completion error: "; port rxe0:1 is DOWN (port error: ...)" when the port is not
+  // active, which is then the likely cause (its async event may still be on its way); else "".
+  std::string port_down_note() const;
   void stop_async_thread() noexcept;
   std::shared_ptr<Request::State> failed_now(int peer, const OpDesc& desc);
   int peer_of_qp(uint32_t qpn) const;
