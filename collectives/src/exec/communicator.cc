@@ -334,7 +334,7 @@ bool Communicator::Impl::advance(Operation& op) {
     if (!finished) {
       // A peer on another path for this call (its count too large for a mailbox, another
       // collective) never marks a slot: its call line shows the disagreement.
-      if (op.args && direct.idle_turns() % 64 == 63 && direct.disagreeing(op.seq, op.digest) >= 0)
+      if (op.args && direct.idle_turns() % 256 == 255 && direct.disagreeing(op.seq, op.digest) >= 0)
         mismatch(op.seq, {});
       return false;
     }
