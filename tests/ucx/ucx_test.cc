@@ -99,5 +99,19 @@ TEST(Ucx, TcpReceiveSegmentIsRaisedUnlessSetOrUnused) {
   }
 }
 
+// UCX_TLS as UCX reads it, for the defaults rdmacoll sets (ucx.cc): a list names what may be
+// used, "^list" what may not; "rc" and "ib" name rc over verbs among others.
+TEST(Ucx, TlsListsAreReadAsUcxDoes) {
+  for (const char* tls : {(const char*)nullptr, "", "all", "rc", "rc_verbs", "rc_v", "ib", "sm,rc_x", "tcp,rc:aux", "^tcp",
+                          "^ud,sm"})
+    EXPECT_TRUE(ucx::tls_allows(tls, ucx::names_rc)) << (tls ? tls : "(unset)");
+  for (const char* tls : {"tcp", "sm,self", "ud_verbs", "^rc", "^ib", "^tcp,rc_verbs", "dc_mlx5"})
+    EXPECT_FALSE(ucx::tls_allows(tls, ucx::names_rc)) << tls;
+  for (const char* tls : {(const char*)nullptr, "all", "tcp", "sm,tcp", "^rc", "^sm,rc"})
+    EXPECT_TRUE(ucx::tls_allows(tls, ucx::names_tcp)) << (tls ? tls : "(unset)");
+  for (const char* tls : {"sm,self", "rc", "^tcp", "^rc,tcp", "tcpx"})
+    EXPECT_FALSE(ucx::tls_allows(tls, ucx::names_tcp)) << tls;
+}
+
 }  // namespace
 }  // namespace rdmacoll

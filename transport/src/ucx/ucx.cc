@@ -32,6 +32,26 @@ void check(ucs_status_t status, const std::string& call, const std::string& hint
 
 ContextPtr create_context() { return create_context(UCP_FEATURE_TAG | UCP_FEATURE_RMA); }
 
+bool tls_allows(const char* tls, bool (*matches)(std::string_view token)) {
+  std::string_view t = tls == nullptr ? std::string_view{} : std::string_view(tls);
+  if (t.empty() || t == "all") return true;
+  const bool exclude = t.starts_with('^');
+  if (exclude) t.remove_prefix(1);
+  bool listed = false;
+  while (!t.empty() && !listed) {
+    const size_t comma = t.find(',');
+    std::string_view token = t.substr(0, comma);
+    t = comma == std::string_view::npos ? std::string_view{} : t.substr(comma + 1);
+    token = token.substr(0, token.find(':'));
+    listed = matches(token);
+  }
+  return exclude != listed;
+}
+
+bool names_rc(std::string_view token) { return token == "ib" || token.starts_with("rc"); }
+
+bool names_tcp(std::string_view token) { return token == "tcp"; }
+
 namespace {
 
 // RC over verbs with UCX's defaults waits 1 s for a lost packet's ACK and keeps any number of
@@ -43,15 +63,7 @@ namespace {
 //
 // Only where rc_verbs can be chosen at all (an RDMA device exists and UCX_TLS allows rc):
 // elsewhere UCX would print "unused env variables" for them, on stdout, at every start.
-bool rc_verbs_possible() {
-  if (const char* tls = std::getenv("UCX_TLS"); tls != nullptr && *tls != '\0') {
-    std::string_view t(tls);
-    bool allows = t == "all" || t.starts_with('^') || t.find("rc") != std::string_view::npos ||
-                  t.find("ib") != std::string_view::npos;
-    if (!allows) return false;
-  }
-  return !ib::list_devices().empty();
-}
+bool rc_verbs_possible() { return tls_allows(std::getenv("UCX_TLS"), names_rc) && !ib::list_devices().empty(); }
 
 void apply_rc_defaults() {
   if (!rc_verbs_possible()) return;
@@ -73,16 +85,8 @@ void apply_rc_defaults() {
 // eagerly, which slowed the 4-rank pairwise exchanges behind a 100 Mbit/s link by 1.7x (an fp16
 // allreduce of 4 MiB: 490 ms against 290); the receive segment alone leaves them as they were.
 // Set unless the user set it, and only where UCX may use tcp (else it reports it unused).
-bool tcp_possible() {
-  const char* tls = std::getenv("UCX_TLS");
-  if (tls == nullptr || *tls == '\0') return true;
-  const std::string_view t(tls);
-  if (t.starts_with('^')) return t.find("tcp") == std::string_view::npos;
-  return t == "all" || t.find("tcp") != std::string_view::npos;
-}
-
 void apply_tcp_defaults() {
-  if (tcp_possible()) setenv("UCX_TCP_RX_SEG_SIZE", "512k", /*overwrite=*/0);
+  if (tls_allows(std::getenv("UCX_TLS"), names_tcp)) setenv("UCX_TCP_RX_SEG_SIZE", "512k", /*overwrite=*/0);
 }
 
 // Destroys the worker, then what was handed to free_after_worker (UCX may run callbacks on

@@ -10,6 +10,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "rdmacoll/bootstrap/store.h"
@@ -24,6 +25,15 @@ using ContextPtr = std::shared_ptr<ucp_context>;
 using WorkerPtr = std::shared_ptr<ucp_worker>;
 
 // A UCP context with the tag and RMA features. UCX reads UCX_TLS / UCX_NET_DEVICES itself.
+// Whether UCX_TLS (as `tls`: null or empty when unset) lets UCX use a transport named by a
+// token that `matches` accepts: unset, empty or "all": yes; an exclusion list ("^a,b"): yes
+// unless a listed token matches; a list: yes if a listed token matches. A token's ":aux"
+// suffix is ignored.
+bool tls_allows(const char* tls, bool (*matches)(std::string_view token));
+// The tokens that name rc over verbs: "rc", "rc_verbs", "rc_v", ... and "ib" (every IB transport).
+bool names_rc(std::string_view token);
+bool names_tcp(std::string_view token);
+
 ContextPtr create_context();
 // The same with any UCP_FEATURE_* set (e.g. plus UCP_FEATURE_WAKEUP to sleep on the worker).
 ContextPtr create_context(uint64_t features);
