@@ -185,13 +185,15 @@ int main(int argc, char** argv) {
   const std::string_view path = list.empty() ? "none" : rdmacoll::collectives::to_string(list.front()->simd());
 
   if (json) {
+    // Measured figures with six significant digits, not fixed decimals: a small run on a loaded
+    // machine put top-k at 0.00002x memcpy, which four decimals printed as 0.
     std::printf("{\"tool\": \"rdmacoll-codec-bench\", \"size_bytes\": %zu, \"elements\": %zu, \"iters\": %zu, "
-                "\"simd\": \"%.*s\", \"memcpy_gbps\": %.4f, \"codecs\": [",
+                "\"simd\": \"%.*s\", \"memcpy_gbps\": %.6g, \"codecs\": [",
                 bytes, n, iters, static_cast<int>(path.size()), path.data(), mem);
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const Row& r = rows[i];
-      std::printf("%s{\"name\": \"%s\", \"wire_bytes\": %zu, \"compression\": %.4f, \"encode_gbps\": %.4f, "
-                  "\"decode_gbps\": %.4f, \"gbps\": %.4f, \"best_gbps\": %.4f, \"vs_memcpy\": %.4f, "
+      std::printf("%s{\"name\": \"%s\", \"wire_bytes\": %zu, \"compression\": %.4f, \"encode_gbps\": %.6g, "
+                  "\"decode_gbps\": %.6g, \"gbps\": %.6g, \"best_gbps\": %.6g, \"vs_memcpy\": %.6g, "
                   "\"goal_vs_memcpy\": %.2f, \"nonfinite\": %zu}",
                   i ? ", " : "", r.name.c_str(), r.wire, static_cast<double>(bytes) / static_cast<double>(r.wire),
                   gb / r.enc, gb / r.dec, gb / r.both, gb / r.best, gb / r.both / mem, r.goal, r.nonfinite);
