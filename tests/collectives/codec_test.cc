@@ -400,7 +400,11 @@ TEST(Codec, TopKKeepsExactlyTheLargest) {
   for (const char* name : {"topk:0.01", "topk:0.1", "topk:0.5"}) {
     const auto c = make_codec(name);
     for (const Input kind : {Input::random, Input::constant, Input::mixed_scale}) {
-      for (const std::size_t n : {std::size_t{1000}, std::size_t{65537}, std::size_t{200000}}) {
+      // Every path: the exact method with the small histogram (100; topk:0.5), the sampled one
+      // with a strided sample of a small input (1000, 16384), with the full sample (65537 up),
+      // and a small input again after a large one (777: the per-thread buffers are larger).
+      for (const std::size_t n : {std::size_t{100}, std::size_t{1000}, std::size_t{16384}, std::size_t{65537},
+                                  std::size_t{200000}, std::size_t{777}}) {
         std::vector<float> x = make_input(kind, n, 21);
         if (kind == Input::random) {  // mostly zeros in the first half: a sample threshold of 0
           for (std::size_t i = 0; i < n / 2; ++i) x[i] = i % 97 == 0 ? x[i] : 0.0f;

@@ -96,8 +96,11 @@ class BitReader {
 };
 
 // The k-th largest (key, lower index first) as a threshold: element i is kept iff
-// key > t.key or (key == t.key and i <= t.index). A histogram of the keys' top 16 bits finds
-// the bucket that holds the k-th; only that bucket's elements are sorted.
+// key > t.key or (key == t.key and i <= t.index). A histogram of the keys' top bits finds the
+// bucket that holds the k-th; only that bucket's elements are sorted. The top 16 bits (2^15
+// bins: four interleaved histograms of 128 KiB) from 32 Ki elements up; below that the top 12
+// (2^11 bins, 32 KiB), which for a small input costs less than the larger histograms' clearing
+// and summing (768 KiB: 23 us for 1 Ki elements, 30 times the rest of the encode).
 struct Threshold {
   std::uint32_t key;
   std::size_t index;
@@ -111,12 +114,13 @@ bool ranks_before(const Threshold& a, const Threshold& b) {
 Threshold kth_largest(const float* in, std::size_t n, std::size_t k) {
   // Four interleaved histograms, summed after: runs of elements in the same bin (common, the
   // keys of a gradient bunch up) would otherwise wait on each other's increments.
-  constexpr std::size_t kBins = 1u << 15;  // keys < 0x7F800000: top 16 bits < 0x7F80
+  const unsigned shift = n < (std::size_t{1} << 15) ? 20 : 16;
+  const std::size_t kBins = std::size_t{1} << (31 - shift);  // keys < 0x7F800000 < 2^31
   std::vector<std::uint32_t> sub(4 * kBins, 0);
   std::size_t i = 0;
   for (; i + 4 <= n; i += 4)
-    for (std::size_t j = 0; j < 4; ++j) ++sub[j * kBins + (key_of(in[i + j]) >> 16)];
-  for (; i < n; ++i) ++sub[key_of(in[i]) >> 16];
+    for (std::size_t j = 0; j < 4; ++j) ++sub[j * kBins + (key_of(in[i + j]) >> shift)];
+  for (; i < n; ++i) ++sub[key_of(in[i]) >> shift];
   std::vector<std::size_t> hist(kBins);
   for (std::size_t b = 0; b < kBins; ++b)
     hist[b] = std::size_t{sub[b]} + sub[kBins + b] + sub[2 * kBins + b] + sub[3 * kBins + b];
@@ -127,7 +131,7 @@ Threshold kth_largest(const float* in, std::size_t n, std::size_t k) {
   cand.reserve(hist[bin]);
   for (std::size_t e = 0; e < n; ++e) {
     const std::uint32_t key = key_of(in[e]);
-    if ((key >> 16) == bin) cand.push_back({key, e});
+    if ((key >> shift) == bin) cand.push_back({key, e});
   }
   const auto nth = cand.begin() + static_cast<std::ptrdiff_t>(k - above - 1);
   std::nth_element(cand.begin(), nth, cand.end(), ranks_before);
@@ -138,18 +142,35 @@ Threshold kth_largest(const float* in, std::size_t n, std::size_t k) {
 std::size_t index_of(std::uint64_t c) { return static_cast<std::size_t>(0xFFFFFFFFull - (c & 0xFFFFFFFFull)); }
 
 // The top k, as emit(i, x_i) in ascending i, and the count of non-finite elements. Fast path: a
-// fixed-stride sample of 8192 keys gives a threshold that a little over k elements pass, one
+// fixed-stride sample of keys gives a threshold that a little over k elements pass, one
 // pass (the kernel table's topk_candidates, which also counts the non-finite elements)
 // collects them in index order, each with its value, and the exact top k is selected among
 // them and emitted from the candidates (no second look at the input, whose kept elements are
 // scattered cache misses). That gives the same answer as the exact method (kth_largest), which
 // runs instead when fewer than k pass or the threshold is 0.
+// The fast path's buffers, kept per thread between calls: allocated per call they cost more
+// than the selection itself below a few hundred KiB of input (clearing them, and fresh pages
+// each time glibc trims the heap's top: a 64 KiB encode took 20 us, 4 of them the selection).
+// They hold about 1.5 k + 64 Ki candidates of the largest input the thread encoded.
+struct TopkScratch {
+  std::vector<std::uint32_t> sample;
+  std::vector<std::uint64_t> cand, order;
+};
+TopkScratch& topk_scratch() {
+  thread_local TopkScratch s;
+  return s;
+}
+
 template <class Emit>
 void top_k(const KernelTable& kt, const float* in, std::size_t n, std::size_t k, std::size_t& nonfinite, Emit emit) {
-  constexpr std::size_t kSample = 8192;
+  // 8192 keys, or every 4th of a smaller input (no fewer than 64: k <= n/8 then keeps the
+  // rank below kSample).
+  const std::size_t kSample = std::min<std::size_t>(8192, n / 4);
   bool counted = false;
-  if (n >= 4 * kSample && k <= n / 8 && n <= 0xFFFFFFFFull) {
-    std::vector<std::uint32_t> sample(kSample);
+  if (kSample >= 64 && k <= n / 8 && n <= 0xFFFFFFFFull) {
+    TopkScratch& scratch = topk_scratch();
+    std::vector<std::uint32_t>& sample = scratch.sample;
+    sample.resize(kSample);
     for (std::size_t j = 0; j < kSample; ++j) sample[j] = key_of(in[j * (n / kSample)]);
     // The sample's expected count above the k-th largest is e = kSample k / n; taking rank
     // e + 4 sqrt(e) + 16 makes fewer than k pass (and the exact method run) rare, while the
@@ -160,9 +181,11 @@ void top_k(const KernelTable& kt, const float* in, std::size_t n, std::size_t k,
                      std::greater<>());
     const std::uint32_t low = sample[rank];
     if (low > 0) {
-      // In chunks, with room for a whole chunk after the candidates so far.
-      constexpr std::size_t kChunk = 1 << 16;
-      std::vector<std::uint64_t> cand(k + k / 2 + kChunk);
+      // In chunks (none larger than the input), with room for a whole chunk after the
+      // candidates so far.
+      const std::size_t kChunk = std::min<std::size_t>(std::size_t{1} << 16, n);
+      std::vector<std::uint64_t>& cand = scratch.cand;
+      if (cand.size() < k + k / 2 + kChunk) cand.resize(k + k / 2 + kChunk);
       std::size_t m = 0;
       for (std::size_t first = 0; first < n; first += kChunk) {
         if (cand.size() < m + kChunk) cand.resize(2 * cand.size());
@@ -171,7 +194,8 @@ void top_k(const KernelTable& kt, const float* in, std::size_t n, std::size_t k,
       counted = true;
       if (m >= k) {
         // The k-th largest in selection order (the sign left out), then every candidate from it up.
-        std::vector<std::uint64_t> order(m);
+        std::vector<std::uint64_t>& order = scratch.order;
+        order.resize(m);
         for (std::size_t j = 0; j < m; ++j) order[j] = topk_order(cand[j]);
         std::nth_element(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k - 1), order.end(), std::greater<>());
         const std::uint64_t t = order[k - 1];
