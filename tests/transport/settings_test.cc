@@ -29,6 +29,30 @@ TEST(Settings, ParsesDurationsIntegersAndBooleans) {
   EXPECT_FALSE(settings::parse_bool("X", "0"));
 }
 
+TEST(Settings, ByteCountsTakePowerOfTwoSuffixes) {
+  EXPECT_EQ(settings::parse_bytes("X", "65536"), 65536);
+  EXPECT_EQ(settings::parse_bytes("X", "64K"), 65536);
+  EXPECT_EQ(settings::parse_bytes("X", "256m"), int64_t{256} << 20);
+  EXPECT_EQ(settings::parse_bytes("X", "4KiB"), 4096);
+  EXPECT_EQ(settings::parse_bytes("X", "1GB"), int64_t{1} << 30);
+  EXPECT_EQ(settings::parse_bytes("X", "7b"), 7);
+  for (const char* bad : {"", "M", "-1K", "1.5M", "12 M", "3T", "5ib", "0x10", "8589934592G"}) {
+    EXPECT_THROW(settings::parse_bytes("X", bad), ConfigError) << bad;
+  }
+  // The byte-size settings read through get_int take the same syntax, and say what they expect.
+  ScopedEnv e("RDMACOLL_BUFFSIZE", "256M");
+  EXPECT_EQ(settings::get_int("RDMACOLL_BUFFSIZE"), int64_t{256} << 20);
+  ScopedEnv bad("RDMACOLL_IB_CHUNK", "64Q");
+  try {
+    settings::get_int("RDMACOLL_IB_CHUNK");
+    FAIL() << "RDMACOLL_IB_CHUNK=64Q was accepted";
+  } catch (const ConfigError& err) {
+    EXPECT_NE(std::string(err.what()).find("RDMACOLL_IB_CHUNK='64Q' is not a byte count (e.g. 65536, 64K, 256M"),
+              std::string::npos)
+        << err.what();
+  }
+}
+
 TEST(Settings, MalformedValueNamesVariableAndValue) {
   ScopedEnv env("RDMACOLL_IB_GID_INDEX", "three");
   try {

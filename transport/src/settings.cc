@@ -1,5 +1,6 @@
 #include "rdmacoll/settings.h"
 
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -54,14 +55,14 @@ constexpr Spec kSpecs[] = {
     {"RDMACOLL_IB_RNR_RETRY", Type::Int, "7",
      "RC receiver-not-ready retries (0-6) before an RNR-retry-exceeded error; 7 (default) retries for ever, the "
      "collective deadline (RDMACOLL_TIMEOUT) bounding the wait for a receiver that posts no buffer."},
-    {"RDMACOLL_IB_EAGER", Type::Int, "8192",
+    {"RDMACOLL_IB_EAGER", Type::Bytes, "8192",
      "Verbs: tagged messages up to this many bytes are copied through bounce buffers; larger ones use RDMA READ."},
-    {"RDMACOLL_IB_CHUNK", Type::Int, "262144", "Verbs: largest single work request, in bytes (large transfers are split)."},
-    {"RDMACOLL_IB_MAX_INFLIGHT", Type::Int, "2097152",
+    {"RDMACOLL_IB_CHUNK", Type::Bytes, "262144", "Verbs: largest single work request, in bytes (large transfers are split)."},
+    {"RDMACOLL_IB_MAX_INFLIGHT", Type::Bytes, "2097152",
      "Verbs: bytes in flight per queue pair; more waits (soft-RoCE drops packets under deep queues)."},
     {"RDMACOLL_MEMHOOKS", Type::Bool, "1",
      "Watch free/munmap/... to drop stale registration-cache entries; 0 turns the hooks off (read at startup)."},
-    {"RDMACOLL_BUFFSIZE", Type::Int, "67108864",
+    {"RDMACOLL_BUFFSIZE", Type::Bytes, "67108864",
      "Collectives: bytes of registered scratch per communicator; larger calls run in segments that fit."},
     {"RDMACOLL_ALGO", Type::String, "auto",
      "Collectives: allreduce algorithm: auto (cost model), ring, tree (double binary tree) or halving_doubling."},
@@ -106,6 +107,7 @@ std::string_view type_name(Type t) {
     case Type::Int: return "int";
     case Type::Bool: return "bool";
     case Type::Seconds: return "seconds";
+    case Type::Bytes: return "bytes";
   }
   return "?";
 }
@@ -146,6 +148,27 @@ int64_t parse_int(std::string_view name, std::string_view value) {
   return x;
 }
 
+int64_t parse_bytes(std::string_view name, std::string_view value) {
+  constexpr std::string_view kExpected = "a byte count (e.g. 65536, 64K, 256M, 1G: powers of 2)";
+  std::string v(value);
+  errno = 0;
+  char* end = nullptr;
+  const long long x = std::strtoll(v.c_str(), &end, 10);
+  if (v.empty() || errno != 0 || end == v.c_str() || x < 0) bad(name, value, kExpected);
+  std::string unit(end);
+  for (char& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (unit.size() > 2 && unit.ends_with("ib")) unit.resize(unit.size() - 2);
+  else if (unit.size() > 1 && unit.ends_with("b")) unit.resize(unit.size() - 1);
+  else if (unit == "b") unit.clear();
+  int shift = -1;
+  if (unit.empty()) shift = 0;
+  else if (unit == "k") shift = 10;
+  else if (unit == "m") shift = 20;
+  else if (unit == "g") shift = 30;
+  if (shift < 0 || x > (int64_t{1} << (62 - shift))) bad(name, value, kExpected);
+  return static_cast<int64_t>(x) << shift;
+}
+
 bool parse_bool(std::string_view name, std::string_view value) {
   if (value == "1" || value == "true" || value == "yes" || value == "on") return true;
   if (value == "0" || value == "false" || value == "no" || value == "off") return false;
@@ -172,7 +195,7 @@ std::optional<int64_t> get_int(std::string_view name) {
   const Spec& s = find(name);
   std::string v = effective(s);
   if (v.empty()) return std::nullopt;
-  return parse_int(s.name, v);
+  return s.type == Type::Bytes ? parse_bytes(s.name, v) : parse_int(s.name, v);
 }
 
 bool get_bool(std::string_view name) {

@@ -12,7 +12,7 @@
 
 namespace rdmacoll::settings {
 
-enum class Type { String, Int, Bool, Seconds };
+enum class Type { String, Int, Bool, Seconds, Bytes };
 
 struct Spec {
   std::string_view name;           // e.g. "RDMACOLL_IB_GID_INDEX"
@@ -32,6 +32,7 @@ std::optional<std::string> raw(std::string_view name);
 // A malformed value throws ConfigError naming the variable, the value and the expected type.
 std::string get_string(std::string_view name);
 std::optional<int64_t> get_int(std::string_view name);  // nullopt when unset and no default
+                                                        // (a Bytes setting: as parse_bytes)
 bool get_bool(std::string_view name);                   // 1/0, true/false, yes/no, on/off
 double get_seconds(std::string_view name);              // "30", "2.5", "500ms", "2m"
 
@@ -39,6 +40,9 @@ double get_seconds(std::string_view name);              // "30", "2.5", "500ms",
 int64_t parse_int(std::string_view name, std::string_view value);
 bool parse_bool(std::string_view name, std::string_view value);
 double parse_seconds(std::string_view name, std::string_view value);
+// A byte count: an integer, optionally followed by K, M or G (powers of 2, any case, with or
+// without "iB"/"B": "256M", "4KiB", "1g"); not negative, and at most 2^62.
+int64_t parse_bytes(std::string_view name, std::string_view value);
 
 // Names of RDMACOLL_* variables in the environment that are not declared (likely typos).
 std::string unknown_in_environment();
