@@ -141,6 +141,19 @@ Threshold kth_largest(const float* in, std::size_t n, std::size_t k) {
 // The fast path's candidates: topk_candidate(bits, index) (kernel_table.h); needs n <= 2^32.
 std::size_t index_of(std::uint64_t c) { return static_cast<std::size_t>(0xFFFFFFFFull - (c & 0xFFFFFFFFull)); }
 
+// The fast path's sample and selection buffers, kept per thread between calls: allocated per
+// call they made a 64 KiB encode take 20 us (4 of them the selection), in fresh pages each
+// time glibc trimmed the heap's top. The candidates' buffer is allocated per call all the same:
+// reused, it made a 16 MiB encode 8% slower (cold in cache, where a fresh one was just zeroed).
+struct TopkScratch {
+  std::vector<std::uint32_t> sample;
+  std::vector<std::uint64_t> order;
+};
+TopkScratch& topk_scratch() {
+  thread_local TopkScratch s;
+  return s;
+}
+
 // The top k, as emit(i, x_i) in ascending i, and the count of non-finite elements. Fast path: a
 // fixed-stride sample of keys gives a threshold that a little over k elements pass, one
 // pass (the kernel table's topk_candidates, which also counts the non-finite elements)
@@ -148,19 +161,6 @@ std::size_t index_of(std::uint64_t c) { return static_cast<std::size_t>(0xFFFFFF
 // them and emitted from the candidates (no second look at the input, whose kept elements are
 // scattered cache misses). That gives the same answer as the exact method (kth_largest), which
 // runs instead when fewer than k pass or the threshold is 0.
-// The fast path's buffers, kept per thread between calls: allocated per call they cost more
-// than the selection itself below a few hundred KiB of input (clearing them, and fresh pages
-// each time glibc trims the heap's top: a 64 KiB encode took 20 us, 4 of them the selection).
-// They hold about 1.5 k + 64 Ki candidates of the largest input the thread encoded.
-struct TopkScratch {
-  std::vector<std::uint32_t> sample;
-  std::vector<std::uint64_t> cand, order;
-};
-TopkScratch& topk_scratch() {
-  thread_local TopkScratch s;
-  return s;
-}
-
 template <class Emit>
 void top_k(const KernelTable& kt, const float* in, std::size_t n, std::size_t k, std::size_t& nonfinite, Emit emit) {
   // 8192 keys, or every 4th of a smaller input (no fewer than 64: k <= n/8 then keeps the
@@ -184,8 +184,7 @@ void top_k(const KernelTable& kt, const float* in, std::size_t n, std::size_t k,
       // In chunks (none larger than the input), with room for a whole chunk after the
       // candidates so far.
       const std::size_t kChunk = std::min<std::size_t>(std::size_t{1} << 16, n);
-      std::vector<std::uint64_t>& cand = scratch.cand;
-      if (cand.size() < k + k / 2 + kChunk) cand.resize(k + k / 2 + kChunk);
+      std::vector<std::uint64_t> cand(k + k / 2 + kChunk);
       std::size_t m = 0;
       for (std::size_t first = 0; first < n; first += kChunk) {
         if (cand.size() < m + kChunk) cand.resize(2 * cand.size());
