@@ -394,33 +394,50 @@ TEST(Codec, QsgdScalesAreJustAboveTheNorm) {
   }
 }
 
-// topk keeps exactly the k largest |x| (ties: lower index), on both of its selection paths
-// (sampled threshold for large n and small F; exact histogram otherwise) and with heavy ties.
+// topk keeps exactly the k largest |x| (ties: lower index; NaN and Inf rank as 0 and go as 0),
+// on every selection path and with heavy ties.
 TEST(Codec, TopKKeepsExactlyTheLargest) {
+  enum class Shape { half_zeros, constant, mixed_scale, sparse_above_k, sparse_below_k };
   for (const char* name : {"topk:0.01", "topk:0.1", "topk:0.5"}) {
     const auto c = make_codec(name);
-    for (const Input kind : {Input::random, Input::constant, Input::mixed_scale}) {
+    const double f = c->spec().fraction;
+    for (const Shape shape :
+         {Shape::half_zeros, Shape::constant, Shape::mixed_scale, Shape::sparse_above_k, Shape::sparse_below_k}) {
       // Every path: the exact method with the small histogram (100; topk:0.5), the sampled one
       // with a strided sample of a small input (1000, 16384), with the full sample (65537 up),
       // and a small input again after a large one (777: the per-thread buffers are larger).
       for (const std::size_t n : {std::size_t{100}, std::size_t{1000}, std::size_t{16384}, std::size_t{65537},
                                   std::size_t{200000}, std::size_t{777}}) {
-        std::vector<float> x = make_input(kind, n, 21);
-        if (kind == Input::random) {  // mostly zeros in the first half: a sample threshold of 0
+        std::vector<float> x = make_input(shape == Shape::constant      ? Input::constant
+                                          : shape == Shape::mixed_scale ? Input::mixed_scale
+                                                                        : Input::random,
+                                          n, 21);
+        if (shape == Shape::half_zeros) {  // mostly zeros in the first half
           for (std::size_t i = 0; i < n / 2; ++i) x[i] = i % 97 == 0 ? x[i] : 0.0f;
         }
-        const auto k = static_cast<std::size_t>(std::llround(c->spec().fraction * static_cast<double>(n)));
+        if (shape == Shape::sparse_above_k || shape == Shape::sparse_below_k) {
+          // Non-zero every `stride` elements: a little more than k of them (the sampled
+          // threshold is 0: every non-zero one is a candidate), or a third of k (the k are made
+          // up with the first zeros; non-finite ones among them rank as zeros).
+          const auto stride = static_cast<std::size_t>(shape == Shape::sparse_above_k ? 0.9 / f : 3.0 / f);
+          for (std::size_t i = 0; i < n; ++i) x[i] = i % stride == stride / 2 ? x[i] : 0.0f;
+          if (shape == Shape::sparse_below_k) x[1] = kNaN, x[2] = -kInf, x[3] = -0.0f;
+        }
+        const auto key = [&](std::size_t i) { return std::isfinite(x[i]) ? std::fabs(x[i]) : 0.0f; };
+        const auto k = static_cast<std::size_t>(std::llround(f * static_cast<double>(n)));
         std::vector<std::size_t> order(n);
         for (std::size_t i = 0; i < n; ++i) order[i] = i;
-        std::stable_sort(order.begin(), order.end(),
-                         [&](std::size_t a, std::size_t b) { return std::fabs(x[a]) > std::fabs(x[b]); });
+        std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return key(a) > key(b); });
         std::vector<char> want(n, 0);
         for (std::size_t j = 0; j < k; ++j) want[order[j]] = 1;
         const Encoded e = round_trip(*c, x);
         // A kept element decodes to itself, a dropped one to 0: picking any other element than
         // the k wanted (a non-zero one) shows up as a mismatch at it or at the one it displaced.
-        for (std::size_t i = 0; i < n; ++i)
-          ASSERT_EQ(e.decoded[i], want[i] ? x[i] : 0.0f) << name << " n=" << n << " i=" << i << " x=" << x[i];
+        for (std::size_t i = 0; i < n; ++i) {
+          ASSERT_EQ(e.decoded[i], want[i] && std::isfinite(x[i]) ? x[i] : 0.0f)
+              << name << " n=" << n << " shape " << static_cast<int>(shape) << " i=" << i << " x=" << x[i];
+        }
+        EXPECT_EQ(e.stats.nonfinite, shape == Shape::sparse_below_k ? 2u : 0u) << name << " n=" << n;
       }
     }
   }

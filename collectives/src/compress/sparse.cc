@@ -159,8 +159,10 @@ TopkScratch& topk_scratch() {
 // pass (the kernel table's topk_candidates, which also counts the non-finite elements)
 // collects them in index order, each with its value, and the exact top k is selected among
 // them and emitted from the candidates (no second look at the input, whose kept elements are
-// scattered cache misses). That gives the same answer as the exact method (kth_largest), which
-// runs instead when fewer than k pass or the threshold is 0.
+// scattered cache misses). A sampled threshold of 0 becomes the smallest non-zero key: when
+// fewer than k elements are non-zero, the lowest-index zeros make up the k. That gives the same
+// answer as the exact method (kth_largest), which runs instead for inputs under 256 elements,
+// k above n/8, or when fewer than k pass a threshold above 0 (rare: the sample missed).
 template <class Emit>
 void top_k(const KernelTable& kt, const float* in, std::size_t n, std::size_t k, std::size_t& nonfinite, Emit emit) {
   // 8192 keys, or every 4th of a smaller input (no fewer than 64: k <= n/8 then keeps the
@@ -179,29 +181,42 @@ void top_k(const KernelTable& kt, const float* in, std::size_t n, std::size_t k,
     const auto rank = static_cast<std::size_t>(e + 4 * std::sqrt(e) + 16);
     std::nth_element(sample.begin(), sample.begin() + static_cast<std::ptrdiff_t>(rank), sample.end(),
                      std::greater<>());
-    const std::uint32_t low = sample[rank];
-    if (low > 0) {
-      // In chunks (none larger than the input), with room for a whole chunk after the
-      // candidates so far.
-      const std::size_t kChunk = std::min<std::size_t>(std::size_t{1} << 16, n);
-      std::vector<std::uint64_t> cand(k + k / 2 + kChunk);
-      std::size_t m = 0;
-      for (std::size_t first = 0; first < n; first += kChunk) {
-        if (cand.size() < m + kChunk) cand.resize(2 * cand.size());
-        m += kt.topk_candidates(in, first, std::min(n, first + kChunk), low, cand.data() + m, nonfinite);
+    // A sampled threshold of 0 (an input mostly zeros) takes every non-zero element instead.
+    const std::uint32_t low = std::max<std::uint32_t>(sample[rank], 1);
+    // In chunks (none larger than the input), with room for a whole chunk after the
+    // candidates so far.
+    const std::size_t kChunk = std::min<std::size_t>(std::size_t{1} << 16, n);
+    std::vector<std::uint64_t> cand(k + k / 2 + kChunk);
+    std::size_t m = 0;
+    for (std::size_t first = 0; first < n; first += kChunk) {
+      if (cand.size() < m + kChunk) cand.resize(2 * cand.size());
+      m += kt.topk_candidates(in, first, std::min(n, first + kChunk), low, cand.data() + m, nonfinite);
+    }
+    counted = true;
+    if (m >= k) {
+      // The k-th largest in selection order (the sign left out), then every candidate from it up.
+      std::vector<std::uint64_t>& order = scratch.order;
+      order.resize(m);
+      for (std::size_t j = 0; j < m; ++j) order[j] = topk_order(cand[j]);
+      std::nth_element(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k - 1), order.end(), std::greater<>());
+      const std::uint64_t t = order[k - 1];
+      for (std::size_t j = 0; j < m; ++j)
+        if (topk_order(cand[j]) >= t) emit(index_of(cand[j]), std::bit_cast<float>(topk_value_bits(cand[j])));
+      return;
+    }
+    if (low == 1) {
+      // Fewer than k non-zero elements: all of them, and the first k - m of the others (key 0:
+      // zeros, NaN and Inf; lower index first), merged in index order.
+      std::size_t need = k - m, j = 0;
+      for (std::size_t i = 0; i < n && (j < m || need > 0); ++i) {
+        if (j < m && index_of(cand[j]) == i) {
+          emit(i, std::bit_cast<float>(topk_value_bits(cand[j++])));
+        } else if (need > 0) {
+          emit(i, in[i]);
+          --need;
+        }
       }
-      counted = true;
-      if (m >= k) {
-        // The k-th largest in selection order (the sign left out), then every candidate from it up.
-        std::vector<std::uint64_t>& order = scratch.order;
-        order.resize(m);
-        for (std::size_t j = 0; j < m; ++j) order[j] = topk_order(cand[j]);
-        std::nth_element(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k - 1), order.end(), std::greater<>());
-        const std::uint64_t t = order[k - 1];
-        for (std::size_t j = 0; j < m; ++j)
-          if (topk_order(cand[j]) >= t) emit(index_of(cand[j]), std::bit_cast<float>(topk_value_bits(cand[j])));
-        return;
-      }
+      return;
     }
   }
   if (!counted) nonfinite += count_nonfinite(in, n);
