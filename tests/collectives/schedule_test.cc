@@ -3,6 +3,7 @@
 // must match the rank-order fp32 sum bit for bit, and the schedules must be consistent
 // (pairing, bounds, declared scratch, one-sided safety). Also the cost model.
 #include "schedule.h"
+#include "exec/control.h"
 
 #include <gtest/gtest.h>
 
@@ -216,6 +217,33 @@ INSTANTIATE_TEST_SUITE_P(Schedules, EveryAlgorithm, testing::ValuesIn(kAllAlgori
                          });
 
 // ---- shapes -----------------------------------------------------------------------------------
+
+// The ring the argument check goes round (exec/control.h): one cycle through every rank, the
+// same on every rank; where n is a power of two each rank's next is a partner it sends data to
+// in recursive doubling, so a small allreduce's ring check rides a data message on every rank.
+TEST(Schedules, TheRingCheckGoesRoundEveryRankThroughRecursiveDoublingPartners) {
+  for (int n = 1; n <= 17; ++n) {
+    std::vector<char> seen(static_cast<std::size_t>(n), 0);
+    int r = 0;
+    for (int i = 0; i < n; ++i, r = exec::ring_next(r, n)) {
+      ASSERT_FALSE(seen[static_cast<std::size_t>(r)]) << "n=" << n << " rank " << r << " twice";
+      seen[static_cast<std::size_t>(r)] = 1;
+      ASSERT_EQ(exec::ring_prev(exec::ring_next(r, n), n), r) << "n=" << n;
+    }
+    EXPECT_EQ(r, 0) << "n=" << n << ": not one cycle";
+    if ((n & (n - 1)) != 0) {
+      EXPECT_EQ(exec::ring_next(n - 1, n), 0) << "rank order where n is not a power of two";
+      continue;
+    }
+    const std::vector<Schedule> all = build_all({Algorithm::recursive_doubling_allreduce, 0, n, 2});
+    for (int q = 0; q < n && n > 1; ++q) {
+      bool sends = false;
+      for (const auto& step : all[static_cast<std::size_t>(q)].steps)
+        for (const Transfer& t : step.sends) sends = sends || t.to == exec::ring_next(q, n);
+      EXPECT_TRUE(sends) << "n=" << n << ": rank " << q << " sends nothing to its next, " << exec::ring_next(q, n);
+    }
+  }
+}
 
 TEST(Schedules, TakeTheNumberOfStepsTheirDiagramsShow) {
   auto steps = [](Algorithm a, int n, std::size_t pieces = 1) {

@@ -378,7 +378,7 @@ bool Communicator::Impl::advance(Operation& op) {
       }
       if (op.ring && check) {
         const int n = transport->size(), me = transport->rank();
-        op.run->take_ring({(me + 1) % n, (me + n - 1) % n, std::move(op.ring)});
+        op.run->take_ring({exec::ring_next(me, n), exec::ring_prev(me, n), std::move(op.ring)});
       } else if (op.ring) {  // not expected (the first plan was a run that checks): still, it goes
         control.send_ring(op.seq, op.digest);
         op.ring.reset();

@@ -44,17 +44,36 @@ void Control::post(int peer) {
   recvs_[static_cast<std::size_t>(peer)] = t_->recv(peer, kControlTag, b.data(), b.size());
 }
 
+namespace {
+bool power_of_two(int n) { return n > 0 && (n & (n - 1)) == 0; }
+int gray(int i) { return i ^ (i >> 1); }
+int gray_index(int g) {  // the i with gray(i) == g
+  int i = 0;
+  for (; g != 0; g >>= 1) i ^= g;
+  return i;
+}
+}  // namespace
+
+int ring_next(int rank, int n) {
+  if (!power_of_two(n)) return (rank + 1) % n;
+  return gray((gray_index(rank) + 1) % n);
+}
+
+int ring_prev(int rank, int n) {
+  if (!power_of_two(n)) return (rank + n - 1) % n;
+  return gray((gray_index(rank) + n - 1) % n);
+}
+
 std::shared_ptr<Control::Pending> Control::post_ring(uint64_t seq, uint64_t digest) {
-  const int n = t_->size(), me = t_->rank();
   // Room for a framed chunk behind it (send_ring), whatever this rank expects.
-  auto p = post_check_recv((me + n - 1) % n, ring_tag(seq), seq, digest, kCheckBytes + kFramedMax);
+  auto p = post_check_recv(ring_prev(t_->rank(), t_->size()), ring_tag(seq), seq, digest, kCheckBytes + kFramedMax);
   p->ring = true;
   late_.push_back(p);
   return p;
 }
 
 transport::Request Control::send_ring(uint64_t seq, uint64_t digest, const void* data, std::size_t bytes) {
-  return send_tagged((t_->rank() + 1) % t_->size(), ring_tag(seq), seq, digest, data, bytes);
+  return send_tagged(ring_next(t_->rank(), t_->size()), ring_tag(seq), seq, digest, data, bytes);
 }
 
 void Control::send_check(int peer, uint16_t tag, uint64_t seq, uint64_t digest) {

@@ -17,7 +17,7 @@
 // and the ring check below names the disagreement.
 //
 // Ranks that disagree about who sends to whom (a broadcast's root) may never receive from each
-// other, so each call also sends one check around the ring, to the next rank; that one is not
+// other, so each call also sends one check around a ring (ring_next), to the next rank; that one is not
 // waited for, but looked at while the communicator waits (late()), so no disagreement goes
 // unseen. Every rank posts the receive of its previous rank's ring check with room for a framed
 // chunk: where the call's first run sends its first chunk to the next rank framed, that message
@@ -66,6 +66,16 @@ inline constexpr std::size_t kCheckBytes = 24;
 inline constexpr std::size_t kFramedMax = 2048;
 inline constexpr std::size_t kMaxControlText = 2000;
 inline constexpr std::size_t kMaxControl = 20 + kMaxControlText;
+
+// The ring the ring check goes round, the same on every rank whatever its call: rank order, or
+// where n is a power of two the Gray-code cycle g(0), g(1), ..., g(n-1), g(i) = i ^ (i >> 1),
+// whose neighbours differ in one bit, as the partners of recursive doubling, halving-doubling
+// and the binomial trees do. There a small allreduce's ring check rides a data message on every
+// rank; in rank order the odd ranks of recursive doubling sent it alone, a third message per
+// call (4 ranks on 2 cores over UCX TCP, 8 bytes: 61-96 us a call with either ring, alternating
+// runs, against 59-60 with RDMACOLL_CHECK_ARGS=0: the fewer messages are within the noise).
+int ring_next(int rank, int n);
+int ring_prev(int rank, int n);
 
 struct CheckMessage {
   uint64_t seq = 0, digest = 0;
