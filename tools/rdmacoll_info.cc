@@ -40,6 +40,12 @@ int main(int argc, char** argv) {
       rdmacoll::settings::print(std::cout);
       std::string unknown = rdmacoll::settings::unknown_in_environment();
       if (!unknown.empty()) std::cout << "warning: unknown settings in the environment (typo?): " << unknown << "\n";
+      // A value that does not parse fails every program that reads it: say so here, and exit 1.
+      const std::string malformed = rdmacoll::settings::malformed_in_environment();
+      if (!malformed.empty()) {
+        std::cerr << malformed;
+        return 1;
+      }
     }
     if (devices || select) {
       auto list = rdmacoll::ib::list_devices();

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -85,6 +86,19 @@ TEST(Settings, PrintListsEverySettingWithItsDoc) {
     EXPECT_NE(out.str().find(std::string(s.name)), std::string::npos) << s.name;
     EXPECT_FALSE(s.doc.empty()) << s.name;
   }
+}
+
+TEST(Settings, MalformedValuesInTheEnvironmentAreNamed) {
+  ScopedEnv timeout("RDMACOLL_TIMEOUT", "5min");
+  ScopedEnv buffsize("RDMACOLL_BUFFSIZE", "64Q");
+  ScopedEnv fine("RDMACOLL_IB_CHUNK", "64K");
+  ScopedEnv text("RDMACOLL_ALGO", "anything: strings are checked where they are read");
+  const std::string m = settings::malformed_in_environment();
+  EXPECT_NE(m.find("RDMACOLL_TIMEOUT='5min' is not a duration"), std::string::npos) << m;
+  EXPECT_NE(m.find("RDMACOLL_BUFFSIZE='64Q' is not a byte count"), std::string::npos) << m;
+  EXPECT_EQ(m.find("RDMACOLL_IB_CHUNK"), std::string::npos) << m;
+  EXPECT_EQ(m.find("RDMACOLL_ALGO"), std::string::npos) << m;
+  EXPECT_EQ(std::count(m.begin(), m.end(), '\n'), 2) << m;
 }
 
 TEST(Settings, PrintNeverShowsTheJobToken) {

@@ -221,6 +221,26 @@ std::string unknown_in_environment() {
   return out;
 }
 
+std::string malformed_in_environment() {
+  std::string out;
+  for (const Spec& s : kSpecs) {
+    const auto v = raw(s.name);
+    if (!v) continue;
+    try {
+      switch (s.type) {
+        case Type::String: break;
+        case Type::Int: parse_int(s.name, *v); break;
+        case Type::Bool: parse_bool(s.name, *v); break;
+        case Type::Seconds: parse_seconds(s.name, *v); break;
+        case Type::Bytes: parse_bytes(s.name, *v); break;
+      }
+    } catch (const ConfigError& e) {
+      out += std::string(e.what()) + "\n";
+    }
+  }
+  return out;
+}
+
 void print(std::ostream& out) {
   for (const Spec& s : kSpecs) {
     auto v = raw(s.name);

@@ -47,6 +47,11 @@ int64_t parse_bytes(std::string_view name, std::string_view value);
 // Names of RDMACOLL_* variables in the environment that are not declared (likely typos).
 std::string unknown_in_environment();
 
+// One line per declared setting whose value in the environment does not parse as its type, each
+// the ConfigError a program reading it would throw (naming the variable, the value and what it
+// takes); empty when every set value parses.
+std::string malformed_in_environment();
+
 // Prints "NAME  TYPE  VALUE  (default|env)  doc" for every setting.
 void print(std::ostream& out);
 
