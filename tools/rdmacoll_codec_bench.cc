@@ -16,6 +16,7 @@
 
 #include "rdmacoll/collectives/codec.h"
 #include "rdmacoll/error.h"
+#include "rdmacoll/settings.h"
 
 namespace {
 
@@ -37,17 +38,20 @@ int usage(std::ostream& out, int code) {
   return code;
 }
 
-bool parse_count(std::string_view s, std::size_t& out, bool suffixes) {
-  std::size_t mult = 1;
-  if (suffixes && !s.empty()) {
-    const char c = s.back();
-    if (c == 'K' || c == 'k') mult = std::size_t{1} << 10;
-    if (c == 'M' || c == 'm') mult = std::size_t{1} << 20;
-    if (c == 'G' || c == 'g') mult = std::size_t{1} << 30;
-    if (mult != 1) s.remove_suffix(1);
-  }
+// A whole number, at most 10^12 (--iters, --warmup).
+bool parse_count(std::string_view s, std::size_t& out) {
   if (s.empty() || s.size() > 12 || s.find_first_not_of("0123456789") != std::string_view::npos) return false;
-  out = std::stoull(std::string(s)) * mult;
+  out = std::stoull(std::string(s));
+  return true;
+}
+
+// A byte count as every other tool and setting reads it (settings::parse_bytes: 16M, 4KiB, ...).
+bool parse_bytes(std::string_view s, std::size_t& out) {
+  try {
+    out = static_cast<std::size_t>(rdmacoll::settings::parse_bytes("--size", s));
+  } catch (const rdmacoll::ConfigError&) {
+    return false;
+  }
   return true;
 }
 
@@ -112,11 +116,11 @@ int main(int argc, char** argv) {
     } else if (a == "--size" || a == "--iters" || a == "--warmup" || a == "--codecs" || a == "--simd") {
       if (!has_value) return bad(std::string(a) + " needs a value");
       const std::string_view v = argv[++i];
-      if (a == "--size" && (!parse_count(v, bytes, true) || bytes < 4 || bytes % 4 != 0))
+      if (a == "--size" && (!parse_bytes(v, bytes) || bytes < 4 || bytes % 4 != 0))
         return bad("--size '" + std::string(v) + "' is not a byte count that is a positive multiple of 4");
-      if (a == "--iters" && (!parse_count(v, iters, false) || iters == 0))
+      if (a == "--iters" && (!parse_count(v, iters) || iters == 0))
         return bad("--iters '" + std::string(v) + "' is not a positive whole number");
-      if (a == "--warmup" && !parse_count(v, warmup, false))
+      if (a == "--warmup" && !parse_count(v, warmup))
         return bad("--warmup '" + std::string(v) + "' is not a whole number");
       if (a == "--codecs") codecs = v;
       if (a == "--simd") {

@@ -12,6 +12,9 @@
 #include <stdexcept>
 #include <string_view>
 
+#include "rdmacoll/error.h"
+#include "rdmacoll/settings.h"
+
 namespace peers {
 
 const char* name(DType t) {
@@ -37,21 +40,14 @@ size_t size_of(DType t) { return t == DType::Double ? 8 : 4; }
 
 namespace {
 
-// "8", "4K", "64M", "1G": powers of 1024, as nccl-tests reads -b and -e.
+// "8", "4K", "64M", "1G": powers of 1024, as nccl-tests reads -b and -e (the library's parser,
+// so the peers read sizes exactly as rdmacoll-allreduce-perf does).
 size_t parse_bytes(std::string_view flag, std::string_view v) {
-  size_t mult = 1;
-  if (!v.empty()) {
-    switch (v.back()) {
-      case 'K': case 'k': mult = size_t{1} << 10; break;
-      case 'M': case 'm': mult = size_t{1} << 20; break;
-      case 'G': case 'g': mult = size_t{1} << 30; break;
-      default: break;
-    }
-    if (mult != 1) v.remove_suffix(1);
-  }
-  if (v.empty() || v.find_first_not_of("0123456789") != std::string_view::npos || v.size() > 12)
+  try {
+    return static_cast<size_t>(rdmacoll::settings::parse_bytes(flag, v));
+  } catch (const rdmacoll::ConfigError&) {
     throw std::invalid_argument(std::string(flag) + " needs a byte count such as 8, 4K or 64M");
-  return std::stoull(std::string(v)) * mult;
+  }
 }
 
 long parse_long(std::string_view flag, std::string_view v, long lo, long hi) {

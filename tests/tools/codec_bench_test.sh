@@ -20,7 +20,7 @@ for simd in portable avx2; do
   grep -q "\"simd\": \"$simd\"" "$tmp/json-$simd" || fail "--simd $simd not reported"
 done
 
-"$bench" --size 64K --iters 2 >"$tmp/table" 2>"$tmp/err"; rc=$?
+"$bench" --size 64KiB --iters 2 >"$tmp/table" 2>"$tmp/err"; rc=$?
 expect_rc 0 "table run"
 expect_in table "^codec  *wire bytes  *ratio  *enc GB/s  *dec GB/s  *enc+dec GB/s  *x memcpy  *goal"
 expect_in table "^memcpy  *65536  *1.00 "

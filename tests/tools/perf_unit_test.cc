@@ -53,6 +53,10 @@ TEST(PerfOptions, Sweeps) {
   EXPECT_EQ(size_sweep(3, 100, 3), (std::vector<size_t>{3, 9, 27, 81}));
   EXPECT_EQ(parse_size("-s", "1G"), size_t{1} << 30);
   EXPECT_EQ(parse_size("-s", "7B"), 7u);
+  EXPECT_EQ(parse_size("-s", "4KiB"), 4096u);  // the syntax of the byte-size settings
+  EXPECT_EQ(parse_size("-s", "64kb"), size_t{64} << 10);
+  EXPECT_THROW(parse_size("-s", "2048G"), UsageError);  // above 1 TiB
+  EXPECT_THROW(parse_size("-s", "-1"), UsageError);
 }
 
 TEST(PerfOptions, BadFlagsNameTheProblem) {

@@ -98,22 +98,14 @@ std::optional<FlagValue> read_flag(std::span<const Flag> flags, const std::vecto
 }
 
 size_t parse_size(std::string_view flag, std::string_view value) {
-  auto bad = [&] {
-    return UsageError(std::string(flag) + " '" + std::string(value) +
-                      "' is not a size in bytes (e.g. 4096, 64K, 1M, 1G)");
-  };
-  if (value.empty()) throw bad();
-  uint64_t n = 0;
-  auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-  if (ec != std::errc()) throw bad();
-  std::string_view suffix(p, static_cast<size_t>(value.data() + value.size() - p));
-  unsigned shift = 0;
-  if (suffix == "K" || suffix == "k" || suffix == "KiB") shift = 10;
-  else if (suffix == "M" || suffix == "m" || suffix == "MiB") shift = 20;
-  else if (suffix == "G" || suffix == "g" || suffix == "GiB") shift = 30;
-  else if (!suffix.empty() && suffix != "B") throw bad();
-  if (n > (uint64_t{1} << 40) >> shift) throw UsageError(std::string(flag) + " '" + std::string(value) + "' is too large");
-  return static_cast<size_t>(n << shift);
+  int64_t n = 0;
+  try {
+    n = settings::parse_bytes(flag, value);
+  } catch (const ConfigError&) {
+    throw UsageError(std::string(flag) + " '" + std::string(value) + "' is not a size in bytes (e.g. 4096, 64K, 1M, 1G)");
+  }
+  if (n > (int64_t{1} << 40)) throw UsageError(std::string(flag) + " '" + std::string(value) + "' is too large");
+  return static_cast<size_t>(n);
 }
 
 std::vector<size_t> size_sweep(size_t begin, size_t end, size_t factor) {
