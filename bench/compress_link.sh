@@ -7,7 +7,11 @@
 # same link, the compression ratio the transport's byte counters measured, and the issue's
 # goal: effective >= 0.8 x ratio x plain. Needs root.
 # usage: bench/compress_link.sh [BUILD_DIR] [--quick]
-#   --quick   1 MiB and 4 MiB only, 2 timed calls; the default adds 16 MiB and takes 3 timed calls
+#   --quick   1 MiB and 4 MiB only, 2 timed calls, one round; the default adds 16 MiB, takes 3
+#             timed calls and runs every link's set (plain, then each codec) in 3 alternating
+#             rounds, each point the median of its rounds (a single round's short compressed runs
+#             moved up to 2x between runs of this script on a loaded 2-core machine)
+#   COMPRESS_LINK_ROUNDS=N   rounds instead of 3 (1 with --quick)
 #   COMPRESS_LINK_OUT=FILE   write there instead of bench/results/compress_link.txt
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,7 +19,7 @@ BUILD=$ROOT/build QUICK=""
 for a in "$@"; do
   case $a in
     --quick) QUICK=quick ;;
-    -h|--help) sed -n '2,12s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16s/^# \{0,1\}//p' "$0"; exit 0 ;;
     -*) echo "compress_link.sh: unknown option '$a'" >&2; exit 2 ;;
     *) BUILD=$(cd "$a" && pwd) || exit 2 ;;
   esac
@@ -24,7 +28,9 @@ OUT=${COMPRESS_LINK_OUT:-$ROOT/bench/results/compress_link.txt}
 RUN=$BUILD/tools/rdmacoll-run PERF=$BUILD/tools/rdmacoll-allreduce-perf
 [ "$(id -u)" = 0 ] || { echo "compress_link.sh: needs root (rdmacoll-run --link builds network namespaces)" >&2; exit 2; }
 for f in "$RUN" "$PERF"; do [ -x "$f" ] || { echo "compress_link.sh: $f is missing: build first" >&2; exit 2; }; done
-if [ -n "$QUICK" ]; then sweep=(-b 1M -e 4M -f 4 -n 2 -w 1); else sweep=(-b 1M -e 16M -f 4 -n 3 -w 1); fi
+if [ -n "$QUICK" ]; then sweep=(-b 1M -e 4M -f 4 -n 2 -w 1) rounds=1; else sweep=(-b 1M -e 16M -f 4 -n 3 -w 1) rounds=3; fi
+rounds=${COMPRESS_LINK_ROUNDS:-$rounds}
+case $rounds in ''|*[!0-9]*|0) echo "compress_link.sh: COMPRESS_LINK_ROUNDS '$rounds' is not a positive whole number" >&2; exit 2 ;; esac
 codecs=(int8 fp16 sign qsgd:4 topk:0.01 auto)
 unset UCX_TLS UCX_NET_DEVICES RDMACOLL_TRANSPORT
 TMP=$(mktemp -d)
@@ -44,36 +50,56 @@ perf_json() {  # FILE RANKS RATE ARGS...
   echo "# float sum, out of place; eff = fp32 bytes over time as busbw (2(n-1)/n), plain = the same without"
   echo "# --compress on the same link; ratio = the fp32 ring's bytes per rank / the bytes the transport counted;"
   echo "# goal: eff >= 0.8 x ratio x plain (auto: compresses only where it pays; 'no' = it declined)."
+  echo "# $rounds round(s) per link: plain, then each codec, again; plain and eff are each the median of"
+  echo "# the rounds (range: the lowest and highest eff); ratio and relerr from the first round."
   for rate in 100mbit 1gbit; do
     for ranks in 2 4; do
-      base=$TMP/plain-$rate-$ranks.json
-      perf_json "$base" "$ranks" "$rate" || { echo "plain run failed:"; cat "$base.err"; status=1; continue; }
-      for codec in "${codecs[@]}"; do
-        perf_json "$TMP/$codec-$rate-$ranks.json" "$ranks" "$rate" --compress "$codec" ||
-          { echo "--compress $codec failed:"; cat "$TMP/$codec-$rate-$ranks.json.err"; status=1; }
+      for round in $(seq 1 "$rounds"); do
+        base=$TMP/plain-$rate-$ranks-$round.json
+        perf_json "$base" "$ranks" "$rate" || { echo "plain run failed:"; cat "$base.err"; status=1; }
+        for codec in "${codecs[@]}"; do
+          perf_json "$TMP/$codec-$rate-$ranks-$round.json" "$ranks" "$rate" --compress "$codec" ||
+            { echo "--compress $codec failed:"; cat "$TMP/$codec-$rate-$ranks-$round.json.err"; status=1; }
+        done
       done
       echo
       echo "## link $rate, $ranks ranks"
-      python3 - "$base" "$rate" "$ranks" "${codecs[@]/#/$TMP/}" <<'EOF' || status=1
-import json, os, sys
-base, rate, ranks, files = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
-plain = {r["size"]: r["out_of_place"]["busbw_gbs"] for r in json.load(open(base))["rows"]}
-print(f"{'codec':>10} {'bytes':>9} {'plain':>8} {'eff':>8} {'gain':>7} {'ratio':>7} {'goal':>7} {'relerr':>9} {'comp':>4}  verdict")
-for f in files:
-    path = f + "-" + rate + "-" + ranks + ".json"
-    codec = os.path.basename(f)
-    if not os.path.exists(path) or os.path.getsize(path) == 0:
+      python3 - "$TMP" "$rate" "$ranks" "$rounds" "${codecs[@]}" <<'EOF' || status=1
+import json, os, statistics, sys
+tmp, rate, ranks, rounds, codecs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5:]
+
+def rows(name):
+    """{size: [the out_of_place row of each round that has a result]}"""
+    out = {}
+    for k in range(1, rounds + 1):
+        path = f"{tmp}/{name}-{rate}-{ranks}-{k}.json"
+        if os.path.exists(path) and os.path.getsize(path) > 0:
+            for r in json.load(open(path))["rows"]:
+                out.setdefault(r["size"], []).append(r["out_of_place"])
+    return out
+
+plain = {size: statistics.median(p["busbw_gbs"] for p in ps) for size, ps in rows("plain").items()}
+print(f"{'codec':>10} {'bytes':>9} {'plain':>8} {'eff':>8} {'gain':>7} {'ratio':>7} {'goal':>7} {'relerr':>9} {'comp':>4}"
+      f"  {'eff range':>15}  verdict")
+for codec in codecs:
+    got = rows(codec)
+    if not got:
         print(f"{codec:>10}  (no result)")
         continue
-    for r in json.load(open(path))["rows"]:
-        p = r["out_of_place"]
-        size, eff, ratio = r["size"], p["busbw_gbs"], p["compression_ratio"]
+    for size, ps in sorted(got.items()):
+        effs = [p["busbw_gbs"] for p in ps]
+        eff, first = statistics.median(effs), ps[0]
+        ratio = first["compression_ratio"]
         base_bw = plain.get(size, 0.0)
         gain = eff / base_bw if base_bw > 0 else float("nan")
-        comp = p.get("compressed", True)
+        comp = first.get("compressed", True)
         goal = 0.8 * ratio if comp else 0.8
         verdict = "met" if gain >= goal else "NOT met"
-        print(f"{codec:>10} {size:>9} {base_bw:8.4f} {eff:8.4f} {gain:7.2f} {ratio:7.2f} {goal:7.2f} {p['relerr']:9.2e} {'yes' if comp else 'no':>4}  {verdict}")
+        if len(ps) < rounds:
+            verdict += f" ({len(ps)} of {rounds} rounds)"
+        spread = f"{min(effs):.4f}-{max(effs):.4f}"
+        print(f"{codec:>10} {size:>9} {base_bw:8.4f} {eff:8.4f} {gain:7.2f} {ratio:7.2f} {goal:7.2f} {first['relerr']:9.2e}"
+              f" {'yes' if comp else 'no':>4}  {spread:>15}  {verdict}")
 EOF
     done
   done
