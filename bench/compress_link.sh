@@ -8,9 +8,10 @@
 # goal: effective >= 0.8 x ratio x plain. Needs root.
 # usage: bench/compress_link.sh [BUILD_DIR] [--quick]
 #   --quick   1 MiB and 4 MiB only, 2 timed calls, one round; the default adds 16 MiB, takes 3
-#             timed calls (after 5 untimed ones) and runs every link's set (plain, then each codec) in 3 alternating
-#             rounds, each point the median of its rounds (a single round's short compressed runs
-#             moved up to 2x between runs of this script on a loaded 2-core machine)
+#             timed calls (after 5 untimed ones, as with --quick) and runs every link's set
+#             (plain, then each codec) in 3 alternating rounds, each point the median of its
+#             rounds (a single round's short compressed runs moved up to 2x between runs of
+#             this script on a loaded 2-core machine)
 #   COMPRESS_LINK_ROUNDS=N   rounds instead of 3 (1 with --quick)
 #   COMPRESS_LINK_OUT=FILE   write there instead of bench/results/compress_link.txt
 set -uo pipefail
@@ -19,7 +20,7 @@ BUILD=$ROOT/build QUICK=""
 for a in "$@"; do
   case $a in
     --quick) QUICK=quick ;;
-    -h|--help) sed -n '2,16s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17s/^# \{0,1\}//p' "$0"; exit 0 ;;
     -*) echo "compress_link.sh: unknown option '$a'" >&2; exit 2 ;;
     *) BUILD=$(cd "$a" && pwd) || exit 2 ;;
   esac
