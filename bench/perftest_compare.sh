@@ -6,12 +6,26 @@
 #   3. two guests over their virtual link, the same again.
 # Prints each measurement and the ratio ours/theirs (bandwidth: higher is better; latency:
 # lower is better) at 8 B, 4 KiB, 64 KiB and 1 MiB.
-# usage: bench/perftest_compare.sh [BUILD_DIR] [--quick]   (writes bench/results/perftest_compare.txt)
+# usage: bench/perftest_compare.sh [BUILD_DIR] [--quick] [--part host|one|two]...
+#   writes bench/results/perftest_compare.txt; with --part only those stages (1 host, 2 one guest,
+#   3 two guests) run and go to bench/results/perftest_compare.PART[+PART].txt instead.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=$ROOT/build QUICK=
-for a in "$@"; do case $a in --quick) QUICK=quick ;; *) BUILD=$(cd "$a" && pwd) ;; esac; done
-OUT=$ROOT/bench/results/perftest_compare.txt
+BUILD=$ROOT/build QUICK= PARTS=()
+while (( $# )); do
+  case $1 in
+    --quick) QUICK=quick ;;
+    --part) [[ ${2-} = @(host|one|two) ]] || { echo "usage: --part host|one|two" >&2; exit 2; }; PARTS+=("$2"); shift ;;
+    *) BUILD=$(cd "$1" && pwd) || exit 2 ;;
+  esac
+  shift
+done
+OUT=$ROOT/bench/results/perftest_compare.txt CMD="bench/perftest_compare.sh${QUICK:+ --quick}"
+if (( ${#PARTS[@]} )); then
+  OUT=$ROOT/bench/results/perftest_compare.$(IFS=+; echo "${PARTS[*]}").txt
+  for p in "${PARTS[@]}"; do CMD+=" --part $p"; done
+fi
+want() { (( ${#PARTS[@]} == 0 )) || [[ " ${PARTS[*]} " = *" $1 "* ]]; }
 HARNESS=$ROOT/tests/guest/rdmacoll-guest
 SIZES="8 4096 65536 1048576"
 raw=$(mktemp /var/tmp/perftest_compare.XXXXXX) mdir=$(mktemp -d /var/tmp/perftest_compare.m.XXXXXX)
@@ -124,6 +138,12 @@ table() {  # PREFIX TITLE: the measurements of one stage (lines "M metric size w
         o = cnt[order[i], "ours"] ? median(order[i], "ours") : "FAILED"
         unit = (k[1] ~ /_lat$/) ? "usec typical" : "MiB/s average"
         if (runs[order[i], "ours"] > 1) unit = unit ", median of " runs[order[i], "ours"] " alternating runs"
+        # a run that printed no figure (nan, 0, FAILED) is left out of its median: say so
+        for (w = 1; w <= 2; w++) {
+          who = w == 1 ? "theirs" : "ours"
+          if (cnt[order[i], who] < runs[order[i], who])
+            unit = unit "; " who ": " runs[order[i], who] - cnt[order[i], who] " of " runs[order[i], who] " runs gave no figure"
+        }
         r = (t + 0 > 0 && o + 0 > 0) ? sprintf("%.3f", o / t) : "n/a"
         printf "%-22s %9s %14s %14s %8s %8s   (%s)\n", substr(k[1], length(pre) + 1), k[2], t, o, r, p, unit
       }
@@ -131,7 +151,7 @@ table() {  # PREFIX TITLE: the measurements of one stage (lines "M metric size w
 }
 
 {
-  echo "# bench/perftest_compare.sh${QUICK:+ --quick} on $(hostname), $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+  echo "# $CMD on $(hostname), $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
   echo "# ratio = rdmacoll / theirs: bandwidth (MiB/s average, 2^20 bytes as perftest) higher is better,"
   echo "# latency (typical = median, usec, half round trip for ping-pong as perftest/ucx_perftest) lower is better."
   echo "# Guests run under TCG (software CPU emulation): compare ratios within a run, not absolute numbers."
@@ -141,23 +161,29 @@ table() {  # PREFIX TITLE: the measurements of one stage (lines "M metric size w
   echo "# runs made in different states; the paired ratio does not, and is what the goals are read by."
 } >"$OUT"
 
-host_part | tee -a "$raw"
-table host_tcp_ "host, UCX over TCP loopback (ucx_perftest UCP with -e, peer error handling as ours, vs rdmacoll --transport ucx, UCX_TLS=tcp)" >>"$OUT"
+if want host; then
+  host_part | tee -a "$raw"
+  table host_tcp_ "host, UCX over TCP loopback (ucx_perftest UCP with -e, peer error handling as ours, vs rdmacoll --transport ucx, UCX_TLS=tcp)" >>"$OUT"
+fi
 
 # The guests' numbers are read from the files they write (perftest_guest.sh), not their
 # console; the console is shown as it goes.
-"$HARNESS" --guests 1 --timeout 2400 --writable "$mdir" -- bash "$ROOT/bench/perftest_guest.sh" "$BUILD" "$mdir" $QUICK \
-  2>&1 | sed 's/^/[guest] /' >&2
-sed 's/^M /M g1_/' "$mdir/m.0" >>"$raw"
-table g1_verbs_ "one guest, rxe0 shared (perftest vs rdmacoll --transport verbs, -t 16)" >>"$OUT"
-table g1_ucx_ "one guest, rxe0 shared (ucx_perftest UCT rc_verbs vs rdmacoll --transport ucx, UCX_TLS=rc_verbs)" >>"$OUT"
+if want one; then
+  "$HARNESS" --guests 1 --timeout 2400 --writable "$mdir" -- bash "$ROOT/bench/perftest_guest.sh" "$BUILD" "$mdir" $QUICK \
+    2>&1 | sed 's/^/[guest] /' >&2
+  sed 's/^M /M g1_/' "$mdir/m.0" >>"$raw"
+  table g1_verbs_ "one guest, rxe0 shared (perftest vs rdmacoll --transport verbs, -t 16)" >>"$OUT"
+  table g1_ucx_ "one guest, rxe0 shared (ucx_perftest UCT rc_verbs vs rdmacoll --transport ucx, UCX_TLS=rc_verbs)" >>"$OUT"
+fi
 
-"$HARNESS" --guests 2 --timeout 2400 --writable "$mdir" -- bash "$ROOT/bench/perftest_guest.sh" "$BUILD" "$mdir" $QUICK \
-  >&2 2>&1
-sed 's/^M /M g2_/' "$mdir/m.1" >>"$raw"
-table g2_verbs_ "two guests over their UDP link (perftest vs rdmacoll --transport verbs, -t 16)" >>"$OUT"
-table g2_ucx_ "two guests over their UDP link (ucx_perftest UCT rc_verbs vs rdmacoll --transport ucx)" >>"$OUT"
+if want two; then
+  "$HARNESS" --guests 2 --timeout 2400 --writable "$mdir" -- bash "$ROOT/bench/perftest_guest.sh" "$BUILD" "$mdir" $QUICK \
+    >&2 2>&1
+  sed 's/^M /M g2_/' "$mdir/m.1" >>"$raw"
+  table g2_verbs_ "two guests over their UDP link (perftest vs rdmacoll --transport verbs, -t 16)" >>"$OUT"
+  table g2_ucx_ "two guests over their UDP link (ucx_perftest UCT rc_verbs vs rdmacoll --transport ucx)" >>"$OUT"
+fi
 
 echo >>"$OUT"
-echo "(command: bench/perftest_compare.sh${QUICK:+ --quick}; written to bench/results/perftest_compare.txt)" >>"$OUT"
+echo "(command: $CMD; written to ${OUT#"$ROOT"/})" >>"$OUT"
 cat "$OUT"
