@@ -32,9 +32,9 @@ iters() {  # KIND SIZE
   [ "$COUNT" = 2 ] && scale=4  # the guests' UDP link is slower still
   [ -n "$QUICK" ] && scale=$((scale * 5))
   case $k:$s in
-    # 8 B: 20000 (~1 s). With 5000 (~0.2 s) ucx_perftest's UCT put_bw read 0.07-0.31 MiB/s
-    # from run to run (a short run times mostly the burst that fills the send queue); with
-    # 20000 it read 0.16-0.18 in every round of a probe (2026-12-01, one guest), ours 0.17-0.18.
+    # 8 B: 20000 (~1 s). With 5000 (~0.2 s) ucx_perftest's UCT put_bw read 0.07-0.16 MiB/s in
+    # four rounds of a probe and 0.30-0.34 in the benchmark run before (2026-12-01, one guest);
+    # with 20000, 0.10-0.18 in eight rounds over two boots, ours 0.16-0.18.
     bw:8) echo $((20000 / scale)) ;;
     bw:4096) echo $((5000 / scale)) ;;
     bw:65536) echo $((4000 / scale)) ;;
