@@ -104,7 +104,7 @@ host_part() {
 
 # ---- report -----------------------------------------------------------------------------------
 table() {  # PREFIX TITLE: the measurements of one stage (lines "M metric size who value")
-  # A metric measured more than once (every one: three alternating rounds of theirs
+  # A metric measured more than once (every one: three to seven alternating rounds of theirs
   # and ours) is reported as the median of its runs, with the count beside it; "paired" is the
   # median of the rounds' own ratios (round i: theirs' i-th run and ours' i-th, back to back).
   local prefix=$1 title=$2
