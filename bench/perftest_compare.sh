@@ -82,8 +82,13 @@ host_part() {
   local scale=1; [ -n "$QUICK" ] && scale=10
   # Three alternating rounds of everything, reported as medians: single runs over loopback TCP
   # swung 1.5-2x (ucx_perftest's put bandwidth at 4 KiB read 329-530 MiB/s in three runs in a row).
+  # Bandwidth runs last about a second (200000 messages of 8 B or 4 KiB, 20000 of 64 KiB, 2000 of
+  # 1 MiB): shorter ones measure how fast the sender fills the sockets' buffers, not the link
+  # (8-byte tagged messages, 2026-12-02: at 20000 ucx_perftest read 1.81-1.96 MiB/s and ours
+  # 1.67-1.73 in three rounds; at 200000 0.86-1.40 and 1.26-1.42 in five).
   for s in $SIZES; do
-    n=$((20000 / scale)); [ "$s" -ge 65536 ] && n=$((2000 / scale))
+    case $s in 8|4096) n=200000 ;; 65536) n=20000 ;; *) n=2000 ;; esac
+    n=$((n / scale))
     for _ in 1 2 3; do
       host_ucx_perftest host_tcp_put_bw "$s" ucp_put_bw "$n"
       host_pair host_tcp_put_bw "$s" ours 4 "$BUILD/tools/rdmacoll-bw" --transport ucx -s "$s" -n "$n" -t 16
