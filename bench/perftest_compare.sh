@@ -79,7 +79,7 @@ host_part() {
   # The TCP receive segment rdmacoll sets for itself (transport/src/ucx/ucx.cc) goes to
   # ucx_perftest too: both run with the same UCX settings.
   export UCX_TLS=tcp,self UCX_NET_DEVICES=lo RDMACOLL_TIMEOUT=60 UCX_TCP_RX_SEG_SIZE=512k
-  local scale=1; [ -n "$QUICK" ] && scale=10
+  local scale=1 rounds=5; [ -n "$QUICK" ] && scale=10
   # Five alternating rounds of everything, reported as medians: single runs over loopback TCP
   # swung 1.5-2x (ucx_perftest's put bandwidth at 4 KiB read 329-530 MiB/s in three runs in a row),
   # and with three rounds a point's median still moved by 15% between runs (1 MiB put latency,
@@ -91,7 +91,7 @@ host_part() {
   for s in $SIZES; do
     case $s in 8|4096) n=200000 ;; 65536) n=20000 ;; *) n=2000 ;; esac
     n=$((n / scale))
-    for _ in 1 2 3 4 5; do
+    for _ in $(seq 1 $rounds); do
       host_ucx_perftest host_tcp_put_bw "$s" ucp_put_bw "$n"
       host_pair host_tcp_put_bw "$s" ours 4 "$BUILD/tools/rdmacoll-bw" --transport ucx -s "$s" -n "$n" -t 16
       host_ucx_perftest host_tcp_tag_bw "$s" tag_bw "$n"
@@ -100,7 +100,7 @@ host_part() {
   done
   for s in $SIZES; do
     n=$((20000 / scale)); [ "$s" -ge 65536 ] && n=$((2000 / scale))
-    for _ in 1 2 3 4 5; do
+    for _ in $(seq 1 $rounds); do
       host_ucx_perftest host_tcp_put_lat "$s" ucp_put_lat "$n"
       host_pair host_tcp_put_lat "$s" ours 5 "$BUILD/tools/rdmacoll-lat" --transport ucx -s "$s" -n "$n"
       host_ucx_perftest host_tcp_tag_lat "$s" tag_lat "$n"
