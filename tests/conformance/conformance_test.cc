@@ -482,6 +482,35 @@ TEST_P(Conformance, MultiRankShortReceiveBufferIsAnError) {
   g.join();
 }
 
+// A receive that runs out its deadline names the peer; over verbs it adds the connection's
+// state as the device sees it (QP state, work requests at the device and queued), which tells
+// a peer that sent nothing from a connection that stopped moving.
+TEST_P(Conformance, MultiRankTimeoutReportsTheConnection) {
+  RankGroup g(2);
+  auto t = Transport::create(g.world());
+  const int me = g.rank(), peer = 1 - me;
+  if (me == 1) {
+    std::vector<uint8_t> in(64);
+    Request r = t->recv(peer, 77, in.data(), in.size());
+    try {
+      r.wait(bootstrap::deadline_in(1.0));
+      ADD_FAILURE() << "a receive of a message never sent completed";
+    } catch (const TimeoutError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("peer rank 0 did not answer"), std::string::npos) << what;
+      if (std::string(GetParam().transport) == "verbs") {
+        EXPECT_NE(what.find("; connection: verbs "), std::string::npos) << what;
+        EXPECT_NE(what.find("to rank 0: QP "), std::string::npos) << what;
+        EXPECT_NE(what.find(" in RTS, nothing at the device or queued"), std::string::npos) << what;
+        EXPECT_EQ(what.find("stuck in the device"), std::string::npos) << what;  // nothing held
+      }
+    }
+  }
+  bootstrap::barrier(g.store(), "conf/timeout-report", me, 2, g.deadline());
+  t.reset();
+  g.join();
+}
+
 TEST_P(Conformance, ThreeRanksAllPairs) {
   RankGroup g(3);
   auto t = Transport::create(g.world());

@@ -168,10 +168,13 @@ void Request::wait(Deadline deadline) {
       continue;
     }
     auto now = bootstrap::Clock::now();
-    if (now >= deadline)
+    if (now >= deadline) {
+      const std::string links = s_->peer >= 0 ? t.connection_report({s_->peer}) : std::string();
       throw TimeoutError("rank " + std::to_string(t.rank()) + ": " + s_->what() +
                          " did not complete before the deadline; peer rank " + std::to_string(s_->peer) +
-                         " did not answer (is it alive? RDMACOLL_TIMEOUT sets the wait)");
+                         " did not answer (is it alive? RDMACOLL_TIMEOUT sets the wait)" +
+                         (links.empty() ? "" : "; connection: " + links));
+    }
     if (restart_spin) {
       spin_until = now + spin;
       restart_spin = false;

@@ -103,6 +103,9 @@ struct Communicator::Impl {
   // peer's: its report is in `reports`). Tells every peer which ranks this one waits for, listens
   // briefly for theirs, and throws TimeoutError naming the ranks that never answered.
   [[noreturn]] void timed_out(std::map<int, std::vector<int>> reports, const std::string& own);
+  // "; rank R's connections: ..." with the transport's report on its connections to `ranks`
+  // (Transport::connection_report), or "" where it has none to give.
+  std::string connections_note(const std::vector<int>& ranks) const;
   // This rank's argument line for call `seq`: "" if it has not reached it.
   std::string args_of(uint64_t seq) const;
 

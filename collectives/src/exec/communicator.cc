@@ -572,7 +572,15 @@ void Communicator::Impl::timed_out(std::map<int, std::vector<int>> reports, cons
                         : std::string("; missing: rank") + (silent.size() > 1 ? "s " : " ") + exec::format_ranks(silent, ", ") +
                               " (did not answer)";
   if (!waiting.empty()) msg += "; ranks waiting: " + waiting;
+  msg += connections_note(mine);
   throw TimeoutError(msg);
+}
+
+std::string Communicator::Impl::connections_note(const std::vector<int>& ranks) const {
+  if (ranks.empty()) return "";
+  const std::string report = transport->connection_report(ranks);
+  if (report.empty()) return "";
+  return "; rank " + std::to_string(transport->rank()) + "'s connections: " + report;
 }
 
 void Communicator::Impl::mismatch(uint64_t seq, std::map<int, std::string> lines) {
@@ -685,10 +693,11 @@ void Work::wait_until(std::optional<Deadline> until, bool fatal) {
       std::string msg = "rdmacoll: rank " + std::to_string(t.rank()) + ": " + (&head == op_.get() ? "" : "waiting for ") +
                         head.describe() + " timed out";
       if (&head != op_.get()) msg += "; " + op_->name + " #" + std::to_string(op_->seq) + " is queued behind it";
-      if (!fatal) throw TimeoutError(msg);
+      const std::string links = c.connections_note(head.waiting_for());
+      if (!fatal) throw TimeoutError(msg + links);
       // The collective's own deadline: the communicator fails, and the ranks agree on who is missing.
       try {
-        if (!c.options.abort_on_error || !c.control.started()) throw TimeoutError(msg);
+        if (!c.options.abort_on_error || !c.control.started()) throw TimeoutError(msg + links);
         c.timed_out({}, msg);
       } catch (...) {
         c.fail(std::current_exception(), false);

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 
 #include "conn_data.h"
 #include "rdmacoll/error.h"
@@ -745,6 +747,88 @@ void VerbsTransport::fail_peer(int peer, std::exception_ptr e) {
       ++it;
     }
   }
+}
+
+namespace {
+
+const char* qp_state_name(ibv_qp_state s) {
+  switch (s) {
+    case IBV_QPS_RESET: return "RESET";
+    case IBV_QPS_INIT: return "INIT";
+    case IBV_QPS_RTR: return "RTR";
+    case IBV_QPS_RTS: return "RTS";
+    case IBV_QPS_SQD: return "SQD";
+    case IBV_QPS_SQE: return "SQE";
+    case IBV_QPS_ERR: return "ERR";
+    default: return "unknown";
+  }
+}
+
+// The port's hardware counters that speak of trouble (retries, sequence errors, duplicates,
+// NAKs, timeouts, errors), where nonzero: "name value, ...". Empty where the device exposes none.
+std::string trouble_counters(const std::string& device, int port) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path("/sys/class/infiniband") / device / "ports" / std::to_string(port) / "hw_counters";
+  std::error_code ec;
+  std::vector<std::pair<std::string, unsigned long long>> found;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    static const char* const kWords[] = {"err", "retr", "seq", "dup", "timeout", "nak", "deferred", "drop"};
+    bool trouble = false;
+    for (const char* w : kWords) trouble = trouble || name.find(w) != std::string::npos;
+    if (!trouble) continue;
+    std::ifstream in(e.path());
+    unsigned long long v = 0;
+    if (in >> v && v != 0) found.emplace_back(name, v);
+  }
+  std::sort(found.begin(), found.end());
+  std::string out;
+  for (const auto& [name, v] : found) out += (out.empty() ? "" : ", ") + name + " " + std::to_string(v);
+  return out;
+}
+
+}  // namespace
+
+std::string VerbsTransport::connection_report(const std::vector<int>& ranks) const {
+  std::string out;
+  bool held = false;  // some connection in RTS holds work requests the device has not finished
+  for (int r : ranks) {
+    if (r < 0 || r >= size() || r == rank()) continue;
+    const Peer& p = peers_[static_cast<size_t>(r)];
+    if (!p.qp) continue;
+    ibv_qp_attr attr{};
+    ibv_qp_init_attr init{};
+    std::string state = "state unknown";
+    if (ibv_query_qp(p.qp.get(), &attr, IBV_QP_STATE, &init) == 0) {
+      state = std::string("in ") + qp_state_name(attr.qp_state);
+      held = held || (attr.qp_state == IBV_QPS_RTS && p.wr_in_flight > 0);
+    }
+    const std::string held_here =
+        p.wr_in_flight == 0 && p.pending.empty()
+            ? "nothing at the device or queued"
+            : std::to_string(p.wr_in_flight) + " work request" + (p.wr_in_flight == 1 ? "" : "s") + " (" +
+                  std::to_string(p.bytes_in_flight) + " bytes) at the device, " + std::to_string(p.pending.size()) +
+                  " queued behind";
+    out += (out.empty() ? "" : "; ") + std::string("to rank ") + std::to_string(r) + ": QP " +
+           std::to_string(p.qp->qp_num) + " " + state + ", " + held_here + (p.failed ? ", connection failed" : "");
+  }
+  if (out.empty()) return out;
+  out = "verbs " + sel_.device + ":" + std::to_string(sel_.port) + " " + out;
+  if (held) {
+    // RC either completes a work request or fails it once its retries run out; one that stays
+    // at the device past that is the device's or driver's doing, not the peer's silence.
+    char budget[96];
+    std::snprintf(budget, sizeof budget, "%.2g s", 4.096e-6 * static_cast<double>(1ull << ib_timeout_) * (ib_retry_ + 1));
+    out += std::string(" (work requests held past RC's retries, about ") +
+           (ib_timeout_ == 0 ? std::string("unbounded at RDMACOLL_IB_TIMEOUT=0") : std::string(budget)) +
+           " at RDMACOLL_IB_TIMEOUT=" + std::to_string(ib_timeout_) + " RDMACOLL_IB_RETRY_CNT=" +
+           std::to_string(ib_retry_) + ", were neither acknowledged nor failed: the device or driver is stuck" +
+           (ib_retry_ == 7 ? ", or soft-RoCE is retrying for ever, as it does at 7 (6 or less makes that an error)" : "") +
+           ")";
+  }
+  const std::string counters = trouble_counters(sel_.device, sel_.port);
+  if (!counters.empty()) out += "; device counters since it came up: " + counters;
+  return out;
 }
 
 std::string VerbsTransport::port_down_note() const {

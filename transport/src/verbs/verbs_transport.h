@@ -53,6 +53,7 @@ class VerbsTransport final : public Transport {
   bool progress() override;
   void wait_for_event(Deadline deadline) override;
   PeerCounters counters(int peer) const override { return peers_[static_cast<size_t>(peer)].counters; }
+  std::string connection_report(const std::vector<int>& peers) const override;
 
   // Wire header of every SEND on the QPs (verbs_wire.h; same build on both sides: checked at
   // connect time).

@@ -230,6 +230,16 @@ class Transport {
 
   virtual PeerCounters counters(int peer) const = 0;
 
+  // For timeout messages: the backend's view of its connections to `peers` (verbs: each QP's
+  // state, the work requests the device holds and those queued behind them, and the device's
+  // nonzero retry and error counters), so that a wait that ran out can be told apart as a peer
+  // that sent nothing or a connection that stopped moving. Empty where the backend has nothing
+  // to add. Reads only; safe to call at any time.
+  virtual std::string connection_report(const std::vector<int>& peers) const {
+    (void)peers;
+    return "";
+  }
+
   // The caller gives up on everything in flight (a collective failed) and may free its buffers
   // before destroying the transport: from now on the transport must not read or write them,
   // so teardown discards what is still queued instead of delivering it. Nothing else changes
