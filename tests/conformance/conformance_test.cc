@@ -482,9 +482,10 @@ TEST_P(Conformance, MultiRankShortReceiveBufferIsAnError) {
   g.join();
 }
 
-// A receive that runs out its deadline names the peer; over verbs it adds the connection's
-// state as the device sees it (QP state, work requests at the device and queued), which tells
-// a peer that sent nothing from a connection that stopped moving.
+// A receive that runs out its deadline names the peer and adds the connection's state: over
+// verbs as the device sees it (QP state, work requests at the device and queued), over UCX the
+// endpoint and what is in flight on it; it tells a peer that sent nothing from a connection
+// that stopped moving.
 TEST_P(Conformance, MultiRankTimeoutReportsTheConnection) {
   RankGroup g(2);
   auto t = Transport::create(g.world());
@@ -503,6 +504,9 @@ TEST_P(Conformance, MultiRankTimeoutReportsTheConnection) {
         EXPECT_NE(what.find("to rank 0: QP "), std::string::npos) << what;
         EXPECT_NE(what.find(" in RTS, nothing at the device or queued"), std::string::npos) << what;
         EXPECT_EQ(what.find("stuck in the device"), std::string::npos) << what;  // nothing held
+      } else {  // UCX: the operations this side has in flight to that rank, the receive among them
+        EXPECT_NE(what.find("; connection: ucx "), std::string::npos) << what;
+        EXPECT_NE(what.find("to rank 0: endpoint up, 1 receive in flight"), std::string::npos) << what;
       }
     }
   }

@@ -228,6 +228,29 @@ PeerCounters UcxTransport::counters(int peer) const {
   return peers_[static_cast<size_t>(peer)].counters;
 }
 
+std::string UcxTransport::connection_report(const std::vector<int>& ranks) const {
+  std::string out;
+  for (int r : ranks) {
+    if (r < 0 || r >= size() || r == rank()) continue;
+    const Peer& p = peers_[static_cast<size_t>(r)];
+    // What this side has posted to or for that rank and UCX has not finished.
+    size_t count[7] = {}, bytes[7] = {};
+    for (const auto& op : ops_)
+      if (op->peer == r) ++count[op->kind], bytes[op->kind] += op->length;
+    static const char* const kNames[7] = {"send", "receive", "write", "read", "notification wait", "hello send",
+                                          "hello receive"};
+    std::string held;
+    for (int k = 0; k < 7; ++k)
+      if (count[k])
+        held += (held.empty() ? "" : ", ") + std::to_string(count[k]) + " " + kNames[k] + (count[k] == 1 ? "" : "s") +
+                (k == Op::Send || k == Op::Write || k == Op::Read ? " (" + std::to_string(bytes[k]) + " bytes)" : "");
+    out += (out.empty() ? "" : "; ") + std::string("to rank ") + std::to_string(r) + ": endpoint " +
+           (p.failed ? "failed" : p.ep ? "up" : "closed") + ", " + (held.empty() ? "nothing in flight" : held + " in flight");
+  }
+  if (out.empty()) return out;
+  return "ucx " + info_.qp_type + " " + out;
+}
+
 // ---- operations: bookkeeping ---------------------------------------------------------------
 //
 // new_op() makes an Op with one "posting" reference; begin_part() adds one per UCX call and

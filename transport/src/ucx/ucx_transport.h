@@ -83,6 +83,7 @@ class UcxTransport final : public Transport {
   bool progress() override;
   void wait_for_event(Deadline deadline) override;
   PeerCounters counters(int peer) const override;
+  std::string connection_report(const std::vector<int>& peers) const override;
 
   // An operation in flight: one user Request made of one or two UCX requests (Parts).
   struct Op;
