@@ -192,9 +192,11 @@ Session::Session(Options options) : o_(std::move(options)) {
 
   const size_t max_size = o_.sizes.back();
   local_ = std::make_unique<Buffer>(max_size);
-  window_ = std::make_unique<Buffer>(max_size);
   local_mem_ = t_->register_memory(local_->data(), max_size, transport::kLocalOnly);
-  window_mem_ = t_->register_memory(window_->data(), max_size, transport::kRemoteWrite | transport::kRemoteRead);
+  // The window comes from the transport, as the transport asks of memory peers write into (and
+  // as ucx_perftest's comes from UCX): on UCX shared memory that is a segment the partner maps,
+  // so its writes are stores rather than messages this side's worker copies in.
+  window_mem_ = t_->allocate_memory(std::max<size_t>(max_size, 1), transport::kRemoteWrite | transport::kRemoteRead);
   std::vector<uint8_t> packed = t_->pack_window(window_mem_);
   auto windows = bs::all_gather(*world_.store, "perf/window", rank_, n, packed, bs::deadline_in(timeout_));
   partner_window_ = t_->unpack_window(partner_, windows[static_cast<size_t>(partner_)]);

@@ -60,7 +60,7 @@ class Session {
   int world_size() const;
 
   uint8_t* local() const { return local_->data(); }    // source of writes/sends, target of reads
-  uint8_t* window() const { return window_->data(); }  // the partner writes into / reads from this
+  uint8_t* window() const { return static_cast<uint8_t*>(window_mem_.addr()); }  // the partner writes into / reads from this
   const transport::RemoteWindow& partner_window() const { return partner_window_; }
 
   Deadline deadline() const;  // now + the timeout
@@ -92,7 +92,7 @@ class Session {
   bool active_ = false, printer_ = false;
   std::string mode_;
   double timeout_ = 0;
-  std::unique_ptr<Buffer> local_, window_;
+  std::unique_ptr<Buffer> local_;
   transport::Memory local_mem_, window_mem_;
   transport::RemoteWindow partner_window_;
   Timer timer_;
