@@ -693,11 +693,12 @@ void Work::wait_until(std::optional<Deadline> until, bool fatal) {
       std::string msg = "rdmacoll: rank " + std::to_string(t.rank()) + ": " + (&head == op_.get() ? "" : "waiting for ") +
                         head.describe() + " timed out";
       if (&head != op_.get()) msg += "; " + op_->name + " #" + std::to_string(op_->seq) + " is queued behind it";
-      const std::string links = c.connections_note(head.waiting_for());
-      if (!fatal) throw TimeoutError(msg + links);
+      // (timed_out adds the connections itself: the report is read only where it is thrown.)
+      const auto with_links = [&] { return msg + c.connections_note(head.waiting_for()); };
+      if (!fatal) throw TimeoutError(with_links());
       // The collective's own deadline: the communicator fails, and the ranks agree on who is missing.
       try {
-        if (!c.options.abort_on_error || !c.control.started()) throw TimeoutError(msg + links);
+        if (!c.options.abort_on_error || !c.control.started()) throw TimeoutError(with_links());
         c.timed_out({}, msg);
       } catch (...) {
         c.fail(std::current_exception(), false);

@@ -234,13 +234,14 @@ std::string UcxTransport::connection_report(const std::vector<int>& ranks) const
     if (r < 0 || r >= size() || r == rank()) continue;
     const Peer& p = peers_[static_cast<size_t>(r)];
     // What this side has posted to or for that rank and UCX has not finished.
-    size_t count[7] = {}, bytes[7] = {};
+    constexpr int kKinds = Op::HelloRecv + 1;  // Op::Kind's values, in order
+    static const char* const kNames[kKinds] = {"send", "receive", "write", "read", "notification wait", "hello send",
+                                               "hello receive"};
+    size_t count[kKinds] = {}, bytes[kKinds] = {};
     for (const auto& op : ops_)
       if (op->peer == r) ++count[op->kind], bytes[op->kind] += op->length;
-    static const char* const kNames[7] = {"send", "receive", "write", "read", "notification wait", "hello send",
-                                          "hello receive"};
     std::string held;
-    for (int k = 0; k < 7; ++k)
+    for (int k = 0; k < kKinds; ++k)
       if (count[k])
         held += (held.empty() ? "" : ", ") + std::to_string(count[k]) + " " + kNames[k] + (count[k] == 1 ? "" : "s") +
                 (k == Op::Send || k == Op::Write || k == Op::Read ? " (" + std::to_string(bytes[k]) + " bytes)" : "");
