@@ -544,9 +544,10 @@ void Communicator::Impl::timed_out(std::map<int, std::vector<int>> reports, cons
   for (const auto& [r, on] : reports) first.push_back(r);
   const std::vector<int> mine = queue.empty() ? std::vector<int>{} : queue.front()->waiting_for();
   const std::string here = queue.empty() ? "between calls" : queue.front()->describe();
-  control.broadcast({exec::ControlMessage::Kind::timeout, queue.empty() ? next_seq : queue.front()->seq,
-                     exec::format_ranks(mine)}, kReportGrace_s);
+  // One grace period for both the sends and the answers (see Control::send_all).
   const Deadline deadline = bootstrap::deadline_in(kReportGrace_s);
+  auto sends = control.send_all({exec::ControlMessage::Kind::timeout, queue.empty() ? next_seq : queue.front()->seq,
+                                 exec::format_ranks(mine)});
   control.listen(
       deadline,
       [&](int from, const exec::ControlMessage& m) {
@@ -555,6 +556,7 @@ void Communicator::Impl::timed_out(std::map<int, std::vector<int>> reports, cons
         return true;
       },
       [&] { return static_cast<int>(reports.size()) >= n - 1; });
+  exec::Control::flush(sends, deadline);
   reports[me] = mine;
   std::vector<int> silent;
   for (int r = 0; r < n; ++r)
@@ -586,10 +588,10 @@ std::string Communicator::Impl::connections_note(const std::vector<int>& ranks) 
 void Communicator::Impl::mismatch(uint64_t seq, std::map<int, std::string> lines) {
   const int me = transport->rank(), n = transport->size();
   lines[me] = args_of(seq);
-  control.broadcast({exec::ControlMessage::Kind::args, seq, lines[me]}, 1.0);
   // Everyone who learns of it answers at once; one who is busy elsewhere (or gone) is named as
-  // not answering once this short wait is over.
+  // not answering once this short wait is over (the sends' wait included: Control::send_all).
   const Deadline deadline = bootstrap::deadline_in(std::min(options.timeout_s, 5.0));
+  auto sends = control.send_all({exec::ControlMessage::Kind::args, seq, lines[me]});
   control.listen(
       deadline,
       [&](int from, const exec::ControlMessage& m) {
@@ -598,6 +600,7 @@ void Communicator::Impl::mismatch(uint64_t seq, std::map<int, std::string> lines
         return true;
       },
       [&] { return static_cast<int>(lines.size()) >= n; });
+  exec::Control::flush(sends, deadline);
   std::string name = "call";
   for (const auto& [s, args] : recent_args)
     if (s == seq) name = args->substr(5, args->find(' ') - 5);  // "call=NAME ..."

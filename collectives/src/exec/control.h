@@ -168,6 +168,11 @@ class Control {
               const std::function<bool()>& done);
   // Sends `m` to every peer and waits (at most `grace` seconds) for the sends to leave.
   void broadcast(const ControlMessage& m, double grace);
+  // broadcast in two halves, for a rank that listens for the peers' answers meanwhile: a send to
+  // a dead peer may never complete (an RC QP to it retries, for ever on soft-RoCE), and waiting
+  // for it before listening would add a whole grace period to the error's delay.
+  std::vector<transport::Request> send_all(const ControlMessage& m);
+  static void flush(std::vector<transport::Request>& sends, bootstrap::Deadline deadline);
   bool started() const { return t_ != nullptr; }
 
  private:
