@@ -207,6 +207,11 @@ void with_absent_rank(int n, int absent, Setup timeout_of, std::function<void(in
   // A given cost model: creation then runs no collectives, which the short deadlines would
   // otherwise cover too (ranks whose processes start seconds apart in the guest timed out there).
   o.cost_model = parse_cost_model("10,1,1");
+  // A small pool (the call is 256 KiB): the deadline also covers the exchange of the pools'
+  // windows after each rank registers its own, and 64 MiB each registered by four ranks on the
+  // guest's two emulated CPUs set them seconds apart (the window exchange on ranks 2 and 3 timed
+  // out waiting for rank 1, deadline 2 s, three runs of three in one guest boot).
+  o.buffsize = 1u << 20;
   // The short deadlines are for the call: ranks enter creation together, so one that started
   // late (a process start takes a second or two under the guest's emulated CPUs) does not run
   // out the others' creation deadline (a receive of the window exchange timed out on rank 2,
@@ -292,6 +297,7 @@ TEST(PEER_SUITE, CheckSettingDisagreementIsNamed) {
   RankGroup g(3);
   Communicator::Options o = Communicator::Options::from_settings();
   o.timeout_s = 1.5;
+  o.buffsize = 1u << 20;  // as in with_absent_rank: the deadline covers the window exchange
   o.check_args = g.rank() != 1;
   std::unique_ptr<Communicator> c;
   try {  // creation already runs collectives (the cost model), which is where it shows
