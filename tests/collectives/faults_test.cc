@@ -210,7 +210,7 @@ void with_absent_rank(int n, int absent, Setup timeout_of, std::function<void(in
   // A small pool (the call is 256 KiB): the deadline also covers the exchange of the pools'
   // windows after each rank registers its own, and 64 MiB each registered by four ranks on the
   // guest's two emulated CPUs set them seconds apart (the window exchange on ranks 2 and 3 timed
-  // out waiting for rank 1, deadline 2 s, three runs of three in one guest boot).
+  // out waiting for rank 1, deadline 2 s, once in a one-guest stage run).
   o.buffsize = 1u << 20;
   // The short deadlines are for the call: ranks enter creation together, so one that started
   // late (a process start takes a second or two under the guest's emulated CPUs) does not run

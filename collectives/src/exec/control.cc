@@ -254,7 +254,6 @@ void Control::flush(std::vector<transport::Request>& sends, bootstrap::Deadline 
   // What is still in flight stays in sent_ (its bytes alive until the transport is gone). Tested,
   // not waited: a wait that runs out composes a timeout error with the connection's report
   // (sysfs reads, a tenth of a second in a TCG guest), which nobody here would read.
-  std::erase_if(sends, [](const transport::Request& r) { return !r.valid(); });
   while (!sends.empty()) {
     std::erase_if(sends, [](transport::Request& r) {
       try {
