@@ -79,11 +79,14 @@ host_part() {
   # The TCP receive segment rdmacoll sets for itself (transport/src/ucx/ucx.cc) goes to
   # ucx_perftest too: both run with the same UCX settings.
   export UCX_TLS=tcp,self UCX_NET_DEVICES=lo RDMACOLL_TIMEOUT=60 UCX_TCP_RX_SEG_SIZE=512k
-  local scale=1 rounds=5; [ -n "$QUICK" ] && scale=10
-  # Five alternating rounds of everything, reported as medians: single runs over loopback TCP
+  local scale=1 rounds=7; [ -n "$QUICK" ] && scale=10
+  # Seven alternating rounds of everything, reported as medians: single runs over loopback TCP
   # swung 1.5-2x (ucx_perftest's put bandwidth at 4 KiB read 329-530 MiB/s in three runs in a row),
   # and with three rounds a point's median still moved by 15% between runs (1 MiB put latency,
-  # 2026-12-02: ours 953/969/758 us against 817/752/746, 779 against 781 an hour before).
+  # 2026-12-02: ours 953/969/758 us against 817/752/746, 779 against 781 an hour before). With
+  # five, one run's paired median still rested on one or two rounds: ucx_perftest's 8-byte put
+  # bandwidth read 2.59, 1.17, 1.24, 1.58, 2.90 MiB/s against ours 1.36, 0.98, 1.25, 1.36, 1.35
+  # (2026-12-02 14:36Z; eight more rounds of it right after: 0.23-1.58, ours 1.26-1.48).
   # Bandwidth runs last about a second (200000 messages of 8 B or 4 KiB, 20000 of 64 KiB, 2000 of
   # 1 MiB): shorter ones measure how fast the sender fills the sockets' buffers, not the link
   # (8-byte tagged messages, 2026-12-02: at 20000 ucx_perftest read 1.81-1.96 MiB/s and ours
