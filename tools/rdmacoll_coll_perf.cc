@@ -83,22 +83,24 @@ struct Call {
   }
 
   // Mean microseconds per call over o.iters calls, after o.warmup untimed ones and a barrier;
-  // `tally`, if given, gets the timed calls' wire bytes.
+  // `tally`, if given, gets the timed calls' wire bytes, and `algorithm` what the last one ran.
   double time(const rdmacoll::perf::Timer& timer, const void* in, void* out, size_t count, DataType type,
-              ReduceOp op, Tally* tally = nullptr) const {
+              ReduceOp op, Tally* tally = nullptr, std::string* algorithm = nullptr) const {
     run(o.warmup, in, out, count, type, op, nullptr);
     comm.barrier();
     const uint64_t t0 = timer.now();
-    run(o.iters, in, out, count, type, op, tally);
+    run(o.iters, in, out, count, type, op, tally, algorithm);
     return timer.micros(timer.now() - t0) / static_cast<double>(o.iters);
   }
 
-  void run(size_t calls, const void* in, void* out, size_t count, DataType type, ReduceOp op, Tally* tally) const {
+  void run(size_t calls, const void* in, void* out, size_t count, DataType type, ReduceOp op, Tally* tally,
+           std::string* algorithm = nullptr) const {
     if (o.blocking) {
       for (size_t i = 0; i < calls; ++i) {
         Work w = issue(in, out, count, type, op);
         w.wait();
         if (tally) tally->add(w);
+        if (algorithm && i + 1 == calls) *algorithm = w.algorithm();
       }
       return;
     }
@@ -108,6 +110,7 @@ struct Call {
     for (Work& w : works) w.wait();
     if (tally)
       for (const Work& w : works) tally->add(w);
+    if (algorithm && !works.empty()) *algorithm = works.back().algorithm();
   }
 
   // Wrong elements of this rank's part of the result of one call on fresh inputs.
@@ -356,10 +359,11 @@ int run(const Options& o, const std::vector<std::string>& args, int json_fd) {
         std::vector<double> mine(4, -1.0);
         fill_input(type, has_op(kCollective) ? std::optional(op) : std::nullopt, rank, in.data(), 0, count);
         std::memcpy(outbuf.data(), in.data(), count * es);
-        mine[0] = call.time(timer, in.data(), outbuf.data(), count, type, op);
+        std::string algorithm_oop, algorithm_ip;  // this rank's; rank 0 prints its own
+        mine[0] = call.time(timer, in.data(), outbuf.data(), count, type, op, nullptr, &algorithm_oop);
         if (o.check) mine[2] = static_cast<double>(call.check(in.data(), outbuf.data(), false, count, type, op));
         std::memcpy(outbuf.data(), in.data(), count * es);
-        mine[1] = call.time(timer, outbuf.data(), outbuf.data(), count, type, op);
+        mine[1] = call.time(timer, outbuf.data(), outbuf.data(), count, type, op, nullptr, &algorithm_ip);
         if (o.check) mine[3] = static_cast<double>(call.check(in.data(), outbuf.data(), true, count, type, op));
         own_wrong += static_cast<uint64_t>(std::max(0.0, mine[2]) + std::max(0.0, mine[3]));
 
@@ -386,6 +390,7 @@ int run(const Options& o, const std::vector<std::string>& args, int json_fd) {
         row.root = has_root(kCollective) ? o.root : -1;
         row.out_of_place = placement(kCollective, n, row.bytes, combine(o.average, t_oop), w_oop);
         row.in_place = placement(kCollective, n, row.bytes, combine(o.average, t_ip), w_ip);
+        row.out_of_place.algorithm = algorithm_oop, row.in_place.algorithm = algorithm_ip;
         if (printer && json_fd < 0) print_row(out, row);
         rows.push_back(row);
       }

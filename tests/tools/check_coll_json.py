@@ -156,6 +156,11 @@ def main():
                     fail(f"{w}.{p}: {pl['wrong']} wrong elements")
             elif pl.get("wrong", 0) is not None:
                 fail(f"{w}.{p}: wrong should be null without --check")
+            # What the timed calls ran: every plain row says (compressed rows may not).
+            if "algorithm" in pl or "compression" not in doc:
+                a = need(pl, "algorithm", str, f"{w}.{p}")
+                if not a or (coll != "allreduce" and "allreduce" in a):
+                    fail(f"{w}.{p}: algorithm {a!r} for {coll}")
             busbws.append(bus)
     avg = need(doc, "avg_busbw_gbs", num, "top")
     if not math.isclose(avg, sum(busbws) / len(busbws), rel_tol=1e-3, abs_tol=1e-6):

@@ -219,6 +219,7 @@ std::string to_json(const RunInfo& info, const std::vector<Row>& rows) {
            ", \"relerr\": " + num(w->relerr) +
            ", \"relerr_limit\": " + (w->relerr_limit < 0 ? std::string("null") : num(w->relerr_limit)) +
            ", \"compressed\": " + (w->compressed ? "true" : "false");
+    if (!p.algorithm.empty()) s += ", \"algorithm\": " + json_quote(p.algorithm);
     return s + "}";
   };
   j << "{\n"

@@ -40,6 +40,10 @@ struct Placement {
   int64_t wrong = -1;    // elements that differ from the reference, summed over ranks; -1: not checked
                          // (--compress: ranks whose result is not rank 0's bits or whose relerr fails)
   std::optional<Wire> wire;  // --compress only
+  // What the timed calls ran (Work::algorithm() of rank 0's last one: "ring_allreduce",
+  // "shared_memory_allreduce", ...), where --algo auto leaves the choice to the communicator;
+  // empty: not recorded (compressed rows).
+  std::string algorithm;
 };
 // algbw and busbw of `bytes` moved in `time_us` (0 when the time is not positive).
 Placement placement(Collective c, int nranks, size_t bytes, double time_us, int64_t wrong);
