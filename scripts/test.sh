@@ -61,19 +61,48 @@ junit_counts() {
     END { print n + 0, f + 0, s + 0 }' "$1"
 }
 
-# failed_names FILE... : "FILE-STEM: CLASS.NAME" of each failed test case in the JUnit files.
+# failed_names FILE... : "FILE-STEM: CLASS.NAME" of each failed test case in the JUnit files,
+# each followed by up to eight lines of its failure messages (indented), so that the summary,
+# which is what a CI log keeps, says what failed and why, not only where.
 failed_names() {
-  local file
-  for file in "$@"; do
-    [ -s "$file" ] || continue
-    awk -v stem="$(basename "$file" .xml)" '
-      function attr(key,   v) { if (!match($0, "[ \t]" key "=\"[^\"]*\"")) return ""
-        v = substr($0, RSTART + length(key) + 3, RLENGTH - length(key) - 4); return v }
-      /<testcase / { name = attr("name"); cls = attr("classname")
-        open_case = 1
-        if ($0 ~ /status="fail"/) { print stem ": " (cls != "" ? cls "." : "") name; open_case = 0 } }
-      /<failure/ && open_case { print stem ": " (cls != "" ? cls "." : "") name; open_case = 0 }' "$file"
-  done
+  python3 - "$@" <<'PY'
+import os, sys, xml.etree.ElementTree as ET
+for path in sys.argv[1:]:
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        continue
+    stem = os.path.basename(path)[:-4] if path.endswith(".xml") else os.path.basename(path)
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as e:
+        print(f"{stem}: (its result file does not parse: {e})")
+        continue
+    for case in root.iter("testcase"):
+        failures = case.findall("failure") + case.findall("error")
+        if not failures and case.get("status") != "fail":
+            continue
+        cls = case.get("classname") or ""
+        name = case.get('name') or ''
+        print(f"{stem}: {cls + '.' if cls and cls != name else ''}{name}")
+        lines = []
+        for f in failures:
+            text = f.get("message") or f.text or ""
+            lines += [l.strip() for l in text.splitlines() if l.strip()]
+        # ctest's results say only "Failed": take GoogleTest's failure lines from the output.
+        out = case.findtext("system-out") or ""
+        if len(lines) <= 1 and "Failure" in out:
+            got, keep = [], 0
+            for l in out.splitlines():
+                if l.endswith(": Failure") or l.endswith("] Failure"):
+                    keep = 4
+                if keep and l.strip():
+                    got.append(l.strip())
+                    keep -= 1
+            lines = got or lines
+        for l in lines[:8]:
+            print("  " + (l if len(l) <= 400 else l[:400] + " ..."))
+        if len(lines) > 8:
+            print(f"  ... ({len(lines) - 8} more lines in {os.path.basename(path)})")
+PY
 }
 
 # record STAGE FILE... : adds a stage's counts to the summary.
@@ -90,7 +119,9 @@ record() {
   local p=$((t - f - s))
   SUMMARY+=("$(printf '%-46s %4d passed, %d failed, %d skipped' "$stage:" "$p" "$f" "$s")")
   # Name the failed tests under the stage's line, so the summary alone says what to look at.
-  [ "$f" -eq 0 ] || while read -r line; do SUMMARY+=("    failed: $line"); done < <(failed_names "$@")
+  [ "$f" -eq 0 ] || while IFS= read -r line; do
+    case $line in "  "*) SUMMARY+=("          $line") ;; *) SUMMARY+=("    failed: $line") ;; esac
+  done < <(failed_names "$@")
   TOTAL_PASS=$((TOTAL_PASS + p)); TOTAL_FAIL=$((TOTAL_FAIL + f)); TOTAL_SKIP=$((TOTAL_SKIP + s))
   [ "$f" -eq 0 ] || STATUS=1
 }

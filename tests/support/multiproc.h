@@ -5,7 +5,8 @@
 //  - run with RDMACOLL_RANK/RDMACOLL_WORLD_SIZE/RDMACOLL_ADDR set (two guests, a cluster), this
 //    process is just that rank; every test gets its own port (RDMACOLL_ADDR's port + a hash of
 //    the test name), so consecutive tests never meet each other's store.
-// join() waits for the children with a deadline and reports their exit status.
+// join() waits for the children with a deadline and reports their exit status, with the
+// failure messages from a failed child's own XML report.
 #pragma once
 
 #include <sys/types.h>
@@ -27,6 +28,8 @@ class RankGroup {
   int rank() const { return world_.info.rank; }
   int world_size() const { return world_.info.world_size; }
   bool launched_externally() const { return external_; }
+  // A rank that a RankGroup's rank 0 spawned (local mode), as opposed to one a launcher started.
+  bool spawned_by_rank0() const { return spawned_; }
   bootstrap::Store& store() { return *world_.store; }
   // The connected world, for Transport::create(group.world()).
   bootstrap::World& world() { return world_; }
@@ -38,9 +41,11 @@ class RankGroup {
   void join();
 
  private:
-  bool external_ = false;
+  bool external_ = false, spawned_ = false;
   bootstrap::World world_;
   std::vector<pid_t> children_;
+  std::vector<std::string> reports_;  // each child's GoogleTest XML report (join reads it)
+  void remove_reports();
 };
 
 // The current test's "Suite.Name" (with the parameter suffix for parameterized tests).

@@ -1,3 +1,4 @@
+#include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -402,6 +403,37 @@ TEST(StoreMultiRank, ThreeProcessesExchangeTheirRanks) {
   EXPECT_EQ(str(all[1]), "11");
   EXPECT_EQ(str(all[2]), "22");
   group.join();
+}
+
+// A rank that fails reports its messages to rank 0's result, not only to the console: a result
+// file (and CI's summary of it) then says what failed there. Rank 2 fails on purpose with a
+// message that needs XML escaping; rank 0 expects exactly that failure from join().
+TEST(StoreMultiRank, AFailedRanksMessagesReachRankZerosReport) {
+  rdmacoll::testing::RankGroup group(3);
+  if (group.launched_externally() && !group.spawned_by_rank0()) {  // every rank is its own process with its own result
+    group.join();
+    GTEST_SKIP() << "ranks launched externally report for themselves";
+  }
+  if (group.rank() == 2) ADD_FAILURE() << "deliberate failure on rank 2: <a & \"b\">\nsecond line";
+  if (group.rank() == 0) {
+    EXPECT_NONFATAL_FAILURE(group.join(), "rank 2 failed: exit status 1; its failures:");
+  } else {
+    group.join();
+  }
+}
+
+TEST(StoreMultiRank, AFailedRanksReportIsUnescaped) {
+  rdmacoll::testing::RankGroup group(2);
+  if (group.launched_externally() && !group.spawned_by_rank0()) {
+    group.join();
+    GTEST_SKIP() << "ranks launched externally report for themselves";
+  }
+  if (group.rank() == 1) ADD_FAILURE() << "deliberate failure on rank 1: <a & \"b\">\nsecond line";
+  if (group.rank() == 0) {
+    EXPECT_NONFATAL_FAILURE(group.join(), "deliberate failure on rank 1: <a & \"b\">\nsecond line");
+  } else {
+    group.join();
+  }
 }
 
 }  // namespace
