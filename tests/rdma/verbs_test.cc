@@ -297,5 +297,62 @@ TEST(VerbsMultiRank, RnrRetryExceededFailsTheSendNamingThePeer) {
   group.join();
 }
 
+// The send bounce buffers are shared by all peers and bounded (RDMACOLL_IB_SEND_SLOTS): with
+// three of them, four ranks (two across two guests) each post 150 messages of assorted eager
+// sizes to every peer at once (450 sends against 3 slots), then one large message that goes by
+// rendezvous. Every send
+// must wait its turn for a slot, none may be lost or reordered, and every byte must arrive.
+TEST(VerbsMultiRank, SharedSendSlotsRunOutAndEveryMessageStillArrives) {
+  auto devs = ib::list_devices();
+  REQUIRE_DEVICE(devs);
+  ScopedEnv backend("RDMACOLL_TRANSPORT", "verbs"), slots("RDMACOLL_IB_SEND_SLOTS", "3");
+  // Four ranks here; as many as the launcher started elsewhere (two guests: one rank each).
+  const char* launched = std::getenv("RDMACOLL_WORLD_SIZE");
+  const int kRanks = launched ? std::atoi(launched) : 4;
+  constexpr int kMessages = 150;
+  testing::RankGroup group(kRanks);
+  const int me = group.rank();
+  auto t = transport::Transport::create(group.world());
+  const auto size_of = [](int i) { return static_cast<size_t>(1 + (i * 977) % 8000); };
+  const auto byte_of = [](int from, int to, int i, size_t k) {
+    return static_cast<uint8_t>((from * 31 + to * 17 + i * 7 + static_cast<int>(k)) & 0xff);
+  };
+  constexpr size_t kLarge = 1 << 20;
+  std::vector<std::vector<std::vector<uint8_t>>> out(kRanks), in(kRanks);
+  std::vector<transport::Request> sends, recvs;
+  for (int p = 0; p < kRanks; ++p) {
+    if (p == me) continue;
+    for (int i = 0; i <= kMessages; ++i) {
+      const size_t n = i == kMessages ? kLarge : size_of(i);
+      in[p].emplace_back(n, 0);
+      recvs.push_back(t->recv(p, 100 + static_cast<uint64_t>(i), in[p].back().data(), n));
+    }
+  }
+  bootstrap::barrier(group.store(), "slots/posted", me, kRanks, group.deadline());
+  for (int i = 0; i <= kMessages; ++i) {
+    for (int p = 0; p < kRanks; ++p) {
+      if (p == me) continue;
+      const size_t n = i == kMessages ? kLarge : size_of(i);
+      auto& buf = out[p].emplace_back(n);
+      for (size_t k = 0; k < n; ++k) buf[k] = byte_of(me, p, i, k);
+      sends.push_back(t->send(p, 100 + static_cast<uint64_t>(i), buf.data(), n));
+    }
+  }
+  for (auto& r : sends) r.wait(group.deadline());
+  for (auto& r : recvs) r.wait(group.deadline());
+  for (int p = 0; p < kRanks; ++p) {
+    if (p == me) continue;
+    for (int i = 0; i <= kMessages; ++i) {
+      const auto& buf = in[p][static_cast<size_t>(i)];
+      size_t wrong = 0;
+      for (size_t k = 0; k < buf.size(); ++k) wrong += buf[k] != byte_of(p, me, i, k);
+      ASSERT_EQ(wrong, 0u) << "message " << i << " from rank " << p << " (" << buf.size() << " bytes)";
+    }
+  }
+  bootstrap::barrier(group.store(), "slots/done", me, kRanks, group.deadline());
+  t.reset();
+  group.join();
+}
+
 }  // namespace
 }  // namespace rdmacoll

@@ -58,6 +58,9 @@ constexpr Spec kSpecs[] = {
     {"RDMACOLL_IB_EAGER", Type::Bytes, "8192",
      "Verbs: tagged messages up to this many bytes are copied through bounce buffers; larger ones use RDMA READ."},
     {"RDMACOLL_IB_CHUNK", Type::Bytes, "262144", "Verbs: largest single work request, in bytes (large transfers are split)."},
+    {"RDMACOLL_IB_SEND_SLOTS", Type::Int, "512",
+     "Verbs: bounce buffers (RDMACOLL_IB_EAGER bytes each) for outgoing messages, shared by all peers; at most 128 "
+     "per peer are used. Bounds the registered send memory at large rank counts; a send waits for a free one."},
     {"RDMACOLL_IB_MAX_INFLIGHT", Type::Bytes, "2097152",
      "Verbs: bytes in flight per queue pair; more waits (soft-RoCE drops packets under deep queues)."},
     {"RDMACOLL_MEMHOOKS", Type::Bool, "1",

@@ -85,6 +85,7 @@ VerbsTransport::VerbsTransport(bootstrap::World& world, const Options& options)
   ib_timeout_ = static_cast<int>(setting_bytes("RDMACOLL_IB_TIMEOUT", 0, 31));
   ib_retry_ = static_cast<int>(setting_bytes("RDMACOLL_IB_RETRY_CNT", 0, 7));
   ib_rnr_retry_ = static_cast<int>(setting_bytes("RDMACOLL_IB_RNR_RETRY", 0, 7));
+  const size_t send_slots_setting = setting_bytes("RDMACOLL_IB_SEND_SLOTS", 1, size_t{1} << 20);
   slot_size_ = sizeof(Header) + eager_limit_;
   recv_slots_per_peer_ = kRecvSlotsPerPeer;
 
@@ -115,12 +116,17 @@ VerbsTransport::VerbsTransport(bootstrap::World& world, const Options& options)
     m->mr = verbs::reg_mr(pd, addr, length, access_flags(access));
     return m;
   });
-  // Receive slots: kRecvSlotsPerPeer per peer; send slots: one per possible send WR.
+  // Receive slots: kRecvSlotsPerPeer per peer (each QP has its own receive queue). Send slots
+  // are shared by all peers: at most one per possible send WR (max_send_wr per peer), and no
+  // more than RDMACOLL_IB_SEND_SLOTS, so that the registered send memory stops growing with the
+  // rank count (128 slots of 8 KiB per peer would be 512 MiB at 512 ranks). A SEND that finds
+  // none free waits in its peer's queue until a completion returns one (slot_waiters_).
+  const size_t send_slots = std::min(n * caps_.max_send_wr, send_slots_setting);
   recv_pool_.resize(n * recv_slots_per_peer_ * slot_size_);
-  send_pool_.resize(n * caps_.max_send_wr * slot_size_);
+  send_pool_.resize(send_slots * slot_size_);
   recv_mr_ = verbs::reg_mr(pd_, recv_pool_.data(), recv_pool_.size(), IBV_ACCESS_LOCAL_WRITE);
   send_mr_ = verbs::reg_mr(pd_, send_pool_.data(), send_pool_.size(), 0);
-  for (size_t i = n * caps_.max_send_wr; i-- > 0;) free_send_slots_.push_back(i);
+  for (size_t i = send_slots; i-- > 0;) free_send_slots_.push_back(i);
   wrs_.reserve(n * caps_.max_send_wr);
   free_wrs_.reserve(n * caps_.max_send_wr);
   peers_.resize(n);
@@ -324,6 +330,11 @@ bool VerbsTransport::try_post(int p, PendingWr& w) {
   wr.num_sge = 1;
   wr.opcode = w.opcode;
   wr.send_flags = IBV_SEND_SIGNALED;
+  if (w.opcode == IBV_WR_SEND && free_send_slots_.empty()) {
+    // Every shared send slot is in flight: wait for a completion to return one.
+    if (!peer.waiting_for_slot) peer.waiting_for_slot = true, slot_waiters_.push_back(p);
+    return false;
+  }
   Wr rec = std::move(w.wr);
   rec.bytes = bytes;
   if (w.opcode == IBV_WR_SEND) {
@@ -345,7 +356,7 @@ bool VerbsTransport::try_post(int p, PendingWr& w) {
   int rc = ibv_post_send(peer.qp.get(), &wr, &bad);
   if (rc != 0) {
     Wr failed = take_wr(wr.wr_id);
-    if (w.opcode == IBV_WR_SEND) free_send_slots_.push_back(failed.slot);
+    if (w.opcode == IBV_WR_SEND) free_send_slots_.push_back(failed.slot), slot_freed_ = true;
     auto e = std::make_exception_ptr(
         TransportError("ibv_post_send(" + peer_str(p) + ") failed: " + std::strerror(rc > 0 ? rc : errno)));
     if (failed.op && failed.op->req->pending()) failed.op->req->fail(e);
@@ -653,6 +664,7 @@ bool VerbsTransport::progress() {
   int n = ibv_poll_cq(cq_.get(), 32, wcs);
   if (n < 0) throw TransportError("ibv_poll_cq(" + sel_.device + ") failed: " + std::to_string(n));
   for (int i = 0; i < n; ++i) on_completion(wcs[i]);
+  if (slot_freed_ && !slot_waiters_.empty()) drain_slot_waiters();
   return n > 0;
 }
 
@@ -692,7 +704,7 @@ void VerbsTransport::on_completion(const ibv_wc& wc) {
   Peer& p = peers_[static_cast<size_t>(w.peer)];
   p.wr_in_flight--;
   p.bytes_in_flight -= w.bytes;
-  if (w.kind == WrKind::SendSlot) free_send_slots_.push_back(w.slot);
+  if (w.kind == WrKind::SendSlot) free_send_slots_.push_back(w.slot), slot_freed_ = true;
   if (wc.status != IBV_WC_SUCCESS) {
     auto e = std::make_exception_ptr(TransportError(
         std::string("completion error: ") + ibv_wc_status_str(wc.status) + ", opcode " +
@@ -725,6 +737,16 @@ void VerbsTransport::on_completion(const ibv_wc& wc) {
     w.op->req->complete(w.op->length);
   }
   drain(w.peer);
+}
+
+void VerbsTransport::drain_slot_waiters() {
+  slot_freed_ = false;
+  while (!free_send_slots_.empty() && !slot_waiters_.empty()) {
+    const int p = slot_waiters_.front();
+    slot_waiters_.pop_front();
+    peers_[static_cast<size_t>(p)].waiting_for_slot = false;
+    drain(p);  // may put p back at the end when the slots run out again
+  }
 }
 
 void VerbsTransport::fail_peer(int peer, std::exception_ptr e) {

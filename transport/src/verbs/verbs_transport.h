@@ -131,6 +131,7 @@ class VerbsTransport final : public Transport {
     std::deque<uint32_t> notifications;     // immediates that arrived first
     std::exception_ptr failed;              // set once the QP is in error
     PeerCounters counters;
+    bool waiting_for_slot = false;          // in slot_waiters_
   };
 
   void connect(bootstrap::World& world);
@@ -138,6 +139,8 @@ class VerbsTransport final : public Transport {
   // Posts `w` at once when nothing waits before it and the bounds allow, else queues it.
   void enqueue(int peer, PendingWr&& w);
   void drain(int peer);
+  // Drains the peers whose queue waits for a shared send slot, while slots are free.
+  void drain_slot_waiters();
   // Posts one work request if the bounds allow; false if it must wait. On a post failure
   // the peer is failed (and true returned: `w` is consumed either way).
   bool try_post(int peer, PendingWr& w);
@@ -185,6 +188,8 @@ class VerbsTransport final : public Transport {
   std::vector<uint8_t> recv_pool_, send_pool_;
   verbs::MrPtr recv_mr_, send_mr_;
   std::vector<size_t> free_send_slots_;
+  std::deque<int> slot_waiters_;  // peers whose next SEND waits for a free send slot, in order
+  bool slot_freed_ = false;       // a slot came back since slot_waiters_ was last drained
   std::vector<Peer> peers_;
   std::unordered_map<uint32_t, int> qpn_to_peer_;
   std::map<uint64_t, std::shared_ptr<Op>> rendezvous_sends_;  // waiting for FIN, by id
