@@ -17,8 +17,8 @@
 # Open MPI keeps its default binding (a core per rank at 2 ranks, none at 4 when oversubscribed);
 # rdmacoll-run binds nothing. ob1 is also Open MPI's default here (Debian's
 # openmpi-mca-params.conf sets pml = ^ucx). On the host the runs alternate: for each size and
-# rank count, every implementation runs, then all again (three rounds; each point is the median
-# of its rounds), before the next point. Every run checks its result
+# rank count, every implementation runs, then all again (three rounds, seven at 8 bytes; each
+# point is the median of its rounds), before the next point. Every run checks its result
 # (-c 1). Keeps the tables, the goals, the command and every run's own output in
 # bench/results/allreduce_compare.txt.
 # usage: bench/allreduce_compare.sh [BUILD_DIR] [--quick] [--no-guest | --guest-only]
@@ -29,6 +29,9 @@
 #   RDMACOLL_ALLREDUCE_PERF=PATH  use another rdmacoll-allreduce-perf (default BUILD_DIR/tools/...)
 #   ALLREDUCE_COMPARE_OUT=FILE    write there instead of bench/results/allreduce_compare.txt
 #   ALLREDUCE_COMPARE_ROUNDS=N    alternating rounds per host point (default 3, 1 with --quick)
+#   ALLREDUCE_COMPARE_LAT_ROUNDS=N  rounds of the 8-byte points, host and guest (default 7 on the
+#                 host and 5 in the guest, 1 with --quick): their goals are ratios near their
+#                 limits, and 4 ranks over TCP moved 35-70 us between runs of one algorithm
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$ROOT/build QUICK="" HOST=1 GUEST=1
@@ -73,6 +76,13 @@ ROUNDS=3
 [ -n "$QUICK" ] && ROUNDS=1
 ROUNDS=${ALLREDUCE_COMPARE_ROUNDS:-$ROUNDS}
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ALLREDUCE_COMPARE_ROUNDS='$ROUNDS' is not a positive number"
+LAT_ROUNDS=7
+[ -n "$QUICK" ] && LAT_ROUNDS=1
+LAT_ROUNDS=${ALLREDUCE_COMPARE_LAT_ROUNDS:-$LAT_ROUNDS}
+[[ "$LAT_ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ALLREDUCE_COMPARE_LAT_ROUNDS='$LAT_ROUNDS' is not a positive number"
+GUEST_LAT_ROUNDS=5
+[ -n "$QUICK" ] && GUEST_LAT_ROUNDS=1
+GUEST_LAT_ROUNDS=${ALLREDUCE_COMPARE_LAT_ROUNDS:-$GUEST_LAT_ROUNDS}
 # /var/tmp, not /tmp: the guest writes its results here (--writable), and the harness's guest
 # covers /tmp with a tmpfs.
 runs=$(mktemp -d /var/tmp/allreduce_compare.XXXXXX) || exit 1
@@ -125,7 +135,9 @@ start=$(date +%s) load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 if [ -n "$HOST" ]; then
   for s in $SIZES; do
     for n in $RANKS; do
-      for round in $(seq 1 "$ROUNDS"); do
+      rounds=$ROUNDS
+      [ "$s" = 8 ] && rounds=$LAT_ROUNDS
+      for round in $(seq 1 "$rounds"); do
         for impl in $IMPLS; do run_one "$impl" "$n" "$s" "$round"; done
       done
     done
@@ -138,7 +150,7 @@ if [ -n "$GUEST" ]; then
   # One boot of 2 vCPUs for everything in the guest; it writes each run's output to $runs/guest.
   # Its progress lines are shown as they come; the whole console goes to the results file.
   "$HARNESS" --guests 1 --cpus 2 --timeout 900 --writable "$runs/guest" -- \
-    bash "$ROOT/bench/allreduce_guest.sh" "$BUILD" "$runs/guest" "$OURS" "$GUEST_SIZES" $QUICK 2>&1 | tee "$runs/guest.console" |
+    env LAT_ROUNDS="$GUEST_LAT_ROUNDS" bash "$ROOT/bench/allreduce_guest.sh" "$BUILD" "$runs/guest" "$OURS" "$GUEST_SIZES" $QUICK 2>&1 | tee "$runs/guest.console" |
     grep --line-buffered -E '^(M |allreduce_guest|rdmacoll-guest)' | sed -u 's/^/[guest] /' >&2
   guest_rc=${PIPESTATUS[0]}
   [ "$guest_rc" = 125 ] && echo "allreduce_compare.sh: the guest could not start (exit 125): no guest part" >&2
@@ -156,8 +168,8 @@ mkdir -p "$(dirname "$OUT")"
   echo "# on $(hostname), $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ); host part $((host_end - start)) s, guest part $((end - host_end)) s${guest_rc:+ (harness exit $guest_rc)}"
   echo "# load average (1, 5, 15 min) at the start: $load_start, at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "# float sum, -c 1; time per call is the average over ranks of each rank's mean; busbw = algbw * 2(n-1)/n."
-  echo "# host: $ROUNDS alternating rounds per point (every implementation, then again), each point the median of its"
-  echo "#   rounds; guest: 8 B in 3 rounds, larger sizes once."
+  echo "# host: $ROUNDS alternating rounds per point ($LAT_ROUNDS at 8 B; every implementation, then again), each point the"
+  echo "#   median of its rounds; guest: 8 B in $GUEST_LAT_ROUNDS rounds, larger sizes once."
   echo "# ours: rdmacoll-allreduce-perf -z 1 (blocking calls, as MPI_Allreduce and Gloo; its default algorithm choice) under rdmacoll-run, unbound."
   echo "#   shared memory: --transport ucx, UCX_TLS=sm,self; TCP: --transport ucx, UCX_TLS=tcp,self UCX_NET_DEVICES=lo."
   echo "# Open MPI $(mpirun --version 2>/dev/null | head -1 | awk '{print $NF}'): mpirun --mca pml ob1, its default binding (a core per rank"

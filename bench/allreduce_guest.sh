@@ -83,10 +83,11 @@ run_ib_write_bw() {  # SIZE
 say "$(nproc) vCPUs, $DEV, sizes $SIZES${QUICK:+ (quick)}"
 start=$SECONDS
 for s in $SIZES; do
-  # 8 bytes: three alternating rounds (the host reports each point's median); under TCG a
-  # single run of either side moved 1.5-2x between runs.
+  # 8 bytes: LAT_ROUNDS alternating rounds (default 5; the host reports each point's median);
+  # under TCG a single run of either side moved 1.5-2x between runs.
   rounds=1
-  [ "$s" -lt 65536 ] && [ -z "$QUICK" ] && rounds=3
+  [ "$s" -lt 65536 ] && rounds=${LAT_ROUNDS:-5}
+  [ -n "$QUICK" ] && rounds=1
   for round in $(seq 1 $rounds); do
     run_allreduce ours_verbs "$s" "$round"
     [ "$s" -ge 65536 ] && run_ib_write_bw "$s"

@@ -216,7 +216,7 @@ class Run:
     def __init__(self, directory):
         self.dir, self.failed = directory, []
         self.rss = {}  # (impl, ranks, size): {rank: KiB}, from the first round's run
-        self.rounds = 1  # the most runs any point had
+        self.rounds_at = {}  # size: the most runs any point of that size had
 
     def time_us(self, impl, ranks, size):
         """The median over the point's runs: IMPL.RANKS.SIZE.out and, from later alternating
@@ -224,8 +224,7 @@ class Run:
         base = os.path.join(self.dir, f"{impl}.{ranks}.{size}")
         paths = [base + ".out"] + sorted(glob.glob(glob.escape(base) + ".r*.out"))
         times = [t for t in (self._time_us(p, impl, ranks, size) for p in paths) if t is not None]
-        if len(paths) > 1:
-            self.rounds = max(self.rounds, len(paths))
+        self.rounds_at[size] = max(self.rounds_at.get(size, 1), len(paths))
         return statistics.median(times) if times else None
 
     def _time_us(self, path, impl, ranks, size):
@@ -310,8 +309,14 @@ class Goals:
         self.lines.append(f"{text}: {verdict}\n    {detail}")
 
 
-def _rounds(run):
-    return f"; each point the median of {run.rounds} alternating runs" if run.rounds > 1 else ""
+def _rounds(run, sizes):
+    """How many alternating runs the points of these sizes are the median of."""
+    got = sorted({run.rounds_at.get(s, 1) for s in sizes})
+    if got == [1]:
+        return ""
+    if len(got) == 1:
+        return f"; each point the median of {got[0]} alternating runs"
+    return f"; each point the median of {got[0]}-{got[-1]} alternating runs (by size: see the script's header)"
 
 
 def host_tables(run, sizes, ranks_list, goals):
@@ -329,7 +334,7 @@ def host_tables(run, sizes, ranks_list, goals):
             return None if t[impl, n, s] is None else busbw(s, n, t[impl, n, s])
 
         out += ["", f"## host, {title}: busbw in GB/s (1e9 B/s, out of place, from the mean time per call"
-                f"{_rounds(run)}); ratio = ours / theirs, higher is better"]
+                f"{_rounds(run, sizes)}); ratio = ours / theirs, higher is better"]
         head = f"{'bytes':>10} {'ranks':>5} {'ours':>10}" + "".join(f" {label:>12}" for _, label in peers)
         head += f" {'ours/MPI':>9}" + (f" {'ours/Gloo':>9}  best Gloo" if gloo else "")
         out.append(head)
@@ -344,7 +349,7 @@ def host_tables(run, sizes, ranks_list, goals):
                 out.append(line)
         if GOAL_LAT_SIZE in sizes:
             s = GOAL_LAT_SIZE
-            out += ["", f"## host, {title}: {s}-byte latency, us per call (out of place{_rounds(run)}); ratio = ours / theirs, "
+            out += ["", f"## host, {title}: {s}-byte latency, us per call (out of place{_rounds(run, [s])}); ratio = ours / theirs, "
                     "lower is better"]
             head = f"{'ranks':>5} {'ours':>10}" + "".join(f" {label:>12}" for _, label in peers)
             out.append(head + f" {'ours/MPI':>9}" + (f" {'ours/Gloo':>9}  best Gloo" if gloo else ""))
@@ -423,7 +428,7 @@ def guest_tables(run, sizes, goals):
         out.append(line)
     if GOAL_LAT_SIZE in sizes:
         s = GOAL_LAT_SIZE
-        out += ["", f"## one soft-RoCE guest, 2 ranks: {s}-byte latency, us per call (out of place{_rounds(run)}); "
+        out += ["", f"## one soft-RoCE guest, 2 ranks: {s}-byte latency, us per call (out of place{_rounds(run, [s])}); "
                 "ratio = ours / theirs, lower is better"]
         out.append(f"{'ours verbs':>11} {'MPI tcp':>10}" + "".join(f" {label:>10}" for _, label in gloo) +
                    f" {'ours/MPI':>9}" + "".join(f" {'ours/' + label:>15}" for _, label in gloo))

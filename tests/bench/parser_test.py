@@ -136,7 +136,9 @@ class Compare(unittest.TestCase):
         self.put("ours_tcp", 2, 8, 20.0, ours=True, round_=3)
         text, ok = P.compare(self.dir, [8, 4 << 20], [2, 4])
         self.assertTrue(ok, text)
-        self.assertIn("each point the median of 3 alternating runs", text)
+        self.assertIn("each point the median of 3 alternating runs", text)  # the 8 B latency table
+        # The busbw table holds 8 B (3 rounds) and 4 MiB (1): it says the range.
+        self.assertIn("each point the median of 1-3 alternating runs", text)
         self.assertIn("2r 1.82x", self.goal(text, "host TCP loopback: 8-byte latency at most 2x Open MPI"))
         with open(os.path.join(self.dir, "mpi_tcp.2.8.r2.out"), "w") as f:
             f.write("mpirun: a rank died\n")
