@@ -164,6 +164,25 @@ class Compare(unittest.TestCase):
         self.assertIn(": met\n", self.goal(text, "guest verbs: 2-rank busbw at 16 MiB"))
         self.assertIn("16 MiB vs 16 MiB 0.800x", text)
         self.assertIn("0.400x", self.goal(text, "guest: 8-byte allreduce latency"))
+        # Rounds at 16 MiB: ours 0.5 s, 1.0 s, 0.4 s (median 0.5 s); ib_write_bw 40, 20, 60 MiB/s
+        # (median 40): still 0.800x, and a failed ib_write_bw round is named and left out.
+        self.put("ours_verbs", 2, big, 1e6, ours=True, where=g, round_=2)
+        self.put("ours_verbs", 2, big, 4e5, ours=True, where=g, round_=3)
+        for k, avg in ((2, "20.00"), (3, "60.00")):
+            with open(os.path.join(g, f"ib_write_bw.{big}.r{k}.out"), "w") as f:
+                f.write(PERFTEST.format(size=big, avg=avg))
+        text, ok = P.compare(self.dir, [], [], g, [8, big])
+        self.assertTrue(ok, text)
+        self.assertIn("16 MiB vs 16 MiB 0.800x", text)
+        self.assertIn("ib_write_bw: its BW average on rxe0 in GB/s; each point the median of 3 alternating runs", text)
+        with open(os.path.join(g, f"ib_write_bw.{big}.r3.out"), "w") as f:
+            f.write("ib_write_bw: couldn't connect\n")
+        text, ok = P.compare(self.dir, [], [], g, [8, big])
+        self.assertFalse(ok)
+        self.assertIn(f"ib_write_bw {big} B (round 3): no result row", text)
+        for k in (2, 3):
+            os.remove(os.path.join(g, f"ib_write_bw.{big}.r{k}.out"))
+            os.remove(os.path.join(g, f"ours_verbs.2.{big}.r{k}.out"))
         # Without a 16 MiB ib_write_bw, its largest size below is the reference.
         os.rename(os.path.join(g, f"ib_write_bw.{big}.out"), os.path.join(g, "ib_write_bw.1048576.out"))
         with open(os.path.join(g, "ib_write_bw.1048576.out"), "w") as f:
